@@ -1,0 +1,1 @@
+"""The kernel's own drivers, published through entry points exactly like a plugin's."""

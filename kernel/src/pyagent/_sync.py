@@ -1,0 +1,37 @@
+"""Helpers the seed's one-call APIs use to work from sync code and inside a running loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def in_event_loop() -> bool:
+    """True when called from inside a running event loop (asyncio or trio)."""
+    try:
+        asyncio.get_running_loop()
+        return True
+    except RuntimeError:
+        pass
+    try:
+        import sniffio
+
+        sniffio.current_async_library()
+        return True
+    except Exception:
+        return False
+
+
+def run_or_await(fn: Callable[[], Awaitable[T]]) -> Any:
+    """Return ``fn()``'s awaitable inside a running loop; from sync code, run it and return the result."""
+    if in_event_loop():
+        return fn()
+    import anyio
+
+    async def go() -> T:
+        return await fn()
+
+    return anyio.run(go)

@@ -1,0 +1,266 @@
+"""Agents: anything with a name, a description and ``async run(input, ctx)``.
+
+``agent(...)`` builds the two kinds the kernel knows: function agents (a sync or async
+callable) and instruction agents (text instructions answered by a language model that a
+model plugin provides).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, overload, runtime_checkable
+
+from .context import RunContext
+from .errors import ConfigurationError, ModelNotConfiguredError
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """The agent protocol every pattern calls."""
+
+    name: str
+    description: str
+
+    async def run(self, input: Any, ctx: RunContext) -> Any: ...
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A language model: takes chat messages, returns the reply text."""
+
+    name: str
+
+    async def complete(self, messages: list[dict[str, str]]) -> str: ...
+
+
+def _wants_context(fn: Callable[..., Any]) -> bool:
+    """True when ``fn`` declares ``ctx``/``context`` or a second positional parameter without default.
+
+    A defaulted second parameter (``lambda x, n=n: ...``, the loop-binding idiom) is left alone.
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.name in ("ctx", "context") for p in params):
+        return True
+    positional = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(positional) >= 2 and positional[1].default is inspect.Parameter.empty
+
+
+def _callable_name(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    return "agent" if name == "<lambda>" else name
+
+
+class FunctionAgent:
+    """An agent backed by a Python callable."""
+
+    __slots__ = ("_call", "description", "fn", "is_async", "name", "thread", "wants_context")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        thread: bool = False,
+    ) -> None:
+        if not callable(fn):
+            raise ConfigurationError(
+                f"agent(...) needs a callable or instruction text, got {type(fn).__name__}: "
+                "pass a function, e.g. agent(my_function, name='researcher')"
+            )
+        self.fn = fn
+        self.name = name or _callable_name(fn)
+        self.description = description if description is not None else (inspect.getdoc(fn) or "")
+        self.thread = thread
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
+        )
+        self.wants_context = _wants_context(fn)
+
+    async def run(self, input: Any, ctx: RunContext) -> Any:
+        fn = self.fn
+        if self.is_async:
+            if self.wants_context:
+                return await fn(input, ctx)
+            return await fn(input)
+        if self.thread:
+            import anyio.to_thread
+
+            if self.wants_context:
+                return await anyio.to_thread.run_sync(fn, input, ctx)
+            return await anyio.to_thread.run_sync(fn, input)
+        result = fn(input, ctx) if self.wants_context else fn(input)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+
+    def __call__(self, input: Any, ctx: RunContext | None = None) -> Any:
+        """Call the wrapped function directly, as if it were not decorated."""
+        if self.wants_context:
+            return self.fn(input, ctx if ctx is not None else RunContext())
+        return self.fn(input)
+
+    def __repr__(self) -> str:
+        return f"FunctionAgent(name={self.name!r})"
+
+
+def render_input(value: Any) -> str:
+    """Render an agent input as prompt text."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "\n".join(f"{k}: {render_input(v)}" for k, v in value.items())
+    return str(value)
+
+
+def render_prompt(input: Any, ctx: RunContext) -> str:
+    """Render the input and the run context into the user prompt of an instruction agent."""
+    parts = [render_input(input)] if input is not None else []
+    if ctx.task is not None and ctx.task.description:
+        parts.append(f"Task: {ctx.task.name}: {ctx.task.description}")
+    if ctx.phase:
+        parts.append(f"Phase: {ctx.phase}")
+    if ctx.step:
+        parts.append(f"Current step: {ctx.step}")
+    if ctx.results:
+        lines = [f"- {name}: {render_input(out)}" for name, out in ctx.results.items()]
+        parts.append("Results so far:\n" + "\n".join(lines))
+    if ctx.transcript:
+        lines = [f"- {m.agent} (round {m.round}): {render_input(m.content)}" for m in ctx.transcript]
+        parts.append("Transcript:\n" + "\n".join(lines))
+    if ctx.error is not None:
+        parts.append(f"The previous agent failed with: {type(ctx.error).__name__}: {ctx.error}")
+        if ctx.partial_output is not None:
+            parts.append(f"Its partial output: {render_input(ctx.partial_output)}")
+    return "\n\n".join(p for p in parts if p)
+
+
+def _slug(text: str, words: int = 4) -> str:
+    tokens = re.findall(r"[a-z0-9]+", text.lower())
+    return "-".join(tokens[:words]) or "agent"
+
+
+class InstructionAgent:
+    """An agent whose behaviour is text instructions answered by a language model.
+
+    The instructions double as its description for routing. The model is resolved when the
+    agent first runs, so building one never needs a model plugin.
+    """
+
+    def __init__(
+        self,
+        instructions: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        model: str | Model | None = None,
+    ) -> None:
+        if not instructions.strip():
+            raise ConfigurationError("agent(...) instructions are empty: describe what the agent does")
+        self.instructions = instructions
+        self.name = name or _slug(instructions)
+        self.description = description if description is not None else instructions
+        self.model = model
+        self._resolved: Model | None = model if (model is not None and not isinstance(model, str)) else None
+
+    def resolve_model(self) -> Model:
+        if self._resolved is None:
+            from .plugins import get_runtime
+
+            self._resolved = get_runtime().resolve_model(self.model, agent_name=self.name)
+        return self._resolved
+
+    async def run(self, input: Any, ctx: RunContext) -> Any:
+        model = self.resolve_model()
+        messages = [
+            {"role": "system", "content": self.instructions},
+            {"role": "user", "content": render_prompt(input, ctx)},
+        ]
+        return await model.complete(messages)
+
+    def __repr__(self) -> str:
+        return f"InstructionAgent(name={self.name!r})"
+
+
+AgentLike = Agent | Callable[..., Any]
+
+
+@overload
+def agent(
+    fn_or_instructions: str,
+    *,
+    name: str | None = ...,
+    description: str | None = ...,
+    model: str | Model | None = ...,
+) -> InstructionAgent: ...
+@overload
+def agent(
+    fn_or_instructions: Callable[..., Any],
+    *,
+    name: str | None = ...,
+    description: str | None = ...,
+    thread: bool = ...,
+) -> FunctionAgent: ...
+@overload
+def agent(
+    fn_or_instructions: None = ...,
+    *,
+    name: str | None = ...,
+    description: str | None = ...,
+    thread: bool = ...,
+) -> Callable[[Callable[..., Any]], FunctionAgent]: ...
+def agent(
+    fn_or_instructions: Any = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    model: str | Model | None = None,
+    thread: bool = False,
+) -> Any:
+    """Build an agent from a function or from instructions; bare ``@agent(...)`` decorates.
+
+    ``thread=True`` runs a blocking sync function in a worker thread.
+    """
+    if fn_or_instructions is None:
+
+        def decorate(fn: Callable[..., Any]) -> FunctionAgent:
+            return FunctionAgent(fn, name=name, description=description, thread=thread)
+
+        return decorate
+    if isinstance(fn_or_instructions, str):
+        return InstructionAgent(fn_or_instructions, name=name, description=description, model=model)
+    if model is not None:
+        raise ConfigurationError("model= applies to instruction agents only; a function agent is its own model")
+    return FunctionAgent(fn_or_instructions, name=name, description=description, thread=thread)
+
+
+def as_agent(value: Any, *, what: str = "agent") -> Agent:
+    """Return ``value`` as an agent: agents pass through, callables are wrapped, anything else is an error."""
+    if isinstance(value, (FunctionAgent, InstructionAgent)):
+        return value
+    if hasattr(value, "run") and hasattr(value, "name") and inspect.iscoroutinefunction(value.run):
+        if not hasattr(value, "description"):
+            value.description = ""
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        return InstructionAgent(value)
+    if callable(value):
+        return FunctionAgent(value)
+    raise ConfigurationError(
+        f"{what} must be an agent or a callable, got {type(value).__name__} ({value!r}): "
+        "use pyagent.agent(my_function) or pyagent.agent('instructions')"
+    )
+
+
+AsyncAgentFn = Callable[[Any, RunContext], Awaitable[Any]]

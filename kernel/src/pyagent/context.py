@@ -1,0 +1,121 @@
+"""The run context handed to agents, and transcript messages.
+
+Plain slotted classes rather than pydantic models: one context is built per task attempt,
+so it sits on the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .tasks import Task
+    from .workflow import Workflow
+
+
+class Message:
+    """One entry of a transcript: who said it, what, and in which round."""
+
+    __slots__ = ("agent", "content", "metadata", "role", "round", "timestamp")
+
+    def __init__(
+        self,
+        agent: str,
+        content: Any,
+        round: int = 0,
+        role: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.content = content
+        self.round = round
+        self.role = role
+        self.metadata = metadata or {}
+        self.timestamp = time.time()
+
+    def __repr__(self) -> str:
+        return f"Message(agent={self.agent!r}, round={self.round}, content={self.content!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return (self.agent, self.content, self.round, self.role) == (
+            other.agent,
+            other.content,
+            other.round,
+            other.role,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent,
+            "content": self.content,
+            "round": self.round,
+            "role": self.role,
+            "metadata": self.metadata,
+            "timestamp": self.timestamp,
+        }
+
+
+class RunContext:
+    """Structured access to the run for code agents; LLM agents get the same rendered as text.
+
+    ``results`` holds the outputs so far by task name, ``result`` the previous output,
+    ``state`` a dict shared by every task of the run, ``transcript`` the messages of a
+    multi-agent pattern, ``phase`` which phase of a multi-phase pattern is running.
+    """
+
+    __slots__ = (
+        "attempt",
+        "error",
+        "extra",
+        "partial_output",
+        "phase",
+        "result",
+        "results",
+        "round",
+        "run_id",
+        "state",
+        "step",
+        "task",
+        "transcript",
+        "workflow",
+    )
+
+    def __init__(
+        self,
+        *,
+        workflow: Workflow | None = None,
+        task: Task | None = None,
+        results: dict[str, Any] | None = None,
+        result: Any = None,
+        state: dict[str, Any] | None = None,
+        transcript: list[Message] | None = None,
+        round: int = 0,
+        attempt: int = 1,
+        run_id: str = "",
+        phase: str | None = None,
+        step: str | None = None,
+        error: BaseException | None = None,
+        partial_output: Any = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.task = task
+        self.results = results if results is not None else {}
+        self.result = result
+        self.state = state if state is not None else {}
+        self.transcript = transcript if transcript is not None else []
+        self.round = round
+        self.attempt = attempt
+        self.run_id = run_id
+        self.phase = phase
+        self.step = step
+        self.error = error
+        self.partial_output = partial_output
+        self.extra = extra if extra is not None else {}
+
+    def __repr__(self) -> str:
+        task = self.task.name if self.task is not None else None
+        return f"RunContext(run_id={self.run_id!r}, task={task!r}, phase={self.phase!r}, round={self.round})"

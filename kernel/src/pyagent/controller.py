@@ -1,0 +1,114 @@
+"""The Orchestrator: a registry of workflows, their monitors, triggers and history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .results import TaskResult, WorkflowResult
+    from .workflow import Workflow
+
+
+def _listener(monitor: Any) -> Callable[[Any], Any]:
+    on_event = getattr(monitor, "on_event", None)
+    if callable(on_event):
+        return on_event  # type: ignore[no-any-return]
+    if callable(monitor):
+        return monitor  # type: ignore[no-any-return]
+    raise ConfigurationError(
+        f"monitor {monitor!r} has no on_event(event) method and is not callable: "
+        "pass a monitor object (ConsoleMonitor(), ...) or a function taking one event"
+    )
+
+
+class Orchestrator:
+    """Manages workflows: runs them by name, delivers their events to monitors, starts triggers."""
+
+    def __init__(self, *, monitors: Iterable[Any] = ()) -> None:
+        self.workflows: dict[str, Workflow] = {}
+        self.monitors: list[Any] = []
+        self.triggers: list[Any] = []
+        self._listeners: list[Callable[[Any], Any]] = []
+        self.set_monitors(list(monitors))
+
+    # -- workflows -------------------------------------------------------------------------
+
+    def add_workflow(self, workflow: Workflow) -> Workflow:
+        """Register a workflow under its name; a second workflow with the same name is an error."""
+        from .workflow import Workflow
+
+        if not isinstance(workflow, Workflow):
+            raise ConfigurationError(f"add_workflow() takes a Workflow, got {type(workflow).__name__}")
+        existing = self.workflows.get(workflow.name)
+        if existing is not None and existing is not workflow:
+            raise ConfigurationError(
+                f"a different workflow named {workflow.name!r} is already added: names must be unique"
+            )
+        self.workflows[workflow.name] = workflow
+        return workflow
+
+    def get_workflow(self, name: str | Workflow) -> Workflow:
+        from .workflow import Workflow
+
+        if isinstance(name, Workflow):
+            return name
+        try:
+            return self.workflows[name]
+        except KeyError:
+            have = ", ".join(sorted(self.workflows)) or "none"
+            raise ConfigurationError(
+                f"no workflow named {name!r}: add it with orchestrator.add_workflow(...) (added: {have})"
+            ) from None
+
+    async def run_workflow(
+        self,
+        workflow: str | Workflow,
+        input: Any = None,
+        *,
+        on_task_complete: Callable[[TaskResult], Any] | None = None,
+        on_event: Callable[[Any], Any] | None = None,
+        run_id: str | None = None,
+    ) -> WorkflowResult:
+        """Run a workflow by name (or object); ``on_task_complete(task_result)`` is called per completed task."""
+        from .runner import run_workflow
+
+        wf = self.get_workflow(workflow)
+        return await run_workflow(wf, input, on_task_complete=on_task_complete, on_event=on_event,
+                                  listeners=self._listeners, run_id=run_id)
+
+    # -- monitors --------------------------------------------------------------------------
+
+    def set_monitors(self, monitors: list[Any]) -> None:
+        """Replace the monitors that receive every event of this orchestrator's runs."""
+        listeners = [_listener(m) for m in monitors]
+        self.monitors = list(monitors)
+        self._listeners = listeners
+
+    def add_monitor(self, monitor: Any) -> None:
+        self._listeners.append(_listener(monitor))
+        self.monitors.append(monitor)
+
+    # -- triggers --------------------------------------------------------------------------
+
+    def schedule(self, workflow: str | Workflow, cron: str, **options: Any) -> Any:
+        """Run ``workflow`` on a cron schedule (needs the cron trigger plugin)."""
+        return self._add_trigger("cron", workflow, cron=cron, **options)
+
+    def on_webhook(self, path: str, workflow: str | Workflow, **options: Any) -> Any:
+        """Run ``workflow`` when an HTTP POST reaches ``path`` (needs the webhook trigger plugin)."""
+        return self._add_trigger("webhook", workflow, path=path, **options)
+
+    def _add_trigger(self, kind: str, workflow: str | Workflow, **options: Any) -> Any:
+        from .plugins import get_runtime
+        from .workflow import Workflow
+
+        factory = get_runtime().lookup("trigger", kind)
+        if isinstance(workflow, Workflow):
+            self.add_workflow(workflow)
+        wf = self.get_workflow(workflow)
+        trigger = factory(self, wf, **options)
+        self.triggers.append(trigger)
+        return trigger

@@ -1,0 +1,415 @@
+"""The run engine: runs one task with its policies and emits events; patterns decide the order.
+
+A pattern plugin receives a :class:`WorkflowRun` and calls ``run.run_step(step, input)``
+for each step it schedules. ``run_step`` returns the step's :class:`TaskResult`, or raises
+:class:`TaskFailedError` when the step failed for good (after retries and fallback) and does
+not say ``continue_on_error``; the pattern lets that propagate to fail the run, or catches
+it to collect partial results.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from . import events as ev
+from .concurrency import first_error
+from .context import Message, RunContext
+from .errors import ConfigurationError, TaskFailedError
+from .events import Event
+from .results import Attempt, TaskResult, WorkflowResult
+from .tasks import ConditionalTask, Task, TaskStatus
+
+if TYPE_CHECKING:
+    from .plugins import Runtime
+    from .workflow import Workflow
+
+log = logging.getLogger("pyagent.engine")
+
+_COMPLETED = TaskStatus.COMPLETED
+_RUNNING = TaskStatus.RUNNING
+
+Listener = Callable[[Event], Any]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+class WorkflowRun:
+    """One run of a workflow: its results so far, shared state and transcript, and its events."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        runtime: Runtime,
+        input: Any = None,
+        run_id: str | None = None,
+        listeners: Iterable[Listener] = (),
+        on_task_complete: Callable[[TaskResult], Any] | None = None,
+        executor: Any = None,
+        resumed: dict[str, TaskResult] | None = None,
+    ) -> None:
+        self.workflow = workflow
+        self.runtime = runtime
+        self.input = input
+        self.run_id = run_id or new_run_id()
+        self.results: dict[str, Any] = {}
+        self.records: dict[str, TaskResult] = {}
+        self.state: dict[str, Any] = {}
+        self.transcript: list[Message] = []
+        self.status = TaskStatus.PENDING
+        self.current_task: str | None = None
+        self.started_at = time.time()
+        self.finished_at: float | None = None
+        self.errors: dict[str, str] = {}
+        self._listeners = list(listeners)
+        self._on_task_complete = on_task_complete
+        self._emitting = bool(self._listeners) or on_task_complete is not None
+        self._invoke = executor.call
+        self._resumed = resumed or {}
+        self._cancelled_exc = anyio.get_cancelled_exc_class()
+        self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []
+
+    # -- events --------------------------------------------------------------------------
+
+    def emit(self, kind: str, task: str | None = None, status: str | None = None, **data: Any) -> None:
+        """Deliver an event to every listener; a listener that raises is logged and skipped."""
+        if not self._listeners:
+            return
+        event = Event(kind, workflow=self.workflow.name, run_id=self.run_id, task=task,
+                      status=status, data=data)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception as exc:
+                self.runtime.monitor_errors += 1
+                log.warning("monitor %r failed on %s: %s", listener, kind, exc)
+
+    def _task_done(self, rec: TaskResult, kind: str) -> None:
+        if self._listeners:
+            self.emit(kind, rec.name, rec.status.value, output=rec.output, error=rec.error_message,
+                      duration=rec.duration, attempts=len(rec.attempts))
+        if self._on_task_complete is not None and rec.status is _COMPLETED:
+            try:
+                self._on_task_complete(rec)
+            except Exception as exc:
+                self.runtime.monitor_errors += 1
+                log.warning("on_task_complete callback failed for %s: %s", rec.name, exc)
+
+    # -- steps ---------------------------------------------------------------------------
+
+    async def run_step(self, step: Task | ConditionalTask, input: Any, *, previous: Any = None) -> TaskResult:
+        """Run a task, or evaluate a conditional and run the branch it picks (the other is SKIPPED).
+
+        ``previous`` is what ``ctx.result`` shows; it defaults to ``input``.
+        """
+        if type(step) is Task:
+            return await self.run_task(step, input, previous=previous)
+        if isinstance(step, ConditionalTask):
+            return await self._run_conditional(step, input, previous)
+        if isinstance(step, Task):
+            return await self.run_task(step, input, previous=previous)
+        raise ConfigurationError(f"step {step!r} is not a Task or ConditionalTask")
+
+    async def _run_conditional(self, step: ConditionalTask, input: Any, previous: Any) -> TaskResult:
+        ctx = self.context(None, result=input if previous is None else previous)
+        try:
+            verdict = step.condition(ctx)
+            if hasattr(verdict, "__await__"):
+                verdict = await verdict
+        except Exception as exc:
+            rec = self._record(step.name, "condition")
+            rec.status = TaskStatus.FAILED
+            rec.error = exc
+            rec.finished_at = time.time()
+            self._task_done(rec, ev.TASK_FAILED)
+            err = TaskFailedError(step.name, exc)
+            self.errors[step.name] = str(err)
+            if step.continue_on_error:
+                return rec
+            raise err from exc
+        chosen, other = (step.if_true, step.if_false) if verdict else (step.if_false, step.if_true)
+        if other is not None:
+            self.skip(other, f"condition of {step.name!r} was {bool(verdict)}")
+        if chosen is None:
+            rec = self._record(step.name, "condition")
+            self.skip_record(rec, f"condition was {bool(verdict)} and that branch is empty")
+            return rec
+        return await self.run_task(chosen, input, previous=previous)
+
+    def _record(self, name: str, agent: str) -> TaskResult:
+        rec = TaskResult(name, _RUNNING, agent)
+        rec.started_at = time.time()
+        self.records[name] = rec
+        return rec
+
+    def skip(self, step: Task | ConditionalTask, reason: str) -> TaskResult:
+        """Mark a task (and a conditional's branches) SKIPPED without running it."""
+        names = [step.name] if isinstance(step, Task) else [step.name, *(b.name for b in step.branches)]
+        rec = TaskResult(names[0], TaskStatus.SKIPPED)
+        for name in names:
+            r = TaskResult(name, TaskStatus.SKIPPED)
+            r.reason = reason
+            self.records[name] = r
+            if name == names[0]:
+                rec = r
+            self._task_done(r, ev.TASK_SKIPPED)
+        return rec
+
+    def skip_record(self, rec: TaskResult, reason: str) -> None:
+        rec.status = TaskStatus.SKIPPED
+        rec.reason = reason
+        rec.finished_at = time.time()
+        self._task_done(rec, ev.TASK_SKIPPED)
+
+    def context(self, task: Task | None, *, result: Any = None, **fields: Any) -> RunContext:
+        """A run context for ``task`` sharing this run's results, state and transcript."""
+        return RunContext(workflow=self.workflow, task=task, results=self.results, result=result,
+                          state=self.state, transcript=self.transcript, run_id=self.run_id, **fields)
+
+    async def run_task(self, task: Task, input: Any, *, previous: Any = None) -> TaskResult:
+        """Run one task with its timeout, retries and fallback; record and announce every transition."""
+        name = task.name
+        if self._resumed:
+            done = self._resumed.get(name)
+            if done is not None and done.status is _COMPLETED:
+                return self._reuse(done)
+        agent = task.agent
+        rec = TaskResult(name, _RUNNING, agent.name)
+        rec.started_at = time.time()
+        self.records[name] = rec
+        self.current_task = name
+        if self._listeners:
+            self.emit(ev.TASK_STARTED, name, "running", input=input)
+        ctx = RunContext(workflow=self.workflow, task=task, results=self.results,
+                         result=input if previous is None else previous, state=self.state,
+                         transcript=self.transcript, run_id=self.run_id)
+        try:
+            if task.retry_config is None and task.timeout is None:
+                att = Attempt(1, agent.name, rec.started_at)
+                rec.attempts.append(att)
+                try:
+                    output = await self._invoke(agent, input, ctx)
+                except Exception as exc:
+                    att.error = f"{type(exc).__name__}: {exc}"
+                    att.finished_at = time.time()
+                    raise
+            else:
+                output = await self._with_policies(task, agent, input, ctx, rec)
+        except self._cancelled_exc:
+            rec.status = TaskStatus.CANCELLED
+            rec.finished_at = time.time()
+            self._task_done(rec, ev.TASK_CANCELLED)
+            raise
+        except Exception as exc:
+            if task.fallback_agent is not None:
+                return await self._fallback(task, input, ctx, rec, exc)
+            return self._fail(task, rec, exc)
+        rec.output = output
+        rec.status = _COMPLETED
+        rec.finished_at = time.time()
+        self.results[name] = output
+        self._task_done(rec, ev.TASK_COMPLETED)
+        if self.after_task:
+            await self._after(rec)
+        return rec
+
+    def _reuse(self, done: TaskResult) -> TaskResult:
+        rec = TaskResult(done.name, _COMPLETED, done.agent)
+        rec.output = done.output
+        rec.started_at, rec.finished_at = done.started_at, done.finished_at
+        rec.attempts = list(done.attempts)
+        rec.reused = True
+        self.records[done.name] = rec
+        self.results[done.name] = done.output
+        self.emit(ev.TASK_REUSED, done.name, "completed", output=done.output)
+        return rec
+
+    def _fail(self, task: Task, rec: TaskResult, exc: BaseException) -> TaskResult:
+        rec.status = TaskStatus.FAILED
+        rec.error = exc
+        rec.finished_at = time.time()
+        err = TaskFailedError(task.name, exc)
+        self.errors[task.name] = str(err)
+        self._task_done(rec, ev.TASK_FAILED)
+        if task.continue_on_error:
+            return rec
+        raise err from exc
+
+    async def _call_once(self, task: Task, agent: Any, input: Any, ctx: RunContext) -> Any:
+        if task.timeout is None:
+            return await self._invoke(agent, input, ctx)
+        try:
+            with anyio.fail_after(task.timeout):
+                return await self._invoke(agent, input, ctx)
+        except TimeoutError:
+            raise TimeoutError(
+                f"task '{task.name}' ({agent.name}) timed out after {task.timeout:g}s"
+            ) from None
+
+    async def _with_policies(self, task: Task, agent: Any, input: Any, ctx: RunContext,
+                             rec: TaskResult) -> Any:
+        cfg = task.retry_config
+        if cfg is None:
+            return await self._attempt(task, agent, input, ctx, rec, 1)
+        import tenacity
+
+        clock = self.runtime.clock
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0.0
+            self.emit(ev.TASK_RETRYING, task.name, "running", attempt=state.attempt_number,
+                      error=f"{type(exc).__name__}: {exc}", delay=delay)
+
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(cfg.max_retries + 1),
+            wait=cfg.wait_strategy(),
+            retry=tenacity.retry_if_exception_type(cfg.retry_on),
+            sleep=clock.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt(task, agent, input, ctx, rec,
+                                           attempt.retry_state.attempt_number)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _attempt(self, task: Task, agent: Any, input: Any, ctx: RunContext, rec: TaskResult,
+                       number: int) -> Any:
+        ctx.attempt = number
+        att = Attempt(number, agent.name, time.time())
+        rec.attempts.append(att)
+        try:
+            out = await self._call_once(task, agent, input, ctx)
+        except Exception as exc:
+            att.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            att.finished_at = time.time()
+        return out
+
+    async def _fallback(self, task: Task, input: Any, ctx: RunContext, rec: TaskResult,
+                        primary: BaseException) -> TaskResult:
+        fallback = task.fallback_agent
+        strategy = task.fallback_strategy
+        partial = getattr(primary, "partial_output", None)
+        rec.fallback_strategy = strategy
+        rec.primary_error = f"{type(primary).__name__}: {primary}"
+        rec.primary_output = partial
+        rec.agent = fallback.name
+        self.emit(ev.TASK_FALLBACK, task.name, "running", strategy=strategy,
+                  error=rec.primary_error, fallback=fallback.name)
+        fctx = RunContext(workflow=self.workflow, task=task, results=self.results, result=ctx.result,
+                          state=self.state, transcript=self.transcript, run_id=self.run_id,
+                          attempt=len(rec.attempts) + 1,
+                          error=primary if strategy == "supplement" else None,
+                          partial_output=partial if strategy == "supplement" else None)
+        att = Attempt(len(rec.attempts) + 1, fallback.name, time.time())
+        rec.attempts.append(att)
+        try:
+            output = await self._call_once(task, fallback, input, fctx)
+        except self._cancelled_exc:
+            rec.status = TaskStatus.CANCELLED
+            rec.finished_at = att.finished_at = time.time()
+            self._task_done(rec, ev.TASK_CANCELLED)
+            raise
+        except Exception as exc:
+            att.error = f"{type(exc).__name__}: {exc}"
+            att.finished_at = time.time()
+            exc.__context__ = primary
+            return self._fail(task, rec, exc)
+        att.finished_at = time.time()
+        rec.output = output
+        rec.status = _COMPLETED
+        rec.finished_at = att.finished_at
+        self.results[task.name] = output
+        self._task_done(rec, ev.TASK_COMPLETED)
+        if self.after_task:
+            await self._after(rec)
+        return rec
+
+    async def _after(self, rec: TaskResult) -> None:
+        for fn in self.after_task:
+            out = fn(self, rec)
+            if hasattr(out, "__await__"):
+                await out
+
+    # -- outcome -------------------------------------------------------------------------
+
+    def result(self, output: Any, status: TaskStatus, exc: BaseException | None = None) -> WorkflowResult:
+        outputs = {n: r.output for n, r in self.records.items() if r.status is _COMPLETED}
+        return WorkflowResult.model_construct(
+            workflow=self.workflow.name, run_id=self.run_id, status=status, output=output,
+            outputs=outputs, tasks=dict(self.records),
+            error=None if exc is None else _describe(exc), exception=exc,
+            errors=dict(self.errors), transcript=list(self.transcript),
+            started_at=self.started_at, finished_at=self.finished_at,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TaskFailedError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _task_failure(exc: BaseException) -> BaseException:
+    """Prefer the TaskFailedError inside an exception group; otherwise the first error."""
+    if isinstance(exc, BaseExceptionGroup):
+        match, _ = exc.split(TaskFailedError)
+        if match is not None:
+            return first_error(match)
+    return first_error(exc)
+
+
+def check_runnable(workflow: Workflow) -> None:
+    """Programming errors found before anything runs: no steps, a task without an agent."""
+    if not workflow.steps:
+        raise ConfigurationError(
+            f"workflow '{workflow.name}' has no steps: pass steps=[Task(name=..., agent=...), ...]"
+        )
+    for step in workflow.steps:
+        for task in (step.branches if isinstance(step, ConditionalTask) else [step]):
+            if task.agent is None:
+                raise ConfigurationError(
+                    f"task '{task.name}' in workflow '{workflow.name}' has no agent: "
+                    f"give it one, e.g. Task(name={task.name!r}, agent=my_function)"
+                )
+
+
+async def execute(run: WorkflowRun, pattern: Any) -> WorkflowResult:
+    """Run ``pattern`` over ``run`` and turn its outcome into a WorkflowResult (failures included)."""
+    run.status = _RUNNING
+    run.emit(ev.WORKFLOW_STARTED, status="running", input=run.input)
+    output: Any = None
+    exc: BaseException | None = None
+    try:
+        output = await pattern.execute(run)
+        status = _COMPLETED
+    except run._cancelled_exc:
+        run.status = TaskStatus.CANCELLED
+        run.finished_at = time.time()
+        run.emit(ev.WORKFLOW_CANCELLED, status="cancelled")
+        raise
+    except Exception as error:  # the run failed: returned as a result, not raised
+        exc = _task_failure(error)
+        status = TaskStatus.FAILED
+    run.status = status
+    run.current_task = None
+    run.finished_at = time.time()
+    result = run.result(output, status, exc)
+    if status is _COMPLETED:
+        run.emit(ev.WORKFLOW_COMPLETED, status="completed", output=output,
+                 duration=result.duration)
+    else:
+        run.emit(ev.WORKFLOW_FAILED, status="failed", error=result.error, duration=result.duration)
+    return result

@@ -1,0 +1,74 @@
+"""Events: every task and workflow transition, delivered to monitors.
+
+An ``Event`` is a slotted object, not a pydantic model: a run emits several per task, and
+events are only built when someone listens.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+# Event kinds. Task kinds mirror TaskStatus transitions; the others are policies at work.
+WORKFLOW_STARTED = "workflow.started"
+WORKFLOW_COMPLETED = "workflow.completed"
+WORKFLOW_FAILED = "workflow.failed"
+WORKFLOW_CANCELLED = "workflow.cancelled"
+TASK_STARTED = "task.started"
+TASK_COMPLETED = "task.completed"
+TASK_FAILED = "task.failed"
+TASK_SKIPPED = "task.skipped"
+TASK_CANCELLED = "task.cancelled"
+TASK_REUSED = "task.reused"
+TASK_RETRYING = "task.retrying"
+TASK_FALLBACK = "task.fallback"
+HANDOFF = "handoff"
+CHECKPOINT_SAVED = "checkpoint.saved"
+CIRCUIT_CHANGED = "circuit.changed"
+
+
+class Event:
+    """One thing that happened in a run: ``kind``, where (workflow, run_id, task), when, and details."""
+
+    __slots__ = ("data", "kind", "run_id", "status", "task", "timestamp", "workflow")
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        workflow: str = "",
+        run_id: str = "",
+        task: str | None = None,
+        status: str | None = None,
+        data: dict[str, Any] | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.workflow = workflow
+        self.run_id = run_id
+        self.task = task
+        self.status = status
+        self.data = data if data is not None else {}
+        self.timestamp = time.time() if timestamp is None else timestamp
+
+    def __getattr__(self, name: str) -> Any:
+        # Payload fields read as attributes (``event.priority``), as trigger filters expect.
+        try:
+            return self.data[name]
+        except KeyError:
+            raise AttributeError(f"event {self.kind!r} has no field {name!r}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "workflow": self.workflow,
+            "run_id": self.run_id,
+            "task": self.task,
+            "status": self.status,
+            "timestamp": self.timestamp,
+            "data": self.data,
+        }
+
+    def __repr__(self) -> str:
+        where = f" task={self.task!r}" if self.task else ""
+        return f"Event({self.kind!r}, workflow={self.workflow!r}{where}, status={self.status!r})"

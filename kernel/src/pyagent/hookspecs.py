@@ -1,0 +1,140 @@
+"""Every pluggy hook a pyagent plugin can implement, grouped by kind.
+
+A plugin is a module or object with functions marked ``@hookimpl`` named after these specs,
+published under the ``pyagent`` entry-point group. Registration hooks are broadcasts: the
+kernel calls each plugin's implementation once, at discovery, with a ``register`` callable.
+Observation hooks (monitors) are broadcasts whose exceptions are caught and reported; they
+never fail a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .events import Event
+
+hookspec = pluggy.HookspecMarker("pyagent")
+hookimpl = pluggy.HookimplMarker("pyagent")
+
+Register = Callable[..., None]
+
+# ---------------------------------------------------------------------------------------------
+# executors
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def pyagent_register_executors(register: Register) -> None:
+    """Register executors by name: ``register("dask", factory)``.
+
+    ``factory(**options)`` returns an object with ``async call(agent, input, ctx)``, plus
+    optional ``async start()``/``async close()``. Called once per plugin at discovery
+    (broadcast). Executors published under the ``pyagent.executors`` entry-point group are
+    found too; a hook registration wins over an entry point of the same name.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# patterns
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def pyagent_register_patterns(register: Register) -> None:
+    """Register execution patterns: ``register("sequential", pattern)``.
+
+    A workflow pattern has ``async execute(run) -> output`` and optionally
+    ``validate(workflow)``, called when a run starts, before any agent. A team pattern
+    (supervisor, consensus, ...) has ``build(**options)`` returning an object with
+    ``async run(input)``. Called once per plugin at discovery (broadcast).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# routers
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def pyagent_register_routers(register: Register) -> None:
+    """Register routers: ``register("keyword", router, default=True)``.
+
+    A router has ``score(query, agents) -> list[tuple[str, float]]`` (agent name, score in
+    0..1, best first), and may have ``similarity(a, b) -> float`` for consensus equivalence.
+    Called once per plugin at discovery (broadcast).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# stores
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def pyagent_register_stores(register: Register) -> None:
+    """Register stores by URL scheme: ``register("sqlite", factory)``.
+
+    ``factory(url)`` returns a store (see ``pyagent.store.Store``). Called once per plugin at
+    discovery (broadcast); stores under the ``pyagent.stores`` entry-point group are found too.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# monitors
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def pyagent_on_event(event: Event) -> None:
+    """Observe one event (a task or workflow transition, a retry, a handoff).
+
+    Called for every event of every run in the process (broadcast), synchronously on the run's
+    event loop: hand slow work (HTTP calls) to a thread or queue. An exception is logged and
+    counted, never propagated into the run.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# triggers
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def pyagent_register_triggers(register: Register) -> None:
+    """Register trigger kinds: ``register("cron", factory)``.
+
+    ``factory(orchestrator, workflow, **options)`` returns a trigger with ``async serve()``
+    that starts runs until cancelled. Called once per plugin at discovery (broadcast).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def pyagent_register_models(register: Register) -> None:
+    """Register language-model providers: ``register("openai", factory)``.
+
+    ``factory(model_id)`` returns a model with ``async complete(messages) -> str`` for a model
+    string ``"openai:gpt-4o-mini"`` (provider before the colon). Called once per plugin at
+    discovery (broadcast).
+    """
+
+
+HOOK_KINDS: dict[str, str] = {
+    "pyagent_register_executors": "executors",
+    "pyagent_register_patterns": "patterns",
+    "pyagent_register_routers": "routers",
+    "pyagent_register_stores": "stores",
+    "pyagent_on_event": "monitors",
+    "pyagent_register_triggers": "triggers",
+    "pyagent_register_models": "models",
+}
+
+

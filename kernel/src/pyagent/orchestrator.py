@@ -1,0 +1,23 @@
+"""The names the user's specification imports from ``pyagent.orchestrator``."""
+
+from __future__ import annotations
+
+from .controller import Orchestrator
+from .policies import CheckpointConfig, CircuitBreakerConfig
+from .results import TaskResult, WorkflowResult
+from .tasks import ConditionalTask, RetryConfig, Task, TaskStatus
+from .workflow import ExecutionPattern, Workflow
+
+__all__ = [
+    "CheckpointConfig",
+    "CircuitBreakerConfig",
+    "ConditionalTask",
+    "ExecutionPattern",
+    "Orchestrator",
+    "RetryConfig",
+    "Task",
+    "TaskResult",
+    "TaskStatus",
+    "Workflow",
+    "WorkflowResult",
+]

@@ -1,0 +1,368 @@
+"""Plugin discovery, blocking, the load-failure report, and named lookups.
+
+Discovery is lazy: nothing is scanned until something needs a plugin, so ``import pyagent``
+stays fast. Entry points in the ``pyagent`` group are loaded one at a time; a plugin that
+fails to import is recorded with its error and the others still load.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import DriverLoadFailure, PluginLoadError, PluginNotInstalledError
+
+log = logging.getLogger("pyagent.plugins")
+
+ENTRY_POINT_GROUP = "pyagent"
+DRIVER_GROUPS = {"stores": "pyagent.stores", "executors": "pyagent.executors"}
+
+# Which distribution provides a well-known name, for "pip install ..." in error messages.
+KNOWN_DISTRIBUTIONS: dict[str, dict[str, str]] = {
+    "pattern": {
+        "sequential": "pyagent-sequential",
+        "parallel": "pyagent-parallel",
+        "graph": "pyagent-graph",
+        "supervisor": "pyagent-supervisor",
+        "consensus": "pyagent-consensus",
+        "debate": "pyagent-debate",
+        "chain_of_thought": "pyagent-reasoning",
+    },
+    "router": {"keyword": "pyagent-keyword-router", "embedding": "pyagent-embedding-router"},
+    "store": {"sqlite": "pyagent-sql", "postgresql": "pyagent-sql", "postgres": "pyagent-sql"},
+    "executor": {"dask": "pyagent-dask"},
+    "trigger": {"cron": "pyagent-cron", "webhook": "pyagent-webhooks"},
+    "model": {"openai": "pyagent-openai"},
+}
+
+
+@dataclass
+class PluginInfo:
+    """One loaded plugin and what it contributed."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    provides: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class PluginFailure:
+    """A plugin that could not be loaded or failed while registering."""
+
+    name: str
+    distribution: str | None
+    error: str
+
+
+@dataclass
+class Registration:
+    name: str
+    obj: Any
+    plugin: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _split_env(var: str) -> set[str]:
+    return {p.strip() for p in os.environ.get(var, "").split(",") if p.strip()}
+
+
+class Runtime:
+    """The process-wide plugin manager with its registries.
+
+    Registries are rebuilt whenever a plugin is registered or unregistered.
+    """
+
+    def __init__(self, *, discover: bool = True) -> None:
+        self.pm = pluggy.PluginManager("pyagent")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.failures: list[PluginFailure] = []
+        self.monitor_errors = 0
+        self._discover = discover
+        self._discovered = False
+        self._registries: dict[str, dict[str, Registration]] | None = None
+        self._lock = threading.RLock()
+        self._drivers: dict[tuple[str, str], Any] = {}
+        from .clock import Clock
+
+        self.clock = Clock()
+
+    # -- discovery -----------------------------------------------------------------------
+
+    def ensure_loaded(self) -> None:
+        if self._discovered:
+            return
+        with self._lock:
+            if self._discovered:
+                return
+            self._discovered = True
+            if self._discover:
+                self._load_entry_points()
+
+    def _load_entry_points(self) -> None:
+        from importlib.metadata import entry_points
+
+        blocked = _split_env("PYAGENT_DISABLE_PLUGINS")
+        strict = os.environ.get("PYAGENT_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else None
+            if ep.name in blocked or (dist is not None and dist in blocked):
+                log.info("plugin %s blocked by PYAGENT_DISABLE_PLUGINS", ep.name)
+                continue
+            if self.pm.has_plugin(ep.name):
+                continue
+            try:
+                obj = ep.load()
+                self.register(obj, ep.name, distribution=dist,
+                              version=ep.dist.version if ep.dist is not None else None)
+            except Exception as exc:
+                self.failures.append(PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}"))
+                log.warning("pyagent plugin %r (%s) failed to load: %s", ep.name, dist, exc)
+                if strict:
+                    raise PluginLoadError(f'Error importing plugin "{ep.name}": {exc}') from exc
+
+    # -- registration --------------------------------------------------------------------
+
+    def register(
+        self,
+        plugin: Any,
+        name: str | None = None,
+        *,
+        distribution: str | None = None,
+        version: str | None = None,
+    ) -> str:
+        """Register a plugin object or module; returns its name. Used for entry points and tests alike."""
+        with self._lock:
+            registered = self.pm.register(plugin, name=name)
+            if registered is None:
+                raise PluginLoadError(f"plugin {name!r} is blocked or already registered")
+            self.plugins[registered] = PluginInfo(registered, distribution, version)
+            self._registries = None
+            return registered
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self.pm.unregister(name=name)
+            self.plugins.pop(name, None)
+            self._registries = None
+            self._drivers.clear()
+
+    # -- registries ----------------------------------------------------------------------
+
+    def registry(self, kind: str) -> dict[str, Registration]:
+        """Names registered through ``pyagent_register_<kind>`` hooks (kind: patterns, routers, ...)."""
+        self.ensure_loaded()
+        regs = self._registries
+        if regs is None:
+            regs = self._build_registries()
+        return regs.get(kind, {})
+
+    def _build_registries(self) -> dict[str, dict[str, Registration]]:
+        with self._lock:
+            regs: dict[str, dict[str, Registration]] = {}
+            for info in self.plugins.values():
+                info.provides = {}
+            for hook_name, kind in hookspecs.HOOK_KINDS.items():
+                if not hook_name.startswith("pyagent_register_"):
+                    continue
+                table = regs.setdefault(kind, {})
+                hook = getattr(self.pm.hook, hook_name)
+                # Oldest first, so a later (user/test) registration of the same name wins.
+                for impl in reversed(hook.get_hookimpls()):
+                    plugin_name = impl.plugin_name
+
+                    def register(name: str, obj: Any, _p: str = plugin_name, _t: dict[str, Registration] = table,
+                                 _k: str = kind, **options: Any) -> None:
+                        _t[name] = Registration(name, obj, _p, options)
+                        info = self.plugins.get(_p)
+                        if info is not None:
+                            info.provides.setdefault(_k, []).append(name)
+
+                    try:
+                        impl.function(register=register)
+                    except Exception as exc:
+                        info = self.plugins.get(plugin_name)
+                        self.failures.append(
+                            PluginFailure(plugin_name, info.distribution if info else None,
+                                          f"{hook_name} raised {type(exc).__name__}: {exc}")
+                        )
+                        log.warning("pyagent plugin %r failed in %s: %s", plugin_name, hook_name, exc)
+            self._registries = regs
+            return regs
+
+    def lookup(self, kind: str, name: str) -> Any:
+        """The object registered as ``name`` in ``kind``, or a PluginNotInstalledError naming the fix."""
+        table = self.registry(kind + "s")
+        reg = table.get(name)
+        if reg is None:
+            raise PluginNotInstalledError(
+                kind, name, KNOWN_DISTRIBUTIONS.get(kind, {}).get(name), list(table)
+            )
+        return reg.obj
+
+    # -- drivers (stores, executors) -----------------------------------------------------
+
+    def driver(self, kind: str, name: str) -> Any:
+        """The factory for a store or executor named ``name``: hook registrations first, then entry points."""
+        key = (kind, name)
+        cached = self._drivers.get(key)
+        if cached is not None:
+            return cached
+        reg = self.registry(kind).get(name)
+        if reg is not None:
+            factory = reg.obj
+        else:
+            factory = self._load_driver_entry_point(kind, name)
+        self._drivers[key] = factory
+        return factory
+
+    def _load_driver_entry_point(self, kind: str, name: str) -> Any:
+        from stevedore import driver as sd_driver
+        from stevedore.exception import NoMatches
+
+        singular = kind.rstrip("s")
+        try:
+            manager = sd_driver.DriverManager(
+                namespace=DRIVER_GROUPS[kind], name=name, invoke_on_load=False,
+                on_load_failure_callback=_raise_load_failure,
+            )
+        except NoMatches:
+            available = sorted(set(self.registry(kind)) | set(self.driver_names(kind)))
+            raise PluginNotInstalledError(
+                singular, name, KNOWN_DISTRIBUTIONS.get(singular, {}).get(name), available
+            ) from None
+        except DriverLoadFailure:
+            raise
+        except Exception as exc:  # pragma: no cover - stevedore wraps most errors itself
+            raise DriverLoadFailure(f"{singular} '{name}' could not be loaded: {exc}") from exc
+        return manager.driver
+
+    def driver_names(self, kind: str) -> list[str]:
+        from importlib.metadata import entry_points
+
+        return sorted({ep.name for ep in entry_points(group=DRIVER_GROUPS[kind])})
+
+    # -- models, routers -----------------------------------------------------------------
+
+    def resolve_model(self, model: Any, *, agent_name: str) -> Any:
+        """Turn ``model=`` of an instruction agent into a model object, or explain what to install."""
+        if model is not None and not isinstance(model, str):
+            return model
+        spec = model or os.environ.get("PYAGENT_MODEL")
+        providers = self.registry("models")
+        if not spec:
+            if len(providers) == 1:
+                (reg,) = providers.values()
+                return reg.obj(None)
+            raise _no_model(agent_name, providers)
+        provider, _, model_id = spec.partition(":")
+        reg = providers.get(provider)
+        if reg is None:
+            if not providers:
+                raise _no_model(agent_name, providers, spec)
+            raise PluginNotInstalledError(
+                "model", provider, KNOWN_DISTRIBUTIONS["model"].get(provider), list(providers)
+            )
+        return reg.obj(model_id or None)
+
+    def default_router_name(self) -> str | None:
+        routers = self.registry("routers")
+        for name, reg in routers.items():
+            if reg.options.get("default"):
+                return name
+        return next(iter(routers), None)
+
+    # -- monitors ------------------------------------------------------------------------
+
+    def monitor_hooks(self) -> list[Callable[..., Any]]:
+        """The event hook implementations, to be called one by one so one failure never stops another."""
+        self.ensure_loaded()
+        return [impl.function for impl in self.pm.hook.pyagent_on_event.get_hookimpls()]
+
+    def monitor_hooks_as_listeners(self) -> list[Callable[[Any], Any]]:
+        """Each event hook wrapped as a one-argument listener."""
+        return [_as_listener(fn) for fn in self.monitor_hooks()]
+
+    def executor(self, name: str, options: dict[str, Any] | None = None) -> Any:
+        """A started executor instance by name, shared per (name, options)."""
+        key = ("executor-instance", name + repr(sorted((options or {}).items())))
+        inst = self._drivers.get(key)
+        if inst is None:
+            factory = self.driver("executors", name)
+            try:
+                inst = factory(**(options or {}))
+            except Exception as exc:
+                raise DriverLoadFailure(f"executor '{name}' could not be created: {exc}") from exc
+            self._drivers[key] = inst
+        return inst
+
+    def iter_plugins(self) -> Iterator[PluginInfo]:
+        self.registry("patterns")  # builds "provides"
+        yield from self.plugins.values()
+
+
+def _as_listener(fn: Callable[..., Any]) -> Callable[[Any], Any]:
+    def listener(event: Any) -> Any:
+        return fn(event=event)
+
+    listener.__qualname__ = getattr(fn, "__qualname__", "monitor")
+    return listener
+
+
+def _raise_load_failure(manager: Any, entrypoint: Any, exc: BaseException) -> None:
+    raise DriverLoadFailure(
+        f"driver '{entrypoint.name}' ({entrypoint.value}) failed to load: {type(exc).__name__}: {exc}"
+    ) from exc
+
+
+def _no_model(agent_name: str, providers: dict[str, Registration], spec: str | None = None) -> Exception:
+    from .errors import ModelNotConfiguredError
+
+    have = ", ".join(sorted(providers)) or "none installed"
+    asked = f" (asked for {spec!r})" if spec else ""
+    return ModelNotConfiguredError(
+        f"agent '{agent_name}' needs a language model{asked} but none is configured "
+        f"(model providers: {have}): pip install pyagent-openai and pass model='openai:<model>' "
+        "or set PYAGENT_MODEL; for offline runs pass model=pyagent.testing.ScriptedModel([...])"
+    )
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """The process-wide runtime, created (not yet discovered) on first use."""
+    global _runtime
+    rt = _runtime
+    if rt is None:
+        with _runtime_lock:
+            if _runtime is None:
+                _runtime = Runtime()
+            rt = _runtime
+    return rt
+
+
+def set_runtime(runtime: Runtime | None) -> Runtime | None:
+    """Replace the process-wide runtime (tests); returns the previous one."""
+    global _runtime
+    previous, _runtime = _runtime, runtime
+    return previous
+
+
+def register(plugin: Any, name: str | None = None) -> str:
+    """Register a plugin object or module in the process-wide runtime."""
+    return get_runtime().register(plugin, name)
+
+
+def unregister(name: str) -> None:
+    """Unregister a plugin by name from the process-wide runtime."""
+    get_runtime().unregister(name)

@@ -1,0 +1,72 @@
+"""Run-level policy settings: circuit breaker and checkpointing (validated when a workflow is built)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_EVERY = re.compile(r"^every_(\d+(?:\.\d+)?)_?(second|seconds|minute|minutes|hour|hours)$")
+_UNIT = {"second": 1, "seconds": 1, "minute": 60, "minutes": 60, "hour": 3600, "hours": 3600}
+
+
+class CircuitBreakerConfig(BaseModel):
+    """Open after ``failure_threshold`` consecutive failed runs; after ``reset_timeout`` seconds let
+    ``half_open_requests`` trial runs through."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_timeout: float = Field(default=60.0, gt=0)
+    half_open_requests: int = Field(default=1, ge=1)
+
+
+class CheckpointConfig(BaseModel):
+    """When and where a run's progress is saved.
+
+    ``interval``: ``"after_each_task"``, ``"every_5_minutes"``-style text, or seconds.
+    ``storage``: a store URL (``sqlite://checkpoints.db``, ``postgresql://...``, ``memory://``).
+    ``retention``: keep the last N checkpoints per run (None keeps all).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    interval: str | float = "after_each_task"
+    storage: str = "memory://"
+    retention: int | None = Field(default=None, ge=1)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)):
+            if value <= 0:
+                raise ValueError(f"interval must be a positive number of seconds, got {value}")
+            return float(value)
+        if value == "after_each_task" or _EVERY.match(value):
+            return value
+        raise ValueError(
+            f"interval {value!r} is not valid: use 'after_each_task', 'every_5_minutes' "
+            "(every_<N>_seconds|minutes|hours) or a number of seconds"
+        )
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        if "://" not in value and ":" not in value:
+            raise ValueError(
+                f"storage {value!r} is not a URL: use e.g. 'sqlite://checkpoints.db', "
+                "'postgresql://user@host/db' or 'memory://'"
+            )
+        return value
+
+    @property
+    def interval_seconds(self) -> float | None:
+        """None for after_each_task, else the period in seconds."""
+        if isinstance(self.interval, float):
+            return self.interval
+        m = _EVERY.match(self.interval)
+        if m is None:
+            return None
+        return float(m.group(1)) * _UNIT[m.group(2)]

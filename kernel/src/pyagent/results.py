@@ -1,0 +1,161 @@
+"""What a run returns: a result per task and one for the workflow."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .context import Message
+from .tasks import TaskStatus
+
+
+class Attempt:
+    """One attempt at a task: when it ran and how it ended."""
+
+    __slots__ = ("agent", "error", "finished_at", "number", "started_at")
+
+    def __init__(self, number: int, agent: str, started_at: float) -> None:
+        self.number = number
+        self.agent = agent
+        self.started_at = started_at
+        self.finished_at: float | None = None
+        self.error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "agent": self.agent,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+        }
+
+    def __repr__(self) -> str:
+        return f"Attempt({self.number}, agent={self.agent!r}, error={self.error!r})"
+
+
+class TaskResult:
+    """How one task ended: ``status``, ``output``, ``error``, attempts and timing.
+
+    A slotted class rather than a pydantic model: one is made per task on the hot path.
+    """
+
+    __slots__ = (
+        "agent",
+        "attempts",
+        "error",
+        "fallback_strategy",
+        "finished_at",
+        "name",
+        "output",
+        "primary_error",
+        "primary_output",
+        "reason",
+        "reused",
+        "started_at",
+        "status",
+    )
+
+    def __init__(self, name: str, status: TaskStatus = TaskStatus.PENDING, agent: str = "") -> None:
+        self.name = name
+        self.status = status
+        self.agent = agent
+        self.output: Any = None
+        self.error: BaseException | None = None
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.attempts: list[Attempt] = []
+        self.reason: str | None = None
+        self.reused = False
+        self.fallback_strategy: str | None = None
+        self.primary_error: str | None = None
+        self.primary_output: Any = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    @property
+    def error_message(self) -> str | None:
+        if self.error is None:
+            return None
+        return f"{type(self.error).__name__}: {self.error}"
+
+    @property
+    def retries(self) -> int:
+        return max(0, sum(1 for a in self.attempts if a.agent == self.agent) - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "agent": self.agent,
+            "output": self.output,
+            "error": self.error_message,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "attempts": [a.to_dict() for a in self.attempts],
+            "reason": self.reason,
+            "reused": self.reused,
+            "fallback_strategy": self.fallback_strategy,
+            "primary_error": self.primary_error,
+            "primary_output": self.primary_output,
+        }
+
+    def __repr__(self) -> str:
+        return f"TaskResult({self.name!r}, status={self.status.value}, output={self.output!r})"
+
+
+class WorkflowResult(BaseModel):
+    """The result of one workflow run.
+
+    ``output`` is the final output, ``outputs`` every completed task's output by name,
+    ``tasks`` every task's :class:`TaskResult`. A failed run has ``status == "failed"`` and
+    ``error``; it is returned, not raised.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    workflow: str
+    run_id: str
+    status: TaskStatus
+    output: Any = None
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    tasks: dict[str, TaskResult] = Field(default_factory=dict)
+    error: str | None = None
+    exception: BaseException | None = Field(default=None, exclude=True, repr=False)
+    errors: dict[str, str] = Field(default_factory=dict)
+    transcript: list[Message] = Field(default_factory=list)
+    started_at: float = Field(default_factory=time.time)
+    finished_at: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is TaskStatus.COMPLETED
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+    @property
+    def tasks_completed(self) -> int:
+        return sum(1 for t in self.tasks.values() if t.status is TaskStatus.COMPLETED)
+
+    def raise_for_status(self) -> WorkflowResult:
+        """Raise the run's error if it failed; return the result otherwise."""
+        if self.status is TaskStatus.COMPLETED:
+            return self
+        if self.exception is not None:
+            raise self.exception
+        from .errors import PyAgentError
+
+        raise PyAgentError(self.error or f"workflow {self.workflow!r} ended {self.status.value}")
+
+    def __str__(self) -> str:
+        return f"{self.workflow} [{self.status.value}] {self.output!r}" if self.ok else (
+            f"{self.workflow} [{self.status.value}] {self.error}"
+        )

@@ -1,0 +1,59 @@
+"""From a workflow to a result: resolve the pattern and executor, check, run, record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .engine import WorkflowRun, check_runnable, execute
+from .plugins import get_runtime
+
+if TYPE_CHECKING:
+    from .results import TaskResult, WorkflowResult
+    from .workflow import Workflow
+
+
+def resolve_pattern(workflow: Workflow) -> Any:
+    """The pattern object for ``workflow``, validated against it; raises before anything runs."""
+    runtime = get_runtime()
+    pattern = runtime.lookup("pattern", workflow.pattern_name)
+    if not hasattr(pattern, "execute"):
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"pattern '{workflow.pattern_name}' is a team pattern (use AgentPatterns), "
+            "not a workflow pattern: pick sequential, parallel or graph for a Workflow"
+        )
+    validate = getattr(pattern, "validate", None)
+    if validate is not None:
+        validate(workflow)
+    check_runnable(workflow)
+    return pattern
+
+
+async def run_workflow(
+    workflow: Workflow,
+    input: Any = None,
+    *,
+    on_task_complete: Callable[[TaskResult], Any] | None = None,
+    on_event: Callable[[Any], Any] | None = None,
+    listeners: Iterable[Callable[[Any], Any]] = (),
+    run_id: str | None = None,
+    resumed: dict[str, TaskResult] | None = None,
+) -> WorkflowResult:
+    """Run ``workflow`` once. Configuration errors raise; a failure while running is returned."""
+    runtime = get_runtime()
+    pattern = resolve_pattern(workflow)
+    executor = runtime.executor(workflow.executor, workflow.executor_options)
+    all_listeners = [*runtime.monitor_hooks_as_listeners(), *listeners]
+    if on_event is not None:
+        all_listeners.append(on_event)
+    run = WorkflowRun(workflow, runtime=runtime, input=input, run_id=run_id,
+                      listeners=all_listeners, on_task_complete=on_task_complete,
+                      executor=executor, resumed=resumed)
+    workflow._active.append(run)
+    try:
+        return await execute(run, pattern)
+    finally:
+        workflow._active.remove(run)
+        workflow._last = run

@@ -1,0 +1,170 @@
+"""Tasks: the unit of work, its policies, and conditional branches."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .agents import Agent, as_agent
+
+
+class TaskStatus(str, enum.Enum):
+    """Lifecycle of a task (and of a run): PENDING → RUNNING → COMPLETED | FAILED | SKIPPED | CANCELLED."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def finished(self) -> bool:
+        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+
+
+class RetryConfig(BaseModel):
+    """How a failing task is retried: ``max_retries`` more attempts after the first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    max_retries: int = Field(default=3, ge=0)
+    backoff: Literal["exponential", "linear", "constant"] = "exponential"
+    initial_delay: float = Field(default=1.0, ge=0)
+    max_delay: float = Field(default=60.0, ge=0)
+    jitter: float = Field(default=0.0, ge=0, description="add up to this many random seconds")
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    @field_validator("retry_on", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if isinstance(value, type):
+            return (value,)
+        return tuple(value)
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> RetryConfig:
+        if self.max_delay < self.initial_delay:
+            raise ValueError(
+                f"max_delay ({self.max_delay}) is smaller than initial_delay ({self.initial_delay}): "
+                "set max_delay >= initial_delay"
+            )
+        return self
+
+    def wait_strategy(self) -> Any:
+        """The tenacity wait strategy for this configuration (attempt 1 failed → first delay)."""
+        import tenacity
+
+        wait: Any
+        if self.backoff == "constant":
+            wait = tenacity.wait_fixed(self.initial_delay)
+        elif self.backoff == "linear":
+            wait = tenacity.wait_incrementing(
+                start=self.initial_delay, increment=self.initial_delay, max=self.max_delay
+            )
+        else:
+            wait = tenacity.wait_exponential(
+                multiplier=self.initial_delay, min=self.initial_delay, max=self.max_delay
+            )
+        if self.jitter:
+            wait = wait + tenacity.wait_random(0, self.jitter)
+        return wait
+
+
+def _task_name(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    name = getattr(value, "name", None)
+    if isinstance(value, (Task, ConditionalTask)) and isinstance(name, str):
+        return name
+    raise ValueError(
+        f"a dependency must be a task name or a Task, got {type(value).__name__} ({value!r})"
+    )
+
+
+class Task(BaseModel):
+    """One agent operation with its policies (retry, timeout, fallback)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", validate_assignment=False)
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    agent: Any = None
+    dependencies: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    retry_config: RetryConfig | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    fallback_agent: Any = None
+    fallback_strategy: Literal["substitute", "supplement"] = "substitute"
+    continue_on_error: bool = False
+
+    @field_validator("agent", "fallback_agent", mode="before")
+    @classmethod
+    def _coerce_agent(cls, value: Any, info: Any) -> Agent | None:
+        if value is None:
+            return None
+        return as_agent(value, what=info.field_name)
+
+    @field_validator("dependencies", mode="before")
+    @classmethod
+    def _dependency_names(cls, value: Any) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, (str, Task, ConditionalTask)):
+            value = [value]
+        return [_task_name(v) for v in value]
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+class ConditionalTask(BaseModel):
+    """Runs ``if_true`` or ``if_false`` depending on ``condition(ctx)``; the branch not taken is SKIPPED.
+
+    ``ctx.result`` is the previous output (sequential) or the dependency's output (graph).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    condition: Callable[..., Any]
+    if_true: Task | None = None
+    if_false: Task | None = None
+    name: str = ""
+    description: str = ""
+    dependencies: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    continue_on_error: bool = False
+
+    _dependency_names = field_validator("dependencies", mode="before")(Task._dependency_names.__func__)  # type: ignore[attr-defined]
+
+    @model_validator(mode="after")
+    def _check(self) -> ConditionalTask:
+        if self.if_true is None and self.if_false is None:
+            raise ValueError("ConditionalTask needs if_true=Task(...) or if_false=Task(...) (or both)")
+        if not self.name:
+            t = self.if_true.name if self.if_true else "-"
+            f = self.if_false.name if self.if_false else "-"
+            self.name = f"if {t} else {f}"
+        return self
+
+    @property
+    def branches(self) -> list[Task]:
+        return [t for t in (self.if_true, self.if_false) if t is not None]
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+Step = Task | ConditionalTask

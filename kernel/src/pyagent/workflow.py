@@ -1,0 +1,212 @@
+"""Workflows: named steps plus the pattern that schedules them and the run-level policies."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from .policies import CheckpointConfig, CircuitBreakerConfig
+from .tasks import ConditionalTask, Step, Task
+
+if TYPE_CHECKING:
+    from .results import TaskResult, WorkflowResult
+
+
+class ExecutionPattern(str, enum.Enum):
+    """The built-in pattern names; any other registered pattern name may be given as a string."""
+
+    SEQUENTIAL = "sequential"
+    PARALLEL = "parallel"
+    GRAPH = "graph"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _step_error(index: int, value: Any) -> ValueError:
+    return ValueError(
+        f"step {index} is a {type(value).__name__} ({value!r:.60}), not a Task: "
+        "wrap it as Task(name=..., agent=...) or ConditionalTask(condition=..., if_true=...)"
+    )
+
+
+def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
+    """A dependency cycle as a list of names (first == last), or None."""
+    WHITE, GREY, BLACK = 0, 1, 2
+    color = dict.fromkeys(deps, WHITE)
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        color[node] = GREY
+        stack.append(node)
+        for dep in deps.get(node, []):
+            if color.get(dep) == GREY:
+                return [*stack[stack.index(dep):], dep]
+            if color.get(dep) == WHITE:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        color[node] = BLACK
+        return None
+
+    for node in deps:
+        if color[node] == WHITE:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+class Workflow(BaseModel):
+    """A named collection of steps and how to run them.
+
+    ``pattern`` defaults to GRAPH when any step declares dependencies, else SEQUENTIAL.
+    Names, dependencies and cycles are checked here, when the workflow is built.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    steps: list[Step] = Field(default_factory=list)
+    pattern: ExecutionPattern | str | None = None
+    description: str = ""
+    reducer: Callable[..., Any] | None = None
+    max_concurrency: int | None = Field(default=None, ge=1)
+    failure_policy: Literal["fail_fast", "collect"] = "fail_fast"
+    circuit_breaker: CircuitBreakerConfig | None = None
+    checkpointing: CheckpointConfig | None = None
+    executor: str = "local"
+    executor_options: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    _active: list[Any] = PrivateAttr(default_factory=list)
+    _last: Any = PrivateAttr(default=None)
+    _runtime_data: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps_are_tasks(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, (Task, ConditionalTask)) or not isinstance(value, (list, tuple)):
+            raise ValueError("steps must be a list of Task/ConditionalTask objects")
+        for i, step in enumerate(value):
+            if not isinstance(step, (Task, ConditionalTask)):
+                raise _step_error(i, step)
+        return list(value)
+
+    @field_validator("pattern", mode="before")
+    @classmethod
+    def _pattern_name(cls, value: Any) -> Any:
+        if isinstance(value, str) and not isinstance(value, ExecutionPattern):
+            name = value.strip().lower()
+            try:
+                return ExecutionPattern(name)
+            except ValueError:
+                return name
+        return value
+
+    @field_validator("reducer")
+    @classmethod
+    def _reducer_callable(cls, value: Any) -> Any:
+        if value is not None and not callable(value):
+            raise ValueError(f"reducer must be callable, got {type(value).__name__}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_graph(self) -> Workflow:
+        seen: dict[str, str] = {}
+        for step in self.steps:
+            names = [step.name]
+            if isinstance(step, ConditionalTask):
+                names += [b.name for b in step.branches]
+            for name in names:
+                if name in seen:
+                    raise ValueError(
+                        f"duplicate task name {name!r} in workflow {self.name!r}: task names "
+                        "must be unique because results are kept by name; rename one"
+                    )
+                seen[name] = name
+        deps = {s.name: list(s.dependencies) for s in self.steps}
+        for step in self.steps:
+            for dep in step.dependencies:
+                if dep not in seen:
+                    raise ValueError(
+                        f"task {step.name!r} depends on {dep!r}, which is not a step of workflow "
+                        f"{self.name!r}: add it to steps or fix the name (steps: {', '.join(seen)})"
+                    )
+                if dep == step.name:
+                    raise ValueError(f"task {step.name!r} depends on itself: remove it from its dependencies")
+        cycle = find_cycle(deps)
+        if cycle:
+            raise ValueError(
+                f"dependency cycle in workflow {self.name!r}: {' -> '.join(cycle)}; "
+                "a task cannot (indirectly) wait for itself: remove one of these dependencies"
+            )
+        return self
+
+    # -- identity: workflows are compared and hashed by object, like tasks ----------------
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @property
+    def pattern_name(self) -> str:
+        """The pattern this workflow runs with, defaults applied."""
+        if self.pattern is None:
+            return "graph" if any(s.dependencies for s in self.steps) else "sequential"
+        return self.pattern.value if isinstance(self.pattern, ExecutionPattern) else self.pattern
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+            if isinstance(s, ConditionalTask):
+                for b in s.branches:
+                    if b.name == name:
+                        return b
+        raise KeyError(f"workflow {self.name!r} has no task named {name!r}")
+
+    @property
+    def task_names(self) -> list[str]:
+        names: list[str] = []
+        for s in self.steps:
+            if isinstance(s, ConditionalTask):
+                names += [b.name for b in s.branches]
+            else:
+                names.append(s.name)
+        return names
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(
+        self,
+        input: Any = None,
+        *,
+        on_task_complete: Callable[[TaskResult], Any] | None = None,
+        on_event: Callable[[Any], Any] | None = None,
+        run_id: str | None = None,
+    ) -> WorkflowResult:
+        """Run the workflow once and return its result; a failed run is returned, not raised."""
+        from .runner import run_workflow
+
+        return await run_workflow(self, input, on_task_complete=on_task_complete,
+                                  on_event=on_event, run_id=run_id)
+
+    def run_sync(self, input: Any = None, **kwargs: Any) -> WorkflowResult:
+        """Run from synchronous code (starts an event loop)."""
+        import anyio
+
+        async def go() -> WorkflowResult:
+            return await self.run(input, **kwargs)
+
+        return anyio.run(go)
