@@ -9,7 +9,9 @@ fails and raise an ``ExceptionGroup``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import gc
+from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -64,3 +66,26 @@ def first_error(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     return exc
+
+
+FANOUT_GC_THRESHOLD = 1000
+
+
+@contextlib.contextmanager
+def large_fanout(children: int) -> Iterator[None]:
+    """Keep the cyclic GC from rescanning every long-lived object during a large fan-out.
+
+    Thousands of live branches make the collector run full collections over the whole heap
+    (modules, pydantic schemas) again and again: measured, that doubled a 10,000-branch
+    fan-out. ``gc.freeze()`` moves the objects that existed before the fan-out out of the
+    collector's sight (O(1)) and ``gc.unfreeze()`` puts them back; collection stays on for
+    everything the branches allocate. Skipped when the application froze objects itself.
+    """
+    if children < FANOUT_GC_THRESHOLD or gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

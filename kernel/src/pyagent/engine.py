@@ -9,6 +9,7 @@ it to collect partial results.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import uuid
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import events as ev
+from ._defaults.local_executor import LocalExecutor
+from .agents import FunctionAgent
 from .concurrency import first_error
 from .context import Message, RunContext
 from .errors import ConfigurationError, TaskFailedError
@@ -73,6 +76,7 @@ class WorkflowRun:
         self._on_task_complete = on_task_complete
         self._emitting = bool(self._listeners) or on_task_complete is not None
         self._invoke = executor.call
+        self._local = isinstance(executor, LocalExecutor)
         self._resumed = resumed or {}
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []
@@ -95,7 +99,7 @@ class WorkflowRun:
     def _task_done(self, rec: TaskResult, kind: str) -> None:
         if self._listeners:
             self.emit(kind, rec.name, rec.status.value, output=rec.output, error=rec.error_message,
-                      duration=rec.duration, attempts=len(rec.attempts))
+                      duration=rec.duration, attempts=rec.attempt_count)
         if self._on_task_complete is not None and rec.status is _COMPLETED:
             try:
                 self._on_task_complete(rec)
@@ -188,20 +192,25 @@ class WorkflowRun:
         self.current_task = name
         if self._listeners:
             self.emit(ev.TASK_STARTED, name, "running", input=input)
-        ctx = RunContext(workflow=self.workflow, task=task, results=self.results,
-                         result=input if previous is None else previous, state=self.state,
-                         transcript=self.transcript, run_id=self.run_id)
+        ctx: RunContext | None = None
         try:
             if task.retry_config is None and task.timeout is None:
-                att = Attempt(1, agent.name, rec.started_at)
-                rec.attempts.append(att)
-                try:
+                if self._local and type(agent) is FunctionAgent and not agent.thread:
+                    # Hot path: call the function directly; a context only if it takes one.
+                    fn = agent.fn
+                    if agent.wants_context:
+                        ctx = self._context(task, input, previous)
+                        output = fn(input, ctx)
+                    else:
+                        output = fn(input)
+                    if agent.is_async or inspect.isawaitable(output):
+                        output = await output
+                else:
+                    ctx = self._context(task, input, previous)
                     output = await self._invoke(agent, input, ctx)
-                except Exception as exc:
-                    att.error = f"{type(exc).__name__}: {exc}"
-                    att.finished_at = time.time()
-                    raise
             else:
+                rec.attempts = []
+                ctx = self._context(task, input, previous)
                 output = await self._with_policies(task, agent, input, ctx, rec)
         except self._cancelled_exc:
             rec.status = TaskStatus.CANCELLED
@@ -209,7 +218,14 @@ class WorkflowRun:
             self._task_done(rec, ev.TASK_CANCELLED)
             raise
         except Exception as exc:
+            if rec._attempts is None:  # the single fast-path attempt failed: record it now
+                att = Attempt(1, agent.name, rec.started_at)
+                att.error = f"{type(exc).__name__}: {exc}"
+                att.finished_at = time.time()
+                rec.attempts = [att]
             if task.fallback_agent is not None:
+                if ctx is None:
+                    ctx = self._context(task, input, previous)
                 return await self._fallback(task, input, ctx, rec, exc)
             return self._fail(task, rec, exc)
         rec.output = output
@@ -220,6 +236,11 @@ class WorkflowRun:
         if self.after_task:
             await self._after(rec)
         return rec
+
+    def _context(self, task: Task, input: Any, previous: Any) -> RunContext:
+        return RunContext(workflow=self.workflow, task=task, results=self.results,
+                          result=input if previous is None else previous, state=self.state,
+                          transcript=self.transcript, run_id=self.run_id)
 
     def _reuse(self, done: TaskResult) -> TaskResult:
         rec = TaskResult(done.name, _COMPLETED, done.agent)

@@ -43,8 +43,8 @@ class TaskResult:
     """
 
     __slots__ = (
+        "_attempts",
         "agent",
-        "attempts",
         "error",
         "fallback_strategy",
         "finished_at",
@@ -66,12 +66,35 @@ class TaskResult:
         self.error: BaseException | None = None
         self.started_at: float | None = None
         self.finished_at: float | None = None
-        self.attempts: list[Attempt] = []
+        self._attempts: list[Attempt] | None = None
         self.reason: str | None = None
         self.reused = False
         self.fallback_strategy: str | None = None
         self.primary_error: str | None = None
         self.primary_output: Any = None
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every attempt, in order. A task that ran once without a policy records its one attempt lazily."""
+        if self._attempts is None:
+            self._attempts = []
+            if self.started_at is not None and self.status is not TaskStatus.SKIPPED:
+                att = Attempt(1, self.agent, self.started_at)
+                att.finished_at = self.finished_at
+                if self.status is TaskStatus.FAILED and self.error is not None:
+                    att.error = f"{type(self.error).__name__}: {self.error}"
+                self._attempts.append(att)
+        return self._attempts
+
+    @attempts.setter
+    def attempts(self, value: list[Attempt]) -> None:
+        self._attempts = value
+
+    @property
+    def attempt_count(self) -> int:
+        if self._attempts is None:
+            return 0 if self.started_at is None or self.status is TaskStatus.SKIPPED else 1
+        return len(self._attempts)
 
     @property
     def duration(self) -> float | None:
@@ -136,6 +159,29 @@ class WorkflowResult(BaseModel):
     @property
     def ok(self) -> bool:
         return self.status is TaskStatus.COMPLETED
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every attempt, in order. A task that ran once without a policy records its one attempt lazily."""
+        if self._attempts is None:
+            self._attempts = []
+            if self.started_at is not None and self.status is not TaskStatus.SKIPPED:
+                att = Attempt(1, self.agent, self.started_at)
+                att.finished_at = self.finished_at
+                if self.status is TaskStatus.FAILED and self.error is not None:
+                    att.error = f"{type(self.error).__name__}: {self.error}"
+                self._attempts.append(att)
+        return self._attempts
+
+    @attempts.setter
+    def attempts(self, value: list[Attempt]) -> None:
+        self._attempts = value
+
+    @property
+    def attempt_count(self) -> int:
+        if self._attempts is None:
+            return 0 if self.started_at is None or self.status is TaskStatus.SKIPPED else 1
+        return len(self._attempts)
 
     @property
     def duration(self) -> float | None:

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 
 from pyagent import hookimpl
-from pyagent.concurrency import TaskGroup
+from pyagent.concurrency import TaskGroup, large_fanout
 from pyagent.engine import WorkflowRun
 from pyagent.errors import ConfigurationError, TaskFailedError
 from pyagent.tasks import ConditionalTask, TaskStatus
@@ -115,10 +115,11 @@ class GraphPattern:
             owner = alias.get(dep, dep)
             return outputs.get(owner)
 
-        async with TaskGroup() as tg:
-            for name, pending in waiting.items():
-                if not pending:
-                    tg.start_soon(node, name)
+        with large_fanout(len(wf.steps)):
+            async with TaskGroup() as tg:
+                for name, pending in waiting.items():
+                    if not pending:
+                        tg.start_soon(node, name)
 
         sinks = [n for n in steps if not dependents[n]]
         if collect and not outputs and run.errors:
