@@ -1,0 +1,71 @@
+"""The default store: keeps runs and checkpoints in process memory (``memory://``)."""
+
+from __future__ import annotations
+
+import threading
+
+from ..store import Checkpoint, RunHeader, StoredRun
+
+
+class MemoryStore:
+    """An in-process store; every ``memory://NAME`` URL with the same name shares one instance's data."""
+
+    _shared: dict[str, tuple[dict[str, RunHeader], dict[str, list[Checkpoint]]]] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        with self._lock:
+            self._runs, self._checkpoints = self._shared.setdefault(url, ({}, {}))
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def save_run(self, header: RunHeader) -> None:
+        self._runs[header.run_id] = header
+
+    async def append_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._checkpoints.setdefault(checkpoint.run_id, []).append(checkpoint)
+
+    async def load(self, run_id: str) -> StoredRun | None:
+        header = self._runs.get(run_id)
+        if header is None:
+            return None
+        cps = sorted(self._checkpoints.get(run_id, []), key=lambda c: c.seq)
+        start = max((i for i, c in enumerate(cps) if c.kind == "full"), default=0)
+        return StoredRun(header, cps[start:])
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        since: float | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunHeader]:
+        rows = [
+            h
+            for h in self._runs.values()
+            if (workflow is None or h.workflow == workflow)
+            and (since is None or h.started_at >= since)
+            and (status is None or h.status == status)
+        ]
+        rows.sort(key=lambda h: h.started_at, reverse=True)
+        return rows[:limit] if limit is not None else rows
+
+    async def prune(self, run_id: str, keep: int) -> int:
+        cps = sorted(self._checkpoints.get(run_id, []), key=lambda c: c.seq)
+        if len(cps) <= keep:
+            return 0
+        kept = cps[-keep:]
+        # The oldest kept checkpoint must be able to build on a full one.
+        if kept[0].kind != "full":
+            fulls = [c for c in cps[:-keep] if c.kind == "full"]
+            if fulls:
+                kept = [fulls[-1], *kept]
+        dropped = len(cps) - len(kept)
+        self._checkpoints[run_id] = kept
+        return dropped

@@ -1,0 +1,79 @@
+"""The store protocol: where run headers and checkpoints are persisted.
+
+Stores are deliberately dumb: the kernel serialises (and, with a key, encrypts) every payload
+before it reaches a store, so a store keeps opaque bytes plus a few plain columns to query
+by. Drivers are picked by URL scheme: ``memory://`` (in the kernel), ``sqlite://...`` and
+``postgresql://...`` (the SQL plugin).
+
+Checkpoints are appended per run with an increasing ``seq``. ``kind`` is ``"full"`` (the
+whole state) or ``"delta"`` (only the task records that changed since the previous
+checkpoint), so storage grows linearly with tasks. ``load`` returns the checkpoints from
+the latest full one on, in order; folding them gives the run's last saved state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass
+class RunHeader:
+    """The queryable columns of one run, plus its opaque summary payload."""
+
+    run_id: str
+    workflow: str
+    status: str
+    started_at: float
+    finished_at: float | None = None
+    payload: bytes = b""
+
+
+@dataclass
+class Checkpoint:
+    run_id: str
+    seq: int
+    kind: str  # "full" | "delta"
+    payload: bytes
+    created_at: float = 0.0
+
+
+@dataclass
+class StoredRun:
+    header: RunHeader
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the kernel needs from a store. All methods are coroutines; all are safe to call concurrently."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema (idempotent). Raise a clear error if unreachable."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def save_run(self, header: RunHeader) -> None:
+        """Insert or replace the header of ``header.run_id``."""
+
+    async def append_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Append one checkpoint; ``seq`` increases per run."""
+
+    async def load(self, run_id: str) -> StoredRun | None:
+        """The header and the checkpoints from the latest ``full`` one on (ordered by seq), or None."""
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        since: float | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunHeader]:
+        """Headers matching every given filter, newest first."""
+
+    async def prune(self, run_id: str, keep: int) -> int:
+        """Keep the last ``keep`` checkpoints of a run (never dropping the full one they build on); return how many were deleted."""

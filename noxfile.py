@@ -1,0 +1,79 @@
+"""The pyagent test matrix: the kernel alone, each plugin alone with the kernel, everything together."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["kernel", "plugin", "all", "lint", "typecheck"]
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+PYTHON = ["3.11"]
+PLUGINS = sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml"))
+# Plugins whose tests are not package tests (the meta-distribution) or need more than the kernel.
+TESTED_PLUGINS = [p for p in PLUGINS if (ROOT / "plugins" / p / "tests").is_dir()]
+PASS_ENV = ["PYAGENT_TEST_POSTGRES_URL"]
+
+
+def _env() -> dict[str, str]:
+    return {k: os.environ[k] for k in PASS_ENV if k in os.environ}
+
+
+@nox.session(python=PYTHON)
+def kernel(session: nox.Session) -> None:
+    """Kernel tests with no plugin installed."""
+    session.install("./kernel[test]")
+    session.run("pytest", "kernel/tests", *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("name", TESTED_PLUGINS)
+def plugin(session: nox.Session, name: str) -> None:
+    """One plugin's tests with only the kernel and that plugin (and its declared deps) installed."""
+    session.install("./kernel[test]", f"./plugins/{name}[test]")
+    session.run("pytest", f"plugins/{name}/tests", *session.posargs, env=_env())
+
+
+def _install_everything(session: nox.Session) -> None:
+    session.install("./kernel[test]", *(f"./plugins/{p}[test]" for p in PLUGINS))
+
+
+@nox.session(name="all", python=PYTHON)
+def all_(session: nox.Session) -> None:
+    """Everything installed: integration tests, meta-tests, and every suite again together."""
+    _install_everything(session)
+    session.run("pytest", "tests", "kernel/tests", *(f"plugins/{p}/tests" for p in TESTED_PLUGINS),
+                *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff over the whole repository."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the kernel."""
+    session.install("mypy", "./kernel[test]")
+    session.run("mypy", "kernel/src/pyagent")
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against plain anyio (not part of the default run)."""
+    _install_everything(session)
+    session.install("psutil")
+    session.run("python", "benchmarks/run.py", *session.posargs, env=_env())
+
+
+@nox.session(python=PYTHON, default=False)
+def demo(session: nox.Session) -> None:
+    """Run the demo workflow from the README."""
+    _install_everything(session)
+    session.run("pyagent", "run", "examples/demo.py")
