@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -290,6 +290,15 @@ class Runtime:
     def monitor_hooks_as_listeners(self) -> list[Callable[[Any], Any]]:
         """Each event hook wrapped as a one-argument listener."""
         return [_as_listener(fn) for fn in self.monitor_hooks()]
+
+    def broadcast(self, event: Any, extra: Iterable[Callable[[Any], Any]] = ()) -> None:
+        """Deliver an event outside a workflow run (team patterns, handoffs) to every monitor."""
+        for listener in [*self.monitor_hooks_as_listeners(), *extra]:
+            try:
+                listener(event)
+            except Exception as exc:
+                self.monitor_errors += 1
+                log.warning("monitor %r failed on %s: %s", listener, getattr(event, "kind", event), exc)
 
     def executor(self, name: str, options: dict[str, Any] | None = None) -> Any:
         """A started executor instance by name, shared per (name, options)."""
