@@ -1,0 +1,149 @@
+"""Graph pattern: dependency scheduling, inputs, conditionals, failures, validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from pydantic import ValidationError
+
+from pyagent import agent
+from pyagent.orchestrator import ConditionalTask, ExecutionPattern, Task, TaskStatus, Workflow
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_each_task_starts_as_soon_as_its_dependencies_complete(runtime: Any) -> None:
+    """C depends only on A: it must start while B (also after A) is still blocked."""
+    b_release = anyio.Event()
+    order: list[str] = []
+
+    async def a(x: Any) -> str:
+        order.append("A")
+        return "a"
+
+    async def b(x: Any) -> str:
+        order.append("B start")
+        await b_release.wait()
+        return "b"
+
+    async def c(x: Any) -> str:
+        order.append("C")
+        b_release.set()
+        return "c"
+
+    A = Task(name="A", agent=a)
+    B = Task(name="B", agent=b, dependencies=[A])
+    C = Task(name="C", agent=c, dependencies=["A"])
+    D = Task(name="D", agent=lambda deps: deps, dependencies=[B, C])
+    with anyio.fail_after(5):
+        result = await Workflow(name="g", steps=[A, B, C, D]).run()
+    assert result.ok
+    assert order[0] == "A" and "C" in order and order.index("C") < len(order)
+    assert result.output == {"B": "b", "C": "c"}  # several deps -> dict input
+
+
+async def test_inputs_by_dependency_count(runtime: Any) -> None:
+    root = Task(name="root", agent=lambda x: x * 2)
+    one = Task(name="one", agent=lambda x: x + 1, dependencies=[root])
+    result = await Workflow(name="g", steps=[root, one]).run(5)
+    assert result.outputs == {"root": 10, "one": 11}
+    assert result.output == 11  # single sink
+
+
+async def test_multiple_sinks_give_a_dict(runtime: Any) -> None:
+    r = Task(name="r", agent=lambda x: 1)
+    s1 = Task(name="s1", agent=lambda x: x + 1, dependencies=[r])
+    s2 = Task(name="s2", agent=lambda x: x + 2, dependencies=[r])
+    result = await Workflow(name="g", pattern=ExecutionPattern.GRAPH, steps=[r, s1, s2]).run()
+    assert result.output == {"s1": 2, "s2": 3}
+
+
+async def test_failure_cancels_running_and_leaves_unstarted_pending(runtime: Any) -> None:
+    async def hang(x: Any) -> None:
+        await anyio.sleep_forever()
+
+    a = Task(name="a", agent=hang)
+    b = Task(name="b", agent=lambda x: 1 / 0)
+    c = Task(name="c", agent=lambda x: x, dependencies=[b])
+    with anyio.fail_after(5):
+        result = await Workflow(name="g", steps=[a, b, c]).run()
+    assert result.status is TaskStatus.FAILED
+    assert result.tasks["a"].status is TaskStatus.CANCELLED
+    assert result.tasks["b"].status is TaskStatus.FAILED
+    assert "c" not in result.tasks
+
+
+async def test_collect_skips_only_dependents_of_failures(runtime: Any) -> None:
+    a = Task(name="a", agent=lambda x: 1 / 0)
+    b = Task(name="b", agent=lambda x: "b-out", dependencies=[a])
+    c = Task(name="c", agent=lambda x: "c-out")
+    result = await Workflow(name="g", steps=[a, b, c], failure_policy="collect").run()
+    assert result.ok
+    assert result.tasks["b"].status is TaskStatus.SKIPPED
+    assert "dependency 'a' failed" in (result.tasks["b"].reason or "")
+    assert result.outputs == {"c": "c-out"}
+
+
+async def test_conditional_in_graph_and_skip_propagation(runtime: Any) -> None:
+    class Score:
+        def __init__(self, s: float) -> None:
+            self.score = s
+
+    analyze = Task(name="Analyze", agent=lambda x: Score(x))
+    cond = ConditionalTask(
+        name="Gate",
+        condition=lambda ctx: ctx.result.score > 0.8,
+        if_true=Task(name="Approve", agent=lambda s: "approved"),
+        if_false=Task(name="Escalate", agent=lambda s: "escalated"),
+        dependencies=[analyze],
+    )
+    notify = Task(name="Notify", agent=lambda out: f"notify: {out}", dependencies=["Gate"])
+    audit = Task(name="AuditApproval", agent=lambda out: f"audit {out}", dependencies=["Approve"])
+    wf = Workflow(name="g", steps=[analyze, cond, notify, audit])
+    high = await wf.run(0.9)
+    assert high.outputs["Notify"] == "notify: approved"
+    assert high.outputs["AuditApproval"] == "audit approved"
+    assert high.tasks["Escalate"].status is TaskStatus.SKIPPED
+    low = await wf.run(0.1)
+    assert low.outputs["Notify"] == "notify: escalated"
+    assert low.tasks["Approve"].status is TaskStatus.SKIPPED
+    assert low.tasks["AuditApproval"].status is TaskStatus.SKIPPED
+
+
+def test_cycles_and_unknown_names_rejected_at_build() -> None:
+    a = Task(name="a", agent=lambda x: x, dependencies=["c"])
+    b = Task(name="b", agent=lambda x: x, dependencies=["a"])
+    c = Task(name="c", agent=lambda x: x, dependencies=["b"])
+    with pytest.raises(ValidationError, match="dependency cycle .*a -> c -> b -> a|dependency cycle"):
+        Workflow(name="g", steps=[a, b, c])
+    with pytest.raises(ValidationError, match="depends on 'nope', which is not a step"):
+        Workflow(name="g", steps=[Task(name="x", agent=lambda x: x, dependencies=["nope"])])
+
+
+def test_cycle_through_a_conditional_branch_is_rejected_before_running(runtime: Any) -> None:
+    x = Task(name="X", agent=lambda v: v, dependencies=["Approve"])
+    gate = ConditionalTask(condition=lambda c: True, if_true=Task(name="Approve", agent=lambda v: v),
+                           dependencies=[x], name="Gate")
+    wf = Workflow(name="g", pattern="graph", steps=[x, gate])
+    ran: list[str] = []
+    with pytest.raises(Exception, match="dependency cycle"):
+        anyio.run(wf.run)
+    assert ran == []
+
+
+async def test_max_concurrency_in_graph(runtime: Any) -> None:
+    running = peak = 0
+
+    async def work(x: Any) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.005)
+        running -= 1
+        return 1
+
+    steps = [Task(name=f"t{i}", agent=agent(work, name=f"t{i}")) for i in range(8)]
+    result = await Workflow(name="g", pattern="graph", steps=steps, max_concurrency=2).run()
+    assert result.ok and peak == 2

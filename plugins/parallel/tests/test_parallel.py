@@ -1,0 +1,151 @@
+"""Parallel pattern: concurrency, bounds, reducers, failure policies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from pyagent import ConfigurationError, agent
+from pyagent.orchestrator import ExecutionPattern, Task, TaskStatus, Workflow
+
+pytestmark = pytest.mark.anyio
+
+
+def wf(steps: list[Task], **kw: Any) -> Workflow:
+    return Workflow(name="Multi-Source Research", pattern=ExecutionPattern.PARALLEL, steps=steps, **kw)
+
+
+async def test_branches_run_concurrently_and_get_the_same_input(runtime: Any) -> None:
+    started = 0
+    all_started = anyio.Event()
+
+    async def branch(x: str) -> str:
+        nonlocal started
+        started += 1
+        if started == 3:
+            all_started.set()
+        with anyio.fail_after(5):  # would deadlock if branches ran one at a time
+            await all_started.wait()
+        return f"{x}!"
+
+    steps = [Task(name=n, agent=agent(branch, name=n)) for n in ("News", "Social", "Papers")]
+    result = await wf(steps).run("topic")
+    assert result.ok
+    assert result.output == {"News": "topic!", "Social": "topic!", "Papers": "topic!"}
+
+
+async def test_reducer_gets_outputs_in_step_order_sync_and_async(runtime: Any) -> None:
+    calls: list[list[str]] = []
+
+    async def slow(x: Any) -> str:
+        await anyio.sleep(0.02)
+        return "slow"
+
+    def merge(results: dict[str, Any]) -> str:
+        calls.append(list(results))
+        return "+".join(results.values())
+
+    async def amerge(results: dict[str, Any]) -> int:
+        return len(results)
+
+    steps = [Task(name="first", agent=slow), Task(name="second", agent=lambda x: "fast")]
+    assert (await wf(steps, reducer=merge).run()).output == "slow+fast"
+    assert calls == [["first", "second"]]  # step order, not completion order
+    assert (await wf(steps, reducer=amerge).run()).output == 2
+
+
+async def test_max_concurrency_bounds_running_branches(runtime: Any) -> None:
+    running = peak = 0
+
+    async def branch(x: Any) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await anyio.sleep(0.005)
+        running -= 1
+
+    steps = [Task(name=f"b{i}", agent=branch) for i in range(12)]
+    result = await wf(steps, max_concurrency=3).run()
+    assert result.ok
+    assert peak == 3
+
+
+async def test_fail_fast_cancels_siblings(runtime: Any) -> None:
+    async def hang(x: Any) -> None:
+        await anyio.sleep_forever()
+
+    def boom(x: Any) -> None:
+        raise RuntimeError("source down")
+
+    steps = [Task(name="hang", agent=hang), Task(name="boom", agent=boom)]
+    with anyio.fail_after(5):
+        result = await wf(steps).run()
+    assert result.status is TaskStatus.FAILED
+    assert "task 'boom' failed: RuntimeError: source down" == result.error
+    assert result.tasks["hang"].status is TaskStatus.CANCELLED
+    assert result.tasks["boom"].status is TaskStatus.FAILED
+
+
+async def test_collect_keeps_partial_results_and_errors(runtime: Any) -> None:
+    steps = [
+        Task(name="ok1", agent=lambda x: 1),
+        Task(name="bad", agent=lambda x: 1 / 0),
+        Task(name="ok2", agent=lambda x: 2),
+    ]
+    result = await wf(steps, failure_policy="collect", reducer=lambda r: sum(r.values())).run()
+    assert result.ok
+    assert result.output == 3
+    assert set(result.errors) == {"bad"}
+    assert result.tasks["bad"].status is TaskStatus.FAILED
+
+
+async def test_collect_with_every_branch_failing_fails_the_run(runtime: Any) -> None:
+    steps = [Task(name="a", agent=lambda x: 1 / 0), Task(name="b", agent=lambda x: [][1])]
+    result = await wf(steps, failure_policy="collect").run()
+    assert result.status is TaskStatus.FAILED
+    assert "every branch failed" in (result.error or "")
+
+
+async def test_reducer_that_raises_is_a_clear_failed_result(runtime: Any) -> None:
+    def merge_results(results: dict[str, Any]) -> Any:
+        raise KeyError("missing")
+
+    steps = [Task(name="a", agent=lambda x: 1)]
+    result = await wf(steps, reducer=merge_results).run()
+    assert result.status is TaskStatus.FAILED
+    assert "reducer merge_results raised KeyError" in (result.error or "")
+    assert "fix the reducer" in (result.error or "")
+
+
+async def test_slow_branch_does_not_block_unrelated_one(runtime: Any) -> None:
+    finished: list[str] = []
+    release = anyio.Event()
+
+    async def slow(x: Any) -> str:
+        await release.wait()
+        finished.append("slow")
+        return "slow"
+
+    async def fast(x: Any) -> str:
+        finished.append("fast")
+        release.set()
+        return "fast"
+
+    with anyio.fail_after(5):
+        result = await wf([Task(name="slow", agent=slow), Task(name="fast", agent=fast)]).run()
+    assert result.ok and finished == ["fast", "slow"]
+
+
+def test_dependencies_are_rejected_for_parallel(runtime: Any) -> None:
+    a = Task(name="a", agent=lambda x: 1)
+    b = Task(name="b", agent=lambda x: 1, dependencies=[a])
+    with pytest.raises(ConfigurationError, match="use pattern=ExecutionPattern.GRAPH"):
+        anyio.run(wf([a, b]).run)
+
+
+async def test_large_fan_out_completes(runtime: Any) -> None:
+    steps = [Task(name=f"b{i}", agent=lambda x: 1) for i in range(2000)]
+    result = await wf(steps, reducer=lambda r: sum(r.values())).run()
+    assert result.output == 2000
