@@ -23,6 +23,13 @@ TASK_REUSED = "task.reused"
 TASK_RETRYING = "task.retrying"
 TASK_FALLBACK = "task.fallback"
 HANDOFF = "handoff"
+# Team patterns (consensus, debate, chain of thought, ...): ``workflow`` is the pattern name,
+# ``task`` the agent that spoke, ``data`` carries pattern, round, phase/step and output.
+TEAM_STARTED = "team.started"
+TEAM_TURN = "team.turn"
+TEAM_ROUND = "team.round"
+TEAM_COMPLETED = "team.completed"
+TEAM_FAILED = "team.failed"
 CHECKPOINT_SAVED = "checkpoint.saved"
 CIRCUIT_CHANGED = "circuit.changed"
 
