@@ -1,1 +1,53 @@
+"""Kernel test fixtures: the kernel's tests run with NO plugin installed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyagent import hookimpl
+from pyagent.engine import WorkflowRun
 from pyagent.testing_fixtures import *  # noqa: F403
+
+
+class MiniSequential:
+    """A minimal pass-forward pattern, registered on a bare runtime in tests."""
+
+    async def execute(self, run: WorkflowRun) -> Any:
+        value = run.input
+        for step in run.workflow.steps:
+            rec = await run.run_step(step, value)
+            if rec.status.value == "completed":
+                value = rec.output
+        return value
+
+
+class MiniSequentialPlugin:
+    @hookimpl
+    def pyagent_register_patterns(self, register: Any) -> None:
+        register("sequential", MiniSequential())
+
+
+def make_distribution(root: Path, dist: str, module: str, source: str, entry_points: str) -> None:
+    """Write an installed-looking distribution (module + dist-info) under ``root`` for sys.path."""
+    (root / f"{module}.py").write_text(source)
+    info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+@pytest.fixture
+def mini_runtime(bare_runtime: Any) -> Any:
+    """A bare runtime with a throwaway pass-forward pattern registered as 'sequential'."""
+    bare_runtime.register(MiniSequentialPlugin(), "mini")
+    return bare_runtime
+
+
+@pytest.fixture
+def distribution() -> Callable[..., None]:
+    """Write a fake installed distribution (module + dist-info with entry points)."""
+    return make_distribution

@@ -91,6 +91,7 @@ class Runtime:
         self._registries: dict[str, dict[str, Registration]] | None = None
         self._lock = threading.RLock()
         self._drivers: dict[tuple[str, str], Any] = {}
+        self._fresh_namespaces: set[str] = set()
         from .clock import Clock
 
         self.clock = Clock()
@@ -176,7 +177,7 @@ class Runtime:
                 table = regs.setdefault(kind, {})
                 hook = getattr(self.pm.hook, hook_name)
                 # Oldest first, so a later (user/test) registration of the same name wins.
-                for impl in reversed(hook.get_hookimpls()):
+                for impl in hook.get_hookimpls():
                     plugin_name = impl.plugin_name
 
                     def register(name: str, obj: Any, _p: str = plugin_name, _t: dict[str, Registration] = table,
@@ -229,9 +230,17 @@ class Runtime:
         from stevedore.exception import NoMatches
 
         singular = kind.rstrip("s")
+        namespace = DRIVER_GROUPS[kind]
+        if namespace not in self._fresh_namespaces:
+            # stevedore memoises entry points per namespace for the whole process; a new
+            # runtime must see what is installed now.
+            from stevedore.extension import ExtensionManager
+
+            ExtensionManager.ENTRY_POINT_CACHE.pop(namespace, None)
+            self._fresh_namespaces.add(namespace)
         try:
             manager = sd_driver.DriverManager(
-                namespace=DRIVER_GROUPS[kind], name=name, invoke_on_load=False,
+                namespace=namespace, name=name, invoke_on_load=False,
                 on_load_failure_callback=_raise_load_failure,
             )
         except NoMatches:

@@ -1,0 +1,135 @@
+"""The engine through a throwaway pattern: results, events, monitors, callbacks, cancellation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from pyagent import Event, hookimpl
+from pyagent.orchestrator import Orchestrator, Task, TaskStatus, Workflow
+
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def rt(mini_runtime: Any) -> Any:
+    return mini_runtime
+
+
+async def test_result_fields(rt: Any) -> None:
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: x + 1), Task(name="b", agent=lambda x: x * 3)])
+    result = await wf.run(1)
+    assert result.ok and result.status == "completed"
+    assert result.output == 6 and result.outputs == {"a": 2, "b": 6}
+    assert len(result.run_id) == 32 and result.error is None
+    assert result.duration is not None and result.duration >= 0
+    a = result.tasks["a"]
+    assert a.status is TaskStatus.COMPLETED and a.attempt_count == 1 and a.retries == 0
+    assert [att.number for att in a.attempts] == [1] and a.attempts[0].error is None
+
+
+async def test_failed_run_is_returned_not_raised(rt: Any) -> None:
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: {}["missing"])])
+    result = await wf.run()
+    assert result.status is TaskStatus.FAILED
+    assert result.error == "task 'a' failed: KeyError: 'missing'"
+    assert result.tasks["a"].attempts[0].error == "KeyError: 'missing'"
+    with pytest.raises(Exception, match="missing"):
+        result.raise_for_status()
+
+
+async def test_monitor_hook_receives_every_event_and_failures_are_contained(rt: Any) -> None:
+    received: list[Event] = []
+
+    class Recorder:
+        @hookimpl
+        def pyagent_on_event(self, event: Event) -> None:
+            received.append(event)
+
+    class Broken:
+        @hookimpl
+        def pyagent_on_event(self, event: Event) -> None:
+            raise ConnectionError("slack is down")
+
+    rt.register(Broken(), "broken")
+    rt.register(Recorder(), "recorder")
+    result = await Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1)]).run()
+    assert result.ok
+    assert [e.kind for e in received] == ["workflow.started", "task.started", "task.completed", "workflow.completed"]
+    assert all(e.workflow == "w" and e.run_id == result.run_id for e in received)
+    assert received[2].data["output"] == 1
+    assert rt.monitor_errors == 4
+
+
+async def test_orchestrator_monitors_and_callbacks(rt: Any) -> None:
+    kinds: list[str] = []
+
+    class Monitor:
+        def on_event(self, event: Event) -> None:
+            kinds.append(event.kind)
+
+    orch = Orchestrator()
+    orch.set_monitors([Monitor()])
+    orch.add_workflow(Workflow(name="Research Report", steps=[Task(name="Research", agent=lambda x: "r")]))
+    done: list[str] = []
+    result = await orch.run_workflow("Research Report", on_task_complete=lambda t: done.append(t.name))
+    assert result.output == "r" and done == ["Research"]
+    assert "task.completed" in kinds
+
+
+def test_orchestrator_errors() -> None:
+    orch = Orchestrator()
+    with pytest.raises(Exception, match="no workflow named 'x'"):
+        orch.get_workflow("x")
+    orch.add_workflow(Workflow(name="a", steps=[Task(name="t", agent=lambda x: x)]))
+    with pytest.raises(Exception, match="already added"):
+        orch.add_workflow(Workflow(name="a", steps=[Task(name="t", agent=lambda x: x)]))
+    with pytest.raises(Exception, match="has no on_event"):
+        orch.set_monitors([object()])
+
+
+def test_schedule_without_cron_plugin_names_it(bare_runtime: Any) -> None:
+    orch = Orchestrator()
+    wf = orch.add_workflow(Workflow(name="daily", steps=[Task(name="t", agent=lambda x: x)]))
+    with pytest.raises(Exception, match="pip install pyagent-cron"):
+        orch.schedule(wf, cron="0 9 * * MON-FRI")
+
+
+async def test_cancelling_a_run_marks_the_task_cancelled(rt: Any) -> None:
+    started = anyio.Event()
+
+    async def hang(x: Any) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    wf = Workflow(name="w", steps=[Task(name="hang", agent=hang)])
+    seen: list[str] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: wf.run(on_event=lambda e: seen.append(e.kind)))
+        with anyio.fail_after(5):
+            await started.wait()
+        tg.cancel_scope.cancel()
+    assert seen[-2:] == ["task.cancelled", "workflow.cancelled"]
+
+
+async def test_timeout_fails_the_task(rt: Any) -> None:
+    async def slow(x: Any) -> None:
+        await anyio.sleep(10)
+
+    result = await Workflow(name="w", steps=[Task(name="slow", agent=slow, timeout=0.05)]).run()
+    assert result.status is TaskStatus.FAILED
+    assert "timed out after 0.05s" in (result.error or "")
+
+
+async def test_state_is_shared_between_tasks(rt: Any) -> None:
+    def first(x: Any, ctx: Any) -> None:
+        ctx.state["token"] = "abc"
+
+    def second(x: Any, ctx: Any) -> str:
+        return str(ctx.state["token"])
+
+    result = await Workflow(name="w", steps=[Task(name="a", agent=first), Task(name="b", agent=second)]).run()
+    assert result.output == "abc"

@@ -1,0 +1,153 @@
+"""Discovery through real entry points: failures isolated, blocking, strict mode, drivers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyagent import PluginNotInstalledError
+from pyagent.errors import DriverLoadFailure, PluginLoadError
+from pyagent.plugins import Runtime
+
+
+GOOD = '''
+from pyagent import hookimpl
+
+class Zig:
+    async def execute(self, run):
+        return "zig"
+
+@hookimpl
+def pyagent_register_patterns(register):
+    register("zigzag", Zig())
+'''
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: Any) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("PYAGENT_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("PYAGENT_STRICT_PLUGINS", raising=False)
+    yield tmp_path
+    for mod in ("zig_plugin", "broken_plugin"):
+        sys.modules.pop(mod, None)
+
+
+def _install_two(site: Path, distribution: Any) -> None:
+    distribution(site, "pyagent-zigzag", "zig_plugin", GOOD, "[pyagent]\nzigzag = zig_plugin\n")
+    distribution(site, "pyagent-broken", "broken_plugin", "raise ImportError('needs libfoo')\n",
+                      "[pyagent]\nbroken = broken_plugin\n")
+
+
+def test_a_broken_plugin_never_stops_the_others(site: Path, distribution: Any) -> None:
+    _install_two(site, distribution)
+    rt = Runtime()
+    assert rt.lookup("pattern", "zigzag").__class__.__name__ == "Zig"
+    failure = next(f for f in rt.failures if f.name == "broken")
+    assert failure.distribution == "pyagent-broken"
+    assert "ImportError: needs libfoo" in failure.error
+    info = rt.plugins["zigzag"]
+    assert (info.distribution, info.version) == ("pyagent-zigzag", "1.0")
+    assert info.provides == {"patterns": ["zigzag"]}
+
+
+def test_strict_mode_reraises_with_the_plugin_name(site: Path, monkeypatch: Any, distribution: Any) -> None:
+    _install_two(site, distribution)
+    monkeypatch.setenv("PYAGENT_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginLoadError, match='Error importing plugin "broken": needs libfoo'):
+        Runtime().ensure_loaded()
+
+
+def test_disable_plugins_by_entry_point_or_distribution(site: Path, monkeypatch: Any, distribution: Any) -> None:
+    _install_two(site, distribution)
+    monkeypatch.setenv("PYAGENT_DISABLE_PLUGINS", "zigzag, pyagent-broken")
+    rt = Runtime()
+    rt.ensure_loaded()
+    assert "zigzag" not in rt.plugins and not [f for f in rt.failures if f.name == "broken"]
+    with pytest.raises(PluginNotInstalledError):
+        rt.lookup("pattern", "zigzag")
+
+
+def test_registration_errors_are_reported_not_raised(bare_runtime: Any) -> None:
+    from pyagent import hookimpl
+
+    class Faulty:
+        @hookimpl
+        def pyagent_register_patterns(self, register: Any) -> None:
+            raise RuntimeError("oops")
+
+    bare_runtime.register(Faulty(), "faulty")
+    assert bare_runtime.registry("patterns") == {}
+    assert any("pyagent_register_patterns raised RuntimeError: oops" in f.error for f in bare_runtime.failures)
+
+
+def test_later_registration_wins_and_unregister_rebuilds(bare_runtime: Any) -> None:
+    from pyagent import hookimpl
+
+    def plugin(value: str) -> Any:
+        class P:
+            @hookimpl
+            def pyagent_register_patterns(self, register: Any) -> None:
+                register("p", value)
+
+        return P()
+
+    bare_runtime.register(plugin("first"), "one")
+    bare_runtime.register(plugin("second"), "two")
+    assert bare_runtime.lookup("pattern", "p") == "second"
+    bare_runtime.unregister("two")
+    assert bare_runtime.lookup("pattern", "p") == "first"
+
+
+def test_drivers_are_found_by_entry_point_name(bare_runtime: Any) -> None:
+    from pyagent._defaults.local_executor import LocalExecutor
+    from pyagent._defaults.memory_store import MemoryStore
+
+    assert bare_runtime.driver("stores", "memory") is MemoryStore
+    assert bare_runtime.driver("executors", "local") is LocalExecutor
+    assert isinstance(bare_runtime.executor("local"), LocalExecutor)
+    with pytest.raises(PluginNotInstalledError, match="store 'sqlite' is not installed: pip install pyagent-sql"):
+        bare_runtime.driver("stores", "sqlite")
+    with pytest.raises(PluginNotInstalledError, match="executor 'dask' is not installed: pip install pyagent-dask"):
+        bare_runtime.driver("executors", "dask")
+    with pytest.raises(DriverLoadFailure, match="takes no options"):
+        bare_runtime.executor("local", {"workers": 3})
+
+
+def test_broken_driver_entry_point_is_wrapped(site: Path, distribution: Any) -> None:
+    distribution(site, "pyagent-badstore", "broken_plugin", "raise ImportError('no driver lib')\n",
+                      "[pyagent.stores]\nbadstore = broken_plugin:Store\n")
+    with pytest.raises(DriverLoadFailure, match="driver 'badstore' .* failed to load: ImportError: no driver lib"):
+        Runtime(discover=False).driver("stores", "badstore")
+
+
+def test_hook_registered_driver_wins(bare_runtime: Any) -> None:
+    from pyagent import hookimpl
+
+    class Custom:
+        def __init__(self, url: str) -> None:
+            self.url = url
+
+    class P:
+        @hookimpl
+        def pyagent_register_stores(self, register: Any) -> None:
+            register("memory", Custom)
+
+    bare_runtime.register(P(), "p")
+    assert bare_runtime.driver("stores", "memory") is Custom
+
+
+def test_import_pyagent_does_not_discover_plugins() -> None:
+    import subprocess
+
+    code = (
+        "import sys, pyagent, pyagent.orchestrator\n"
+        "from pyagent.plugins import get_runtime\n"
+        "assert not get_runtime()._discovered\n"
+        "heavy = [m for m in ('stevedore', 'tenacity', 'sqlalchemy', 'click') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

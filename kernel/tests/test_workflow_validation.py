@@ -1,0 +1,95 @@
+"""Bad input is caught when a workflow is built or before any agent runs, with a message that says the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from pydantic import ValidationError
+
+from pyagent import ConfigurationError, PluginNotInstalledError
+from pyagent.orchestrator import ConditionalTask, ExecutionPattern, Task, Workflow
+
+
+
+def noop(x: Any) -> Any:
+    return x
+
+
+def test_step_that_is_not_a_task() -> None:
+    with pytest.raises(ValidationError, match=r"step 1 is a str .*not a Task: wrap it as Task"):
+        Workflow(name="w", steps=[Task(name="a", agent=noop), "b"])
+
+
+def test_duplicate_task_names_including_branches() -> None:
+    with pytest.raises(ValidationError, match="duplicate task name 'a'"):
+        Workflow(name="w", steps=[Task(name="a", agent=noop), Task(name="a", agent=noop)])
+    with pytest.raises(ValidationError, match="duplicate task name 'a'"):
+        Workflow(name="w", steps=[
+            Task(name="a", agent=noop),
+            ConditionalTask(condition=lambda c: True, if_true=Task(name="a", agent=noop)),
+        ])
+
+
+def test_cycle_and_unknown_dependency() -> None:
+    a = Task(name="a", agent=noop, dependencies=["b"])
+    b = Task(name="b", agent=noop, dependencies=["a"])
+    with pytest.raises(ValidationError, match=r"dependency cycle in workflow 'w': (a -> b -> a|b -> a -> b)"):
+        Workflow(name="w", steps=[a, b])
+    with pytest.raises(ValidationError, match="depends on 'ghost', which is not a step"):
+        Workflow(name="w", steps=[Task(name="a", agent=noop, dependencies=["ghost"])])
+    with pytest.raises(ValidationError, match="depends on itself"):
+        Workflow(name="w", steps=[Task(name="a", agent=noop, dependencies=["a"])])
+
+
+def test_dependencies_accept_task_objects() -> None:
+    a = Task(name="a", agent=noop)
+    b = Task(name="b", agent=noop, dependencies=[a])
+    assert b.dependencies == ["a"]
+    wf = Workflow(name="w", steps=[a, b])
+    assert wf.pattern_name == "graph"  # dependencies imply a graph
+    assert Workflow(name="w2", steps=[Task(name="x", agent=noop)]).pattern_name == "sequential"
+
+
+def test_bad_settings_name_the_setting() -> None:
+    with pytest.raises(ValidationError, match="reducer"):
+        Workflow(name="w", steps=[Task(name="a", agent=noop)], reducer="merge")
+    with pytest.raises(ValidationError, match="max_concurrency"):
+        Workflow(name="w", steps=[Task(name="a", agent=noop)], max_concurrency=0)
+    with pytest.raises(ValidationError, match="failure_policy"):
+        Workflow(name="w", steps=[Task(name="a", agent=noop)], failure_policy="ignore")
+    with pytest.raises(ValidationError, match="agent must be an agent or a callable, got int"):
+        Task(name="a", agent=7)
+    with pytest.raises(ValidationError, match="backoff"):
+        Task(name="a", agent=noop, retry_config={"backoff": "fibonacci"})
+    with pytest.raises(ValidationError, match="initial_delay"):
+        Task(name="a", agent=noop, retry_config={"initial_delay": -1})
+
+
+def test_pattern_names_normalise() -> None:
+    wf = Workflow(name="w", pattern="PARALLEL", steps=[Task(name="a", agent=noop)])
+    assert wf.pattern is ExecutionPattern.PARALLEL
+    assert Workflow(name="w", pattern="my_custom", steps=[Task(name="a", agent=noop)]).pattern_name == "my_custom"
+
+
+def test_missing_pattern_plugin_names_the_distribution(bare_runtime: Any) -> None:
+    wf = Workflow(name="w", pattern=ExecutionPattern.SEQUENTIAL, steps=[Task(name="a", agent=noop)])
+    with pytest.raises(PluginNotInstalledError, match="pattern 'sequential' is not installed: pip install pyagent-sequential"):
+        anyio.run(wf.run)
+    custom = Workflow(name="w", pattern="zigzag", steps=[Task(name="a", agent=noop)])
+    with pytest.raises(PluginNotInstalledError, match="install a plugin that provides the pattern 'zigzag'"):
+        anyio.run(custom.run)
+
+
+def test_task_without_agent_fails_before_anything_runs(mini_runtime: Any) -> None:
+    ran: list[str] = []
+    wf = Workflow(name="w", steps=[Task(name="Prep", agent=lambda x: ran.append("prep")), Task(name="Analyze")])
+    with pytest.raises(ConfigurationError, match=r"task 'Analyze' in workflow 'w' has no agent"):
+        anyio.run(wf.run)
+    assert ran == []
+
+
+def test_empty_workflow(mini_runtime: Any) -> None:
+    with pytest.raises(ConfigurationError, match="has no steps"):
+        anyio.run(Workflow(name="Protected Flow").run)
