@@ -1,0 +1,76 @@
+"""The pyagent command: plugins listing and running a workflow from a file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from pyagent.cli import main
+from pyagent.plugins import PluginFailure
+
+FLOW = '''
+from pyagent.orchestrator import Task, Workflow
+
+def research(topic):
+    return f"notes on {topic}"
+
+def write(notes):
+    return f"article from {notes}"
+
+report = Workflow(name="Research Report", steps=[
+    Task(name="Research", agent=research),
+    Task(name="Write", agent=write),
+])
+'''
+
+
+def test_plugins_lists_providers_drivers_and_failures(mini_runtime: Any) -> None:
+    mini_runtime.failures.append(PluginFailure("broken", "pyagent-broken", "ImportError: no libfoo"))
+    out = CliRunner().invoke(main, ["plugins"])
+    assert out.exit_code == 0, out.output
+    assert "mini" in out.output and "patterns: sequential" in out.output
+    assert "memory" in out.output and "local" in out.output
+    assert "Failed to load:" in out.output and "broken (pyagent-broken): ImportError: no libfoo" in out.output
+    data = json.loads(CliRunner().invoke(main, ["plugins", "--json"]).output)
+    assert data["failures"][0]["name"] == "broken"
+    assert {"name": "mini", "distribution": None, "version": None, "provides": {"patterns": ["sequential"]}} in data["plugins"]
+
+
+def test_run_shows_progress_and_result(mini_runtime: Any, tmp_path: Path) -> None:
+    path = tmp_path / "flow.py"
+    path.write_text(FLOW)
+    out = CliRunner().invoke(main, ["run", str(path), "--input", '"AI"'])
+    assert out.exit_code == 0, out.output
+    assert "Running workflow 'Research Report'" in out.output
+    assert "✓ Research" in out.output and "✓ Write" in out.output
+    assert "output: 'article from notes on AI'" in out.output
+    by_var = CliRunner().invoke(main, ["run", f"{path}:report", "--json", "--input", "x"])
+    assert json.loads(by_var.output)["output"] == "article from notes on x"
+    by_name = CliRunner().invoke(main, ["run", f"{path}:Research Report", "--quiet"])
+    assert by_name.exit_code == 0 and "COMPLETED" in by_name.output
+
+
+def test_run_errors_are_clear(mini_runtime: Any, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert "no such file" in runner.invoke(main, ["run", str(tmp_path / "nope.py")]).output
+    two = tmp_path / "two.py"
+    two.write_text(FLOW + "\nother = Workflow(name='Other', steps=[Task(name='x', agent=research)])\n")
+    out = runner.invoke(main, ["run", str(two)])
+    assert out.exit_code != 0 and "defines several workflows (report, other)" in out.output
+    assert "has no workflow 'missing'" in runner.invoke(main, ["run", f"{two}:missing"]).output
+    failing = tmp_path / "failing.py"
+    failing.write_text("from pyagent.orchestrator import Task, Workflow\n"
+                       "wf = Workflow(name='f', steps=[Task(name='boom', agent=lambda x: 1/0)])\n")
+    out = runner.invoke(main, ["run", str(failing)])
+    assert out.exit_code == 1 and "✗ boom" in out.output and "ZeroDivisionError" in out.output
+
+
+def test_run_without_pattern_plugin_says_what_to_install(bare_runtime: Any, tmp_path: Path) -> None:
+    path = tmp_path / "flow.py"
+    path.write_text(FLOW)
+    out = CliRunner().invoke(main, ["run", str(path)])
+    assert out.exit_code != 0
+    assert "pip install pyagent-sequential" in out.output

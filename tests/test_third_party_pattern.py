@@ -1,0 +1,83 @@
+"""A pattern plugin written as a third party would: installed into a throwaway venv, used by name."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "pyagent-race"
+
+SCRIPT = textwrap.dedent(
+    """
+    import anyio
+    from pyagent.orchestrator import Task, Workflow, TaskStatus
+    from pyagent.plugins import get_runtime
+
+    async def slow(x):
+        await anyio.sleep(30)
+        return "slow"
+
+    async def fast(x):
+        await anyio.sleep(0.01)
+        return f"fast:{x}"
+
+    def broken(x):
+        raise RuntimeError("provider down")
+
+    wf = Workflow(name="hedged", pattern="race", steps=[
+        Task(name="slow", agent=slow), Task(name="broken", agent=broken), Task(name="fast", agent=fast),
+    ])
+    result = anyio.run(wf.run, "q")
+    assert result.ok, result.error
+    assert result.output == "fast:q", result.output
+    assert result.tasks["slow"].status is TaskStatus.CANCELLED
+    assert result.tasks["broken"].status is TaskStatus.FAILED
+    info = get_runtime().plugins["race"]
+    print("OK", info.distribution, info.provides)
+    """
+)
+
+
+def _make_venv(venv: Path) -> Path:
+    uv = shutil.which("uv")
+    py = venv / "bin" / "python"
+    if uv:
+        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+        subprocess.run([uv, "pip", "install", "-q", "--python", str(py), str(ROOT / "kernel"), str(FIXTURE)],
+                       check=True)
+    else:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", str(ROOT / "kernel"), str(FIXTURE)], check=True)
+    return py
+
+
+@pytest.mark.slow
+def test_third_party_pattern_installs_and_runs_by_name(tmp_path: Path) -> None:
+    py = _make_venv(tmp_path / "venv")
+    out = subprocess.run([str(py), "-c", SCRIPT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "OK pyagent-race {'patterns': ['race']}" in out.stdout
+    listing = subprocess.run([str(tmp_path / "venv" / "bin" / "pyagent"), "plugins"], capture_output=True,
+                             text=True, timeout=60)
+    assert "race" in listing.stdout and "pyagent-race 0.1.0" in listing.stdout
+
+
+def test_fixture_pattern_validates_before_running(tmp_path: Path) -> None:
+    """The fixture's own validation runs before any agent (checked in-process, no install)."""
+    sys.path.insert(0, str(FIXTURE / "src"))
+    try:
+        from pyagent_race import RacePattern
+
+        from pyagent import ConfigurationError
+        from pyagent.orchestrator import Task, Workflow
+
+        with pytest.raises(ConfigurationError, match="needs at least two steps"):
+            RacePattern().validate(Workflow(name="w", pattern="race", steps=[Task(name="a", agent=lambda x: x)]))
+    finally:
+        sys.path.remove(str(FIXTURE / "src"))
