@@ -43,7 +43,8 @@ async def test_decorator_form_and_docstring_description() -> None:
     [
         (lambda x: x, False),
         (lambda x, ctx: x, True),
-        (lambda x, context=None: x, True),  # named ctx/context is always passed
+        (lambda x, context=None: x, True),  # named ctx/context after the input is always passed
+        (lambda context: context, False),  # a lone parameter is the input, whatever its name
         (lambda x, n=3: x, False),  # the loop-binding idiom is left alone
         (lambda x, y: x, True),  # second positional without default
     ],

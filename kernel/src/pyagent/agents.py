@@ -36,15 +36,16 @@ class Model(Protocol):
 
 
 def _wants_context(fn: Callable[..., Any]) -> bool:
-    """True when ``fn`` declares ``ctx``/``context`` or a second positional parameter without default.
+    """True when ``fn`` declares ``ctx``/``context`` after its input, or a second positional parameter without default.
 
-    A defaulted second parameter (``lambda x, n=n: ...``, the loop-binding idiom) is left alone.
+    A defaulted second parameter (``lambda x, n=n: ...``, the loop-binding idiom) is left alone,
+    and a lone parameter is always the input, whatever its name.
     """
     try:
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return False
-    if any(p.name in ("ctx", "context") for p in params):
+    if any(p.name in ("ctx", "context") for p in params[1:]):
         return True
     positional = [
         p
@@ -245,10 +246,34 @@ def agent(
     return FunctionAgent(fn_or_instructions, name=name, description=description, thread=thread)
 
 
+class WorkflowAgent:
+    """A workflow used as one step of another: its output is the sub-run's output, its failure the step's."""
+
+    def __init__(self, workflow: Any) -> None:
+        self.workflow = workflow
+        self.name = workflow.name
+        self.description = workflow.description or f"runs workflow {workflow.name!r}"
+
+    async def run(self, input: Any, ctx: RunContext) -> Any:
+        parent = ctx.run
+        forward = parent.forward if parent is not None and parent.listening else None
+        result = await self.workflow.run(input, on_event=forward)
+        if not result.ok:
+            raise result.exception or RuntimeError(result.error)
+        return result.output
+
+    def __repr__(self) -> str:
+        return f"WorkflowAgent({self.name!r})"
+
+
 def as_agent(value: Any, *, what: str = "agent") -> Agent:
-    """Return ``value`` as an agent: agents pass through, callables are wrapped, anything else is an error."""
-    if isinstance(value, (FunctionAgent, InstructionAgent)):
+    """Return ``value`` as an agent: agents pass through, callables and workflows are wrapped, anything else is an error."""
+    if isinstance(value, (FunctionAgent, InstructionAgent, WorkflowAgent)):
         return value
+    from .workflow import Workflow
+
+    if isinstance(value, Workflow):
+        return WorkflowAgent(value)
     if hasattr(value, "run") and hasattr(value, "name") and inspect.iscoroutinefunction(value.run):
         if not hasattr(value, "description"):
             value.description = ""

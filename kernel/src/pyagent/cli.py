@@ -81,15 +81,34 @@ def _find_workflow(module: Any, wanted: str | None, path: Path) -> Any:
         raise click.ClickException(f"{path} has no workflow {wanted!r} (workflows: {have})")
     if len(found) == 1:
         return next(iter(found.values()))
+    # Several: run the one no other workflow uses as a step (the top of a composition).
+    used = {id(getattr(t.agent, "workflow", None)) for wf in found.values() for t in _tasks(wf)}
+    roots = [wf for wf in found.values() if id(wf) not in used]
+    if len(roots) == 1:
+        return roots[0]
     if not found:
         raise click.ClickException(f"{path} defines no Workflow at module level")
     names = ", ".join(found)
     raise click.ClickException(f"{path} defines several workflows ({names}): pick one with {path}:NAME")
 
 
+def _tasks(workflow: Any) -> list[Any]:
+    from .tasks import ConditionalTask
+
+    out: list[Any] = []
+    for step in workflow.steps:
+        out.extend(step.branches if isinstance(step, ConditionalTask) else [step])
+    return out
+
+
+_TOP: list[str] = []
+
+
 def _progress(event: Any) -> None:
     kind = event.kind
     stamp = time.strftime("%H:%M:%S", time.localtime(event.timestamp))
+    if _TOP and event.workflow != _TOP[0] and event.task:
+        stamp += f"  [{event.workflow}]"
     if kind == "task.started":
         click.echo(f"{stamp}  ▶ {event.task}")
     elif kind == "task.completed":
@@ -126,6 +145,8 @@ def run(target: str, input_: str | None, quiet: bool, as_json: bool) -> None:
             value = input_
     if not quiet and not as_json:
         click.echo(f"Running workflow {workflow.name!r} ({workflow.pattern_name}, {len(workflow.steps)} steps)")
+
+    _TOP[:] = [workflow.name]
 
     async def go() -> Any:
         return await workflow.run(value, on_event=None if (quiet or as_json) else _progress)

@@ -75,6 +75,7 @@ class RunContext:
         "result",
         "results",
         "round",
+        "run",
         "run_id",
         "state",
         "step",
@@ -100,6 +101,7 @@ class RunContext:
         error: BaseException | None = None,
         partial_output: Any = None,
         extra: dict[str, Any] | None = None,
+        run: Any = None,
     ) -> None:
         self.workflow = workflow
         self.task = task
@@ -115,6 +117,7 @@ class RunContext:
         self.error = error
         self.partial_output = partial_output
         self.extra = extra if extra is not None else {}
+        self.run = run  # the WorkflowRun, for agents that start sub-workflows or emit events
 
     def __repr__(self) -> str:
         task = self.task.name if self.task is not None else None

@@ -96,6 +96,19 @@ class WorkflowRun:
                 self.runtime.monitor_errors += 1
                 log.warning("monitor %r failed on %s: %s", listener, kind, exc)
 
+    @property
+    def listening(self) -> bool:
+        return bool(self._listeners)
+
+    def forward(self, event: Event) -> None:
+        """Deliver an event from elsewhere (a sub-workflow's) to this run's listeners."""
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception as exc:
+                self.runtime.monitor_errors += 1
+                log.warning("monitor %r failed on %s: %s", listener, event.kind, exc)
+
     def _task_done(self, rec: TaskResult, kind: str) -> None:
         if self._listeners:
             self.emit(kind, rec.name, rec.status.value, output=rec.output, error=rec.error_message,
@@ -176,7 +189,7 @@ class WorkflowRun:
     def context(self, task: Task | None, *, result: Any = None, **fields: Any) -> RunContext:
         """A run context for ``task`` sharing this run's results, state and transcript."""
         return RunContext(workflow=self.workflow, task=task, results=self.results, result=result,
-                          state=self.state, transcript=self.transcript, run_id=self.run_id, **fields)
+                          state=self.state, transcript=self.transcript, run_id=self.run_id, run=self, **fields)
 
     async def run_task(self, task: Task, input: Any, *, previous: Any = None) -> TaskResult:
         """Run one task with its timeout, retries and fallback; record and announce every transition."""
@@ -240,7 +253,7 @@ class WorkflowRun:
     def _context(self, task: Task, input: Any, previous: Any) -> RunContext:
         return RunContext(workflow=self.workflow, task=task, results=self.results,
                           result=input if previous is None else previous, state=self.state,
-                          transcript=self.transcript, run_id=self.run_id)
+                          transcript=self.transcript, run_id=self.run_id, run=self)
 
     def _reuse(self, done: TaskResult) -> TaskResult:
         rec = TaskResult(done.name, _COMPLETED, done.agent)
@@ -330,7 +343,7 @@ class WorkflowRun:
         self.emit(ev.TASK_FALLBACK, task.name, "running", strategy=strategy,
                   error=rec.primary_error, fallback=fallback.name)
         fctx = RunContext(workflow=self.workflow, task=task, results=self.results, result=ctx.result,
-                          state=self.state, transcript=self.transcript, run_id=self.run_id,
+                          state=self.state, transcript=self.transcript, run_id=self.run_id, run=self,
                           attempt=len(rec.attempts) + 1,
                           error=primary if strategy == "supplement" else None,
                           partial_output=partial if strategy == "supplement" else None)
