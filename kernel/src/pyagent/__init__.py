@@ -16,6 +16,7 @@ from .errors import (
     TaskFailedError,
 )
 from .events import Event
+from .handoff import handoff
 from .hookspecs import hookimpl
 from .results import TaskResult, WorkflowResult
 from .tasks import ConditionalTask, RetryConfig, Task, TaskStatus
@@ -49,5 +50,6 @@ __all__ = [
     "Workflow",
     "WorkflowResult",
     "agent",
+    "handoff",
     "hookimpl",
 ]
