@@ -1,0 +1,137 @@
+"""One behavioural test per hook: a throwaway plugin implements it and the kernel uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pyagent import Event, RunContext, agent, hookimpl
+from pyagent.orchestrator import Orchestrator, Task, Workflow
+from pyagent.testing import ScriptedModel
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_hook_pyagent_register_executors(mini_runtime: Any) -> None:
+    calls: list[str] = []
+
+    class CountingExecutor:
+        def __init__(self, **options: Any) -> None:
+            self.options = options
+
+        def call(self, agent: Any, input: Any, ctx: RunContext) -> Any:
+            calls.append(agent.name)
+            return agent.run(input, ctx)
+
+    class Plugin:
+        @hookimpl
+        def pyagent_register_executors(self, register: Any) -> None:
+            register("counting", CountingExecutor)
+
+    mini_runtime.register(Plugin(), "counting-executor")
+    wf = Workflow(name="w", executor="counting", executor_options={"tag": 1},
+                  steps=[Task(name="a", agent=agent(lambda x: 1, name="one")), Task(name="b", agent=agent(lambda x: x + 1, name="two"))])
+    result = await wf.run()
+    assert result.output == 2 and calls == ["one", "two"]
+    assert mini_runtime.executor("counting", {"tag": 1}).options == {"tag": 1}
+
+
+async def test_hook_pyagent_register_patterns(bare_runtime: Any) -> None:
+    class Reverse:
+        async def execute(self, run: Any) -> Any:
+            value = run.input
+            for step in reversed(run.workflow.steps):
+                value = (await run.run_step(step, value)).output
+            return value
+
+    class Plugin:
+        @hookimpl
+        def pyagent_register_patterns(self, register: Any) -> None:
+            register("reverse", Reverse())
+
+    bare_runtime.register(Plugin(), "reverse")
+    wf = Workflow(name="w", pattern="reverse", steps=[Task(name="a", agent=lambda x: x + "a"), Task(name="b", agent=lambda x: x + "b")])
+    assert (await wf.run("")).output == "ba"
+    assert bare_runtime.plugins["reverse"].provides == {"patterns": ["reverse"]}
+
+
+def test_hook_pyagent_register_routers(bare_runtime: Any) -> None:
+    class FirstRouter:
+        def score(self, query: str, agents: list[Any]) -> list[tuple[str, float]]:
+            return [(a.name, 1.0) for a in agents]
+
+    class Plugin:
+        @hookimpl
+        def pyagent_register_routers(self, register: Any) -> None:
+            register("first", FirstRouter())
+            register("best", FirstRouter(), default=True)
+
+    bare_runtime.register(Plugin(), "routers")
+    assert bare_runtime.default_router_name() == "best"
+    router = bare_runtime.lookup("router", "first")
+    assert router.score("q", [agent(lambda x: x, name="a")]) == [("a", 1.0)]
+
+
+def test_hook_pyagent_register_stores(bare_runtime: Any) -> None:
+    class DictStore:
+        def __init__(self, url: str) -> None:
+            self.url = url
+
+    class Plugin:
+        @hookimpl
+        def pyagent_register_stores(self, register: Any) -> None:
+            register("dict", DictStore)
+
+    bare_runtime.register(Plugin(), "dict-store")
+    factory = bare_runtime.driver("stores", "dict")
+    assert factory("dict://x").url == "dict://x"
+
+
+async def test_hook_pyagent_on_event(mini_runtime: Any) -> None:
+    kinds: list[str] = []
+
+    class Plugin:
+        @hookimpl
+        def pyagent_on_event(self, event: Event) -> None:
+            kinds.append(event.kind)
+
+    mini_runtime.register(Plugin(), "recorder")
+    await Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1 / 0)]).run()
+    assert kinds == ["workflow.started", "task.started", "task.failed", "workflow.failed"]
+
+
+def test_hook_pyagent_register_triggers(bare_runtime: Any) -> None:
+    made: list[dict[str, Any]] = []
+
+    class FakeCron:
+        def __init__(self, orchestrator: Any, workflow: Any, **options: Any) -> None:
+            made.append({"workflow": workflow.name, **options})
+
+        async def serve(self) -> None:
+            return None
+
+    class Plugin:
+        @hookimpl
+        def pyagent_register_triggers(self, register: Any) -> None:
+            register("cron", FakeCron)
+
+    bare_runtime.register(Plugin(), "cron")
+    orch = Orchestrator()
+    wf = Workflow(name="daily_report", steps=[Task(name="t", agent=lambda x: x)])
+    trigger = orch.schedule(wf, cron="0 9 * * MON-FRI")
+    assert isinstance(trigger, FakeCron) and orch.triggers == [trigger]
+    assert made == [{"workflow": "daily_report", "cron": "0 9 * * MON-FRI"}]
+
+
+async def test_hook_pyagent_register_models(bare_runtime: Any) -> None:
+    class Plugin:
+        @hookimpl
+        def pyagent_register_models(self, register: Any) -> None:
+            register("fake", lambda model_id: ScriptedModel(lambda prompt: f"[{model_id}] {prompt}"))
+
+    bare_runtime.register(Plugin(), "fake-models")
+    named = agent("You answer", model="fake:small")
+    assert await named.run("hi", RunContext()) == "[small] hi"
+    only = agent("You answer")  # no model given: the only provider is used
+    assert await only.run("yo", RunContext()) == "[None] yo"
