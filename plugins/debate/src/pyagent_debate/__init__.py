@@ -1,0 +1,40 @@
+"""The debate pattern: pro and con argue for a number of rounds; a judge gives the verdict.
+
+``AgentPatterns.debate(pro_agent=..., con_agent=..., judge=..., topic=..., rounds=3)``
+resolves this plugin by the pattern name ``debate``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyagent import hookimpl
+
+from .result import DebateResult
+from .team import DebaterFailedError, DebateTeam, build
+from .verdict import Verdict, Winner, parse_verdict
+
+__all__ = [
+    "DebatePattern",
+    "DebateResult",
+    "DebateTeam",
+    "DebaterFailedError",
+    "Verdict",
+    "Winner",
+    "parse_verdict",
+]
+
+
+class DebatePattern:
+    """The team pattern registered as ``debate``: ``build(**options)`` returns a team."""
+
+    name = "debate"
+
+    def build(self, **options: Any) -> DebateTeam:
+        """Build a :class:`DebateTeam` (options: pro_agent, con_agent, judge, rounds)."""
+        return build(**options)
+
+
+@hookimpl
+def pyagent_register_patterns(register: Any) -> None:
+    register("debate", DebatePattern())
