@@ -1,0 +1,69 @@
+"""A private asyncio loop on a daemon thread, where a store's async engine lives.
+
+SQLAlchemy's async engines (aiosqlite, asyncpg) only run on asyncio, and their pooled
+connections belong to the loop that made them. pyagent runs on asyncio *and* trio, and sync
+helpers start a fresh loop per call, so each store keeps its engine on one loop of its own and
+callers on any backend await the result of a coroutine submitted there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+T = TypeVar("T")
+
+
+async def wait_future(future: concurrent.futures.Future[T]) -> T:
+    """Await a thread-safe future from asyncio or trio; cancelling the caller cancels the work."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        # Not asyncio (trio): park a worker thread on the future.
+        try:
+            return await anyio.to_thread.run_sync(future.result, abandon_on_cancel=True)
+        except anyio.get_cancelled_exc_class():
+            future.cancel()
+            raise
+    return await asyncio.wrap_future(future)
+
+
+class LoopThread:
+    """One asyncio event loop running forever on a daemon thread until ``stop``."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
+
+    def submit(self, fn: Callable[..., Awaitable[T]], *args: Any) -> concurrent.futures.Future[T]:
+        """Start ``fn(*args)`` on the private loop; the future completes with its result."""
+        return asyncio.run_coroutine_threadsafe(_as_coroutine(fn, *args), self.loop)
+
+    async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``fn(*args)`` on the private loop and await its result from the caller's loop."""
+        return await wait_future(self.submit(fn, *args))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+
+async def _as_coroutine(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    return await fn(*args)

@@ -1,0 +1,132 @@
+"""The PostgreSQL store on asyncpg.
+
+Single-statement writes run in autocommit mode: one round trip instead of three
+(BEGIN, statement, COMMIT). Opening takes a transaction-scoped advisory lock, so processes
+starting together create or migrate the schema exactly once.
+"""
+
+from __future__ import annotations
+
+import socket
+import zlib
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .base import SQLStore
+from .errors import StoreUnavailableError
+from .schema import migrate
+from .urls import describe_postgres, parse_postgres
+
+# Advisory-lock namespace for schema migrations ("pyag").
+_LOCK_NAMESPACE = 0x70796167
+
+
+class PostgresStore(SQLStore):
+    """A store in a PostgreSQL database (``postgresql://user@host:5432/db[?schema=name]``)."""
+
+    kind = "PostgreSQL"
+
+    def __init__(self, url: str) -> None:
+        self.target = parse_postgres(url)
+        super().__init__(url)
+        self._base_engine: AsyncEngine | None = None
+        self._autocommit: AsyncEngine | None = None
+
+    @property
+    def display_url(self) -> str:
+        return self.target.display
+
+    @property
+    def schema(self) -> str | None:
+        """The schema the tables live in (None: the connection's search_path, usually public)."""
+        return self.target.schema
+
+    def _create_engine(self) -> AsyncEngine:
+        base = create_async_engine(
+            self.target.sqlalchemy_url,
+            connect_args=dict(self.target.connect_args),
+            pool_size=5,
+            max_overflow=10,
+        )
+        self._base_engine = base
+        engine = base
+        if self.target.schema is not None:
+            engine = base.execution_options(schema_translate_map={None: self.target.schema})
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        return engine
+
+    def _writer(self) -> AsyncEngine:
+        assert self._autocommit is not None
+        return self._autocommit
+
+    def _upsert_run_statement(self) -> Any:
+        runs = self.tables.runs
+        stmt = pg_insert(runs)
+        return stmt.on_conflict_do_update(
+            index_elements=[runs.c.run_id],
+            set_={c.name: stmt.excluded[c.name] for c in runs.c if c.name != "run_id"},
+        )
+
+    async def _migrate(self, conn: AsyncConnection) -> None:
+        key = zlib.crc32((self.target.schema or "").encode()) - 2**31
+        async with conn.begin():
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": _LOCK_NAMESPACE, "key": key}
+            )
+            if self.target.schema is not None:
+                await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.target.schema}"')
+            await conn.run_sync(migrate, self.tables.versions, where=self.display_url)
+
+    async def _close_on_loop(self) -> None:
+        if self._base_engine is not None:
+            await self._base_engine.dispose()
+        self._base_engine = self._autocommit = self._engine = None
+
+    async def _open_on_loop(self) -> None:
+        try:
+            await super()._open_on_loop()
+        except BaseException:
+            if self._base_engine is not None:
+                await self._base_engine.dispose()
+                self._base_engine = None
+            raise
+
+    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+        chain = _chain(exc)
+        names = {type(e).__name__ for e in chain}
+        detail = next((f"{type(e).__name__}: {e}" for e in reversed(chain) if str(e)), type(exc).__name__)
+        where = describe_postgres(self.target)
+        if names & {"InvalidPasswordError", "InvalidAuthorizationSpecificationError"}:
+            hint = (
+                "the server refused the login: check the user name and password in the URL "
+                "and the server's pg_hba.conf"
+            )
+        elif "InvalidCatalogNameError" in names:
+            hint = "the database does not exist: create it (createdb) or fix its name in the URL"
+        elif any(isinstance(e, (ConnectionError, socket.gaierror, TimeoutError, OSError)) for e in chain):
+            hint = (
+                "the server could not be reached: check that PostgreSQL is running and accepts TCP "
+                "connections there (pg_isready -h HOST -p PORT), the host and port in the URL, "
+                "and any firewall"
+            )
+        else:
+            hint = "check the URL, the server log and that the user may create tables"
+        return StoreUnavailableError(
+            f"cannot open the PostgreSQL store {self.display_url} ({where}): {detail}; {hint}"
+        )
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, what it wraps (DBAPI ``orig``), and its causes, without repeats."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+    return seen

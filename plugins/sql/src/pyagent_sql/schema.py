@@ -1,0 +1,132 @@
+"""Tables and the versioned migrations that create them.
+
+The database records every migration applied in ``pyagent_schema_version``. ``migrate`` brings
+an older database up to ``LATEST`` inside one transaction and refuses a database written by a
+newer pyagent-sql, so an old process never writes rows a newer one cannot read.
+
+Adding version 2: freeze ``_define_v1`` as it is, write ``_migrate_to_2`` (ALTER/CREATE on
+``conn``), register it in ``MIGRATIONS``, bump ``LATEST`` and describe the new shape in
+``define_tables``; fresh databases replay every migration in order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Connection,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+)
+
+from .errors import SchemaVersionError
+
+LATEST = 1
+RUNS = "pyagent_runs"
+CHECKPOINTS = "pyagent_checkpoints"
+VERSIONS = "pyagent_schema_version"
+
+
+def _define_version_table(md: MetaData) -> Table:
+    return Table(
+        VERSIONS,
+        md,
+        Column("version", Integer, primary_key=True, autoincrement=False),
+        Column("applied_at", Double, nullable=False),
+        Column("description", Text, nullable=False),
+    )
+
+
+def _define_v1(md: MetaData) -> tuple[Table, Table]:
+    runs = Table(
+        RUNS,
+        md,
+        Column("run_id", Text, primary_key=True),
+        Column("workflow", Text, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("started_at", Double, nullable=False),
+        Column("finished_at", Double, nullable=True),
+        Column("payload", LargeBinary, nullable=False),
+        Index("ix_pyagent_runs_workflow_started", "workflow", "started_at"),
+        Index("ix_pyagent_runs_status_started", "status", "started_at"),
+        Index("ix_pyagent_runs_started", "started_at"),
+    )
+    checkpoints = Table(
+        CHECKPOINTS,
+        md,
+        Column("run_id", Text, primary_key=True),
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("kind", String(8), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", Double, nullable=False),
+        CheckConstraint("kind IN ('full', 'delta')", name="ck_pyagent_checkpoints_kind"),
+    )
+    return runs, checkpoints
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The current shape of the tables the store queries."""
+
+    runs: Table
+    checkpoints: Table
+    versions: Table
+
+
+def define_tables() -> Tables:
+    md = MetaData()
+    runs, checkpoints = _define_v1(md)
+    return Tables(runs, checkpoints, _define_version_table(md))
+
+
+def _migrate_to_1(conn: Connection) -> None:
+    md = MetaData()
+    _define_v1(md)
+    md.create_all(conn)
+
+
+MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
+    1: ("runs and checkpoints tables", _migrate_to_1),
+}
+
+
+def current_version(conn: Connection, versions: Table) -> int:
+    """The newest migration recorded in the database, 0 for a fresh one."""
+    if not conn.dialect.has_table(conn, VERSIONS, schema=conn.schema_for_object(versions)):
+        return 0
+    return int(conn.execute(select(func.max(versions.c.version))).scalar() or 0)
+
+
+def migrate(conn: Connection, versions: Table, *, where: str) -> int:
+    """Create or upgrade the schema to ``LATEST`` (the caller holds the transaction and a lock)."""
+    found = current_version(conn, versions)
+    if found > LATEST:
+        raise SchemaVersionError(
+            f"the database at {where} has pyagent-sql schema version {found}, but this "
+            f"pyagent-sql only knows versions up to {LATEST}: upgrade pyagent-sql "
+            "(pip install -U pyagent-sql) in every process that uses this database; "
+            "nothing was changed"
+        )
+    if found < LATEST:
+        versions.create(conn, checkfirst=True)
+        for version in range(found + 1, LATEST + 1):
+            description, step = MIGRATIONS[version]
+            step(conn)
+            conn.execute(
+                insert(versions).values(version=version, applied_at=time.time(), description=description)
+            )
+    return LATEST
