@@ -1,0 +1,143 @@
+"""Routing decisions of the keyword router, through the plugin hook and handoff teams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pyagent_keyword_router import KeywordRouter, similarity
+
+from pyagent import agent, handoff
+from pyagent.plugins import Runtime
+
+
+def _echo(name: str) -> Any:
+    return lambda q: f"{name}: {q}"
+
+
+@pytest.fixture
+def desk() -> list[Any]:
+    """A help desk of six agents, described the way the seed describes agents."""
+    return [
+        agent("You handle sales inquiries: pricing, quotes, plans and new purchases", name="sales"),
+        agent("You handle technical support: bugs, errors, crashes, installation, login and "
+              "password problems", name="support"),
+        agent("You handle billing, invoices and payments, refunds and charges", name="billing"),
+        agent(_echo("shipping"), name="shipping",
+              description="Tracks orders, shipping, delivery and returns"),
+        agent(_echo("hr"), name="hr",
+              description="Answers employee questions about vacation, payroll, benefits and hiring"),
+        agent(_echo("legal"), name="legal",
+              description="Reviews contracts, privacy policies, GDPR and compliance"),
+    ]
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("I have a question about my invoice", "billing"),
+    ("Can I get a refund for last month?", "billing"),
+    ("Why was I charged twice?", "billing"),
+    ("My payment did not go through", "billing"),
+    ("How much does the enterprise plan cost?", "sales"),
+    ("Could you send me a quote for 50 seats?", "sales"),
+    ("The app crashes every time I open it", "support"),
+    ("I get an error while installing the package", "support"),
+    ("I forgot my password and can't log in", "support"),
+    ("Where is my order? It still hasn't been delivered", "shipping"),
+    ("How do I return these shoes?", "shipping"),
+    ("How many vacation days do I have left?", "hr"),
+    ("When is payroll processed this month?", "hr"),
+    ("Is this contract GDPR compliant?", "legal"),
+    ("Please review our privacy policy", "legal"),
+])
+def test_routes_queries_to_the_agent_that_fits(runtime: Runtime, desk: list[Any], query: str,
+                                               expected: str) -> None:
+    ranking = KeywordRouter().score(query, desk)
+    assert ranking[0][0] == expected, ranking
+    assert ranking[0][1] > ranking[1][1]
+
+
+def test_seed_team_routes_the_invoice_question_to_billing(runtime: Runtime) -> None:
+    sales_agent = agent(_echo("sales"), name="sales", description="You handle sales inquiries")
+    support_agent = agent(_echo("support"), name="support", description="You handle technical support")
+    billing_agent = agent(_echo("billing"), name="billing",
+                          description="You handle billing, invoices and payments")
+    team = handoff.team([sales_agent, support_agent, billing_agent])
+    result = team.route("I have a question about my invoice")
+    assert result.agent == "billing"
+    assert result.output == "billing: I have a question about my invoice"
+    assert result.scores.router == "keyword"
+    assert result.scores.confident and not result.scores.tie
+
+
+def test_registered_as_the_default_router(runtime: Runtime) -> None:
+    assert runtime.default_router_name() == "keyword"
+    assert callable(runtime.lookup("router", "keyword").similarity)
+
+
+def test_scores_are_between_zero_and_one_and_zero_without_a_match(desk: list[Any]) -> None:
+    for query in ("invoice refund charges payments billing", "what's the weather on Mars", ""):
+        for _, score in KeywordRouter().score(query, desk):
+            assert 0.0 <= score <= 1.0
+    assert all(s == 0.0 for _, s in KeywordRouter().score("what's the weather on Mars", desk))
+
+
+def test_unmatched_query_is_reported_as_not_confident(runtime: Runtime, desk: list[Any]) -> None:
+    result = handoff.team(desk).route("what's the weather on Mars")
+    assert not result.scores.confident and result.scores.tie
+
+
+def test_equal_descriptions_are_a_tie_in_team_order(runtime: Runtime) -> None:
+    first = agent(_echo("a"), name="agent-a", description="orders and returns")
+    second = agent(_echo("b"), name="agent-b", description="orders and returns")
+    result = handoff.team([first, second]).route("where are my orders")
+    assert result.scores.tie and result.scores.tied == ["agent-a", "agent-b"]
+    assert result.agent == "agent-a"
+
+
+def test_a_word_every_agent_mentions_decides_less_than_a_rare_one() -> None:
+    agents = [
+        agent(_echo("a"), name="a", description="customer accounts and customer onboarding"),
+        agent(_echo("b"), name="b", description="customer refunds"),
+    ]
+    ranking = KeywordRouter().score("customer wants a refund", agents)
+    assert ranking[0][0] == "b"
+
+
+def test_focused_agent_beats_a_catch_all_description() -> None:
+    generalist = agent(_echo("g"), name="generalist", description=(
+        "Everything: sales, support, shipping, returns, refunds, contracts, hiring, invoices, "
+        "security, onboarding, marketing, partnerships, events"))
+    billing = agent(_echo("billing"), name="billing", description="invoices and billing")
+    ranking = KeywordRouter().score("invoice", [generalist, billing])
+    assert ranking[0][0] == "billing"
+
+
+def test_agent_name_counts_when_there_is_no_description() -> None:
+    agents = [agent(_echo(n), name=n, description="") for n in ("billing", "shipping", "legal")]
+    assert KeywordRouter().score("my bill is wrong", agents)[0][0] == "billing"
+
+
+def test_matches_explain_a_score(desk: list[Any]) -> None:
+    router = KeywordRouter()
+    billing = next(a for a in desk if a.name == "billing")
+    assert router.matches("Refund my invoices please", billing) == ["invoic", "refund"]
+
+
+def test_non_text_queries_are_rendered() -> None:
+    agents = [agent(_echo("billing"), name="billing", description="invoices"),
+              agent(_echo("sales"), name="sales", description="quotes")]
+    assert KeywordRouter().score({"subject": "invoice 42"}, agents)[0][0] == "billing"
+
+
+@pytest.mark.parametrize(("a", "b", "low", "high"), [
+    ("We should adopt it", "We should adopt it", 1.0, 1.0),
+    ("We should adopt it.", "Adopting it is what we should do", 1.0, 1.0),
+    ("Yes, invest now", "yes -- INVEST now!", 1.0, 1.0),
+    ("adopt the technology", "reject the proposal", 0.0, 0.0),
+    ("adopt it", "do not adopt it", 0.1, 0.9),
+    ("...", "...", 1.0, 1.0),
+    ("...", "!!!", 0.0, 0.0),
+])
+def test_similarity(a: str, b: str, low: float, high: float) -> None:
+    assert low <= similarity(a, b) <= high
+    assert similarity(a, b) == pytest.approx(similarity(b, a))
