@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from .history import ExecutionRecord
     from .results import TaskResult, WorkflowResult
     from .workflow import Workflow
 
@@ -27,8 +28,11 @@ def _listener(monitor: Any) -> Callable[[Any], Any]:
 class Orchestrator:
     """Manages workflows: runs them by name, delivers their events to monitors, starts triggers."""
 
-    def __init__(self, *, monitors: Iterable[Any] = ()) -> None:
+    def __init__(self, *, monitors: Iterable[Any] = (), store: str | None = None) -> None:
+        """``store``: a store URL (``sqlite://runs.db``, ``memory://``) where every run of this
+        orchestrator's workflows is recorded, so ``get_history`` survives the process."""
         self.workflows: dict[str, Workflow] = {}
+        self.store = store
         self.monitors: list[Any] = []
         self.triggers: list[Any] = []
         self._listeners: list[Callable[[Any], Any]] = []
@@ -48,6 +52,8 @@ class Orchestrator:
                 f"a different workflow named {workflow.name!r} is already added: names must be unique"
             )
         self.workflows[workflow.name] = workflow
+        if self.store is not None:
+            workflow._runtime_data["history_store"] = self.store
         return workflow
 
     def get_workflow(self, name: str | Workflow) -> Workflow:
@@ -78,6 +84,41 @@ class Orchestrator:
         wf = self.get_workflow(workflow)
         return await run_workflow(wf, input, on_task_complete=on_task_complete, on_event=on_event,
                                   listeners=self._listeners, run_id=run_id)
+
+    # -- history ---------------------------------------------------------------------------
+
+    def _history_urls(self) -> list[str]:
+        urls = [self.store] if self.store is not None else []
+        for wf in self.workflows.values():
+            cp = wf.checkpointing
+            if cp is not None and cp.enabled:
+                urls.append(cp.storage)
+        return list(dict.fromkeys(urls))
+
+    def get_history(self, workflow: str | Workflow | None = None, since: Any = None,
+                    status: Any = None, *, limit: int | None = None) -> list[ExecutionRecord]:
+        """Past executions, newest first, each with timestamp, status, tasks_completed/tasks_total,
+        error, task attempts and handoffs.
+
+        ``since``: an ISO date/datetime string (naive means local time), a datetime, or epoch
+        seconds; ``status``: ``"completed"``, ``"failed"``, ... Reads this process's memory plus
+        the orchestrator's store and its workflows' checkpoint stores. Works from synchronous
+        code; inside async code prefer ``await orchestrator.aget_history(...)``.
+        """
+        from .history import get_history_sync
+        from .plugins import get_runtime
+
+        return get_history_sync(get_runtime(), self._history_urls(), workflow=workflow,
+                                since=since, status=status, limit=limit)
+
+    async def aget_history(self, workflow: str | Workflow | None = None, since: Any = None,
+                           status: Any = None, *, limit: int | None = None) -> list[ExecutionRecord]:
+        """``get_history`` for async code."""
+        from .history import gather_history
+        from .plugins import get_runtime
+
+        return await gather_history(get_runtime(), self._history_urls(), workflow=workflow,
+                                    since=since, status=status, limit=limit)
 
     # -- monitors --------------------------------------------------------------------------
 

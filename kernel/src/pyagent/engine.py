@@ -80,6 +80,7 @@ class WorkflowRun:
         self._resumed = resumed or {}
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []
+        self.handoffs: list[dict[str, Any]] = []
 
     # -- events --------------------------------------------------------------------------
 
@@ -108,6 +109,15 @@ class WorkflowRun:
             except Exception as exc:
                 self.runtime.monitor_errors += 1
                 log.warning("monitor %r failed on %s: %s", listener, event.kind, exc)
+
+    def record_handoff(self, from_agent: Any, to_agent: Any, reason: str | None = None,
+                       **data: Any) -> None:
+        """Note a handoff between agents in this run's audit trail and announce it as an event."""
+        entry = {"from_agent": getattr(from_agent, "name", from_agent),
+                 "to_agent": getattr(to_agent, "name", to_agent), "reason": reason,
+                 "timestamp": time.time(), **data}
+        self.handoffs.append(entry)
+        self.emit(ev.HANDOFF, self.current_task, **entry)
 
     def _task_done(self, rec: TaskResult, kind: str) -> None:
         if self._listeners:
@@ -280,13 +290,11 @@ class WorkflowRun:
     async def _call_once(self, task: Task, agent: Any, input: Any, ctx: RunContext) -> Any:
         if task.timeout is None:
             return await self._invoke(agent, input, ctx)
-        try:
-            with anyio.fail_after(task.timeout):
-                return await self._invoke(agent, input, ctx)
-        except TimeoutError:
-            raise TimeoutError(
-                f"task '{task.name}' ({agent.name}) timed out after {task.timeout:g}s"
-            ) from None
+        # move_on_after rather than fail_after: a TimeoutError the agent raises itself is its
+        # own error and must not be reported as this task's timeout.
+        with anyio.move_on_after(task.timeout):
+            return await self._invoke(agent, input, ctx)
+        raise TimeoutError(f"task '{task.name}' ({agent.name}) timed out after {task.timeout:g}s")
 
     async def _with_policies(self, task: Task, agent: Any, input: Any, ctx: RunContext,
                              rec: TaskResult) -> Any:

@@ -110,7 +110,9 @@ class TaskResult:
 
     @property
     def retries(self) -> int:
-        return max(0, sum(1 for a in self.attempts if a.agent == self.agent) - 1)
+        """Attempts of the primary agent after its first (a fallback's attempt is not a retry)."""
+        primary = len(self.attempts) - (1 if self.fallback_strategy is not None else 0)
+        return max(0, primary - 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,27 +163,9 @@ class WorkflowResult(BaseModel):
         return self.status is TaskStatus.COMPLETED
 
     @property
-    def attempts(self) -> list[Attempt]:
-        """Every attempt, in order. A task that ran once without a policy records its one attempt lazily."""
-        if self._attempts is None:
-            self._attempts = []
-            if self.started_at is not None and self.status is not TaskStatus.SKIPPED:
-                att = Attempt(1, self.agent, self.started_at)
-                att.finished_at = self.finished_at
-                if self.status is TaskStatus.FAILED and self.error is not None:
-                    att.error = f"{type(self.error).__name__}: {self.error}"
-                self._attempts.append(att)
-        return self._attempts
-
-    @attempts.setter
-    def attempts(self, value: list[Attempt]) -> None:
-        self._attempts = value
-
-    @property
-    def attempt_count(self) -> int:
-        if self._attempts is None:
-            return 0 if self.started_at is None or self.status is TaskStatus.SKIPPED else 1
-        return len(self._attempts)
+    def attempts(self) -> dict[str, list[Attempt]]:
+        """Every task's attempts, by task name."""
+        return {name: rec.attempts for name, rec in self.tasks.items()}
 
     @property
     def duration(self) -> float | None:

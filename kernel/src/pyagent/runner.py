@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .engine import WorkflowRun, check_runnable, execute
+from .durable import drive
+from .engine import WorkflowRun, check_runnable
 from .plugins import get_runtime
 
 if TYPE_CHECKING:
@@ -40,8 +41,18 @@ async def run_workflow(
     listeners: Iterable[Callable[[Any], Any]] = (),
     run_id: str | None = None,
     resumed: dict[str, TaskResult] | None = None,
+    shared_state: dict[str, Any] | None = None,
+    checkpoint_url: str | None = None,
+    history_url: str | None = None,
+    next_seq: int | None = None,
 ) -> WorkflowResult:
-    """Run ``workflow`` once. Configuration errors raise; a failure while running is returned."""
+    """Run ``workflow`` once. Configuration errors raise; a failure while running is returned.
+
+    ``resumed`` (completed tasks to reuse) and ``shared_state`` (the saved ``ctx.state``)
+    continue an earlier run; ``checkpoint_url`` overrides the workflow's checkpoint storage
+    (a run resumed from a store keeps checkpointing there); ``history_url`` saves the run's
+    audit record in a store even without checkpointing.
+    """
     runtime = get_runtime()
     pattern = resolve_pattern(workflow)
     executor = runtime.executor(workflow.executor, workflow.executor_options)
@@ -51,9 +62,7 @@ async def run_workflow(
     run = WorkflowRun(workflow, runtime=runtime, input=input, run_id=run_id,
                       listeners=all_listeners, on_task_complete=on_task_complete,
                       executor=executor, resumed=resumed)
-    workflow._active.append(run)
-    try:
-        return await execute(run, pattern)
-    finally:
-        workflow._active.remove(run)
-        workflow._last = run
+    if shared_state:
+        run.state.update(shared_state)
+    return await drive(run, pattern, checkpoint_url=checkpoint_url, history_url=history_url,
+                       next_seq=next_seq)

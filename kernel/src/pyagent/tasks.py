@@ -30,7 +30,13 @@ class TaskStatus(str, enum.Enum):
 
 
 class RetryConfig(BaseModel):
-    """How a failing task is retried: ``max_retries`` more attempts after the first."""
+    """How a failing task is retried: ``max_retries`` more attempts after the first.
+
+    The delay before retry *n* (n = 1, 2, ...) is ``initial_delay * 2**(n-1)`` (exponential),
+    ``initial_delay * n`` (linear) or ``initial_delay`` (constant), plus a random
+    ``0..jitter`` seconds, and never more than ``max_delay``. Only errors that are instances
+    of ``retry_on`` are retried; others fail the task at once.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -44,9 +50,16 @@ class RetryConfig(BaseModel):
     @field_validator("retry_on", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        if isinstance(value, type):
-            return (value,)
-        return tuple(value)
+        items = (value,) if isinstance(value, type) else tuple(value)
+        for item in items:
+            if not (isinstance(item, type) and issubclass(item, Exception)):
+                raise ValueError(
+                    f"retry_on must be exception classes (subclasses of Exception), got {item!r}: "
+                    "e.g. retry_on=(TimeoutError, ConnectionError)"
+                )
+        if not items:
+            raise ValueError("retry_on is empty: give at least one exception class, e.g. (Exception,)")
+        return items
 
     @model_validator(mode="after")
     def _delays_ordered(self) -> RetryConfig:
@@ -74,7 +87,22 @@ class RetryConfig(BaseModel):
             )
         if self.jitter:
             wait = wait + tenacity.wait_random(0, self.jitter)
-        return wait
+        cap = self.max_delay
+
+        def capped(retry_state: Any) -> float:
+            return min(float(wait(retry_state)), cap)
+
+        return capped
+
+    def delay(self, retry: int) -> float:
+        """The delay (without jitter) before retry number ``retry`` (1-based), max_delay applied."""
+        if self.backoff == "constant":
+            base = self.initial_delay
+        elif self.backoff == "linear":
+            base = self.initial_delay * retry
+        else:
+            base = self.initial_delay * 2 ** (retry - 1)
+        return min(base, self.max_delay)
 
 
 def _task_name(value: Any) -> str:

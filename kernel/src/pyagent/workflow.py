@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -12,7 +13,9 @@ from .policies import CheckpointConfig, CircuitBreakerConfig
 from .tasks import ConditionalTask, Step, Task
 
 if TYPE_CHECKING:
+    from .metrics import WorkflowMetrics
     from .results import TaskResult, WorkflowResult
+    from .state import WorkflowState
 
 
 class ExecutionPattern(str, enum.Enum):
@@ -210,3 +213,78 @@ class Workflow(BaseModel):
             return await self.run(input, **kwargs)
 
         return anyio.run(go)
+
+    # -- state, resume, metrics ------------------------------------------------------------
+
+    def _circuit(self) -> dict[str, Any] | None:
+        from .plugins import get_runtime
+        from .resilience import breaker_for
+
+        breaker = breaker_for(self, get_runtime().clock.monotonic)
+        return None if breaker is None else breaker.snapshot()
+
+    def get_state(self, run_id: str | None = None) -> WorkflowState:
+        """Where the workflow stands: the running run (the latest one started), else the last one.
+
+        Safe to call at any moment, also from another task while a run is going. With
+        ``run_id`` it picks that run among the running and the last one.
+        """
+        from .state import WorkflowState, initial_state
+
+        runs = list(self._active)
+        if self._last is not None:
+            runs.insert(0, self._last)
+        if run_id is not None:
+            runs = [r for r in runs if r.run_id == run_id]
+            if not runs:
+                from .errors import StateError
+
+                raise StateError(f"workflow {self.name!r} has no running or last run {run_id!r}")
+        if not runs:
+            return initial_state(self, self._circuit())
+        return WorkflowState.of_run(runs[-1], self._circuit())
+
+    def get_metrics(self) -> WorkflowMetrics:
+        """Executions, success rate (0..1), durations (s), per-task breakdown and circuit state."""
+        from .durable import metrics_for
+
+        return metrics_for(self).snapshot(self._circuit())
+
+    def resume_from(
+        self,
+        source: str | os.PathLike[str] | WorkflowState,
+        *,
+        storage: str | None = None,
+        on_task_complete: Callable[[TaskResult], Any] | None = None,
+        on_event: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """Continue a saved run: completed tasks are skipped and their outputs reused.
+
+        ``source`` is a state file written by ``state.save(path)``, a ``WorkflowState``, or a
+        run id in the checkpoint store (``storage=`` URL, default: this workflow's
+        ``checkpointing["storage"]``). Returns the WorkflowResult from synchronous code and
+        an awaitable inside a running event loop. A corrupt, foreign or incompatible state
+        raises StateError before anything runs.
+        """
+        from ._sync import run_or_await
+        from .durable import resume_run, resume_state
+        from .errors import StateError
+        from .state import WorkflowState
+
+        kwargs: dict[str, Any] = {"on_task_complete": on_task_complete, "on_event": on_event}
+        if isinstance(source, WorkflowState):
+            source.check_workflow(self, f"the state of run {source.run_id!r}")
+            return run_or_await(lambda: resume_state(self, source, **kwargs))
+        text = os.fspath(source)
+        if isinstance(source, os.PathLike) or os.path.exists(text) or text.endswith(".json"):
+            state = WorkflowState.load(text, workflow=self.name)
+            state.check_workflow(self, f"state file {text!r}")
+            return run_or_await(lambda: resume_state(self, state, **kwargs))
+        url = storage or (self.checkpointing.storage if self.checkpointing is not None else None)
+        if url is None:
+            raise StateError(
+                f"{text!r} is not a state file, and workflow {self.name!r} has no checkpoint "
+                "storage to look it up as a run id: pass a file path, or storage='sqlite://...', "
+                "or configure checkpointing={'storage': ...}"
+            )
+        return run_or_await(lambda: resume_run(self, text, url, **kwargs))

@@ -1,0 +1,292 @@
+"""Checkpointing: save a run's progress to a store as it goes, and load it back to resume.
+
+A run's checkpoints are appended with an increasing ``seq``. The first is **full** (the
+input, ``ctx.state`` and any tasks already completed when a run resumes); each later one is
+a **delta** holding only the task records finished since the previous checkpoint and the
+``ctx.state`` keys that changed. So a 200-task chain writes 200 small rows and storage grows
+linearly. With ``retention=N`` a full checkpoint is written every N checkpoints and older
+ones are pruned, so a run keeps between N and 2N checkpoints.
+
+Folding the checkpoints from the latest full one on gives the state the run last saved;
+``workflow.resume_from(run_id)`` continues from it. The kernel encodes (and, with
+``PYAGENT_STATE_KEY``, encrypts) every payload; stores only see bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from . import codec
+from . import events as ev
+from .errors import DriverLoadFailure, PyAgentError, StateError
+from .state import WorkflowState, encode_record
+from .store import Checkpoint, RunHeader, Store, StoredRun
+from .tasks import TaskStatus
+
+if TYPE_CHECKING:
+    from .engine import WorkflowRun
+    from .history import ExecutionRecord
+    from .policies import CheckpointConfig
+    from .results import TaskResult, WorkflowResult
+
+log = logging.getLogger("pyagent.checkpoint")
+
+PAYLOAD_VERSION = 1
+_CREDENTIALS = re.compile(r"(://[^:/@]+):[^@/]*@")
+
+
+def safe_url(url: str) -> str:
+    """``url`` with any password masked, for messages and logs."""
+    return _CREDENTIALS.sub(r"\1:***@", url)
+
+
+def store_scheme(url: str) -> str:
+    """The driver name for a store URL: ``postgresql+asyncpg://`` → ``postgresql``."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        scheme, sep, _ = url.partition(":")
+    return scheme.split("+", 1)[0].lower()
+
+
+async def open_store(url: str, *, setting: str = "checkpointing.storage") -> Store:
+    """Create and open the store for ``url`` (PluginNotInstalledError names the plugin to install)."""
+    from .plugins import get_runtime
+
+    factory = get_runtime().driver("stores", store_scheme(url))
+    try:
+        store: Store = factory(url)
+        await store.open()
+    except PyAgentError:
+        raise
+    except Exception as exc:
+        raise DriverLoadFailure(
+            f"{setting} {safe_url(url)!r} could not be opened: {type(exc).__name__}: {exc} "
+            "(is the database reachable and the URL right?)"
+        ) from exc
+    return store
+
+
+async def _close(store: Store) -> None:
+    try:
+        await store.close()
+    except Exception as exc:  # closing must never hide the run's outcome
+        log.warning("closing store %s failed: %s", safe_url(store.url), exc)
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+class RunRecorder:
+    """Saves a run's header (its audit record) when it starts and when it ends."""
+
+    def __init__(self, run: WorkflowRun, store: Store) -> None:
+        self.run = run
+        self.store = store
+
+    async def begin(self) -> None:
+        from .history import record_of_run
+
+        await self._save_header(record_of_run(self.run))
+
+    async def _save_header(self, record: ExecutionRecord) -> None:
+        run = self.run
+        await self.store.save_run(RunHeader(
+            run_id=run.run_id, workflow=run.workflow.name, status=record.status.value,
+            started_at=run.started_at, finished_at=record.finished_at, payload=record.to_payload(),
+        ))
+
+    async def finish(self, result: WorkflowResult | None) -> None:
+        """Save the final header; runs shielded so a cancelled run still records how it ended."""
+        from .history import record_of_result, record_of_run
+
+        with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+            try:
+                await self._flush_final(result)
+                if result is not None:
+                    rec = record_of_result(result, len(self.run.workflow.task_names), self.run.handoffs)
+                else:
+                    rec = record_of_run(self.run)
+                await self._save_header(rec)
+            finally:
+                await _close(self.store)
+
+    async def _flush_final(self, result: WorkflowResult | None) -> None:
+        return None
+
+
+class Checkpointer(RunRecorder):
+    """Writes a run's checkpoints; installed as one of the run's ``after_task`` hooks."""
+
+    def __init__(self, run: WorkflowRun, store: Store, config: CheckpointConfig | None,
+                 *, next_seq: int = 0) -> None:
+        super().__init__(run, store)
+        self.every = None if config is None else config.interval_seconds
+        self.retention = None if config is None else config.retention
+        self.seq = next_seq
+        self._since_full = 0
+        self._pending: list[TaskResult] = []
+        self._saved: dict[str, TaskStatus] = {}
+        self._shared: dict[str, bytes] = {}
+        self._last_write = 0.0
+        self._clock = run.runtime.clock
+
+    async def begin(self) -> None:
+        await super().begin()
+        await self._write("full", self._full_body())
+        self._last_write = self._clock.monotonic()
+
+    # after_task hook
+    async def __call__(self, run: WorkflowRun, rec: TaskResult) -> None:
+        self._pending.append(rec)
+        if self.every is not None and self._clock.monotonic() - self._last_write < self.every:
+            return
+        await self.flush()
+
+    async def flush(self, extra: dict[str, Any] | None = None, *, force: bool = False) -> None:
+        """Write what changed since the last checkpoint (nothing if nothing changed)."""
+        recs, self._pending = self._pending, []
+        tasks = []
+        for rec in recs:
+            if self._saved.get(rec.name) is not rec.status:
+                tasks.append(encode_record(rec))
+                self._saved[rec.name] = rec.status
+        body: dict[str, Any] = {"tasks": tasks}
+        changed, removed = self._shared_changes()
+        if changed:
+            body["shared_set"] = changed
+        if removed:
+            body["shared_del"] = removed
+        if extra:
+            body.update(extra)
+        if not tasks and not changed and not removed and not force:
+            return
+        if self.retention is not None and self._since_full + 1 >= self.retention:
+            await self._write("full", self._full_body(extra))
+            await self.store.prune(self.run.run_id, self.retention)
+        else:
+            await self._write("delta", body)
+        self._last_write = self._clock.monotonic()
+
+    async def _flush_final(self, result: WorkflowResult | None) -> None:
+        run = self.run
+        for name, rec in list(run.records.items()):
+            if rec.status.finished and self._saved.get(name) is not rec.status and rec not in self._pending:
+                self._pending.append(rec)
+        extra = {"status": run.status.value, "finished_at": run.finished_at,
+                 "error": None if result is None else result.error}
+        await self.flush(extra, force=True)
+
+    def _shared_changes(self) -> tuple[dict[str, Any], list[str]]:
+        state = self.run.state
+        if not state and not self._shared:
+            return {}, []
+        changed: dict[str, Any] = {}
+        for key, value in list(state.items()):
+            enc = codec.to_jsonable(value, f"ctx.state[{key!r}]")
+            raw = codec.dumps(enc)
+            if self._shared.get(key) != raw:
+                self._shared[key] = raw
+                changed[key] = enc
+        removed = [k for k in self._shared if k not in state]
+        for k in removed:
+            del self._shared[k]
+        return changed, removed
+
+    def _full_body(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        run = self.run
+        self._pending = []
+        tasks = []
+        for name, rec in list(run.records.items()):
+            if rec.status.finished:
+                tasks.append(encode_record(rec))
+                self._saved[name] = rec.status
+        self._shared = {}
+        self._shared_changes()
+        body = {
+            "workflow": run.workflow.name, "run_id": run.run_id, "status": run.status.value,
+            "started_at": run.started_at, "order": run.workflow.task_names,
+            "input": codec.to_jsonable(run.input, "the run's input"),
+            "shared": {k: codec.to_jsonable(v, f"ctx.state[{k!r}]") for k, v in run.state.items()},
+            "tasks": tasks,
+        }
+        if extra:
+            body.update(extra)
+        return body
+
+    async def _write(self, kind: str, body: dict[str, Any]) -> None:
+        run = self.run
+        seq = self.seq
+        self.seq += 1
+        self._since_full = 0 if kind == "full" else self._since_full + 1
+        payload = codec.seal(codec.dumps({"v": PAYLOAD_VERSION, "kind": kind, **body}))
+        await self.store.append_checkpoint(Checkpoint(
+            run_id=run.run_id, seq=seq, kind=kind, payload=payload, created_at=self._clock.time(),
+        ))
+        run.emit(ev.CHECKPOINT_SAVED, status=run.status.value, seq=seq, checkpoint=kind, size=len(payload),
+                 tasks=len(body.get("tasks", ())))
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def fold(stored: StoredRun, what: str) -> WorkflowState:
+    """The state a run last saved: its latest full checkpoint with every later delta applied."""
+    cps = sorted(stored.checkpoints, key=lambda c: c.seq)
+    if not cps:
+        raise StateError(f"{what} has no checkpoints to resume from")
+    base: dict[str, Any] | None = None
+    tasks: dict[str, dict[str, Any]] = {}
+    for cp in cps:
+        body = codec.loads(codec.unseal(cp.payload, f"{what} (checkpoint {cp.seq})"), f"{what} (checkpoint {cp.seq})")
+        if not isinstance(body, dict) or body.get("v") != PAYLOAD_VERSION:
+            raise StateError(
+                f"{what} (checkpoint {cp.seq}) has payload version {body.get('v') if isinstance(body, dict) else None!r}; "
+                f"this pyagent reads version {PAYLOAD_VERSION}"
+            )
+        if body["kind"] == "full":
+            base = dict(body)
+            tasks = {t["name"]: t for t in body.get("tasks", [])}
+            continue
+        if base is None:
+            raise StateError(f"{what} has no full checkpoint before checkpoint {cp.seq}: corrupt storage")
+        for t in body.get("tasks", []):
+            tasks[t["name"]] = t
+        shared = base.setdefault("shared", {})
+        shared.update(body.get("shared_set", {}))
+        for k in body.get("shared_del", []):
+            shared.pop(k, None)
+        for field in ("status", "finished_at", "error"):
+            if field in body:
+                base[field] = body[field]
+    if base is None:
+        raise StateError(f"{what} has no full checkpoint: corrupt storage")
+    # A killed run's last saved status says "running": that is what it was.
+    base["tasks"] = list(tasks.values())
+    return WorkflowState.decode(base, what)
+
+
+async def load_run(url: str, run_id: str) -> tuple[WorkflowState, int]:
+    """The saved state of ``run_id`` in the store at ``url`` and the next free checkpoint seq."""
+    store = await open_store(url)
+    try:
+        stored = await store.load(run_id)
+    finally:
+        await _close(store)
+    what = f"run {run_id!r} in {safe_url(url)}"
+    if stored is None:
+        raise StateError(f"no run {run_id!r} in {safe_url(url)}: check the run id (pyagent history --storage URL)")
+    state = fold(stored, what)
+    next_seq = max(c.seq for c in stored.checkpoints) + 1
+    return state, next_seq
+
+
+async def next_seq(store: Store, run_id: str) -> int:
+    """The seq a new checkpoint of ``run_id`` gets (0 for a run the store does not have)."""
+    stored = await store.load(run_id)
+    if stored is None or not stored.checkpoints:
+        return 0
+    return max(c.seq for c in stored.checkpoints) + 1

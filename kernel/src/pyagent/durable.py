@@ -1,0 +1,193 @@
+"""A run's life around the pattern: circuit breaker, checkpoints, history and metrics.
+
+``drive`` is what the runner calls instead of running the pattern directly. A workflow with
+no breaker, no checkpointing and no history store pays for two attribute checks and one
+append to the in-memory history plus the metrics fold: nothing else runs.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import events as ev
+from .engine import execute
+from .errors import CircuitOpenError, StateError
+from .history import history_log
+from .metrics import MetricsCollector
+from .resilience import Transition, breaker_for
+from .tasks import TaskStatus
+
+if TYPE_CHECKING:
+    from .checkpoint import RunRecorder
+    from .engine import WorkflowRun
+    from .results import WorkflowResult
+    from .state import WorkflowState
+    from .workflow import Workflow
+
+log = logging.getLogger("pyagent.durable")
+
+_current_run: contextvars.ContextVar[WorkflowRun | None] = contextvars.ContextVar(
+    "pyagent_current_run", default=None)
+
+
+def current_run() -> WorkflowRun | None:
+    """The workflow run the calling code is part of (an agent, a handoff inside a task), or None."""
+    return _current_run.get()
+
+
+def metrics_for(workflow: Workflow) -> MetricsCollector:
+    data = workflow._runtime_data
+    collector: MetricsCollector | None = data.get("metrics")
+    if collector is None:
+        collector = data["metrics"] = MetricsCollector(workflow.name)
+    return collector
+
+
+def _announce(run: WorkflowRun, changes: list[Transition]) -> None:
+    for before, after, why in changes:
+        log.info("circuit breaker of %r: %s -> %s (%s)", run.workflow.name, before, after, why)
+        run.emit(ev.CIRCUIT_CHANGED, status=after, **{"from": before, "to": after, "reason": why})
+
+
+def _remember(run: WorkflowRun, result: WorkflowResult) -> None:
+    history_log(run.runtime).add(result, len(run.workflow.task_names), run.handoffs)
+
+
+async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = None,
+                history_url: str | None = None, next_seq: int | None = None) -> WorkflowResult:
+    """Run ``pattern`` over ``run`` with the workflow's breaker, checkpointing and history."""
+    wf = run.workflow
+    breaker = None
+    ticket = None
+    if wf.circuit_breaker is not None:
+        breaker = breaker_for(wf, run.runtime.clock.monotonic)
+        assert breaker is not None
+        ticket, changes, refusal = breaker.admit()
+        _announce(run, changes)
+        if refusal is not None:
+            return await _refuse(run, refusal, _checkpoint_url(wf, checkpoint_url)
+                                 or history_url or wf._runtime_data.get("history_store"))
+
+    recorder = None
+    url = _checkpoint_url(wf, checkpoint_url)
+    if history_url is None:
+        history_url = wf._runtime_data.get("history_store")
+    try:
+        if url is not None:
+            recorder = await _start_checkpointer(run, url, next_seq)
+        elif history_url is not None:
+            recorder = await _start_recorder(run, history_url)
+    except BaseException:
+        if ticket is not None and breaker is not None:
+            breaker.release(ticket, None)
+        raise
+
+    token = _current_run.set(run)
+    wf._active.append(run)
+    result: WorkflowResult | None = None
+    try:
+        result = await execute(run, pattern)
+    finally:
+        _current_run.reset(token)
+        wf._active.remove(run)
+        wf._last = run
+        if ticket is not None and breaker is not None:
+            outcome = None if result is None else result.status is TaskStatus.COMPLETED
+            _announce(run, breaker.release(ticket, outcome))
+        if recorder is not None:
+            await recorder.finish(result)
+    assert result is not None  # execute() returns or raises
+    metrics_for(wf).record(result)
+    _remember(run, result)
+    return result
+
+
+def _checkpoint_url(wf: Workflow, override: str | None) -> str | None:
+    if override is not None:
+        return override
+    cp = wf.checkpointing
+    if cp is not None and cp.enabled:
+        return cp.storage
+    return None
+
+
+async def _start_checkpointer(run: WorkflowRun, url: str, next_seq: int | None) -> RunRecorder:
+    from .checkpoint import Checkpointer, _close, open_store
+    from .checkpoint import next_seq as find_next_seq
+
+    store = await open_store(url)
+    try:
+        if next_seq is None:
+            next_seq = await find_next_seq(store, run.run_id) if run._resumed else 0
+        cp = Checkpointer(run, store, run.workflow.checkpointing, next_seq=next_seq)
+        await cp.begin()
+    except BaseException:
+        await _close(store)
+        raise
+    run.after_task.append(cp)
+    return cp
+
+
+async def _start_recorder(run: WorkflowRun, url: str) -> RunRecorder:
+    from .checkpoint import RunRecorder, _close, open_store
+
+    store = await open_store(url, setting="store")
+    rec = RunRecorder(run, store)
+    try:
+        await rec.begin()
+    except BaseException:
+        await _close(store)
+        raise
+    return rec
+
+
+async def _refuse(run: WorkflowRun, refusal: CircuitOpenError, url: str | None) -> WorkflowResult:
+    """A failed result for a run the open breaker refused: no agent is called."""
+    run.status = TaskStatus.FAILED
+    run.finished_at = time.time()
+    result = run.result(None, TaskStatus.FAILED, refusal)
+    run.emit(ev.WORKFLOW_FAILED, status="failed", error=result.error, duration=result.duration,
+             circuit="open")
+    metrics_for(run.workflow).record_rejected()
+    _remember(run, result)
+    run.workflow._last = run
+    if url is not None:
+        try:
+            from .checkpoint import RunRecorder, open_store
+
+            store = await open_store(url)
+            await RunRecorder(run, store).finish(result)
+        except Exception as exc:  # the audit copy is best effort; the refusal stands
+            log.warning("could not record refused run %s: %s", run.run_id, exc)
+    return result
+
+
+# -- resuming ---------------------------------------------------------------------------------
+
+
+async def resume_state(workflow: Workflow, state: WorkflowState, *, checkpoint_url: str | None = None,
+                       next_seq: int | None = None, **kwargs: Any) -> WorkflowResult:
+    """Continue the run saved in ``state``: completed tasks are reused, the rest run."""
+    from .runner import run_workflow
+
+    state.check_workflow(workflow, f"the saved state of run {state.run_id!r}")
+    return await run_workflow(
+        workflow, state.input, run_id=state.run_id, resumed=state.completed_results(),
+        shared_state=state.shared, checkpoint_url=checkpoint_url, next_seq=next_seq, **kwargs,
+    )
+
+
+async def resume_run(workflow: Workflow, run_id: str, url: str, **kwargs: Any) -> WorkflowResult:
+    """Load ``run_id`` from the store at ``url`` and continue it there."""
+    from .checkpoint import load_run
+
+    state, seq = await load_run(url, run_id)
+    if state.workflow != workflow.name:
+        raise StateError(
+            f"run {run_id!r} belongs to workflow {state.workflow!r}, not {workflow.name!r}: "
+            "resume it with the workflow it was started from"
+        )
+    return await resume_state(workflow, state, checkpoint_url=url, next_seq=seq, **kwargs)

@@ -1,0 +1,357 @@
+"""The audit trail: one record per workflow execution, with its task attempts and handoffs.
+
+Every finished run is kept in process memory (the last ``PYAGENT_HISTORY_LIMIT`` runs,
+default 1000, per runtime). When a store is configured (``Orchestrator(store=URL)`` or a
+workflow's checkpoint storage) each run's record is also saved there as the run header's
+payload, so history survives the process and can be queried with ``pyagent history``.
+
+Records are built lazily: a run only appends its result to a deque, so workflows that never
+ask for their history pay (almost) nothing for it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import threading
+import weakref
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from . import codec
+from .errors import ConfigurationError, StateError
+from .tasks import TaskStatus
+
+if TYPE_CHECKING:
+    from .engine import WorkflowRun
+    from .plugins import Runtime
+    from .results import TaskResult, WorkflowResult
+
+HISTORY_VERSION = 1
+_STATUSES = [s.value for s in TaskStatus]
+
+
+class AttemptRecord(BaseModel):
+    """One attempt at a task: which agent, when, and the error if it failed."""
+
+    number: int
+    agent: str
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+
+
+class TaskRecord(BaseModel):
+    """How one task of an execution went."""
+
+    name: str
+    status: TaskStatus
+    agent: str = ""
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration: float | None = None
+    retries: int = 0
+    reused: bool = False
+    fallback_strategy: str | None = None
+    primary_error: str | None = None
+    attempts: list[AttemptRecord] = Field(default_factory=list)
+
+
+class HandoffRecord(BaseModel):
+    """One handoff between agents during an execution."""
+
+    from_agent: str | None = None
+    to_agent: str | None = None
+    reason: str | None = None
+    timestamp: float | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutionRecord(BaseModel):
+    """One execution of a workflow as the audit trail shows it.
+
+    ``timestamp`` is when it started (a timezone-aware local datetime), ``status`` how it
+    ended (``running`` for a run still going or killed before it finished),
+    ``tasks_completed``/``tasks_total`` its progress, ``error`` why it failed.
+    """
+
+    run_id: str
+    workflow: str
+    timestamp: _dt.datetime
+    status: TaskStatus
+    tasks_completed: int = 0
+    tasks_total: int = 0
+    error: str | None = None
+    duration: float | None = None
+    started_at: float = 0.0
+    finished_at: float | None = None
+    resumed: bool = False
+    tasks: list[TaskRecord] = Field(default_factory=list)
+    handoffs: list[HandoffRecord] = Field(default_factory=list)
+
+    def to_payload(self) -> bytes:
+        """Bytes for a store's run header (encrypted when a key is set)."""
+        body = {"v": HISTORY_VERSION, **self.model_dump(mode="json", exclude={"timestamp"})}
+        return codec.seal(codec.dumps(body))
+
+    @classmethod
+    def from_payload(cls, blob: bytes, what: str) -> ExecutionRecord:
+        data = codec.loads(codec.unseal(blob, what), what)
+        if not isinstance(data, dict) or data.get("v") != HISTORY_VERSION:
+            raise StateError(f"{what} has an unknown history format: {str(data)[:80]}")
+        data.pop("v")
+        data["timestamp"] = _local(data.get("started_at") or 0.0)
+        return cls.model_validate(data)
+
+
+def _local(ts: float) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(ts).astimezone()
+
+
+def _task_record(rec: TaskResult) -> TaskRecord:
+    return TaskRecord(
+        name=rec.name, status=rec.status, agent=rec.agent, error=rec.error_message,
+        started_at=rec.started_at, finished_at=rec.finished_at, duration=rec.duration,
+        retries=rec.retries, reused=rec.reused, fallback_strategy=rec.fallback_strategy,
+        primary_error=rec.primary_error,
+        attempts=[AttemptRecord(**a.to_dict()) for a in rec.attempts],
+    )
+
+
+def _handoffs(raw: list[dict[str, Any]]) -> list[HandoffRecord]:
+    out = []
+    for h in raw:
+        data = dict(h)
+        out.append(HandoffRecord(
+            from_agent=_agent_name(data.pop("from_agent", data.pop("from", None))),
+            to_agent=_agent_name(data.pop("to_agent", data.pop("to", None))),
+            reason=_text(data.pop("reason", None)),
+            timestamp=data.pop("timestamp", None),
+            data={k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+                  for k, v in data.items()},
+        ))
+    return out
+
+
+def _agent_name(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return str(getattr(value, "name", value))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def record_of_result(result: WorkflowResult, tasks_total: int,
+                     handoffs: list[dict[str, Any]] | None = None) -> ExecutionRecord:
+    """The audit record of a finished run."""
+    tasks = [_task_record(r) for r in result.tasks.values()]
+    return ExecutionRecord(
+        run_id=result.run_id, workflow=result.workflow, timestamp=_local(result.started_at),
+        status=result.status, tasks_completed=result.tasks_completed, tasks_total=tasks_total,
+        error=result.error, duration=result.duration, started_at=result.started_at,
+        finished_at=result.finished_at, resumed=any(t.reused for t in tasks),
+        tasks=tasks, handoffs=_handoffs(handoffs or []),
+    )
+
+
+def record_of_run(run: WorkflowRun) -> ExecutionRecord:
+    """The audit record of a run still going (saved when it starts, for crash forensics)."""
+    recs = dict(run.records)
+    return ExecutionRecord(
+        run_id=run.run_id, workflow=run.workflow.name, timestamp=_local(run.started_at),
+        status=run.status, tasks_total=len(run.workflow.task_names),
+        tasks_completed=sum(1 for r in recs.values() if r.status is TaskStatus.COMPLETED),
+        started_at=run.started_at, resumed=any(r.reused for r in recs.values()),
+        tasks=[_task_record(r) for r in recs.values()], handoffs=_handoffs(run.handoffs),
+    )
+
+
+# -- the in-memory log ----------------------------------------------------------------------------
+
+
+class HistoryLog:
+    """The last N finished runs of one runtime, kept as results and turned into records on demand."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is None:
+            limit = int(os.environ.get("PYAGENT_HISTORY_LIMIT", "1000") or 1000)
+        self._entries: deque[tuple[WorkflowResult, int, list[dict[str, Any]]]] = deque(maxlen=max(limit, 1))
+        self._lock = threading.Lock()
+
+    def add(self, result: WorkflowResult, tasks_total: int, handoffs: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._entries.append((result, tasks_total, handoffs))
+
+    def records(self) -> list[ExecutionRecord]:
+        with self._lock:
+            entries = list(self._entries)
+        return [record_of_result(r, total, h) for r, total, h in entries]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_logs: weakref.WeakKeyDictionary[Runtime, HistoryLog] = weakref.WeakKeyDictionary()
+_logs_lock = threading.Lock()
+
+
+def history_log(runtime: Runtime) -> HistoryLog:
+    """The in-memory history of ``runtime`` (one per runtime, so tests with fresh runtimes are isolated)."""
+    log = _logs.get(runtime)
+    if log is None:
+        with _logs_lock:
+            log = _logs.get(runtime)
+            if log is None:
+                log = HistoryLog()
+                _logs[runtime] = log
+    return log
+
+
+# -- filters -------------------------------------------------------------------------------------
+
+
+def parse_since(since: Any) -> float | None:
+    """``since`` as epoch seconds: an ISO date/datetime string, a datetime/date, or a number.
+
+    Naive dates and datetimes are local time, as everywhere in Python.
+    """
+    if since is None:
+        return None
+    if isinstance(since, bool):
+        raise ConfigurationError(f"since={since!r} is not a time")
+    if isinstance(since, (int, float)):
+        return float(since)
+    if isinstance(since, _dt.datetime):
+        return since.timestamp()
+    if isinstance(since, _dt.date):
+        return _dt.datetime(since.year, since.month, since.day).timestamp()
+    if isinstance(since, str):
+        text = since.strip()
+        try:
+            if len(text) == 10:
+                d = _dt.date.fromisoformat(text)
+                return _dt.datetime(d.year, d.month, d.day).timestamp()
+            return _dt.datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            pass
+    raise ConfigurationError(
+        f"since={since!r} is not a time: pass an ISO date or datetime string ('2026-01-01', "
+        "'2026-01-01T09:00:00+00:00'), a datetime/date, or epoch seconds"
+    )
+
+
+def parse_status(status: Any) -> str | None:
+    """``status`` as a TaskStatus value, or a ConfigurationError listing the valid ones."""
+    if status is None:
+        return None
+    value = status.value if isinstance(status, TaskStatus) else str(status).strip().lower()
+    if value not in _STATUSES:
+        raise ConfigurationError(f"status={status!r} is not a run status: use one of {', '.join(_STATUSES)}")
+    return value
+
+
+def workflow_name(workflow: Any) -> str | None:
+    if workflow is None or isinstance(workflow, str):
+        return workflow
+    name = getattr(workflow, "name", None)
+    if isinstance(name, str):
+        return name
+    raise ConfigurationError(f"workflow={workflow!r} is neither a workflow name nor a Workflow")
+
+
+def matches(rec: ExecutionRecord, workflow: str | None, since: float | None, status: str | None) -> bool:
+    return ((workflow is None or rec.workflow == workflow)
+            and (since is None or rec.started_at >= since)
+            and (status is None or rec.status.value == status))
+
+
+def merge(*groups: list[ExecutionRecord], limit: int | None = None) -> list[ExecutionRecord]:
+    """One record per run id (the most advanced one wins), newest first."""
+    best: dict[str, ExecutionRecord] = {}
+    for group in groups:
+        for rec in group:
+            have = best.get(rec.run_id)
+            if have is None or _rank(rec) > _rank(have):
+                best[rec.run_id] = rec
+    out = sorted(best.values(), key=lambda r: r.started_at, reverse=True)
+    return out[:limit] if limit is not None else out
+
+
+def _rank(rec: ExecutionRecord) -> tuple[bool, float, int]:
+    return (rec.status.finished, rec.finished_at or 0.0, len(rec.tasks))
+
+
+async def query_store(url: str, *, workflow: str | None, since: float | None, status: str | None,
+                      limit: int | None = None) -> list[ExecutionRecord]:
+    """Execution records kept in the store at ``url``."""
+    from .checkpoint import open_store, safe_url
+
+    store = await open_store(url, setting="storage")
+    try:
+        headers = await store.list_runs(workflow=workflow, since=since, status=status, limit=limit)
+    finally:
+        await store.close()
+    out = []
+    for h in headers:
+        what = f"history of run {h.run_id} in {safe_url(url)}"
+        if h.payload:
+            rec = ExecutionRecord.from_payload(h.payload, what)
+            if h.status in _STATUSES:  # the header's column is authoritative
+                rec.status = TaskStatus(h.status)
+            out.append(rec)
+        else:
+            out.append(ExecutionRecord(run_id=h.run_id, workflow=h.workflow, timestamp=_local(h.started_at),
+                                       status=TaskStatus(h.status), started_at=h.started_at,
+                                       finished_at=h.finished_at))
+    return out
+
+
+async def gather_history(runtime: Runtime, urls: list[str], *, workflow: Any = None, since: Any = None,
+                         status: Any = None, limit: int | None = None) -> list[ExecutionRecord]:
+    """History from memory and from every store in ``urls``, merged, newest first."""
+    name, ts, st = workflow_name(workflow), parse_since(since), parse_status(status)
+    groups = [[r for r in history_log(runtime).records() if matches(r, name, ts, st)]]
+    for url in dict.fromkeys(urls):
+        groups.append(await query_store(url, workflow=name, since=ts, status=st, limit=limit))
+    return merge(*groups, limit=limit)
+
+
+def get_history_sync(runtime: Runtime, urls: list[str], **filters: Any) -> list[ExecutionRecord]:
+    """:func:`gather_history` from synchronous code, or from inside an event loop (in a helper thread)."""
+    import anyio
+
+    from ._sync import in_event_loop
+
+    async def go() -> list[ExecutionRecord]:
+        return await gather_history(runtime, urls, **filters)
+
+    if not urls:
+        # Memory only: no I/O, so answer directly even inside an event loop.
+        name = workflow_name(filters.get("workflow"))
+        ts, st = parse_since(filters.get("since")), parse_status(filters.get("status"))
+        recs = [r for r in history_log(runtime).records() if matches(r, name, ts, st)]
+        return merge(recs, limit=filters.get("limit"))
+    if not in_event_loop():
+        return anyio.run(go)
+    # Inside a running loop a store must be queried on a loop of its own: a short-lived thread.
+    box: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            box["value"] = anyio.run(go)
+        except BaseException as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=worker, name="pyagent-history", daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    result: list[ExecutionRecord] = box["value"]
+    return result
