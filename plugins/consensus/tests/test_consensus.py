@@ -398,3 +398,8 @@ async def test_team_run_is_a_coroutine_and_reusable(runtime: Any) -> None:
     first, second = await team.run("one"), await team.run("two")
     assert first.output == second.output == "x"
     assert first.run_id != second.run_id
+
+
+def test_an_unknown_option_is_named(runtime: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown option.*rounds"):
+        AgentPatterns.consensus(agents=[fixed("a", "x")], task="t", rounds=3)

@@ -261,3 +261,9 @@ async def test_every_argument_and_the_verdict_are_events(runtime: Any) -> None:
     done = recorder.events[-1]
     assert done.kind == "team.completed" and done.winner == "con" and done.run_id == result.run_id
     assert all(e.workflow == "debate" for e in recorder.events)
+
+
+def test_an_unknown_option_is_named(runtime: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown option.*max_rounds"):
+        AgentPatterns.debate(pro_agent=lambda t: "a", con_agent=lambda t: "b", judge=lambda t: "c",
+                             topic="T", max_rounds=3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyagent import hookimpl
+from pyagent.errors import ConfigurationError
 
 from .agreement import Agreement, measure, normalise, same_text
 from .result import ConsensusResult
@@ -31,9 +32,16 @@ class ConsensusPattern:
     """The team pattern registered as ``consensus``: ``build(**options)`` returns a team."""
 
     name = "consensus"
+    options = ("agents", "max_rounds", "agreement_threshold", "equivalence", "router", "similarity_threshold")
 
     def build(self, **options: Any) -> ConsensusTeam:
         """Build a :class:`ConsensusTeam` (see :func:`pyagent_consensus.team.build` for options)."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ConfigurationError(
+                f"consensus got unknown option(s) {', '.join(unknown)}: it takes agents, task, "
+                "max_rounds, agreement_threshold, equivalence, router, similarity_threshold"
+            )
         return build(**options)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyagent import hookimpl
+from pyagent.errors import ConfigurationError
 
 from .result import DebateResult
 from .team import DebaterFailedError, DebateTeam, build
@@ -29,9 +30,15 @@ class DebatePattern:
     """The team pattern registered as ``debate``: ``build(**options)`` returns a team."""
 
     name = "debate"
+    options = ("pro_agent", "con_agent", "judge", "rounds")
 
     def build(self, **options: Any) -> DebateTeam:
         """Build a :class:`DebateTeam` (options: pro_agent, con_agent, judge, rounds)."""
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ConfigurationError(
+                f"debate got unknown option(s) {', '.join(unknown)}: it takes pro_agent, con_agent, judge, topic, rounds"
+            )
         return build(**options)
 
 
