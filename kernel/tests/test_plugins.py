@@ -102,17 +102,22 @@ def test_later_registration_wins_and_unregister_rebuilds(bare_runtime: Any) -> N
     assert bare_runtime.lookup("pattern", "p") == "first"
 
 
-def test_drivers_are_found_by_entry_point_name(bare_runtime: Any) -> None:
+def test_drivers_are_found_by_entry_point_name(bare_runtime: Any, monkeypatch: Any) -> None:
     from pyagent._defaults.local_executor import LocalExecutor
     from pyagent._defaults.memory_store import MemoryStore
 
     assert bare_runtime.driver("stores", "memory") is MemoryStore
     assert bare_runtime.driver("executors", "local") is LocalExecutor
     assert isinstance(bare_runtime.executor("local"), LocalExecutor)
-    with pytest.raises(PluginNotInstalledError, match="store 'sqlite' is not installed: pip install pyagent-sql"):
-        bare_runtime.driver("stores", "sqlite")
-    with pytest.raises(PluginNotInstalledError, match="executor 'dask' is not installed: pip install pyagent-dask"):
-        bare_runtime.driver("executors", "dask")
+    from pyagent import plugins
+
+    monkeypatch.setitem(plugins.KNOWN_DISTRIBUTIONS["store"], "nosuchdb", "pyagent-nosuchdb")
+    monkeypatch.setitem(plugins.KNOWN_DISTRIBUTIONS["executor"], "nosuchexec", "pyagent-nosuchexec")
+    with pytest.raises(PluginNotInstalledError, match="store 'nosuchdb' is not installed: pip install pyagent-nosuchdb"):
+        bare_runtime.driver("stores", "nosuchdb")
+    with pytest.raises(PluginNotInstalledError, match="executor 'nosuchexec' is not installed: pip install pyagent-nosuchexec"):
+        bare_runtime.driver("executors", "nosuchexec")
+    assert plugins.KNOWN_DISTRIBUTIONS["store"]["sqlite"] == "pyagent-sql"
     with pytest.raises(DriverLoadFailure, match="takes no options"):
         bare_runtime.executor("local", {"workers": 3})
 
@@ -147,7 +152,7 @@ def test_import_pyagent_does_not_discover_plugins() -> None:
         "import sys, pyagent, pyagent.orchestrator\n"
         "from pyagent.plugins import get_runtime\n"
         "assert not get_runtime()._discovered\n"
-        "heavy = [m for m in ('stevedore', 'tenacity', 'sqlalchemy', 'click') if m in sys.modules]\n"
+        "heavy = [m for m in ('stevedore', 'tenacity', 'sqlalchemy', 'click', 'asyncio', 'pyagent.handoff', 'pyagent.history', 'pyagent.patterns') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .agents import Agent, FunctionAgent, InstructionAgent, Model, agent
 from .context import Message, RunContext
 from .controller import Orchestrator
@@ -16,13 +18,30 @@ from .errors import (
     TaskFailedError,
 )
 from .events import Event
-from .handoff import handoff
 from .hookspecs import hookimpl
 from .results import TaskResult, WorkflowResult
 from .tasks import ConditionalTask, RetryConfig, Task, TaskStatus
 from .workflow import ExecutionPattern, Workflow
 
+if TYPE_CHECKING:
+    from .handoff import handoff
+
 __version__ = "0.1.0"
+
+# Loaded on first use, so `import pyagent` stays fast.
+_LAZY = {"handoff": (".handoff", "handoff")}
+
+
+def __getattr__(name: str) -> Any:
+    spec = _LAZY.get(name)
+    if spec is None:
+        raise AttributeError(f"module 'pyagent' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(spec[0], __name__), spec[1])
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Agent",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -11,11 +11,13 @@ T = TypeVar("T")
 
 def in_event_loop() -> bool:
     """True when called from inside a running event loop (asyncio or trio)."""
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        pass
+    asyncio = sys.modules.get("asyncio")  # not imported means no asyncio loop is running
+    if asyncio is not None:
+        try:
+            asyncio.get_running_loop()
+            return True
+        except RuntimeError:
+            pass
     try:
         import sniffio
 

@@ -8,9 +8,9 @@ fails and raise an ``ExceptionGroup``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import Any
@@ -19,6 +19,9 @@ import anyio
 
 
 def _on_asyncio() -> bool:
+    asyncio = sys.modules.get("asyncio")  # not imported means no asyncio loop is running
+    if asyncio is None:
+        return False
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -30,6 +33,8 @@ class _AsyncioGroup:
     __slots__ = ("_group",)
 
     def __init__(self) -> None:
+        import asyncio
+
         self._group = asyncio.TaskGroup()
 
     async def __aenter__(self) -> _AsyncioGroup:
