@@ -14,7 +14,6 @@ nox.options.error_on_missing_interpreters = True
 ROOT = Path(__file__).parent
 PYTHON = ["3.11"]
 PLUGINS = sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml"))
-# Plugins whose tests are not package tests (the meta-distribution) or need more than the kernel.
 TESTED_PLUGINS = [p for p in PLUGINS if (ROOT / "plugins" / p / "tests").is_dir()]
 PASS_ENV = ["PYAGENT_TEST_POSTGRES_URL"]
 
@@ -34,7 +33,10 @@ def kernel(session: nox.Session) -> None:
 @nox.parametrize("name", TESTED_PLUGINS)
 def plugin(session: nox.Session, name: str) -> None:
     """One plugin's tests with only the kernel and that plugin (and its declared deps) installed."""
-    session.install("./kernel[test]", f"./plugins/{name}[test]")
+    if name == "suite":  # the meta-distribution depends on every plugin: give them all locally
+        _install_everything(session)
+    else:
+        session.install("./kernel[test]", f"./plugins/{name}[test]")
     session.run("pytest", f"plugins/{name}/tests", *session.posargs, env=_env())
 
 

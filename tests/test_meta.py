@@ -48,9 +48,8 @@ def test_every_plugin_folder_has_the_same_shape() -> None:
             continue
         for part in ("pyproject.toml", "README.md"):
             assert (folder / part).exists(), f"{folder.name} has no {part}"
-        if folder.name != "suite":
-            assert (folder / "src" / f"pyagent_{folder.name.replace('-', '_')}").is_dir(), folder.name
-            assert list((folder / "tests").glob("test_*.py")), f"{folder.name} has no tests"
+        assert (folder / "src" / f"pyagent_{folder.name.replace('-', '_')}").is_dir(), folder.name
+        assert list((folder / "tests").glob("test_*.py")), f"{folder.name} has no tests"
 
 
 def test_no_plugin_imports_another_plugin() -> None:
