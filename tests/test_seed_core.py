@@ -11,7 +11,14 @@ import anyio
 import pytest
 
 from pyagent import agent
-from pyagent.orchestrator import ConditionalTask, ExecutionPattern, Orchestrator, Task, TaskStatus, Workflow
+from pyagent.orchestrator import (
+    ConditionalTask,
+    ExecutionPattern,
+    Orchestrator,
+    Task,
+    TaskStatus,
+    Workflow,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -59,7 +66,7 @@ async def test_seed_2_3_run_with_callbacks() -> None:
     orchestrator.add_workflow(support_workflow)
 
     printed: list[str] = []
-    print = printed.append  # noqa: A001 - capture the seed's print calls
+    print = printed.append  # capture the seed's print calls
 
     # Run with callbacks
     result = await orchestrator.run_workflow(

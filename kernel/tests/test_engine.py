@@ -10,7 +10,6 @@ import pytest
 from pyagent import Event, hookimpl
 from pyagent.orchestrator import Orchestrator, Task, TaskStatus, Workflow
 
-
 pytestmark = pytest.mark.anyio
 
 

@@ -12,7 +12,6 @@ from pyagent import PluginNotInstalledError
 from pyagent.errors import DriverLoadFailure, PluginLoadError
 from pyagent.plugins import Runtime
 
-
 GOOD = '''
 from pyagent import hookimpl
 
@@ -125,7 +124,7 @@ def test_drivers_are_found_by_entry_point_name(bare_runtime: Any, monkeypatch: A
 def test_broken_driver_entry_point_is_wrapped(site: Path, distribution: Any) -> None:
     distribution(site, "pyagent-badstore", "broken_plugin", "raise ImportError('no driver lib')\n",
                       "[pyagent.stores]\nbadstore = broken_plugin:Store\n")
-    with pytest.raises(DriverLoadFailure, match="driver 'badstore' .* failed to load: ImportError: no driver lib"):
+    with pytest.raises(DriverLoadFailure, match=r"driver 'badstore' .* failed to load: ImportError: no driver lib"):
         Runtime(discover=False).driver("stores", "badstore")
 
 

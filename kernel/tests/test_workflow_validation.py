@@ -12,7 +12,6 @@ from pyagent import ConfigurationError, PluginNotInstalledError
 from pyagent.orchestrator import ConditionalTask, ExecutionPattern, Task, Workflow
 
 
-
 def noop(x: Any) -> Any:
     return x
 

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, overload, runtime_checkable
 
 from .context import RunContext
-from .errors import ConfigurationError, ModelNotConfiguredError
+from .errors import ConfigurationError
 
 
 @runtime_checkable

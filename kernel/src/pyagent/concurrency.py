@@ -43,8 +43,8 @@ class _AsyncioGroup:
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
-        return await self._group.__aexit__(et, e, tb)
+    ) -> None:
+        await self._group.__aexit__(et, e, tb)
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         self._group.create_task(fn(*args))  # type: ignore[arg-type]

@@ -190,9 +190,9 @@ class Runtime:
                     try:
                         impl.function(register=register)
                     except Exception as exc:
-                        info = self.plugins.get(plugin_name)
+                        failed = self.plugins.get(plugin_name)
                         self.failures.append(
-                            PluginFailure(plugin_name, info.distribution if info else None,
+                            PluginFailure(plugin_name, failed.distribution if failed else None,
                                           f"{hook_name} raised {type(exc).__name__}: {exc}")
                         )
                         log.warning("pyagent plugin %r failed in %s: %s", plugin_name, hook_name, exc)
@@ -218,10 +218,7 @@ class Runtime:
         if cached is not None:
             return cached
         reg = self.registry(kind).get(name)
-        if reg is not None:
-            factory = reg.obj
-        else:
-            factory = self._load_driver_entry_point(kind, name)
+        factory = reg.obj if reg is not None else self._load_driver_entry_point(kind, name)
         self._drivers[key] = factory
         return factory
 
@@ -269,8 +266,8 @@ class Runtime:
         providers = self.registry("models")
         if not spec:
             if len(providers) == 1:
-                (reg,) = providers.values()
-                return reg.obj(None)
+                (only,) = providers.values()
+                return only.obj(None)
             raise _no_model(agent_name, providers)
         provider, _, model_id = spec.partition(":")
         reg = providers.get(provider)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .agents import Agent, as_agent
 
 
-class TaskStatus(str, enum.Enum):
+class TaskStatus(enum.StrEnum):
     """Lifecycle of a task (and of a run): PENDING → RUNNING → COMPLETED | FAILED | SKIPPED | CANCELLED."""
 
     PENDING = "pending"
@@ -20,9 +20,6 @@ class TaskStatus(str, enum.Enum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def finished(self) -> bool:

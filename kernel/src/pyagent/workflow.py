@@ -18,15 +18,12 @@ if TYPE_CHECKING:
     from .state import WorkflowState
 
 
-class ExecutionPattern(str, enum.Enum):
+class ExecutionPattern(enum.StrEnum):
     """The built-in pattern names; any other registered pattern name may be given as a string."""
 
     SEQUENTIAL = "sequential"
     PARALLEL = "parallel"
     GRAPH = "graph"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _step_error(index: int, value: Any) -> ValueError:

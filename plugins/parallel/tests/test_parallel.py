@@ -83,7 +83,7 @@ async def test_fail_fast_cancels_siblings(runtime: Any) -> None:
     with anyio.fail_after(5):
         result = await wf(steps).run()
     assert result.status is TaskStatus.FAILED
-    assert "task 'boom' failed: RuntimeError: source down" == result.error
+    assert result.error == "task 'boom' failed: RuntimeError: source down"
     assert result.tasks["hang"].status is TaskStatus.CANCELLED
     assert result.tasks["boom"].status is TaskStatus.FAILED
 
@@ -141,7 +141,7 @@ async def test_slow_branch_does_not_block_unrelated_one(runtime: Any) -> None:
 def test_dependencies_are_rejected_for_parallel(runtime: Any) -> None:
     a = Task(name="a", agent=lambda x: 1)
     b = Task(name="b", agent=lambda x: 1, dependencies=[a])
-    with pytest.raises(ConfigurationError, match="use pattern=ExecutionPattern.GRAPH"):
+    with pytest.raises(ConfigurationError, match=r"use pattern=ExecutionPattern\.GRAPH"):
         anyio.run(wf([a, b]).run)
 
 

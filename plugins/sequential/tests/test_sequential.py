@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from pyagent import agent
-from pyagent.orchestrator import ConditionalTask, ExecutionPattern, Orchestrator, Task, TaskStatus, Workflow
+from pyagent.orchestrator import (
+    ConditionalTask,
+    ExecutionPattern,
+    Orchestrator,
+    Task,
+    TaskStatus,
+    Workflow,
+)
 
 pytestmark = pytest.mark.anyio
 
