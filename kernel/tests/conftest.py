@@ -51,3 +51,38 @@ def mini_runtime(bare_runtime: Any) -> Any:
 def distribution() -> Callable[..., None]:
     """Write a fake installed distribution (module + dist-info with entry points)."""
     return make_distribution
+
+
+class MiniFanPlugin:
+    """A minimal parallel-like pattern: every step gets the input, all run concurrently."""
+
+    class Fan:
+        async def execute(self, run: WorkflowRun) -> Any:
+            import anyio
+
+            async with anyio.create_task_group() as tg:
+                for step in run.workflow.steps:
+                    tg.start_soon(run.run_step, step, run.input)
+            return dict(run.results)
+
+    @hookimpl
+    def pyagent_register_patterns(self, register: Any) -> None:
+        register("fan", self.Fan())
+
+
+@pytest.fixture
+def drt(mini_runtime: Any) -> Any:
+    """For durability tests: mini patterns ('sequential', 'fan') and a ManualClock on the runtime."""
+    from pyagent.testing import ManualClock
+
+    mini_runtime.register(MiniFanPlugin(), "mini-fan")
+    mini_runtime.clock = ManualClock()
+    return mini_runtime
+
+
+@pytest.fixture
+def store_url() -> str:
+    """A memory store URL that no other test shares."""
+    import uuid
+
+    return f"memory://{uuid.uuid4().hex}"
