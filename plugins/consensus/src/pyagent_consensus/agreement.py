@@ -66,10 +66,11 @@ def measure(answers: list[Any], same: Same) -> Agreement:
 def _check_fraction(value: Any, what: str, example: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigurationError(f"{what} must be a number in (0, 1], got {value!r}: e.g. {what}={example}")
-    if not 0 < float(value) <= 1:
-        hint = f" (a percentage? give a fraction, e.g. {what}={float(value) / 100:g})" if 1 < value <= 100 else ""
+    number = float(value)
+    if not 0 < number <= 1:  # also rejects NaN, which compares false
+        hint = f" (a percentage? give a fraction, e.g. {what}={number / 100:g})" if 1 < number <= 100 else ""
         raise ConfigurationError(f"{what} must be in (0, 1], got {value!r}{hint}: e.g. {what}={example}")
-    return float(value)
+    return number
 
 
 def check_threshold(value: Any, what: str = "agreement_threshold") -> float:
