@@ -1,1 +1,104 @@
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import re
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from pyagent_sql.urls import parse_sqlite
+
 from pyagent.testing_fixtures import *  # noqa: F403
+
+POSTGRES_ENV = "PYAGENT_TEST_POSTGRES_URL"
+
+
+def postgres_base_url() -> str:
+    """The test server's URL, or skip the test saying how to enable it."""
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(
+            f"{POSTGRES_ENV} is not set: point it at a PostgreSQL server to run these tests, "
+            "e.g. postgresql://postgres@127.0.0.1:5432/test (CI sets it)"
+        )
+    return url
+
+
+def with_schema(url: str, schema: str) -> str:
+    return url + ("&" if "?" in url else "?") + f"schema={schema}"
+
+
+async def _drop_schema(url: str, schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url.split("?", 1)[0].replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pg_base_url() -> str:
+    """The test server's URL as given (skips when unset)."""
+    return postgres_base_url()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL into a schema of its own on the test server, dropped afterwards."""
+    base = postgres_base_url()
+    schema = f"pyagent_test_{uuid.uuid4().hex[:12]}"
+    yield with_schema(base, schema)
+    asyncio.run(_drop_schema(base, schema))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """An absolute SQLAlchemy-style URL to a fresh file."""
+    return f"sqlite:///{tmp_path / 'checkpoints.db'}"
+
+
+def query_database(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Run one statement (``?`` placeholders) in its own transaction and return the rows."""
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(parse_sqlite(url).path)
+        try:
+            with conn:
+                return [tuple(r) for r in conn.execute(sql, args).fetchall()]
+        finally:
+            conn.close()
+    # In a thread: the caller may be inside a running event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _pg_query(url, sql, *args)).result()
+
+
+async def _pg_query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    import asyncpg
+
+    parts = urlsplit(url)
+    schema = parse_qs(parts.query).get("schema", ["public"])[0]
+    conn = await asyncpg.connect(url.split("?", 1)[0], server_settings={"search_path": schema})
+    try:
+        n = 0
+
+        def number(_: Any) -> str:
+            nonlocal n
+            n += 1
+            return f"${n}"
+
+        rows = await conn.fetch(re.sub(r"\?", number, sql), *args)
+        return [tuple(r) for r in rows]
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def db_query() -> Callable[..., list[tuple[Any, ...]]]:
+    """``db_query(url, sql, *args)``: look inside a test database with the plain drivers."""
+    return query_database

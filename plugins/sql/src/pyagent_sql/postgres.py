@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import zlib
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -108,15 +109,20 @@ class PostgresStore(SQLStore):
             hint = "the database does not exist: create it (createdb) or fix its name in the URL"
         elif any(isinstance(e, (ConnectionError, socket.gaierror, TimeoutError, OSError)) for e in chain):
             hint = (
-                "the server could not be reached: check that PostgreSQL is running and accepts TCP "
-                "connections there (pg_isready -h HOST -p PORT), the host and port in the URL, "
-                "and any firewall"
+                "the server could not be reached: check that PostgreSQL is running and accepts "
+                f"connections there ({_pg_isready(self.target.url)}), the host and port in the "
+                "URL, and any firewall"
             )
         else:
             hint = "check the URL, the server log and that the user may create tables"
         return StoreUnavailableError(
             f"cannot open the PostgreSQL store {self.display_url} ({where}): {detail}; {hint}"
         )
+
+
+def _pg_isready(url: str) -> str:
+    parts = urlsplit(url)
+    return f"pg_isready -h {parts.hostname or 'localhost'} -p {parts.port or 5432}"
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -1,0 +1,235 @@
+"""The store protocol, run against the kernel's memory store, SQLite and PostgreSQL alike.
+
+Every store is created the way the kernel creates it: the factory registered under the URL's
+scheme in the ``pyagent.stores`` entry-point group, called with the URL.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from pyagent.plugins import get_runtime
+from pyagent.store import Checkpoint, RunHeader, Store
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "memory":
+        return f"memory://conformance-{uuid.uuid4().hex}"
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("pg_url"))
+
+
+def make_store(url: str) -> Store:
+    factory = get_runtime().driver("stores", url.split("://", 1)[0])
+    store = factory(url)
+    assert isinstance(store, Store)
+    return store
+
+
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[Any]:
+    store = make_store(url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def header(run_id: str, workflow: str = "wf", status: str = "running", started: float = 1000.0, **kw: Any) -> RunHeader:
+    return RunHeader(run_id=run_id, workflow=workflow, status=status, started_at=started, **kw)
+
+
+def cp(run_id: str, seq: int, kind: str = "delta", payload: bytes | None = None) -> Checkpoint:
+    return Checkpoint(run_id, seq, kind, payload if payload is not None else f"{run_id}:{seq}".encode(), 2000.0 + seq)
+
+
+async def test_a_fresh_store_is_empty_and_open_is_idempotent(url: str) -> None:
+    async with opened(url) as store:
+        await store.open()
+        assert await store.load("nope") is None
+        assert await store.list_runs() == []
+        assert await store.prune("nope", 3) == 0
+
+
+async def test_a_saved_header_loads_back_and_saving_again_replaces_it(url: str) -> None:
+    async with opened(url) as store:
+        first = header("r1", payload=b"\x00summary\xff")
+        await store.save_run(first)
+        loaded = await store.load("r1")
+        assert loaded is not None
+        assert loaded.header == first
+        assert loaded.checkpoints == []
+
+        done = header("r1", status="completed", finished_at=1234.5, payload=b"done")
+        await store.save_run(done)
+        loaded = await store.load("r1")
+        assert loaded is not None and loaded.header == done
+        assert [h.run_id for h in await store.list_runs()] == ["r1"]
+
+
+async def test_load_starts_at_the_latest_full_checkpoint_in_seq_order(url: str) -> None:
+    async with opened(url) as store:
+        await store.save_run(header("r1"))
+        await store.save_run(header("r2"))
+        kinds = ["full", "delta", "delta", "full", "delta", "delta"]
+        for seq, kind in enumerate(kinds):
+            await store.append_checkpoint(cp("r1", seq, kind))
+            await store.append_checkpoint(cp("r2", seq, "delta"))
+        loaded = await store.load("r1")
+        assert loaded is not None
+        assert [(c.seq, c.kind, c.payload) for c in loaded.checkpoints] == [
+            (3, "full", b"r1:3"), (4, "delta", b"r1:4"), (5, "delta", b"r1:5"),
+        ]
+        assert loaded.checkpoints[0] == cp("r1", 3, "full")
+        # Without any full checkpoint every delta is returned, and runs never mix.
+        other = await store.load("r2")
+        assert other is not None
+        assert [c.payload for c in other.checkpoints] == [f"r2:{i}".encode() for i in range(6)]
+
+
+async def test_checkpoints_without_a_header_are_not_a_run(url: str) -> None:
+    async with opened(url) as store:
+        await store.append_checkpoint(cp("orphan", 0, "full"))
+        assert await store.load("orphan") is None
+        await store.save_run(header("orphan"))
+        loaded = await store.load("orphan")
+        assert loaded is not None and [c.seq for c in loaded.checkpoints] == [0]
+
+
+async def test_list_runs_filters_by_workflow_status_and_since_newest_first(url: str) -> None:
+    async with opened(url) as store:
+        rows = [
+            ("a1", "alpha", "completed", 100.0),
+            ("a2", "alpha", "failed", 200.0),
+            ("a3", "alpha", "completed", 300.0),
+            ("b1", "beta", "completed", 150.0),
+            ("b2", "beta", "running", 250.0),
+        ]
+        for run_id, wf, status, started in rows:
+            await store.save_run(header(run_id, wf, status, started))
+
+        async def ids(**filters: Any) -> list[str]:
+            return [h.run_id for h in await store.list_runs(**filters)]
+
+        assert await ids() == ["a3", "b2", "a2", "b1", "a1"]
+        assert await ids(workflow="alpha") == ["a3", "a2", "a1"]
+        assert await ids(status="completed") == ["a3", "b1", "a1"]
+        assert await ids(since=200.0) == ["a3", "b2", "a2"]
+        assert await ids(workflow="alpha", status="completed", since=150.0) == ["a3"]
+        assert await ids(limit=2) == ["a3", "b2"]
+        assert await ids(workflow="beta", limit=1) == ["b2"]
+        assert await ids(limit=0) == []
+        assert await ids(workflow="gamma") == []
+        got = (await store.list_runs(workflow="beta", status="running"))[0]
+        assert got == header("b2", "beta", "running", 250.0)
+
+
+async def test_prune_keeps_the_last_n_and_the_full_checkpoint_they_build_on(url: str) -> None:
+    async with opened(url) as store:
+        await store.save_run(header("r1"))
+        kinds = ["full", "delta", "delta", "full", "delta", "delta", "delta"]
+        for seq, kind in enumerate(kinds):
+            await store.append_checkpoint(cp("r1", seq, kind))
+
+        assert await store.prune("r1", 10) == 0
+        # Keep 2 (seq 5, 6): they build on the full seq 3, which stays; 0, 1, 2, 4 go.
+        assert await store.prune("r1", 2) == 4
+        loaded = await store.load("r1")
+        assert loaded is not None
+        assert [(c.seq, c.kind) for c in loaded.checkpoints] == [(3, "full"), (5, "delta"), (6, "delta")]
+        assert loaded.checkpoints[0].payload == b"r1:3"
+        assert await store.prune("r1", 3) == 0
+
+        # When the kept window starts with a full checkpoint, nothing older is needed.
+        await store.append_checkpoint(cp("r1", 7, "full"))
+        await store.append_checkpoint(cp("r1", 8, "delta"))
+        assert await store.prune("r1", 2) == 3
+        loaded = await store.load("r1")
+        assert loaded is not None
+        assert [(c.seq, c.kind) for c in loaded.checkpoints] == [(7, "full"), (8, "delta")]
+
+
+async def test_prune_touches_only_the_named_run(url: str) -> None:
+    async with opened(url) as store:
+        for run in ("r1", "r2"):
+            await store.save_run(header(run))
+            for seq in range(5):
+                await store.append_checkpoint(cp(run, seq, "full" if seq == 0 else "delta"))
+        assert await store.prune("r1", 1) == 3  # keeps the full 0 and the delta 4
+        other = await store.load("r2")
+        assert other is not None and [c.seq for c in other.checkpoints] == [0, 1, 2, 3, 4]
+
+
+async def test_concurrent_writers_lose_nothing(url: str) -> None:
+    runs, per_run = 8, 25
+
+    async with opened(url) as store:
+
+        async def writer(run: str) -> None:
+            await store.save_run(header(run, status="running"))
+            for seq in range(per_run):
+                await store.append_checkpoint(cp(run, seq, "full" if seq == 0 else "delta"))
+            await store.save_run(header(run, status="completed", finished_at=2000.0))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(runs):
+                tg.start_soon(writer, f"run-{i}")
+
+        headers = await store.list_runs(status="completed")
+        assert sorted(h.run_id for h in headers) == sorted(f"run-{i}" for i in range(runs))
+        for i in range(runs):
+            loaded = await store.load(f"run-{i}")
+            assert loaded is not None
+            assert [c.seq for c in loaded.checkpoints] == list(range(per_run))
+
+
+async def test_large_and_binary_payloads_round_trip_exactly(url: str) -> None:
+    big = random.Random(7).randbytes(8 * 1024 * 1024)
+    every_byte = bytes(range(256)) * 4
+    async with opened(url) as store:
+        await store.save_run(header("rün-ü", workflow="wörkflow ✓", payload=every_byte))
+        await store.append_checkpoint(cp("rün-ü", 0, "full", big))
+        await store.append_checkpoint(cp("rün-ü", 1, "delta", b""))
+        loaded = await store.load("rün-ü")
+        assert loaded is not None
+        assert loaded.header.workflow == "wörkflow ✓"
+        assert loaded.header.payload == every_byte
+        assert loaded.checkpoints[0].payload == big
+        assert loaded.checkpoints[1].payload == b""
+
+
+async def test_what_was_saved_is_there_for_a_new_store_on_the_same_url(url: str) -> None:
+    async with opened(url) as store:
+        await store.save_run(header("kept", status="completed"))
+        await store.append_checkpoint(cp("kept", 0, "full"))
+    async with opened(url) as again:
+        loaded = await again.load("kept")
+        assert loaded is not None
+        assert loaded.header.status == "completed"
+        assert [c.payload for c in loaded.checkpoints] == [b"kept:0"]
+
+
+async def test_a_closed_store_can_be_opened_again(url: str) -> None:
+    store = make_store(url)
+    await store.open()
+    await store.save_run(header("r1"))
+    await store.close()
+    await store.close()
+    await store.open()
+    try:
+        assert await store.load("r1") is not None
+    finally:
+        await store.close()
+

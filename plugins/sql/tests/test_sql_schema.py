@@ -1,0 +1,96 @@
+"""Schema versioning on SQLite and PostgreSQL: created once, migrated forward, newer refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from pyagent_sql import CheckpointConflictError, SchemaVersionError, schema
+from sqlalchemy import Connection, text
+
+from pyagent.plugins import get_runtime
+from pyagent.store import Checkpoint, RunHeader
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest) -> str:
+    return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
+
+
+def make_store(url: str) -> Any:
+    return get_runtime().driver("stores", url.split("://", 1)[0])(url)
+
+
+async def test_the_schema_is_created_on_first_open_and_recorded_once(url: str, db_query: Any) -> None:
+    stores = [make_store(url) for _ in range(5)]
+    try:
+        async with anyio.create_task_group() as tg:  # several processes starting together
+            for store in stores:
+                tg.start_soon(store.open)
+    finally:
+        for store in stores:
+            await store.close()
+    assert db_query(url, "SELECT version, description FROM pyagent_schema_version") == [
+        (1, "runs and checkpoints tables")
+    ]
+    assert db_query(url, "SELECT count(*) FROM pyagent_runs") == [(0,)]
+
+
+async def test_a_database_from_a_newer_version_is_refused_and_left_unchanged(url: str, db_query: Any) -> None:
+    async with make_store(url) as store:
+        await store.save_run(RunHeader("r1", "wf", "completed", 1.0))
+    db_query(url, "INSERT INTO pyagent_schema_version VALUES (7, 0, 'from the future')")
+
+    store = make_store(url)
+    with pytest.raises(SchemaVersionError) as info:
+        await store.open()
+    message = str(info.value)
+    assert "version 7" in message and "up to 1" in message and "pip install -U pyagent-sql" in message
+    assert db_query(url, "SELECT max(version) FROM pyagent_schema_version") == [(7,)]
+    assert db_query(url, "SELECT run_id, status FROM pyagent_runs") == [("r1", "completed")]
+
+
+async def test_an_older_database_is_migrated_forward_keeping_its_data(
+    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with make_store(url) as store:
+        await store.save_run(RunHeader("r1", "wf", "completed", 1.0))
+        await store.append_checkpoint(Checkpoint("r1", 0, "full", b"state", 1.0))
+
+    def to_2(conn: Connection) -> None:
+        where = conn.schema_for_object(schema.define_tables().runs)  # the store's schema, if any
+        prefix = f'"{where}".' if where else ""
+        conn.execute(text(f"ALTER TABLE {prefix}pyagent_runs ADD COLUMN owner TEXT"))
+
+    monkeypatch.setattr(schema, "LATEST", 2)
+    monkeypatch.setitem(schema.MIGRATIONS, 2, ("runs get an owner", to_2))
+    async with make_store(url) as store:
+        loaded = await store.load("r1")
+    assert loaded is not None and loaded.checkpoints[0].payload == b"state"
+    assert db_query(url, "SELECT version FROM pyagent_schema_version ORDER BY version") == [(1,), (2,)]
+    assert db_query(url, "SELECT run_id, owner FROM pyagent_runs") == [("r1", None)]
+
+
+async def test_a_repeated_checkpoint_seq_is_a_clear_error_and_keeps_the_first(url: str) -> None:
+    async with make_store(url) as store:
+        await store.append_checkpoint(Checkpoint("r1", 0, "full", b"first", 1.0))
+        with pytest.raises(CheckpointConflictError, match="checkpoint 0 of run 'r1' is already stored"):
+            await store.append_checkpoint(Checkpoint("r1", 0, "full", b"second", 2.0))
+        await store.save_run(RunHeader("r1", "wf", "running", 1.0))
+        loaded = await store.load("r1")
+    assert loaded is not None and [c.payload for c in loaded.checkpoints] == [b"first"]
+
+
+async def test_an_unknown_checkpoint_kind_is_refused(url: str) -> None:
+    async with make_store(url) as store:
+        with pytest.raises(ValueError, match="'full' or 'delta'"):
+            await store.append_checkpoint(Checkpoint("r1", 0, "partial", b"x", 1.0))
+
+
+async def test_prune_needs_a_positive_count(url: str) -> None:
+    async with make_store(url) as store:
+        with pytest.raises(ValueError, match="keep must be a whole number >= 1"):
+            await store.prune("r1", 0)

@@ -1,0 +1,160 @@
+"""SQLite specifics: where the file goes, WAL, bad files, a locked database, several processes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import trio
+from anyio import wait_all_tasks_blocked
+from pyagent_sql import StoreUnavailableError
+
+from pyagent.plugins import get_runtime
+from pyagent.store import Checkpoint, RunHeader
+
+pytestmark = pytest.mark.anyio
+
+
+def sqlite(url: str):  # type: ignore[no-untyped-def]
+    return get_runtime().driver("stores", "sqlite")(url)
+
+
+async def test_the_seed_url_writes_checkpoints_db_in_the_working_directory(
+    db_query: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = sqlite("sqlite://checkpoints.db")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # created before the chdir: the file stays where it was named
+    async with store:
+        await store.save_run(RunHeader("r1", "wf", "running", 1.0))
+    assert (tmp_path / "checkpoints.db").is_file()
+    assert not (elsewhere / "checkpoints.db").exists()
+    assert db_query(f"sqlite:///{tmp_path / 'checkpoints.db'}", "SELECT run_id FROM pyagent_runs") == [("r1",)]
+
+
+async def test_the_database_is_in_wal_mode_and_folded_back_at_close(db_query: Any, sqlite_url: str, tmp_path: Path) -> None:
+    async with sqlite(sqlite_url) as store:
+        await store.save_run(RunHeader("r1", "wf", "running", 1.0))
+        await store.append_checkpoint(Checkpoint("r1", 0, "full", b"x" * 10_000, 1.0))
+        assert db_query(sqlite_url, "PRAGMA journal_mode") == [("wal",)]
+        assert (tmp_path / "checkpoints.db-wal").exists()
+    assert not (tmp_path / "checkpoints.db-wal").exists()
+    assert db_query(sqlite_url, "SELECT length(payload) FROM pyagent_checkpoints") == [(10_000,)]
+
+
+async def test_a_missing_directory_is_a_clear_error_and_creates_nothing(tmp_path: Path) -> None:
+    store = sqlite(f"sqlite:///{tmp_path}/no/such/dir/cp.db")
+    with pytest.raises(StoreUnavailableError) as info:
+        await store.open()
+    message = str(info.value)
+    assert f"{tmp_path}/no/such/dir" in message and "does not exist" in message
+    assert not (tmp_path / "no").exists()
+
+
+async def test_a_file_that_is_not_a_database_is_a_clear_error_and_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    content = b"these are my notes, not a database\n" * 200
+    path.write_bytes(content)
+    store = sqlite(f"sqlite:///{path}")
+    with pytest.raises(StoreUnavailableError, match="not an SQLite database") as info:
+        await store.open()
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == content
+    # A failed open may be retried and fails the same way (no half-open state).
+    with pytest.raises(StoreUnavailableError):
+        await store.save_run(RunHeader("r1", "wf", "running", 1.0))
+
+
+async def test_a_write_waits_for_another_writer_without_blocking_the_event_loop(db_query: Any, sqlite_url: str) -> None:
+    async with sqlite(sqlite_url) as store:
+        await store.save_run(RunHeader("r1", "wf", "running", 1.0))
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+        written = anyio.Event()
+
+        async def write() -> None:
+            await store.append_checkpoint(Checkpoint("r1", 0, "full", b"waited", 1.0))
+            await store.append_checkpoint(Checkpoint("r1", 1, "delta", b"in order", 2.0))
+            written.set()
+
+        try:
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(write)
+                    await wait_all_tasks_blocked()
+                    # The writer is parked, this task still runs: the loop is not blocked.
+                    assert not written.is_set()
+                    assert db_query(sqlite_url, "SELECT count(*) FROM pyagent_checkpoints") == [(0,)]
+                    blocker.execute("COMMIT")
+                    await written.wait()
+        finally:
+            blocker.close()
+        loaded = await store.load("r1")
+        assert loaded is not None
+        assert [c.payload for c in loaded.checkpoints] == [b"waited", b"in order"]
+        # With the lock free again, the next write commits at once.
+        await store.append_checkpoint(Checkpoint("r1", 2, "delta", b"fast", 3.0))
+        assert db_query(sqlite_url, "SELECT count(*) FROM pyagent_checkpoints") == [(3,)]
+
+
+WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pyagent.plugins import get_runtime
+    from pyagent.store import Checkpoint, RunHeader
+
+    async def main(url, run, n):
+        store = get_runtime().driver("stores", "sqlite")(url)
+        async with store:
+            await store.save_run(RunHeader(run, "wf", "running", 1.0))
+            for seq in range(n):
+                await store.append_checkpoint(Checkpoint(run, seq, "delta", b"%d" % seq, 1.0))
+            await store.save_run(RunHeader(run, "wf", "completed", 1.0))
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    """
+)
+
+
+def test_several_processes_write_to_one_file_and_nothing_is_lost(db_query: Any, sqlite_url: str) -> None:
+    n, procs = 300, 4
+    running = [
+        subprocess.Popen([sys.executable, "-c", WRITER, sqlite_url, f"run-{i}", str(n)], stderr=subprocess.PIPE)
+        for i in range(procs)
+    ]
+    for p in running:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    assert db_query(sqlite_url, "SELECT run_id, count(*) FROM pyagent_checkpoints GROUP BY run_id ORDER BY run_id") == [
+        (f"run-{i}", n) for i in range(procs)
+    ]
+    assert db_query(sqlite_url, "SELECT DISTINCT status FROM pyagent_runs") == [("completed",)]
+
+
+def test_one_store_serves_several_event_loops_and_both_backends(sqlite_url: str) -> None:
+    """Sync helpers start a fresh loop per call; the store must not be tied to the first one."""
+    store = sqlite(sqlite_url)
+    asyncio.run(store.open())
+    asyncio.run(store.save_run(RunHeader("r1", "wf", "running", 1.0)))
+    trio.run(store.append_checkpoint, Checkpoint("r1", 0, "full", b"from trio", 1.0))
+    loaded = asyncio.run(store.load("r1"))
+    asyncio.run(store.close())
+    assert loaded is not None and loaded.checkpoints[0].payload == b"from trio"
+
+
+async def test_a_store_opens_itself_on_first_use(sqlite_url: str) -> None:
+    store = sqlite(sqlite_url)
+    try:
+        await store.save_run(RunHeader("r1", "wf", "running", 1.0))
+        assert [h.run_id for h in await store.list_runs()] == ["r1"]
+    finally:
+        await store.close()
