@@ -8,7 +8,6 @@ fails to import is recorded with its error and the others still load.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -70,10 +69,6 @@ class Registration:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def _split_env(var: str) -> set[str]:
-    return {p.strip() for p in os.environ.get(var, "").split(",") if p.strip()}
-
-
 class Runtime:
     """The process-wide plugin manager with its registries.
 
@@ -111,8 +106,11 @@ class Runtime:
     def _load_entry_points(self) -> None:
         from importlib.metadata import entry_points
 
-        blocked = _split_env("PYAGENT_DISABLE_PLUGINS")
-        strict = os.environ.get("PYAGENT_STRICT_PLUGINS", "").lower() in ("1", "true", "yes")
+        from .config import load_settings
+
+        settings = load_settings()
+        blocked = set(settings.disable_plugins)
+        strict = settings.strict_plugins
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist is not None else None
             if ep.name in blocked or (dist is not None and dist in blocked):
@@ -262,7 +260,9 @@ class Runtime:
         """Turn ``model=`` of an instruction agent into a model object, or explain what to install."""
         if model is not None and not isinstance(model, str):
             return model
-        spec = model or os.environ.get("PYAGENT_MODEL")
+        from .config import get_settings
+
+        spec = model or get_settings().model
         providers = self.registry("models")
         if not spec:
             if len(providers) == 1:
@@ -280,7 +280,12 @@ class Runtime:
         return reg.obj(model_id or None)
 
     def default_router_name(self) -> str | None:
+        from .config import get_settings
+
         routers = self.registry("routers")
+        configured = get_settings().router
+        if configured:
+            return configured
         for name, reg in routers.items():
             if reg.options.get("default"):
                 return name

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from . import config
 from .plugins import Runtime, set_runtime
 from .testing import ManualClock
 
@@ -17,6 +18,14 @@ from .testing import ManualClock
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """Run every ``@pytest.mark.anyio`` test on asyncio and on trio."""
     return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """Settings are read again in every test, so environment changes made by a test apply."""
+    config.reset()
+    yield
+    config.reset()
 
 
 @pytest.fixture

@@ -1,0 +1,120 @@
+"""Settings: keyword arguments, then ``pyagent.toml`` / ``[tool.pyagent]``, then environment variables.
+
+That is the order of precedence (first wins). Files are looked up from the working directory
+upwards; the first ``pyagent.toml`` or ``pyproject.toml`` with a ``[tool.pyagent]`` table is used.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigurationError
+
+ENV = {
+    "model": "PYAGENT_MODEL",
+    "router": "PYAGENT_ROUTER",
+    "storage": "PYAGENT_STORAGE",
+    "disable_plugins": "PYAGENT_DISABLE_PLUGINS",
+    "strict_plugins": "PYAGENT_STRICT_PLUGINS",
+}
+
+
+class Settings(BaseModel):
+    """Process-wide defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(default=None, description="default model for instruction agents, e.g. 'openai:gpt-4o-mini'")
+    router: str | None = Field(default=None, description="router used when a team names none")
+    storage: str | None = Field(default=None, description="store URL for run history, e.g. 'sqlite://pyagent.db'")
+    disable_plugins: list[str] = Field(default_factory=list, description="plugins not to load")
+    strict_plugins: bool = Field(default=False, description="a plugin that fails to import raises")
+    source: str = Field(default="defaults", description="where the file settings came from")
+
+    @field_validator("disable_plugins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("strict_plugins", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+        return value
+
+
+def _file_settings(start: Path) -> tuple[dict[str, Any], str]:
+    import tomllib
+
+    for folder in [start, *start.parents]:
+        for name in ("pyagent.toml", "pyproject.toml"):
+            path = folder / name
+            if not path.is_file():
+                continue
+            try:
+                data = tomllib.loads(path.read_text())
+            except (tomllib.TOMLDecodeError, OSError) as exc:
+                raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+            table = data.get("tool", {}).get("pyagent")
+            if table is None and name == "pyagent.toml":
+                table = data.get("pyagent", data)
+            if table is not None:
+                return dict(table), str(path)
+    return {}, "defaults"
+
+
+def load_settings(start: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from keyword arguments, then the nearest config file, then the environment."""
+    values: dict[str, Any] = {}
+    for key, var in ENV.items():
+        if var in os.environ:
+            values[key] = os.environ[var]
+    from_file, source = _file_settings(start or Path.cwd())
+    values.update(from_file)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values, source=source)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        valid = ", ".join(k for k in Settings.model_fields if k != "source")
+        raise ConfigurationError(f"invalid pyagent settings from {source}: {problems} (valid keys: {valid})") from None
+
+
+_settings: Settings | None = None
+_lock = threading.Lock()
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    global _settings
+    if _settings is None:
+        with _lock:
+            if _settings is None:
+                _settings = load_settings()
+    return _settings
+
+
+def configure(**overrides: Any) -> Settings:
+    """Set process-wide settings from keyword arguments (highest precedence); returns them."""
+    global _settings
+    with _lock:
+        _settings = load_settings(**overrides)
+    return _settings
+
+
+def reset() -> None:
+    """Forget loaded settings (they are read again on next use)."""
+    global _settings
+    _settings = None
