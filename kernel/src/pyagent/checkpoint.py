@@ -111,6 +111,13 @@ class RunRecorder:
                 else:
                     rec = record_of_run(self.run)
                 await self._save_header(rec)
+            except Exception as exc:
+                # The run has ended: its result must not be lost to a storage problem, which is
+                # logged and listed in result.errors instead.
+                message = f"final checkpoint to {safe_url(self.store.url)} failed: {type(exc).__name__}: {exc}"
+                log.warning("run %s: %s", self.run.run_id, message)
+                if result is not None:
+                    result.errors["checkpoint"] = message
             finally:
                 await _close(self.store)
 
@@ -135,8 +142,9 @@ class Checkpointer(RunRecorder):
         self._clock = run.runtime.clock
 
     async def begin(self) -> None:
+        body = self._full_body()  # an input that cannot be saved fails here, before any write
         await super().begin()
-        await self._write("full", self._full_body())
+        await self._write("full", body)
         self._last_write = self._clock.monotonic()
 
     # after_task hook
@@ -152,8 +160,9 @@ class Checkpointer(RunRecorder):
         tasks = []
         for rec in recs:
             if self._saved.get(rec.name) is not rec.status:
-                tasks.append(encode_record(rec))
+                # Marked first: a record that cannot be encoded is reported once, not again at the end.
                 self._saved[rec.name] = rec.status
+                tasks.append(encode_record(rec))
         body: dict[str, Any] = {"tasks": tasks}
         changed, removed = self._shared_changes()
         if changed:

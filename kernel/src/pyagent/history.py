@@ -164,7 +164,9 @@ def record_of_run(run: WorkflowRun) -> ExecutionRecord:
     recs = dict(run.records)
     return ExecutionRecord(
         run_id=run.run_id, workflow=run.workflow.name, timestamp=_local(run.started_at),
-        status=run.status, tasks_total=len(run.workflow.task_names),
+        # A run being recorded has started, even if its pattern has not yet been entered.
+        status=TaskStatus.RUNNING if run.status is TaskStatus.PENDING else run.status,
+        tasks_total=len(run.workflow.task_names),
         tasks_completed=sum(1 for r in recs.values() if r.status is TaskStatus.COMPLETED),
         started_at=run.started_at, resumed=any(r.reused for r in recs.values()),
         tasks=[_task_record(r) for r in recs.values()], handoffs=_handoffs(run.handoffs),

@@ -1,0 +1,392 @@
+"""Checkpointing to the in-memory store: deltas, retention, intervals, resume by run id, encryption."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Any
+
+import anyio
+import pytest
+from pydantic import ValidationError
+
+from pyagent import (
+    ConfigurationError,
+    PluginNotInstalledError,
+    StateError,
+    Task,
+    Workflow,
+    hookimpl,
+)
+from pyagent._defaults.memory_store import MemoryStore
+from pyagent.errors import DriverLoadFailure
+from pyagent.events import Event
+from pyagent.plugins import Runtime
+from pyagent.policies import CheckpointConfig
+from pyagent.tasks import TaskStatus
+
+
+class Agents:
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.failing: set[str] = set()
+
+    def __getitem__(self, name: str) -> Any:
+        def fn(x: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if name in self.failing:
+                raise RuntimeError(f"{name} is down")
+            return f"{x}>{name}"
+
+        fn.__name__ = name.lower()
+        return fn
+
+
+@pytest.fixture
+def rt(drt: Runtime) -> Runtime:
+    return drt
+
+
+def chain(agents: Agents, url: str, n: int = 5, name: str = "Long Running Process", **cp: Any) -> Workflow:
+    return Workflow(name=name, steps=[Task(name=f"t{i}", agent=agents[f"t{i}"]) for i in range(n)],
+                    checkpointing={"enabled": True, "interval": "after_each_task", "storage": url, **cp})
+
+
+async def stored(url: str, run_id: str) -> Any:
+    store = MemoryStore(url)
+    return await store.load(run_id)
+
+
+def all_checkpoints(url: str, run_id: str) -> list[Any]:
+    return list(MemoryStore(url)._checkpoints.get(run_id, []))
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def test_seed_6_2_checkpointing_settings_as_written() -> None:
+    workflow = Workflow(
+        name="Long Running Process",
+        checkpointing={
+            "enabled": True,
+            "interval": "after_each_task",  # or "every_5_minutes"
+            "storage": "sqlite://checkpoints.db"
+        }
+    )
+    assert workflow.checkpointing is not None and workflow.checkpointing.interval_seconds is None
+    assert CheckpointConfig(interval="every_5_minutes").interval_seconds == 300
+    assert CheckpointConfig(interval=90).interval_seconds == 90
+
+
+@pytest.mark.parametrize(("bad", "field"), [
+    ({"interval": "hourly"}, "every_5_minutes"), ({"interval": -1}, "interval"),
+    ({"retention": 0}, "retention"), ({"storage": "checkpoints.db"}, "not a URL"),
+    ({"storag": "memory://"}, "storag"),
+])
+def test_bad_checkpoint_settings_are_clear_errors(bad: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Workflow(name="w", checkpointing=bad)
+
+
+@pytest.mark.anyio
+async def test_unknown_storage_scheme_fails_before_any_agent_runs(rt: Runtime) -> None:
+    agents = Agents()
+    wf = chain(agents, "nosuchdb://x")
+    with pytest.raises(PluginNotInstalledError, match="store 'nosuchdb' is not installed.*memory"):
+        await wf.run()
+    assert agents.calls == {}
+
+
+@pytest.mark.anyio
+async def test_sqlite_without_the_sql_plugin_names_the_distribution(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    if importlib.util.find_spec("pyagent_sql") is not None:
+        # The plugin is installed in this environment: hide its entry points as a fresh kernel would.
+        from stevedore import driver
+        from stevedore.exception import NoMatches
+
+        real = driver.DriverManager
+
+        def no_driver(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("name") == "sqlite":
+                raise NoMatches("no sqlite driver")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(driver, "DriverManager", no_driver)
+    agents = Agents()
+    with pytest.raises(PluginNotInstalledError, match="pip install pyagent-sql"):
+        await chain(agents, "sqlite://checkpoints.db").run()
+    assert agents.calls == {}
+
+
+class Unreachable:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def open(self) -> None:
+        raise ConnectionRefusedError("connection refused by 127.0.0.1:1")
+
+
+class UnreachablePlugin:
+    @hookimpl
+    def pyagent_register_stores(self, register: Any) -> None:
+        register("downdb", Unreachable)
+
+
+@pytest.mark.anyio
+async def test_unreachable_store_is_a_clear_error_and_nothing_runs(rt: Runtime) -> None:
+    rt.register(UnreachablePlugin(), "unreachable")
+    agents = Agents()
+    with pytest.raises(DriverLoadFailure, match=r"checkpointing.storage 'downdb://u:\*\*\*@h/db' could not be opened"):
+        await chain(agents, "downdb://u:secret@h/db").run()
+    assert agents.calls == {}
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_one_full_checkpoint_then_one_delta_per_task(rt: Runtime, store_url: str) -> None:
+    wf = chain(Agents(), store_url)
+    events: list[Event] = []
+    result = await wf.run("in", on_event=events.append)
+    assert result.ok
+    cps = all_checkpoints(store_url, result.run_id)
+    assert [c.kind for c in cps] == ["full"] + ["delta"] * 6  # a delta per task, then the final status
+    assert [c.seq for c in cps] == list(range(7))
+    saved = [e for e in events if e.kind == "checkpoint.saved"]
+    assert [e.data["tasks"] for e in saved] == [0, 1, 1, 1, 1, 1, 0]
+    run = await stored(store_url, result.run_id)
+    assert run.header.status == "completed" and run.header.workflow == "Long Running Process"
+
+
+@pytest.mark.anyio
+async def test_storage_grows_linearly_with_tasks(rt: Runtime, store_url: str) -> None:
+    sizes = {}
+    for n in (50, 100, 200):
+        wf = Workflow(name=f"w{n}", steps=[Task(name=f"t{i:03}", agent=lambda x: {"summary": "s" * 40})
+                                           for i in range(n)], checkpointing={"storage": store_url})
+        result = await wf.run("x")
+        sizes[n] = sum(len(c.payload) for c in all_checkpoints(store_url, result.run_id))
+    # Twice the tasks, about twice the bytes (a quadratic store would be ~4x).
+    assert 1.8 < sizes[100] / sizes[50] < 2.2
+    assert 1.8 < sizes[200] / sizes[100] < 2.2
+    assert sizes[200] / 200 < 600  # bytes per task
+
+
+@pytest.mark.anyio
+async def test_retention_keeps_a_bounded_number_of_checkpoints_and_resume_still_works(
+        rt: Runtime, store_url: str) -> None:
+    agents = Agents()
+    agents.failing.add("t19")
+    wf = chain(agents, store_url, n=20, retention=3)
+    first = await wf.run("x")
+    assert first.status is TaskStatus.FAILED
+    cps = all_checkpoints(store_url, first.run_id)
+    assert 3 <= len(cps) <= 7
+    agents.failing.clear()
+    result = await wf.resume_from(first.run_id)
+    assert result.ok
+    assert agents.calls["t0"] == 1 and agents.calls["t18"] == 1 and agents.calls["t19"] == 2
+
+
+@pytest.mark.anyio
+async def test_time_interval_checkpoints_at_task_boundaries_once_due(rt: Runtime, store_url: str) -> None:
+    def slow(name: str) -> Any:
+        def fn(x: Any) -> str:
+            rt.clock.advance(25)  # type: ignore[attr-defined]
+            return name
+
+        fn.__name__ = name
+        return fn
+
+    wf = Workflow(name="timed", steps=[Task(name=f"t{i}", agent=slow(f"t{i}")) for i in range(6)],
+                  checkpointing={"interval": 60, "storage": store_url})
+    result = await wf.run()
+    cps = all_checkpoints(store_url, result.run_id)
+    assert [c.kind for c in cps] == ["full", "delta", "delta", "delta"]
+
+
+@pytest.mark.anyio
+async def test_a_non_json_output_fails_the_checkpointed_run_naming_the_task(rt: Runtime, store_url: str) -> None:
+    wf = Workflow(name="w", steps=[Task(name="Build", agent=lambda x: object())],
+                  checkpointing={"storage": store_url})
+    result = await wf.run()
+    assert result.status is TaskStatus.FAILED
+    assert isinstance(result.exception, StateError)
+    assert "output of task 'Build'" in (result.error or "")
+
+
+@pytest.mark.anyio
+async def test_a_non_json_input_is_refused_before_anything_is_written(rt: Runtime, store_url: str) -> None:
+    agents = Agents()
+    with pytest.raises(StateError, match="input"):
+        await chain(agents, store_url).run(object())
+    assert agents.calls == {} and MemoryStore(store_url)._runs == {}
+
+
+@pytest.mark.anyio
+async def test_disabled_checkpointing_writes_nothing(rt: Runtime, store_url: str) -> None:
+    result = await chain(Agents(), store_url, enabled=False).run()
+    assert result.ok and MemoryStore(store_url)._runs == {}
+
+
+# -- resuming ---------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_crashed_run_resumes_by_run_id_without_rerunning_completed_tasks(rt: Runtime, store_url: str) -> None:
+    """The first run hangs in t2 (as if the process died there); a fresh definition resumes it."""
+    hang = anyio.Event()
+    reached = anyio.Event()
+    first_agents = Agents()
+
+    async def t2_hangs(x: Any) -> Any:
+        reached.set()
+        await hang.wait()
+
+    steps = [Task(name="t0", agent=first_agents["t0"]), Task(name="t1", agent=first_agents["t1"]),
+             Task(name="t2", agent=t2_hangs), Task(name="t3", agent=first_agents["t3"])]
+    crashed = Workflow(name="Long Running Process", steps=steps, checkpointing={"storage": store_url})
+    run_id = "run-that-crashed"
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: crashed.run("in", run_id=run_id))
+            await reached.wait()
+            run = await stored(store_url, run_id)
+            assert run.header.status == "running"
+
+            # "A new process": the same definition, fresh agents, resumed from the store.
+            fresh = Agents()
+            again = chain(fresh, store_url, n=4)
+            result = await again.resume_from(run_id)
+            tg.cancel_scope.cancel()
+    assert result.ok and result.output == "in>t0>t1>t2>t3"
+    assert fresh.calls == {"t2": 1, "t3": 1}
+    assert result.run_id == run_id
+    assert [n for n, t in result.tasks.items() if t.reused] == ["t0", "t1"]
+    assert (await stored(store_url, run_id)).header.status in ("completed", "cancelled")
+
+
+@pytest.mark.anyio
+async def test_a_resumed_run_keeps_checkpointing_and_can_resume_again(rt: Runtime, store_url: str) -> None:
+    agents = Agents()
+    agents.failing.add("t2")
+    wf = chain(agents, store_url)
+    first = await wf.run("x")
+    agents.failing = {"t4"}
+    second = await wf.resume_from(first.run_id)
+    assert second.status is TaskStatus.FAILED
+    agents.failing = set()
+    third = await wf.resume_from(first.run_id)
+    assert third.ok
+    assert agents.calls == {"t0": 1, "t1": 1, "t2": 2, "t3": 1, "t4": 2}
+    seqs = [c.seq for c in all_checkpoints(store_url, first.run_id)]
+    assert seqs == sorted(set(seqs))
+
+
+@pytest.mark.anyio
+async def test_resume_errors_for_unknown_runs_and_other_workflows(rt: Runtime, store_url: str) -> None:
+    agents = Agents()
+    agents.failing.add("t1")
+    wf = chain(agents, store_url)
+    first = await wf.run()
+    with pytest.raises(StateError, match="no run 'missing'"):
+        await wf.resume_from("missing")
+    other = chain(agents, store_url, name="Other")
+    with pytest.raises(StateError, match="belongs to workflow 'Long Running Process', not 'Other'"):
+        await other.resume_from(first.run_id)
+    plain = Workflow(name="Long Running Process", steps=[Task(name="t0", agent=agents["t0"])])
+    result = await plain.resume_from(first.run_id, storage=store_url)  # explicit storage
+    assert result.ok and agents.calls["t0"] == 1
+
+
+@pytest.mark.anyio
+async def test_ctx_state_is_checkpointed_as_changes(rt: Runtime, store_url: str) -> None:
+    fail = {"on": True}
+
+    def counting(x: Any, ctx: Any) -> int:
+        ctx.state["seen"] = ctx.state.get("seen", 0) + 1
+        ctx.state.pop("temp", None)
+        return x + 1
+
+    def starts(x: Any, ctx: Any) -> int:
+        ctx.state["temp"] = "drop me"
+        return x
+
+    def last(x: Any, ctx: Any) -> Any:
+        if fail["on"]:
+            raise RuntimeError("later")
+        return dict(ctx.state)
+
+    wf = Workflow(name="s", steps=[Task(name="a", agent=starts), Task(name="b", agent=counting),
+                                   Task(name="c", agent=counting), Task(name="d", agent=last)],
+                  checkpointing={"storage": store_url})
+    first = await wf.run(0)
+    fail["on"] = False
+    result = await wf.resume_from(first.run_id)
+    assert result.output == {"seen": 2}
+
+
+# -- encryption -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def key(monkeypatch: pytest.MonkeyPatch) -> str:
+    from cryptography.fernet import Fernet
+
+    k = Fernet.generate_key().decode()
+    monkeypatch.setenv("PYAGENT_STATE_KEY", k)
+    return k
+
+
+@pytest.mark.anyio
+async def test_encrypted_checkpoints_hide_outputs_and_resume_with_the_key(
+        rt: Runtime, store_url: str, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    agents = Agents()
+    agents.failing.add("t3")
+    wf = chain(agents, store_url)
+    first = await wf.run("top-secret")
+    blobs = [c.payload for c in all_checkpoints(store_url, first.run_id)]
+    blobs.append((await stored(store_url, first.run_id)).header.payload)
+    assert blobs and not any(b"top-secret" in b or b">t0" in b for b in blobs)
+
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("PYAGENT_STATE_KEY", Fernet.generate_key().decode())
+    with pytest.raises(StateError, match="not the key it was saved with"):
+        await wf.resume_from(first.run_id)
+    monkeypatch.delenv("PYAGENT_STATE_KEY")
+    with pytest.raises(StateError, match="is encrypted: set PYAGENT_STATE_KEY"):
+        await wf.resume_from(first.run_id)
+    # Rotation: a new key first, the old one still decrypts.
+    monkeypatch.setenv("PYAGENT_STATE_KEY", f"{Fernet.generate_key().decode()},{key}")
+    agents.failing.clear()
+    assert (await wf.resume_from(first.run_id)).ok
+    assert agents.calls["t0"] == 1
+
+
+def test_encrypted_state_file(rt: Runtime, tmp_path: Any, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: "classified")])
+    wf.run_sync()
+    path = wf.get_state().save(tmp_path / "s.json")
+    assert b"classified" not in path.read_bytes()
+    assert wf.get_state().__class__.load(path).results == {"a": "classified"}
+    from cryptography.fernet import Fernet
+
+    monkeypatch.setenv("PYAGENT_STATE_KEY", Fernet.generate_key().decode())
+    with pytest.raises(StateError, match="could not be decrypted"):
+        wf.resume_from(path)
+
+
+def test_invalid_key_and_missing_cryptography_are_configuration_errors(
+        rt: Runtime, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: "v")])
+    wf.run_sync()
+    monkeypatch.setenv("PYAGENT_STATE_KEY", "not-a-key")
+    with pytest.raises(ConfigurationError, match="not a valid Fernet key.*generate_key"):
+        wf.get_state().save(tmp_path / "s.json")
+    monkeypatch.setenv("PYAGENT_STATE_KEY", "another-value-so-the-cache-misses")
+    monkeypatch.setitem(sys.modules, "cryptography.fernet", None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'pyagent-kernel\[encryption\]'"):
+        wf.get_state().save(tmp_path / "s.json")
+    assert not (tmp_path / "s.json").exists()
