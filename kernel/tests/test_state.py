@@ -138,7 +138,7 @@ async def test_resume_inside_an_event_loop_returns_an_awaitable_and_emits_task_r
 
 @pytest.mark.anyio
 async def test_ctx_state_and_outputs_of_many_types_survive_save_and_resume(rt: Runtime, tmp_path: Path) -> None:
-    value = {"tuple": (1, 2), "set": {3}, "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+    value = {"tuple": (1, 2), "set": {3}, "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
              "day": dt.date(2026, 1, 1), "money": Decimal("1.10"), "raw": b"\x00\xff", 7: "int key",
              "nested": [{"__pyagent__": "not a tag"}], "float": 1.5, "none": None}
     seen: dict[str, Any] = {}
@@ -194,7 +194,7 @@ def test_a_registered_serializer_round_trips_a_custom_type(rt: Runtime, tmp_path
         assert isinstance(loaded.results["Write"], Report) and loaded.results["Write"].title == "q3"
     finally:
         unregister_serializer(Report)
-    with pytest.raises(StateError, match="test.Report"):
+    with pytest.raises(StateError, match=r"test\.Report"):
         WorkflowState.load(path)
 
 

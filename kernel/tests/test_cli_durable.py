@@ -1,0 +1,81 @@
+"""`pyagent history` and `pyagent resume` against a store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from pyagent.cli import main
+
+FLOW = '''
+import os
+from pyagent.orchestrator import Task, Workflow
+
+CALLS = []
+
+def research(topic):
+    CALLS.append("Research")
+    return f"notes on {topic}"
+
+def write(notes):
+    CALLS.append("Write")
+    if os.environ.get("WRITER_DOWN"):
+        raise RuntimeError("writer is down")
+    return f"article from {notes}"
+
+report = Workflow(name="Research Report", steps=[
+    Task(name="Research", agent=research),
+    Task(name="Write", agent=write),
+], checkpointing={"storage": STORE})
+'''
+
+
+def _flow(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "flow.py"
+    path.write_text(FLOW.replace("STORE", repr(url)))
+    return path
+
+
+def test_history_and_resume_from_the_command_line(mini_runtime: Any, tmp_path: Path, store_url: str,
+                                                  monkeypatch: Any) -> None:
+    flow = _flow(tmp_path, store_url)
+    monkeypatch.setenv("WRITER_DOWN", "1")
+    first = CliRunner().invoke(main, ["run", str(flow), "--input", "AI", "--json"])
+    assert first.exit_code == 1, first.output
+    run_id = json.loads(first.output)["run_id"]
+
+    listed = CliRunner().invoke(main, ["history", "--storage", store_url])
+    assert listed.exit_code == 0, listed.output
+    assert run_id in listed.output and "failed" in listed.output and "tasks 1/2" in listed.output
+    assert "error: task 'Write' failed: RuntimeError: writer is down" in listed.output
+
+    only_done = CliRunner().invoke(main, ["history", "--storage", store_url, "--status", "completed"])
+    assert only_done.output.strip() == "No runs found."
+
+    monkeypatch.delenv("WRITER_DOWN")
+    resumed = CliRunner().invoke(main, ["resume", run_id, f"{flow}", "--storage", store_url])
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 task(s) done" in resumed.output
+    assert "= Research (completed earlier, output reused)" in resumed.output
+    assert "COMPLETED" in resumed.output and "article from notes on AI" in resumed.output
+
+    data = json.loads(CliRunner().invoke(main, ["history", "--storage", store_url, "--json",
+                                                "--workflow", "Research Report"]).output)
+    assert [(d["run_id"], d["status"], d["tasks_completed"]) for d in data] == [(run_id, "completed", 2)]
+    research = next(t for t in data[0]["tasks"] if t["name"] == "Research")
+    assert research["reused"] is True
+
+
+def test_cli_errors_are_clear(mini_runtime: Any, tmp_path: Path, store_url: str) -> None:
+    flow = _flow(tmp_path, store_url)
+    missing = CliRunner().invoke(main, ["resume", "nope", str(flow), "--storage", store_url])
+    assert missing.exit_code == 1 and "no run 'nope'" in missing.output
+    bad_since = CliRunner().invoke(main, ["history", "--storage", store_url, "--since", "last week"])
+    assert bad_since.exit_code == 1 and "ISO date" in bad_since.output
+    unknown = CliRunner().invoke(main, ["history", "--storage", "nosuch://x"])
+    assert unknown.exit_code == 1 and "store 'nosuch' is not installed" in unknown.output
+    needs_storage = CliRunner().invoke(main, ["history"])
+    assert needs_storage.exit_code == 2 and "--storage" in needs_storage.output

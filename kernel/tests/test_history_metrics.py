@@ -1,0 +1,230 @@
+"""Metrics (seed 8.1) and the audit trail (seed 8.3): in memory, and persisted through a store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from pyagent import ConfigurationError, Task, Workflow
+from pyagent.durable import current_run
+from pyagent.metrics import p95
+from pyagent.orchestrator import Orchestrator
+from pyagent.plugins import Runtime, set_runtime
+from pyagent.plugins import Runtime as _Runtime
+from pyagent.tasks import TaskStatus
+
+
+@pytest.fixture
+def rt(drt: Runtime) -> Runtime:
+    return drt
+
+
+def research(fail: dict[str, bool]) -> Workflow:
+    def researcher(x: Any) -> str:
+        return "facts"
+
+    def analyst(x: Any) -> str:
+        if fail["on"]:
+            raise RuntimeError("analysis model unavailable")
+        return "analysis"
+
+    return Workflow(name="Research Report", steps=[
+        Task(name="Research", agent=researcher), Task(name="Analyze", agent=analyst),
+        Task(name="Write", agent=lambda x: "report")])
+
+
+def test_seed_8_1_workflow_metrics_as_written(rt: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
+    fail = {"on": False}
+    workflow = research(fail)
+    workflow.run_sync()
+    workflow.run_sync()
+    fail["on"] = True
+    workflow.run_sync()
+
+    # Get workflow metrics
+    metrics = workflow.get_metrics()
+    print(metrics.total_executions)
+    print(metrics.success_rate)
+    print(metrics.avg_duration)
+    print(metrics.task_breakdown)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "3"
+    assert abs(float(lines[1]) - 2 / 3) < 1e-9
+    assert float(lines[2]) >= 0
+    assert "Research" in lines[3] and "Analyze" in lines[3]
+    analyze = metrics.task_breakdown["Analyze"]
+    assert analyze.executions == 3 and analyze.successes == 2 and abs(analyze.success_rate - 2 / 3) < 1e-9
+    assert metrics.task_breakdown["Write"].executions == 2  # never reached in the failed run
+    assert analyze.p95_duration >= 0 and analyze.avg_duration >= 0
+
+
+@pytest.mark.anyio
+async def test_retries_and_fallbacks_are_counted_per_task(rt: Runtime) -> None:
+    calls = {"n": 0}
+
+    def flaky(x: Any) -> str:
+        calls["n"] += 1
+        if calls["n"] % 3:
+            raise ConnectionError("blip")
+        return "ok"
+
+    wf = Workflow(name="w", steps=[
+        Task(name="flaky", agent=flaky, retry_config={"max_retries": 2, "initial_delay": 0.1}),
+        Task(name="fb", agent=lambda x: 1 / 0, fallback_agent=lambda x: "backup")])
+    await wf.run()
+    await wf.run()
+    breakdown = wf.get_metrics().task_breakdown
+    assert breakdown["flaky"].retries == 4 and breakdown["flaky"].success_rate == 1.0
+    assert breakdown["fb"].fallbacks == 2 and breakdown["fb"].retries == 0
+
+
+def test_p95_is_nearest_rank() -> None:
+    assert p95([]) == 0.0
+    assert p95([5.0]) == 5.0
+    assert p95(list(range(1, 101))) == 95
+    assert p95(list(range(1, 21))) == 19
+
+
+@pytest.mark.anyio
+async def test_durations_come_from_task_timing(rt: Runtime) -> None:
+    async def waits(x: Any) -> str:
+        await anyio.sleep(0.02)
+        return "ok"
+
+    wf = Workflow(name="w", steps=[Task(name="wait", agent=waits)])
+    for _ in range(3):
+        await wf.run()
+    metrics = wf.get_metrics()
+    assert 0.015 < metrics.task_breakdown["wait"].avg_duration < 1
+    assert metrics.task_breakdown["wait"].p95_duration >= metrics.task_breakdown["wait"].avg_duration * 0.5
+    assert metrics.avg_duration >= metrics.task_breakdown["wait"].avg_duration
+
+
+def test_seed_8_3_audit_trail_as_written(rt: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
+    orchestrator = Orchestrator()
+    fail = {"on": True}
+    wf = research(fail)
+    orchestrator.add_workflow(wf)
+    wf.run_sync()
+    fail["on"] = False
+    wf.run_sync()
+
+    # Get execution history
+    history = orchestrator.get_history(
+        workflow="Research Report",
+        since="2026-01-01",
+        status="failed"
+    )
+
+    for execution in history:
+        print(f"{execution.timestamp}: {execution.status}")
+        print(f"  Tasks: {execution.tasks_completed}/{execution.tasks_total}")
+        if execution.error:
+            print(f"  Error: {execution.error}")
+
+    out = capsys.readouterr().out.splitlines()
+    assert len(history) == 1 and len(out) == 3
+    assert out[0].endswith(": failed")
+    assert out[1] == "  Tasks: 1/3"
+    assert out[2] == "  Error: task 'Analyze' failed: RuntimeError: analysis model unavailable"
+    assert isinstance(history[0].timestamp, dt.datetime) and history[0].timestamp.tzinfo is not None
+
+
+@pytest.mark.anyio
+async def test_history_filters_attempts_and_order(rt: Runtime) -> None:
+    orchestrator = Orchestrator()
+    fail = {"on": False}
+    wf = research(fail)
+    other = Workflow(name="Other", steps=[Task(name="x", agent=lambda x: 1)])
+    orchestrator.add_workflow(wf)
+    orchestrator.add_workflow(other)
+    first = await wf.run()
+    fail["on"] = True
+    second = await wf.run()
+    await other.run()
+    everything = orchestrator.get_history()
+    assert len(everything) == 3 and everything[0].workflow == "Other"  # newest first
+    mine = orchestrator.get_history(workflow=wf)
+    assert [e.run_id for e in mine] == [second.run_id, first.run_id]
+    assert [e.status for e in mine] == [TaskStatus.FAILED, TaskStatus.COMPLETED]
+    assert orchestrator.get_history(status="completed", workflow="Research Report")[0].run_id == first.run_id
+    assert orchestrator.get_history(since=time.time() + 3600) == []
+    assert len(orchestrator.get_history(since=dt.datetime.now() - dt.timedelta(hours=1))) == 3
+    assert len(orchestrator.get_history(since=dt.date.today())) == 3
+    assert len(orchestrator.get_history(limit=2)) == 2
+    failed = mine[0]
+    analyze = next(t for t in failed.tasks if t.name == "Analyze")
+    assert analyze.status is TaskStatus.FAILED
+    assert [a.error for a in analyze.attempts] == ["RuntimeError: analysis model unavailable"]
+    assert (await orchestrator.aget_history(workflow="Other"))[0].tasks_completed == 1
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"status": "exploded"}, "completed, failed"), ({"since": "yesterday"}, "ISO date"),
+    ({"since": True}, "not a time"), ({"workflow": 42}, "workflow name"),
+])
+def test_bad_history_filters_are_clear_errors(rt: Runtime, kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Orchestrator().get_history(**kwargs)
+
+
+@pytest.mark.anyio
+async def test_handoffs_inside_a_run_are_in_its_history(rt: Runtime) -> None:
+    def triage(x: Any) -> str:
+        run = current_run()
+        assert run is not None
+        run.record_handoff("triage", "billing", reason="invoice question")
+        return "routed"
+
+    wf = Workflow(name="Support", steps=[Task(name="triage", agent=triage)])
+    await wf.run()
+    record = Orchestrator().get_history(workflow="Support")[0]
+    assert [(h.from_agent, h.to_agent, h.reason) for h in record.handoffs] == [
+        ("triage", "billing", "invoice question")]
+    assert current_run() is None
+
+
+@pytest.mark.anyio
+async def test_history_persists_through_an_orchestrator_store(rt: Runtime, store_url: str) -> None:
+    orchestrator = Orchestrator(store=store_url)
+    fail = {"on": True}
+    wf = research(fail)
+    orchestrator.add_workflow(wf)
+    failed = await orchestrator.run_workflow("Research Report")
+    fail["on"] = False
+    ok = await wf.run()  # a direct run of an added workflow is recorded too
+
+    # A fresh runtime (as in another process): memory is empty, the store still answers.
+    fresh = _Runtime(discover=False)
+    previous = set_runtime(fresh)
+    try:
+        later = Orchestrator(store=store_url)
+        history = await later.aget_history(workflow="Research Report", status="failed")
+        # get_history is synchronous but works inside an event loop too (it queries in a thread).
+        assert [e.run_id for e in later.get_history(status="failed")] == [failed.run_id]
+        everything = later.get_history()
+    finally:
+        set_runtime(previous)
+    assert [e.run_id for e in history] == [failed.run_id]
+    assert [e.run_id for e in everything] == [ok.run_id, failed.run_id]
+    rec = history[0]
+    assert rec.tasks_completed == 1 and rec.tasks_total == 3 and "analysis model unavailable" in (rec.error or "")
+    assert [t.name for t in rec.tasks] == ["Research", "Analyze"]
+
+
+def test_history_from_sync_code_reads_checkpoint_stores(rt: Runtime, store_url: str) -> None:
+    wf = Workflow(name="cp", steps=[Task(name="a", agent=lambda x: 1)], checkpointing={"storage": store_url})
+    result = wf.run_sync()
+    previous = set_runtime(_Runtime(discover=False))
+    try:
+        orchestrator = Orchestrator()
+        orchestrator.add_workflow(wf)
+        history = orchestrator.get_history(workflow="cp")
+    finally:
+        set_runtime(previous)
+    assert [(e.run_id, e.status) for e in history] == [(result.run_id, TaskStatus.COMPLETED)]
