@@ -64,7 +64,8 @@ def pyagent_register_routers(register: Register) -> None:
     """Register routers: ``register("keyword", router, default=True)``.
 
     A router has ``score(query, agents) -> list[tuple[str, float]]`` (agent name, score in
-    0..1, best first), and may have ``similarity(a, b) -> float`` for consensus equivalence.
+    0..1, best first; a plain or an async method, so embedding and LLM routers can await), and
+    may have ``similarity(a, b) -> float`` for consensus equivalence.
     Called once per plugin at discovery (broadcast).
     """
 
