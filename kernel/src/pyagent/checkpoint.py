@@ -29,7 +29,6 @@ from .tasks import TaskStatus
 
 if TYPE_CHECKING:
     from .engine import WorkflowRun
-    from .history import ExecutionRecord
     from .policies import CheckpointConfig
     from .results import TaskResult, WorkflowResult
 
@@ -88,29 +87,32 @@ class RunRecorder:
         self.store = store
 
     async def begin(self) -> None:
-        from .history import record_of_run
+        from .history import summary_of_run
 
-        await self._save_header(record_of_run(self.run))
+        await self._save_header(summary_of_run(self.run))
 
-    async def _save_header(self, record: ExecutionRecord) -> None:
+    async def _save_header(self, summary: dict[str, Any]) -> None:
+        from .history import to_payload
+
         run = self.run
         await self.store.save_run(RunHeader(
-            run_id=run.run_id, workflow=run.workflow.name, status=record.status.value,
-            started_at=run.started_at, finished_at=record.finished_at, payload=record.to_payload(),
+            run_id=run.run_id, workflow=run.workflow.name, status=summary["status"],
+            started_at=run.started_at, finished_at=summary["finished_at"], payload=to_payload(summary),
         ))
 
     async def finish(self, result: WorkflowResult | None) -> None:
         """Save the final header; runs shielded so a cancelled run still records how it ended."""
-        from .history import record_of_result, record_of_run
+        from .history import summary_of_result, summary_of_run
 
         with anyio.CancelScope(shield=True), anyio.move_on_after(30):
             try:
                 await self._flush_final(result)
                 if result is not None:
-                    rec = record_of_result(result, len(self.run.workflow.task_names), self.run.handoffs)
+                    summary = summary_of_result(result, len(self.run.workflow.task_names),
+                                                self.run.handoffs)
                 else:
-                    rec = record_of_run(self.run)
-                await self._save_header(rec)
+                    summary = summary_of_run(self.run)
+                await self._save_header(summary)
             except Exception as exc:
                 # The run has ended: its result must not be lost to a storage problem, which is
                 # logged and listed in result.errors instead.

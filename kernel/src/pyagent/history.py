@@ -92,47 +92,42 @@ class ExecutionRecord(BaseModel):
     tasks: list[TaskRecord] = Field(default_factory=list)
     handoffs: list[HandoffRecord] = Field(default_factory=list)
 
-    def to_payload(self) -> bytes:
-        """Bytes for a store's run header (encrypted when a key is set)."""
-        body = {"v": HISTORY_VERSION, **self.model_dump(mode="json", exclude={"timestamp"})}
-        return codec.seal(codec.dumps(body))
-
     @classmethod
     def from_payload(cls, blob: bytes, what: str) -> ExecutionRecord:
+        """Read a run header's payload written by :func:`to_payload`."""
         data = codec.loads(codec.unseal(blob, what), what)
         if not isinstance(data, dict) or data.get("v") != HISTORY_VERSION:
             raise StateError(f"{what} has an unknown history format: {str(data)[:80]}")
         data.pop("v")
-        data["timestamp"] = _local(data.get("started_at") or 0.0)
-        return cls.model_validate(data)
+        return record(data)
 
 
 def _local(ts: float) -> _dt.datetime:
     return _dt.datetime.fromtimestamp(ts).astimezone()
 
 
-def _task_record(rec: TaskResult) -> TaskRecord:
-    return TaskRecord(
-        name=rec.name, status=rec.status, agent=rec.agent, error=rec.error_message,
-        started_at=rec.started_at, finished_at=rec.finished_at, duration=rec.duration,
-        retries=rec.retries, reused=rec.reused, fallback_strategy=rec.fallback_strategy,
-        primary_error=rec.primary_error,
-        attempts=[AttemptRecord(**a.to_dict()) for a in rec.attempts],
-    )
+def _task_dict(rec: TaskResult) -> dict[str, Any]:
+    # Plain data (no pydantic) because a run's record is built once per run for every task.
+    return {
+        "name": rec.name, "status": rec.status.value, "agent": rec.agent, "error": rec.error_message,
+        "started_at": rec.started_at, "finished_at": rec.finished_at, "duration": rec.duration,
+        "retries": rec.retries, "reused": rec.reused, "fallback_strategy": rec.fallback_strategy,
+        "primary_error": rec.primary_error, "attempts": [a.to_dict() for a in rec.attempts],
+    }
 
 
-def _handoffs(raw: list[dict[str, Any]]) -> list[HandoffRecord]:
+def _handoffs(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for h in raw:
         data = dict(h)
-        out.append(HandoffRecord(
-            from_agent=_agent_name(data.pop("from_agent", data.pop("from", None))),
-            to_agent=_agent_name(data.pop("to_agent", data.pop("to", None))),
-            reason=_text(data.pop("reason", None)),
-            timestamp=data.pop("timestamp", None),
-            data={k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
-                  for k, v in data.items()},
-        ))
+        out.append({
+            "from_agent": _agent_name(data.pop("from_agent", data.pop("from", None))),
+            "to_agent": _agent_name(data.pop("to_agent", data.pop("to", None))),
+            "reason": _text(data.pop("reason", None)),
+            "timestamp": data.pop("timestamp", None),
+            "data": {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+                     for k, v in data.items()},
+        })
     return out
 
 
@@ -146,31 +141,47 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def summary_of_result(result: WorkflowResult, tasks_total: int,
+                      handoffs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The audit record of a finished run, as plain JSON-able data."""
+    recs = list(result.tasks.values())
+    return {
+        "run_id": result.run_id, "workflow": result.workflow, "status": result.status.value,
+        "tasks_completed": result.tasks_completed, "tasks_total": tasks_total,
+        "error": result.error, "duration": result.duration, "started_at": result.started_at,
+        "finished_at": result.finished_at, "resumed": any(r.reused for r in recs),
+        "tasks": [_task_dict(r) for r in recs], "handoffs": _handoffs(handoffs or []),
+    }
+
+
+def summary_of_run(run: WorkflowRun) -> dict[str, Any]:
+    """The audit record of a run still going (saved when it starts, for crash forensics)."""
+    recs = list(dict(run.records).values())
+    # A run being recorded has started, even if its pattern has not yet been entered.
+    status = TaskStatus.RUNNING if run.status is TaskStatus.PENDING else run.status
+    return {
+        "run_id": run.run_id, "workflow": run.workflow.name, "status": status.value,
+        "tasks_completed": sum(1 for r in recs if r.status is TaskStatus.COMPLETED),
+        "tasks_total": len(run.workflow.task_names), "error": None, "duration": None,
+        "started_at": run.started_at, "finished_at": None, "resumed": any(r.reused for r in recs),
+        "tasks": [_task_dict(r) for r in recs], "handoffs": _handoffs(run.handoffs),
+    }
+
+
+def to_payload(summary: dict[str, Any]) -> bytes:
+    """Bytes for a store's run header (encrypted when a key is set)."""
+    return codec.seal(codec.dumps({"v": HISTORY_VERSION, **summary}))
+
+
+def record(summary: dict[str, Any]) -> ExecutionRecord:
+    """An ExecutionRecord from a summary dict."""
+    return ExecutionRecord.model_validate({**summary, "timestamp": _local(summary.get("started_at") or 0.0)})
+
+
 def record_of_result(result: WorkflowResult, tasks_total: int,
                      handoffs: list[dict[str, Any]] | None = None) -> ExecutionRecord:
     """The audit record of a finished run."""
-    tasks = [_task_record(r) for r in result.tasks.values()]
-    return ExecutionRecord(
-        run_id=result.run_id, workflow=result.workflow, timestamp=_local(result.started_at),
-        status=result.status, tasks_completed=result.tasks_completed, tasks_total=tasks_total,
-        error=result.error, duration=result.duration, started_at=result.started_at,
-        finished_at=result.finished_at, resumed=any(t.reused for t in tasks),
-        tasks=tasks, handoffs=_handoffs(handoffs or []),
-    )
-
-
-def record_of_run(run: WorkflowRun) -> ExecutionRecord:
-    """The audit record of a run still going (saved when it starts, for crash forensics)."""
-    recs = dict(run.records)
-    return ExecutionRecord(
-        run_id=run.run_id, workflow=run.workflow.name, timestamp=_local(run.started_at),
-        # A run being recorded has started, even if its pattern has not yet been entered.
-        status=TaskStatus.RUNNING if run.status is TaskStatus.PENDING else run.status,
-        tasks_total=len(run.workflow.task_names),
-        tasks_completed=sum(1 for r in recs.values() if r.status is TaskStatus.COMPLETED),
-        started_at=run.started_at, resumed=any(r.reused for r in recs.values()),
-        tasks=[_task_record(r) for r in recs.values()], handoffs=_handoffs(run.handoffs),
-    )
+    return record(summary_of_result(result, tasks_total, handoffs))
 
 
 # -- the in-memory log ----------------------------------------------------------------------------

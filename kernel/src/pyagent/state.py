@@ -104,8 +104,23 @@ class TaskState(BaseModel):
 
 
 def encode_record(rec: TaskResult) -> dict[str, Any]:
-    """A task record as JSON-able data (used by checkpoints)."""
-    return TaskState.of(rec).encode()
+    """A task record as JSON-able data, the same as ``TaskState.encode`` (used by checkpoints).
+
+    Built directly from the TaskResult, without a pydantic model: it runs once per task of
+    every checkpointed run.
+    """
+    name = rec.name
+    data = {
+        "name": name, "status": rec.status.value, "agent": rec.agent,
+        "output": codec.to_jsonable(rec.output, f"the output of task '{name}'"),
+        "error": rec.error_message, "started_at": rec.started_at, "finished_at": rec.finished_at,
+        "attempts": [a.to_dict() for a in rec.attempts],
+        "reason": rec.reason, "reused": rec.reused,
+        "fallback_strategy": rec.fallback_strategy, "primary_error": rec.primary_error,
+    }
+    if rec.primary_output is not None:
+        data["primary_output"] = codec.to_jsonable(rec.primary_output, f"the partial output of task '{name}'")
+    return data
 
 
 class WorkflowState(BaseModel):

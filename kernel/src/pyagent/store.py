@@ -9,6 +9,15 @@ Checkpoints are appended per run with an increasing ``seq``. ``kind`` is ``"full
 whole state) or ``"delta"`` (only the task records that changed since the previous
 checkpoint), so storage grows linearly with tasks. ``load`` returns the checkpoints from
 the latest full one on, in order; folding them gives the run's last saved state.
+
+Lifetime: the kernel opens a store when a checkpointed (or history-recording) run starts
+and closes it when the run ends; a history query or a resume opens and closes its own. So
+``open()`` is called once per run: a driver whose connections are costly should share them
+per URL inside the process and make a repeated ``open()`` cheap.
+
+Payloads: checkpoint payloads and run-header payloads are opaque bytes produced by
+``pyagent.codec.seal`` (JSON, encrypted when ``PYAGENT_STATE_KEY`` is set). The header
+payload is the run's audit record (``pyagent.history``).
 """
 
 from __future__ import annotations
