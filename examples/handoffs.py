@@ -30,7 +30,7 @@ class PrintHandoffs:
     @hookimpl
     def pyagent_on_event(self, event: Any) -> None:
         if event.kind == "handoff":
-            print(f"    event: {event.data['from']} -> {event.data['to']} ({event.data['kind']})")
+            print(f"    event: {event.data['from_agent']} -> {event.data['to_agent']} ({event.data['mode']})")
 
 
 def trail(result: Any) -> None:

@@ -138,7 +138,7 @@ def test_seed_4_1_simple_handoff(scripted_models: Runtime) -> None:
     record = result.handoff
     assert (record.from_agent, record.to_agent, record.reason) == (
         sales_agent.name, support_agent.name, "Customer needs technical help")
-    assert [e.data["to"] for e in monitor.events if e.kind == HANDOFF] == [support_agent.name]
+    assert [e.data["to_agent"] for e in monitor.events if e.kind == HANDOFF] == [support_agent.name]
 
 
 def test_seed_4_2_team_routing(scripted_models: Runtime) -> None:

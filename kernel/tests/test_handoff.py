@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import pytest
 
-from pyagent import HandoffLoopError, agent, handoff, hookimpl
+from pyagent import HandoffLoopError, Task, Workflow, agent, handoff, hookimpl
 from pyagent.errors import ConfigurationError, PluginNotInstalledError
 from pyagent.events import HANDOFF
 from pyagent.handoff import HandoffResult, RouteResult
@@ -101,7 +101,7 @@ def test_every_handoff_is_an_event(bare_runtime: Runtime, monitor: Monitor) -> N
     c = agent(lambda x: x + "c", name="c")
     result = handoff.chain(agents=[a, b, c], task="")
     events = [e for e in monitor.events if e.kind == HANDOFF]
-    assert [(e.data["from"], e.data["to"]) for e in events] == [("a", "b"), ("b", "c")]
+    assert [(e.data["from_agent"], e.data["to_agent"]) for e in events] == [("a", "b"), ("b", "c")]
     assert all(e.run_id == result.run_id for e in events)
     assert [(r.from_agent, r.to_agent) for r in result.handoffs] == [("a", "b"), ("b", "c")]
 
@@ -206,12 +206,12 @@ def test_agents_transfer_within_the_limit(bare_runtime: Runtime, monitor: Monito
     triage = agent(lambda x: handoff.to(billing, reason="about money", input=x.upper()), name="triage")
     result = handoff(from_agent="caller", to_agent=triage, context="refund please")
     assert result.ok and result.agent == "billing" and result.output == "billing answers REFUND PLEASE"
-    assert [(r.kind, r.from_agent, r.to_agent, r.reason) for r in result.handoffs] == [
+    assert [(r.mode, r.from_agent, r.to_agent, r.reason) for r in result.handoffs] == [
         ("handoff", "caller", "triage", "refund please"),
         ("transfer", "triage", "billing", "about money"),
     ]
     assert result.transfers == 1
-    assert [e.data["kind"] for e in monitor.events if e.kind == HANDOFF] == ["handoff", "transfer"]
+    assert [e.data["mode"] for e in monitor.events if e.kind == HANDOFF] == ["handoff", "transfer"]
     blocked = handoff(from_agent="caller", to_agent=triage, context="x", max_hops=0)
     assert isinstance(blocked.exception, HandoffLoopError)
 
@@ -228,7 +228,7 @@ def test_router_picks_the_best_agent_and_reports_scores(bare_runtime: Runtime, r
     assert result.scores["billing"] > result.scores["sales"] == 0.0
     assert result.scores.confident and not result.scores.tie
     rec = result.handoff
-    assert rec is not None and rec.kind == "route" and rec.to_agent == "billing"
+    assert rec is not None and rec.mode == "route" and rec.to_agent == "billing"
     assert "words" in rec.from_agent and "0.25" in rec.reason
 
 
@@ -290,3 +290,27 @@ async def test_async_router_and_bad_router_output(bare_runtime: Runtime) -> None
     assert bad.status is TaskStatus.FAILED and "not in the team" in (bad.error or "")
     with pytest.raises(ConfigurationError, match="router="):
         handoff.team([a], router=42)
+
+
+@pytest.mark.anyio
+async def test_a_handoff_inside_a_workflow_run_joins_its_audit_trail(mini_runtime: Runtime) -> None:
+    from pyagent import Orchestrator
+
+    monitor = Monitor()
+    mini_runtime.register(monitor, "monitor")
+    billing = agent(lambda x: f"billing: {x}", name="billing")
+
+    async def triage(message: str) -> Any:
+        passed = await handoff(from_agent="triage", to_agent=billing, context=message, reason="invoice")
+        return passed.output
+
+    wf = Workflow(name="Support", steps=[Task(name="triage", agent=triage)])
+    result = await wf.run("my invoice")
+    assert result.output == "billing: my invoice"
+    events = [e for e in monitor.events if e.kind == HANDOFF]
+    assert len(events) == 1  # delivered once, through the run
+    assert events[0].run_id == result.run_id and events[0].workflow == "Support"
+    assert (events[0].data["from_agent"], events[0].data["to_agent"]) == ("triage", "billing")
+    record = Orchestrator().get_history(workflow="Support")[0]
+    assert [(h.from_agent, h.to_agent, h.reason) for h in record.handoffs] == [
+        ("triage", "billing", "invoice")]

@@ -55,7 +55,7 @@ class HandoffRecord(BaseModel):
     reason: str = ""
     timestamp: float
     hop: int
-    kind: str = "handoff"  # handoff | route | chain | transfer
+    mode: str = "handoff"  # handoff | route | chain | transfer
 
 
 class HandoffResult(TeamResult):
@@ -73,7 +73,7 @@ class HandoffResult(TeamResult):
     @property
     def transfers(self) -> int:
         """How many handoffs the agents requested themselves (the hops ``max_hops`` bounds)."""
-        return sum(1 for r in self.handoffs if r.kind == "transfer")
+        return sum(1 for r in self.handoffs if r.mode == "transfer")
 
     def raise_for_status(self) -> HandoffResult:
         """Raise the error of a failed call; return the result otherwise."""
@@ -195,9 +195,13 @@ class _Session:
     """One handoff call: its run id, audit trail, shared state and transcript, and the hop count."""
 
     def __init__(self, *, name: str, max_hops: int, known: Iterable[Agent]) -> None:
+        from .durable import current_run
+
         self.runtime = get_runtime()
         self.name = name
-        self.run_id = uuid.uuid4().hex
+        # Inside a workflow run, a handoff belongs to that run: same id, same audit trail.
+        run = current_run()
+        self.run_id = run.run_id if run is not None else uuid.uuid4().hex
         self.max_hops = max_hops
         self.known: dict[str, Agent] = {}
         for a in known:
@@ -208,14 +212,12 @@ class _Session:
         self.transfers = 0
         self.started_at = self.runtime.clock.time()
 
-    def record(self, from_agent: str, to_agent: str, reason: str, kind: str) -> HandoffRecord:
+    def record(self, from_agent: str, to_agent: str, reason: str, mode: str) -> HandoffRecord:
         rec = HandoffRecord(from_agent=from_agent, to_agent=to_agent, reason=reason,
-                            timestamp=self.runtime.clock.time(), hop=len(self.records) + 1, kind=kind)
+                            timestamp=self.runtime.clock.time(), hop=len(self.records) + 1, mode=mode)
         self.records.append(rec)
-        self.runtime.broadcast(Event(
-            HANDOFF, workflow=self.name, run_id=self.run_id, task=to_agent, timestamp=rec.timestamp,
-            data={"from": from_agent, "to": to_agent, "reason": reason, "hop": rec.hop, "kind": kind},
-        ))
+        announce_handoff(from_agent, to_agent, reason, mode=mode, source=self.name, run_id=self.run_id,
+                         timestamp=rec.timestamp, hop=rec.hop)
         return rec
 
     def resolve(self, target: Any, source: Agent) -> Agent:
@@ -233,7 +235,7 @@ class _Session:
         return agent
 
     def _loop_error(self, source: Agent, target: Agent) -> HandoffLoopError:
-        path = [r.from_agent for r in self.records if r.kind == "transfer"][-self.max_hops:]
+        path = [r.from_agent for r in self.records if r.mode == "transfer"][-self.max_hops:]
         shown = " → ".join([*path, source.name, target.name])
         return HandoffLoopError(
             f"handoff loop: agent '{source.name}' asked for hop {self.transfers} to '{target.name}' "
@@ -297,6 +299,28 @@ class _AgentFailed(Exception):
         super().__init__(str(error))
         self.agent = agent
         self.error = error
+
+
+def announce_handoff(from_agent: str, to_agent: str, reason: str, *, mode: str, source: str,
+                     run_id: str, timestamp: float | None = None, **data: Any) -> None:
+    """Make a handoff visible: a ``handoff`` event to every monitor, and the audit trail of the run.
+
+    Inside a workflow run (a handoff made by one of its agents) the run records it in its
+    history and delivers the event to its listeners; outside any run the event is broadcast.
+    Patterns that pass work between agents (a supervisor delegating) announce it here too.
+    """
+    from .durable import current_run
+
+    run = current_run()
+    if run is not None:
+        run.record_handoff(from_agent, to_agent, reason, mode=mode, source=source, **data)
+        return
+    when = get_runtime().clock.time() if timestamp is None else timestamp
+    get_runtime().broadcast(Event(
+        HANDOFF, workflow=source, run_id=run_id, task=to_agent, timestamp=when,
+        data={"from_agent": from_agent, "to_agent": to_agent, "reason": reason, "timestamp": when,
+              "mode": mode, **data},
+    ))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -425,7 +425,7 @@ async def test_every_delegation_is_a_handoff_event(runtime: Runtime) -> None:
     monitor = Monitor()
     runtime.register(monitor, "monitor")
     result = await AgentPatterns.supervisor(supervisor=planner("x", "y"), workers=workers("a", "b")).run("t")
-    delegations = [(e.data["from"], e.data["to"], e.data["reason"]) for e in monitor.events
+    delegations = [(e.data["from_agent"], e.data["to_agent"], e.data["reason"]) for e in monitor.events
                    if e.kind == HANDOFF and e.run_id == result.run_id]
     assert delegations == [("manager", "a", "x"), ("manager", "b", "y")]
 

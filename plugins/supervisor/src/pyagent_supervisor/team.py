@@ -26,9 +26,9 @@ from pydantic import BaseModel, Field
 from pyagent.agents import Agent, InstructionAgent, as_agent
 from pyagent.concurrency import TaskGroup, first_error
 from pyagent.context import Message, RunContext
+from pyagent.durable import current_run
 from pyagent.errors import ConfigurationError, PyAgentError
-from pyagent.events import HANDOFF, Event
-from pyagent.handoff import resolve_router
+from pyagent.handoff import announce_handoff, resolve_router
 from pyagent.patterns import TeamResult
 from pyagent.plugins import Runtime, get_runtime
 from pyagent.tasks import TaskStatus
@@ -164,7 +164,8 @@ class _SupervisorRun:
         self.team = team
         self.task = task
         self.runtime: Runtime = get_runtime()
-        self.run_id = uuid.uuid4().hex
+        enclosing = current_run()  # a team inside a workflow run shares its id and audit trail
+        self.run_id = enclosing.run_id if enclosing is not None else uuid.uuid4().hex
         self.state: dict[str, Any] = {}
         capacity = team.worker_concurrency
         self.slots = [WorkerSlot(w, i, capacity) for i, w in enumerate(team.workers)]
@@ -285,11 +286,8 @@ class _SupervisorRun:
         self.result.assignments[key] = slot.name
         self.result.work.append(rec)
         slot.assigned += 1
-        self.runtime.broadcast(Event(
-            HANDOFF, workflow=self.team.name, run_id=self.run_id, task=slot.name,
-            data={"from": self.team.supervisor.name, "to": slot.name, "reason": key,
-                  "kind": "delegate", "round": rnd, "strategy": self.team.strategy},
-        ))
+        announce_handoff(self.team.supervisor.name, slot.name, key, mode="delegate", source=self.team.name,
+                         run_id=self.run_id, round=rnd, strategy=self.team.strategy)
         return rec
 
     async def _delegate(self, subtasks: list[str], rnd: int) -> None:
