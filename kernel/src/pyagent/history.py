@@ -306,23 +306,43 @@ async def query_store(url: str, *, workflow: str | None, since: float | None, st
     from .checkpoint import open_store, safe_url
 
     store = await open_store(url, setting="storage")
+    out = []
     try:
         headers = await store.list_runs(workflow=workflow, since=since, status=status, limit=limit)
+        for h in headers:
+            what = f"history of run {h.run_id} in {safe_url(url)}"
+            if h.payload:
+                rec = ExecutionRecord.from_payload(h.payload, what)
+                if h.status in _STATUSES:  # the header's column is authoritative
+                    rec.status = TaskStatus(h.status)
+            else:
+                rec = ExecutionRecord(run_id=h.run_id, workflow=h.workflow, timestamp=_local(h.started_at),
+                                      status=TaskStatus(h.status), started_at=h.started_at,
+                                      finished_at=h.finished_at)
+            if rec.status is TaskStatus.RUNNING:
+                await _progress_from_checkpoints(store, rec, what)
+            out.append(rec)
     finally:
         await store.close()
-    out = []
-    for h in headers:
-        what = f"history of run {h.run_id} in {safe_url(url)}"
-        if h.payload:
-            rec = ExecutionRecord.from_payload(h.payload, what)
-            if h.status in _STATUSES:  # the header's column is authoritative
-                rec.status = TaskStatus(h.status)
-            out.append(rec)
-        else:
-            out.append(ExecutionRecord(run_id=h.run_id, workflow=h.workflow, timestamp=_local(h.started_at),
-                                       status=TaskStatus(h.status), started_at=h.started_at,
-                                       finished_at=h.finished_at))
     return out
+
+
+async def _progress_from_checkpoints(store: Any, rec: ExecutionRecord, what: str) -> None:
+    """A run still marked running (going on elsewhere, or killed): its progress from its checkpoints."""
+    from .checkpoint import fold
+
+    stored = await store.load(rec.run_id)
+    if stored is None or not stored.checkpoints:
+        return
+    try:
+        state = fold(stored, what)
+    except StateError:
+        return  # unreadable here (e.g. another key): the header alone is shown
+    rec.tasks_completed = len(state.completed)
+    rec.tasks = [TaskRecord(name=t.name, status=t.status, agent=t.agent, error=t.error,
+                            started_at=t.started_at, finished_at=t.finished_at, reused=t.reused,
+                            attempts=[AttemptRecord(**a.model_dump()) for a in t.attempts])
+                 for t in state.tasks.values()]
 
 
 async def gather_history(runtime: Runtime, urls: list[str], *, workflow: Any = None, since: Any = None,
