@@ -255,3 +255,23 @@ def test_seed_4_verbatim(scripted_models: Runtime) -> None:
     assert outcomes["4.1"].agent == namespace["support_agent"].name
     assert outcomes["4.2"].agent == "billing"
     assert outcomes["4.3"].output == "report: analysis of facts about 'Create a market report'"
+
+
+@pytest.mark.anyio
+async def test_supervisor_team_as_a_workflow_step_records_its_delegations(runtime: Runtime) -> None:
+    from pyagent import Orchestrator, Task, Workflow
+
+    manager_agent, researcher, analyst, developer = _team_members()
+    team = AgentPatterns.supervisor(supervisor=manager_agent, workers=[researcher, analyst, developer],
+                                    strategy="expertise_match", name="product-team")
+    workflow = Workflow(name="Quarterly report", steps=[
+        Task(name="Report", agent=team.as_agent()),
+        Task(name="Publish", agent=agent(lambda report: f"published: {report}", name="publisher")),
+    ])
+    result = await workflow.run("Build a feature report on AI")
+    assert result.ok, result.error
+    assert result.output == "published: Feature report: trends, market and demo are covered."
+    record = Orchestrator().get_history(workflow="Quarterly report")[0]
+    assert [(h.from_agent, h.to_agent) for h in record.handoffs] == [
+        ("manager", "researcher"), ("manager", "analyst"), ("manager", "developer"),
+        ("manager", "researcher")]

@@ -10,7 +10,7 @@ import pytest
 from pyagent import HandoffLoopError, Task, Workflow, agent, handoff, hookimpl
 from pyagent.errors import ConfigurationError, PluginNotInstalledError
 from pyagent.events import HANDOFF
-from pyagent.handoff import HandoffResult, RouteResult
+from pyagent.handoffs import HandoffResult, RouteResult
 from pyagent.plugins import Runtime
 from pyagent.tasks import TaskStatus
 from pyagent.testing import ManualClock, ScriptedModel
@@ -314,3 +314,12 @@ async def test_a_handoff_inside_a_workflow_run_joins_its_audit_trail(mini_runtim
     record = Orchestrator().get_history(workflow="Support")[0]
     assert [(h.from_agent, h.to_agent, h.reason) for h in record.handoffs] == [
         ("triage", "billing", "invoice")]
+
+
+def test_importing_the_module_leaves_pyagent_handoff_callable() -> None:
+    import pyagent
+    import pyagent.handoffs
+    from pyagent import handoff as imported
+
+    assert imported is pyagent.handoff is pyagent.handoffs.handoff
+    assert callable(imported) and callable(imported.team) and callable(imported.chain)

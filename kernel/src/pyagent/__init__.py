@@ -24,12 +24,12 @@ from .tasks import ConditionalTask, RetryConfig, Task, TaskStatus
 from .workflow import ExecutionPattern, Workflow
 
 if TYPE_CHECKING:
-    from .handoff import handoff
+    from .handoffs import handoff
 
 __version__ = "0.1.0"
 
 # Loaded on first use, so `import pyagent` stays fast.
-_LAZY = {"handoff": (".handoff", "handoff")}
+_LAZY = {"handoff": (".handoffs", "handoff")}
 
 
 def __getattr__(name: str) -> Any:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from ._sync import run_or_await
 from .agents import Agent, as_agent
 from .context import Message, RunContext
-from .errors import ConfigurationError, HandoffLoopError, PluginNotInstalledError, PyAgentError
+from .errors import ConfigurationError, HandoffLoopError, PluginNotInstalledError
 from .events import HANDOFF, Event
 from .patterns import TeamResult
 from .plugins import get_runtime
@@ -74,14 +74,6 @@ class HandoffResult(TeamResult):
     def transfers(self) -> int:
         """How many handoffs the agents requested themselves (the hops ``max_hops`` bounds)."""
         return sum(1 for r in self.handoffs if r.mode == "transfer")
-
-    def raise_for_status(self) -> HandoffResult:
-        """Raise the error of a failed call; return the result otherwise."""
-        if self.status is TaskStatus.COMPLETED:
-            return self
-        if self.exception is not None:
-            raise self.exception
-        raise PyAgentError(self.error or f"{self.pattern} ended {self.status.value}")
 
 
 R = TypeVar("R", bound=HandoffResult)

@@ -8,7 +8,7 @@ missing plugin is a clear error naming what to install.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,16 @@ class TeamResult(BaseModel):
     @property
     def duration(self) -> float | None:
         return None if self.finished_at is None else self.finished_at - self.started_at
+
+    def raise_for_status(self) -> Self:
+        """Raise the run's error if it failed; return the result otherwise."""
+        if self.status is TaskStatus.COMPLETED:
+            return self
+        if self.exception is not None:
+            raise self.exception
+        from .errors import PyAgentError
+
+        raise PyAgentError(self.error or f"{self.pattern} ended {self.status.value}")
 
 
 def build_team(pattern: str, **options: Any) -> Any:

@@ -431,10 +431,11 @@ async def test_every_delegation_is_a_handoff_event(runtime: Runtime) -> None:
 
 
 @pytest.mark.anyio
-async def test_a_team_is_an_agent(runtime: Runtime) -> None:
-    from pyagent.agents import as_agent
-
+async def test_a_team_as_an_agent_answers_with_its_output(runtime: Runtime) -> None:
     team = AgentPatterns.supervisor(supervisor=planner("x"), workers=workers("a"), name="crew")
-    assert as_agent(team) is team
-    result = await team.run("t", RunContext())
-    assert result.output == "x=a:x"
+    crew = team.as_agent()
+    assert crew.name == "crew" and "manager" in crew.description
+    assert await crew.run("t", RunContext()) == "x=a:x"
+    broken = AgentPatterns.supervisor(supervisor=lambda t: 42, workers=workers("a")).as_agent()
+    with pytest.raises(PlanError):
+        await broken.run("t", RunContext())

@@ -23,12 +23,12 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, Field
 
-from pyagent.agents import Agent, InstructionAgent, as_agent
+from pyagent.agents import Agent, InstructionAgent, agent, as_agent
 from pyagent.concurrency import TaskGroup, first_error
 from pyagent.context import Message, RunContext
 from pyagent.durable import current_run
 from pyagent.errors import ConfigurationError, PyAgentError
-from pyagent.handoff import announce_handoff, resolve_router
+from pyagent.handoffs import announce_handoff, resolve_router
 from pyagent.patterns import TeamResult
 from pyagent.plugins import Runtime, get_runtime
 from pyagent.tasks import TaskStatus
@@ -87,8 +87,7 @@ class SupervisorResult(TeamResult):
 class SupervisorTeam:
     """A supervisor and its workers; ``await team.run(task)`` returns a :class:`SupervisorResult`.
 
-    The team is itself an agent (``name``, ``description``, ``run(input, ctx)``), so it can be a
-    step of a workflow or a worker of another team.
+    ``team.as_agent()`` makes it a step of a workflow or a worker of another team.
     """
 
     def __init__(
@@ -151,6 +150,14 @@ class SupervisorTeam:
     async def run(self, input: Any, ctx: RunContext | None = None) -> SupervisorResult:
         """Plan, delegate, (review,) synthesize. Failures give a failed result with the cause."""
         return await _SupervisorRun(self, input).execute()
+
+    def as_agent(self, *, name: str | None = None, description: str | None = None) -> Agent:
+        """An agent whose output is the team's answer; a failed team run raises, failing its step."""
+
+        async def run_team(task: Any) -> Any:
+            return (await self.run(task)).raise_for_status().output
+
+        return agent(run_team, name=name or self.name, description=description or self.description)
 
     def __repr__(self) -> str:
         return (f"SupervisorTeam(supervisor={self.supervisor.name!r}, "
