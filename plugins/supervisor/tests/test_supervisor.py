@@ -395,7 +395,9 @@ async def test_continue_on_worker_error_synthesizes_from_the_rest(runtime: Runti
 
     all_bad = await AgentPatterns.supervisor(
         supervisor=planner("bad"), on_worker_error="continue", workers=[agent(work, name="w")]).run("t")
-    assert all_bad.status is TaskStatus.FAILED and "nope" in (all_bad.error or "")
+    assert all_bad.status is TaskStatus.FAILED
+    assert "every subtask failed, so there is nothing to synthesize" in (all_bad.error or "")
+    assert "'bad': worker 'w' failed: RuntimeError: nope" in (all_bad.error or "")
 
 
 @pytest.mark.anyio

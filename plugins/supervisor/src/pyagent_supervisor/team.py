@@ -16,7 +16,6 @@ supervisors get a prompt that asks for the phase's reply, with the results rende
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -46,11 +45,12 @@ class SupervisorError(PyAgentError):
 class WorkerError(PyAgentError):
     """A worker raised while executing a subtask."""
 
-    def __init__(self, worker: str, subtask: str, error: BaseException) -> None:
+    def __init__(self, worker: str, subtask: str, error: BaseException, message: str | None = None) -> None:
         self.worker = worker
         self.subtask = subtask
         self.error = error
-        super().__init__(f"worker '{worker}' failed on subtask {subtask!r}: {type(error).__name__}: {error}")
+        super().__init__(
+            message or f"worker '{worker}' failed on subtask {subtask!r}: {type(error).__name__}: {error}")
 
 
 class Assignment(BaseModel):
@@ -176,7 +176,8 @@ class _SupervisorRun:
         self.state: dict[str, Any] = {}
         capacity = team.worker_concurrency
         self.slots = [WorkerSlot(w, i, capacity) for i, w in enumerate(team.workers)]
-        self.result = SupervisorResult(run_id=self.run_id, strategy=team.strategy, started_at=time.time())
+        self.result = SupervisorResult(run_id=self.run_id, strategy=team.strategy,
+                                       started_at=self.runtime.clock.time())
         self.strategy: Any
         if team.strategy == "round_robin":
             self.strategy = RoundRobin()
@@ -211,8 +212,9 @@ class _SupervisorRun:
                                       if w.status is TaskStatus.COMPLETED}
                 result.rounds = rnd
                 if result.errors and len(result.errors) == len(result.work):
-                    first = next(iter(result.errors.values()))
-                    raise WorkerError("every worker", "every subtask", RuntimeError(first))
+                    subtask, first = next(iter(result.errors.items()))
+                    raise WorkerError(result.assignments[subtask], subtask, RuntimeError(first), message=(
+                        f"every subtask failed, so there is nothing to synthesize; the first, {subtask!r}: {first}"))
                 if rnd >= team.max_rounds:
                     break
                 subtasks = await self._ask_for_subtasks("review", rnd)
@@ -228,7 +230,7 @@ class _SupervisorRun:
             for rec in result.work:
                 if rec.status in (TaskStatus.PENDING, TaskStatus.RUNNING):
                     rec.status = TaskStatus.CANCELLED
-        result.finished_at = time.time()
+        result.finished_at = self.runtime.clock.time()
         return result
 
     async def _ask_for_subtasks(self, phase: str, rnd: int) -> list[str]:
@@ -331,7 +333,7 @@ class _SupervisorRun:
         """Run one subtask on its worker (``slot.in_flight`` already counts it) and record the outcome."""
         clock = self.runtime.clock
         started = clock.monotonic()
-        rec.status, rec.started_at = TaskStatus.RUNNING, time.time()
+        rec.status, rec.started_at = TaskStatus.RUNNING, clock.time()
         worker = slot.agent
         ctx = RunContext(run_id=self.run_id, phase="work", round=rec.round, results=dict(self.result.results),
                          state=self.state, extra={"task": self.task, "subtask": subtask, "worker": worker.name})
@@ -350,7 +352,7 @@ class _SupervisorRun:
             rec.status, rec.output = TaskStatus.COMPLETED, output
             self._say(worker.name, output, rec.round, "worker", subtask=rec.subtask)
         finally:
-            rec.finished_at = time.time()
+            rec.finished_at = clock.time()
             slot.busy += clock.monotonic() - started
             slot.in_flight -= 1
             changed, self._changed = self._changed, anyio.Event()
