@@ -107,13 +107,32 @@ def _local(ts: float) -> _dt.datetime:
 
 
 def _task_dict(rec: TaskResult) -> dict[str, Any]:
-    # Plain data (no pydantic) because a run's record is built once per run for every task.
-    return {
-        "name": rec.name, "status": rec.status.value, "agent": rec.agent, "error": rec.error_message,
-        "started_at": rec.started_at, "finished_at": rec.finished_at, "duration": rec.duration,
-        "retries": rec.retries, "reused": rec.reused, "fallback_strategy": rec.fallback_strategy,
-        "primary_error": rec.primary_error, "attempts": [a.to_dict() for a in rec.attempts],
-    }
+    # Plain data (no pydantic) because a run's record is built once per run for every task;
+    # compact (defaults left out, a lone implied attempt rebuilt on reading) because it is stored.
+    data: dict[str, Any] = {"name": rec.name, "status": rec.status.value, "agent": rec.agent,
+                            "started_at": rec.started_at, "finished_at": rec.finished_at}
+    if rec._attempts is not None:
+        data["attempts"] = [a.to_dict() for a in rec._attempts]
+        data["retries"] = rec.retries
+    for key, value in (("error", rec.error_message), ("fallback_strategy", rec.fallback_strategy),
+                       ("primary_error", rec.primary_error)):
+        if value is not None:
+            data[key] = value
+    if rec.reused:
+        data["reused"] = True
+    return data
+
+
+def _expand_task(data: dict[str, Any]) -> dict[str, Any]:
+    started, finished = data.get("started_at"), data.get("finished_at")
+    out = dict(data)
+    if started is not None and finished is not None:
+        out["duration"] = finished - started
+    if "attempts" not in out:
+        ran = started is not None and out.get("status") != TaskStatus.SKIPPED.value
+        out["attempts"] = [{"number": 1, "agent": out.get("agent", ""), "started_at": started,
+                            "finished_at": finished, "error": out.get("error")}] if ran else []
+    return out
 
 
 def _handoffs(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -175,7 +194,9 @@ def to_payload(summary: dict[str, Any]) -> bytes:
 
 def record(summary: dict[str, Any]) -> ExecutionRecord:
     """An ExecutionRecord from a summary dict."""
-    return ExecutionRecord.model_validate({**summary, "timestamp": _local(summary.get("started_at") or 0.0)})
+    tasks = [_expand_task(t) for t in summary.get("tasks", [])]
+    return ExecutionRecord.model_validate(
+        {**summary, "tasks": tasks, "timestamp": _local(summary.get("started_at") or 0.0)})
 
 
 def record_of_result(result: WorkflowResult, tasks_total: int,
@@ -341,7 +362,7 @@ async def _progress_from_checkpoints(store: Any, rec: ExecutionRecord, what: str
     rec.tasks_completed = len(state.completed)
     rec.tasks = [TaskRecord(name=t.name, status=t.status, agent=t.agent, error=t.error,
                             started_at=t.started_at, finished_at=t.finished_at, reused=t.reused,
-                            attempts=[AttemptRecord(**a.model_dump()) for a in t.attempts])
+                            attempts=[AttemptRecord(**a.to_dict()) for a in t.to_result().attempts])
                  for t in state.tasks.values()]
 
 

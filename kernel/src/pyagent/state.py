@@ -54,7 +54,7 @@ class TaskState(BaseModel):
     error: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
-    attempts: list[AttemptState] = Field(default_factory=list)
+    attempts: list[AttemptState] | None = None  # None: ran once without a policy (implied)
     reason: str | None = None
     reused: bool = False
     fallback_strategy: str | None = None
@@ -76,12 +76,13 @@ class TaskState(BaseModel):
         rec = TaskResult(self.name, self.status, self.agent)
         rec.output = self.output
         rec.started_at, rec.finished_at = self.started_at, self.finished_at
-        atts = []
-        for a in self.attempts:
-            att = Attempt(a.number, a.agent, a.started_at or 0.0)
-            att.finished_at, att.error = a.finished_at, a.error
-            atts.append(att)
-        rec.attempts = atts
+        if self.attempts is not None:
+            atts = []
+            for a in self.attempts:
+                att = Attempt(a.number, a.agent, a.started_at or 0.0)
+                att.finished_at, att.error = a.finished_at, a.error
+                atts.append(att)
+            rec.attempts = atts
         rec.reason, rec.reused = self.reason, self.reused
         rec.fallback_strategy, rec.primary_error = self.fallback_strategy, self.primary_error
         rec.primary_output = self.primary_output
@@ -93,7 +94,7 @@ class TaskState(BaseModel):
             "name": self.name, "status": self.status.value, "agent": self.agent,
             "output": codec.to_jsonable(self.output, f"the output of task '{self.name}'"),
             "error": self.error, "started_at": self.started_at, "finished_at": self.finished_at,
-            "attempts": [a.model_dump() for a in self.attempts],
+            "attempts": None if self.attempts is None else [a.model_dump() for a in self.attempts],
             "reason": self.reason, "reused": self.reused,
             "fallback_strategy": self.fallback_strategy, "primary_error": self.primary_error,
         }
@@ -110,14 +111,21 @@ def encode_record(rec: TaskResult) -> dict[str, Any]:
     every checkpointed run.
     """
     name = rec.name
-    data = {
+    data: dict[str, Any] = {
         "name": name, "status": rec.status.value, "agent": rec.agent,
         "output": codec.to_jsonable(rec.output, f"the output of task '{name}'"),
-        "error": rec.error_message, "started_at": rec.started_at, "finished_at": rec.finished_at,
-        "attempts": [a.to_dict() for a in rec.attempts],
-        "reason": rec.reason, "reused": rec.reused,
-        "fallback_strategy": rec.fallback_strategy, "primary_error": rec.primary_error,
+        "started_at": rec.started_at, "finished_at": rec.finished_at,
     }
+    # Compact: fields at their default are left out, and so is the attempt list of a task
+    # that ran once without a policy (rebuilt from the task's own times when read back).
+    if rec._attempts is not None:
+        data["attempts"] = [a.to_dict() for a in rec._attempts]
+    for key, value in (("error", rec.error_message), ("reason", rec.reason),
+                       ("fallback_strategy", rec.fallback_strategy), ("primary_error", rec.primary_error)):
+        if value is not None:
+            data[key] = value
+    if rec.reused:
+        data["reused"] = True
     if rec.primary_output is not None:
         data["primary_output"] = codec.to_jsonable(rec.primary_output, f"the partial output of task '{name}'")
     return data
