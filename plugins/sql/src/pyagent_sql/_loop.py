@@ -46,12 +46,25 @@ class LoopThread:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_forever()
+            # Like asyncio.run: start what was queued before the stop, cancel what is still
+            # running, and let it clean up, so no task is destroyed while pending.
+            self.loop.run_until_complete(asyncio.sleep(0))
+            tasks = asyncio.all_tasks(self.loop)
+            for task in tasks:
+                task.cancel()
+            self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         finally:
             self.loop.close()
 
     def submit(self, fn: Callable[..., Awaitable[T]], *args: Any) -> concurrent.futures.Future[T]:
         """Start ``fn(*args)`` on the private loop; the future completes with its result."""
-        return asyncio.run_coroutine_threadsafe(_as_coroutine(fn, *args), self.loop)
+        coro = _as_coroutine(fn, *args)
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        except RuntimeError:  # the loop is closed: the store was closed meanwhile
+            coro.close()
+            raise RuntimeError("the store was closed while this call was starting: open it again") from None
 
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Run ``fn(*args)`` on the private loop and await its result from the caller's loop."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -196,7 +197,10 @@ class SQLStore:
         if loop is None or opened is None:
             return
         try:
-            if opened.done() and opened.exception() is None:
+            if not opened.done():  # an open still in progress: let it finish first
+                with contextlib.suppress(Exception):
+                    await wait_future(opened)
+            if not opened.cancelled() and opened.exception() is None:
                 await loop.run(self._close_on_loop)
         finally:
             loop.stop()
