@@ -41,14 +41,21 @@ async def test_the_seed_url_writes_checkpoints_db_in_the_working_directory(
     assert db_query(f"sqlite:///{tmp_path / 'checkpoints.db'}", "SELECT run_id FROM pyagent_runs") == [("r1",)]
 
 
-async def test_the_database_is_in_wal_mode_and_folded_back_at_close(db_query: Any, sqlite_url: str, tmp_path: Path) -> None:
-    async with sqlite(sqlite_url) as store:
+async def test_the_database_is_in_wal_mode_and_folded_back_when_the_last_store_closes(
+    db_query: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    wal = tmp_path / "checkpoints.db-wal"
+    async with sqlite(sqlite_url) as store, sqlite(sqlite_url) as other:
         await store.save_run(RunHeader("r1", "wf", "running", 1.0))
         await store.append_checkpoint(Checkpoint("r1", 0, "full", b"x" * 10_000, 1.0))
         assert db_query(sqlite_url, "PRAGMA journal_mode") == [("wal",)]
-        assert (tmp_path / "checkpoints.db-wal").exists()
-    assert not (tmp_path / "checkpoints.db-wal").exists()
-    assert db_query(sqlite_url, "SELECT length(payload) FROM pyagent_checkpoints") == [(10_000,)]
+        await other.close()
+        assert wal.stat().st_size > 10_000  # one store still open: the log is left alone
+    assert wal.stat().st_size == 0
+    # The database file alone now holds everything.
+    copy = tmp_path / "copy.db"
+    copy.write_bytes((tmp_path / "checkpoints.db").read_bytes())
+    assert db_query(f"sqlite:///{copy}", "SELECT length(payload) FROM pyagent_checkpoints") == [(10_000,)]
 
 
 async def test_a_missing_directory_is_a_clear_error_and_creates_nothing(tmp_path: Path) -> None:

@@ -9,43 +9,37 @@ from __future__ import annotations
 
 import socket
 import zlib
+from collections.abc import Hashable
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from .backend import Backend
 from .base import SQLStore
 from .errors import StoreUnavailableError
 from .schema import migrate
-from .urls import describe_postgres, parse_postgres
+from .urls import PostgresTarget, describe_postgres, parse_postgres
 
 # Advisory-lock namespace for schema migrations ("pyag").
 _LOCK_NAMESPACE = 0x70796167
 
 
-class PostgresStore(SQLStore):
-    """A store in a PostgreSQL database (``postgresql://user@host:5432/db[?schema=name]``)."""
+class PostgresBackend(Backend):
+    """One PostgreSQL database (and schema): an asyncpg pool on the backend's loop."""
 
     kind = "PostgreSQL"
 
-    def __init__(self, url: str) -> None:
-        self.target = parse_postgres(url)
-        super().__init__(url)
+    def __init__(self, target: PostgresTarget) -> None:
+        self.target = target
+        super().__init__(_key(target), target.display)
         self._base_engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
 
-    @property
-    def display_url(self) -> str:
-        return self.target.display
-
-    @property
-    def schema(self) -> str | None:
-        """The schema the tables live in (None: the connection's search_path, usually public)."""
-        return self.target.schema
-
-    def _create_engine(self) -> AsyncEngine:
+    def create_engine(self) -> AsyncEngine:
         base = create_async_engine(
             self.target.sqlalchemy_url,
             connect_args=dict(self.target.connect_args),
@@ -59,11 +53,11 @@ class PostgresStore(SQLStore):
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         return engine
 
-    def _writer(self) -> AsyncEngine:
+    def writer(self) -> AsyncEngine:
         assert self._autocommit is not None
         return self._autocommit
 
-    def _upsert_run_statement(self) -> Any:
+    def upsert_run_statement(self) -> Any:
         runs = self.tables.runs
         stmt = pg_insert(runs)
         return stmt.on_conflict_do_update(
@@ -71,7 +65,7 @@ class PostgresStore(SQLStore):
             set_={c.name: stmt.excluded[c.name] for c in runs.c if c.name != "run_id"},
         )
 
-    async def _migrate(self, conn: AsyncConnection) -> None:
+    async def migrate(self, conn: AsyncConnection) -> None:
         key = zlib.crc32((self.target.schema or "").encode()) - 2**31
         async with conn.begin():
             await conn.execute(
@@ -79,23 +73,20 @@ class PostgresStore(SQLStore):
             )
             if self.target.schema is not None:
                 await conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.target.schema}"')
-            await conn.run_sync(migrate, self.tables.versions, where=self.display_url)
+            await conn.run_sync(migrate, self.tables.versions, where=self.display)
 
-    async def _close_on_loop(self) -> None:
+    async def schema_version(self) -> int:
+        try:
+            return await super().schema_version()
+        except ProgrammingError:  # the table was dropped since: start over
+            return 0
+
+    async def dispose(self) -> None:
         if self._base_engine is not None:
             await self._base_engine.dispose()
-        self._base_engine = self._autocommit = self._engine = None
+        self._base_engine = self._autocommit = self.engine = None
 
-    async def _open_on_loop(self) -> None:
-        try:
-            await super()._open_on_loop()
-        except BaseException:
-            if self._base_engine is not None:
-                await self._base_engine.dispose()
-                self._base_engine = None
-            raise
-
-    def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
+    def unavailable(self, exc: BaseException) -> StoreUnavailableError:
         chain = _chain(exc)
         names = {type(e).__name__ for e in chain}
         detail = next((f"{type(e).__name__}: {e}" for e in reversed(chain) if str(e)), type(exc).__name__)
@@ -116,8 +107,35 @@ class PostgresStore(SQLStore):
         else:
             hint = "check the URL, the server log and that the user may create tables"
         return StoreUnavailableError(
-            f"cannot open the PostgreSQL store {self.display_url} ({where}): {detail}; {hint}"
+            f"cannot open the PostgreSQL store {self.display} ({where}): {detail}; {hint}"
         )
+
+
+class PostgresStore(SQLStore):
+    """A store in a PostgreSQL database (``postgresql://user@host:5432/db[?schema=name]``)."""
+
+    def __init__(self, url: str) -> None:
+        self.target = parse_postgres(url)
+        super().__init__(url)
+
+    @property
+    def display_url(self) -> str:
+        return self.target.display
+
+    @property
+    def schema(self) -> str | None:
+        """The schema the tables live in (None: the connection's search_path, usually public)."""
+        return self.target.schema
+
+    def _key(self) -> Hashable:
+        return _key(self.target)
+
+    def _make_backend(self) -> Backend:
+        return PostgresBackend(self.target)
+
+
+def _key(target: PostgresTarget) -> Hashable:
+    return ("postgresql", target.sqlalchemy_url, target.schema, tuple(sorted(target.connect_args.items())))
 
 
 def _pg_isready(url: str) -> str:
