@@ -228,3 +228,27 @@ def test_history_from_sync_code_reads_checkpoint_stores(rt: Runtime, store_url: 
     finally:
         set_runtime(previous)
     assert [(e.run_id, e.status) for e in history] == [(result.run_id, TaskStatus.COMPLETED)]
+
+
+def test_per_task_figures_fold_lazily_and_across_batches(rt: Runtime) -> None:
+    """Runs queue their results; a read, or a full batch, folds them — nothing is lost either way."""
+    from pyagent.metrics import PENDING_LIMIT
+
+    calls = {"n": 0}
+
+    def flaky(x: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] % 4 == 0:
+            raise RuntimeError("every fourth call fails")
+        return 1
+
+    wf = Workflow(name="batches", steps=[Task(name="only", agent=flaky)])
+    runs = PENDING_LIMIT + 8  # crosses one automatic fold, leaves some queued
+    for _ in range(runs):
+        anyio.run(wf.run)
+    m = wf.get_metrics()
+    assert m.total_executions == runs
+    only = m.task_breakdown["only"]
+    assert only.executions == runs
+    assert only.failures == runs // 4
+    assert m.success_rate == pytest.approx((runs - runs // 4) / runs)

@@ -67,6 +67,9 @@ def p95(samples: Any) -> float:
     return float(ordered[rank - 1])
 
 
+PENDING_LIMIT = 32
+
+
 class _TaskStats:
     __slots__ = ("durations", "executions", "fallbacks", "retries", "successes", "timed", "total_time")
 
@@ -95,9 +98,13 @@ class MetricsCollector:
         self.timed = 0
         self.durations: deque[float] = deque(maxlen=SAMPLES)
         self.tasks: dict[str, _TaskStats] = {}
+        # Per-task figures are folded lazily: a run only queues its result (O(1)); the fold
+        # (O(tasks)) happens when metrics are read or PENDING_LIMIT runs have queued, so a
+        # 10,000-task run does not pay for its breakdown before returning.
+        self._pending: list[WorkflowResult] = []
 
     def record(self, result: WorkflowResult) -> None:
-        """Fold one finished run into the figures."""
+        """Count one finished run; its per-task figures are folded on the next read."""
         with self._lock:
             self.runs += 1
             status = result.status
@@ -112,7 +119,15 @@ class MetricsCollector:
                 self.total_time += duration
                 self.timed += 1
                 self.durations.append(duration)
-            tasks = self.tasks
+            self._pending.append(result)
+            if len(self._pending) >= PENDING_LIMIT:
+                self._fold()
+
+    def _fold(self) -> None:
+        """Fold queued runs into the per-task figures (caller holds the lock)."""
+        pending, self._pending = self._pending, []
+        tasks = self.tasks
+        for result in pending:
             for rec in result.tasks.values():
                 st = rec.status
                 if rec.reused or not (st is _COMPLETED or st is _FAILED or st is _CANCELLED):
@@ -139,6 +154,7 @@ class MetricsCollector:
 
     def snapshot(self, circuit: dict[str, Any] | None = None) -> WorkflowMetrics:
         with self._lock:
+            self._fold()
             breakdown = {
                 name: TaskMetrics(
                     executions=s.executions, successes=s.successes,
