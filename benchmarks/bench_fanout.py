@@ -22,12 +22,15 @@ async def branch(x):
 wf = Workflow(name="fan", pattern=ExecutionPattern.PARALLEL,
               steps=[Task(name=f"b{i}", agent=branch) for i in range(N)], reducer=lambda r: len(r))
 async def main():
-    t = time.perf_counter()
-    result = await wf.run()
-    assert result.ok and result.output == N, result.error
-    return time.perf_counter() - t
-wall = anyio.run(main, backend=sys.argv[2])
-print(json.dumps({"wall": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    walls = []
+    for _ in range(2):  # the first run also discovers plugins and imports the engine
+        t = time.perf_counter()
+        result = await wf.run()
+        walls.append(time.perf_counter() - t)
+        assert result.ok and result.output == N, result.error
+    return walls
+cold, warm = anyio.run(main, backend=sys.argv[2])
+print(json.dumps({"wall": cold, "warm": warm, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 PLAIN = """
@@ -65,7 +68,8 @@ def main() -> None:
         if backend == "asyncio":
             ok = ours["wall"] <= 0.25 and ours["rss_mb"] <= 100
             verdict = " — " + ("meets" if ok else "MISSES") + " target <= 0.25 s, <= 100 MB"
-        print(f"fan-out {N} x sleep(0.05) [{backend}]: pyagent {ours['wall']:.3f} s, {ours['rss_mb']:.0f} MB peak RSS; "
+        print(f"fan-out {N} x sleep(0.05) [{backend}]: pyagent {ours['wall']:.3f} s first run in a fresh process "
+              f"(incl. plugin discovery), {ours['warm']:.3f} s second run, {ours['rss_mb']:.0f} MB peak RSS; "
               f"plain anyio task group {plain['wall']:.3f} s, {plain['rss_mb']:.0f} MB{verdict}")
 
 
