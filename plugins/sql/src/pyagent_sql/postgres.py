@@ -7,6 +7,7 @@ starting together create or migrate the schema exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import zlib
 from collections.abc import Hashable
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .backend import Backend
@@ -38,6 +39,7 @@ class PostgresBackend(Backend):
         super().__init__(_key(target), target.display)
         self._base_engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
+        self._write_conn: AsyncConnection | None = None  # held: no pool checkout per write
 
     def create_engine(self) -> AsyncEngine:
         base = create_async_engine(
@@ -81,7 +83,31 @@ class PostgresBackend(Backend):
         except ProgrammingError:  # the table was dropped since: start over
             return 0
 
+    async def _write_one(self, statement: Any, params: dict[str, Any]) -> None:
+        assert self.write_lock is not None
+        async with self.write_lock:
+            if self._write_conn is None:
+                self._write_conn = await self.writer().connect()
+            try:
+                await self._write_conn.execute(statement, params)
+            except DBAPIError as exc:
+                if exc.connection_invalidated:  # reconnect on the next write
+                    conn, self._write_conn = self._write_conn, None
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                raise
+
+    async def save_run(self, params: dict[str, Any]) -> None:
+        await self._write_one(self.upsert_run, params)
+
+    async def append(self, params: dict[str, Any]) -> None:
+        await self._write_one(self.insert_checkpoint, params)
+
     async def dispose(self) -> None:
+        if self._write_conn is not None:
+            conn, self._write_conn = self._write_conn, None
+            with contextlib.suppress(Exception):
+                await conn.close()
         if self._base_engine is not None:
             await self._base_engine.dispose()
         self._base_engine = self._autocommit = self.engine = None
