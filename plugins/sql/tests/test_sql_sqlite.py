@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,26 @@ async def test_a_store_opens_itself_on_first_use(sqlite_url: str) -> None:
         assert [h.run_id for h in await store.list_runs()] == ["r1"]
     finally:
         await store.close()
+
+
+async def test_connections_are_shared_per_file_and_idle_ones_are_bounded(tmp_path: Path) -> None:
+    from pyagent_sql import backend
+
+    urls = [f"sqlite:///{tmp_path}/db{i}.db" for i in range(backend.MAX_IDLE + 3)]
+    for i, url in enumerate(urls):
+        async with sqlite(url) as store:
+            await store.save_run(RunHeader(f"r{i}", "wf", "completed", float(i)))
+
+    def threads_for(url: str) -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == f"pyagent-sql {url}"]
+
+    # One loop thread per file at most; the least recently used idle files were shut down.
+    for url in urls[:3]:
+        for thread in threads_for(url):
+            thread.join(10)
+            assert not thread.is_alive()
+    assert all(len(threads_for(url)) <= 1 for url in urls)
+    # Every database still answers: a shut-down one starts again on the next open.
+    for i, url in enumerate(urls):
+        async with sqlite(url) as store:
+            assert [h.run_id for h in await store.list_runs()] == [f"r{i}"]

@@ -280,6 +280,7 @@ async def acquire(key: Hashable, make: Callable[[], Backend]) -> Backend:
         backend = _BACKENDS.get(key)
         if backend is None or backend.pid != os.getpid() or backend.failed:
             backend = make()
+            backend.key = key  # the registry's key, whatever the backend was made with
             _BACKENDS[key] = backend
             backend.start()
         backend.refs += 1
