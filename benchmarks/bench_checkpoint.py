@@ -7,8 +7,9 @@ end, and opening and closing the store once per run). Targets on SQLite: <= 100 
 and a database under 200 KB after the run. PostgreSQL is measured too when
 ``PYAGENT_TEST_POSTGRES_URL`` is set (reported, no target).
 
-Also printed: the bare store write (``append_checkpoint`` of a typical delta) without the
-kernel, to tell the store's share from the kernel's.
+Also printed, to tell the store's share from the kernel's: the bare store write
+(``append_checkpoint`` of a typical delta, no kernel) and the same chain checkpointed to the
+kernel's ``memory://`` store (the kernel's work with a store that costs next to nothing).
 
 Standalone: ``python benchmarks/bench_checkpoint.py`` (needs pyagent-sequential and pyagent-sql).
 """
@@ -134,6 +135,9 @@ async def main() -> int:
             f"write-ahead log) — {verdict(db + wal < TARGET_BYTES)} target < {TARGET_BYTES // 1024} KB"
         )
         print(f"  SQLite      bare store write (append_checkpoint, no kernel): {bare:.1f} µs")
+        kernel, _, _ = await overhead(f"memory://bench-{uuid.uuid4().hex}")
+        print(f"  memory://   {kernel:7.1f} µs/task: the kernel's share (building, encoding and "
+              "recording each checkpoint, with a store that only keeps objects)")
 
     pg = os.environ.get(POSTGRES_ENV)
     if not pg:
