@@ -390,3 +390,17 @@ def test_invalid_key_and_missing_cryptography_are_configuration_errors(
     with pytest.raises(ConfigurationError, match=r"pip install 'pyagent-kernel\[encryption\]'"):
         wf.get_state().save(tmp_path / "s.json")
     assert not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.anyio
+async def test_memory_store_refuses_a_duplicate_checkpoint_like_every_store() -> None:
+    from pyagent import CheckpointConflictError
+    from pyagent._defaults.memory_store import MemoryStore
+    from pyagent.store import Checkpoint
+
+    store = MemoryStore("memory://conflict-test")
+    await store.append_checkpoint(Checkpoint("r1", 0, "full", b"a"))
+    with pytest.raises(CheckpointConflictError, match="checkpoint 0 of run 'r1' is already stored"):
+        await store.append_checkpoint(Checkpoint("r1", 0, "delta", b"b"))
+    loaded = await store.load("r1")
+    assert loaded is None or [c.payload for c in loaded.checkpoints] == [b"a"]

@@ -8,6 +8,7 @@ from .agents import Agent, FunctionAgent, InstructionAgent, Model, agent
 from .context import Message, RunContext
 from .controller import Orchestrator
 from .errors import (
+    CheckpointConflictError,
     CircuitOpenError,
     ConfigurationError,
     HandoffLoopError,
@@ -45,6 +46,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Agent",
+    "CheckpointConflictError",
     "CircuitOpenError",
     "ConditionalTask",
     "ConfigurationError",

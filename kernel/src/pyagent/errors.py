@@ -60,5 +60,9 @@ class HandoffLoopError(PyAgentError):
     """A chain of handoffs went past its hop limit."""
 
 
+class CheckpointConflictError(PyAgentError, ValueError):
+    """A checkpoint with the same run id and sequence number is already stored (two writers on one run)."""
+
+
 class StateError(PyAgentError, ValueError):
     """A saved state or checkpoint is corrupt, truncated, of another version or workflow."""

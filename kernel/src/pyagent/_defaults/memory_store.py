@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from ..errors import CheckpointConflictError
 from ..store import Checkpoint, RunHeader, StoredRun
 
 
@@ -28,7 +29,13 @@ class MemoryStore:
         self._runs[header.run_id] = header
 
     async def append_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self._checkpoints.setdefault(checkpoint.run_id, []).append(checkpoint)
+        stored = self._checkpoints.setdefault(checkpoint.run_id, [])
+        if any(c.seq == checkpoint.seq for c in stored):
+            raise CheckpointConflictError(
+                f"checkpoint {checkpoint.seq} of run {checkpoint.run_id!r} is already stored in {self.url}: "
+                "is another task resuming the same run? Resume a run from one place at a time"
+            )
+        stored.append(checkpoint)
 
     async def load(self, run_id: str) -> StoredRun | None:
         header = self._runs.get(run_id)

@@ -6,7 +6,8 @@ started" in general need not know about this plugin.
 
 from __future__ import annotations
 
-from pyagent.errors import DriverLoadFailure, PyAgentError
+from pyagent.errors import CheckpointConflictError as _KernelCheckpointConflictError
+from pyagent.errors import DriverLoadFailure
 
 
 class StoreURLError(DriverLoadFailure, ValueError):
@@ -21,5 +22,5 @@ class SchemaVersionError(DriverLoadFailure):
     """The database's schema was written by a newer (or unknown) version of pyagent-sql."""
 
 
-class CheckpointConflictError(PyAgentError, ValueError):
-    """A checkpoint with the same run id and sequence number is already stored."""
+# Defined by the kernel so every store raises the same type; re-exported here.
+CheckpointConflictError = _KernelCheckpointConflictError
