@@ -398,7 +398,9 @@ async def test_memory_store_refuses_a_duplicate_checkpoint_like_every_store() ->
     from pyagent._defaults.memory_store import MemoryStore
     from pyagent.store import Checkpoint
 
-    store = MemoryStore("memory://conflict-test")
+    import uuid
+
+    store = MemoryStore(f"memory://conflict-{uuid.uuid4().hex}")
     await store.append_checkpoint(Checkpoint("r1", 0, "full", b"a"))
     with pytest.raises(CheckpointConflictError, match="checkpoint 0 of run 'r1' is already stored"):
         await store.append_checkpoint(Checkpoint("r1", 0, "delta", b"b"))
