@@ -394,11 +394,11 @@ def test_invalid_key_and_missing_cryptography_are_configuration_errors(
 
 @pytest.mark.anyio
 async def test_memory_store_refuses_a_duplicate_checkpoint_like_every_store() -> None:
+    import uuid
+
     from pyagent import CheckpointConflictError
     from pyagent._defaults.memory_store import MemoryStore
     from pyagent.store import Checkpoint
-
-    import uuid
 
     store = MemoryStore(f"memory://conflict-{uuid.uuid4().hex}")
     await store.append_checkpoint(Checkpoint("r1", 0, "full", b"a"))
