@@ -16,7 +16,8 @@ from pyagent.orchestrator import ConditionalTask, ExecutionPattern, Task, Workfl
 # -- agents: plain functions; async ones simulate I/O ----------------------------------------
 
 
-async def fetch_commits(repo: str) -> list[str]:
+async def fetch_commits(repo: str | None) -> list[str]:
+    repo = repo or "pyagent"
     await anyio.sleep(0.05)
     return [f"{repo}: fix retry backoff", f"{repo}: add graph pattern", f"{repo}: docs for cron"]
 
