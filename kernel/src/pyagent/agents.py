@@ -288,4 +288,29 @@ def as_agent(value: Any, *, what: str = "agent") -> Agent:
     )
 
 
+def as_agents(values: Any, *, what: str, param: str = "agents",
+              distinct_because: str | None = None) -> list[Agent]:
+    """A non-empty list of agents from the ``param=`` argument; with ``distinct_because``, names must be unique.
+
+    ``what`` names one member in errors ("worker"); ``distinct_because`` says why names must
+    differ, e.g. "assignments are by name".
+    """
+    if values is None or isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ConfigurationError(f"{param}= must be a list of agents, got {values!r}")
+    agents = [as_agent(v, what=what) for v in values]
+    if not agents:
+        raise ConfigurationError(
+            f"the {what} list is empty: there are no {what}s; pass {param}=[agent, ...]"
+        )
+    if distinct_because is not None:
+        names = [a.name for a in agents]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigurationError(
+                f"{what}s need distinct names ({distinct_because}); duplicated: {', '.join(dupes)}: "
+                "pass name= to agent(...)"
+            )
+    return agents
+
+
 AsyncAgentFn = Callable[[Any, RunContext], Awaitable[Any]]

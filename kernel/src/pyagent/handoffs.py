@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from ._sync import run_or_await
-from .agents import Agent, as_agent
+from .agents import Agent, as_agent, as_agents
 from .context import Message, RunContext
 from .errors import ConfigurationError, HandoffLoopError, PluginNotInstalledError
 from .events import HANDOFF, Event
@@ -174,13 +174,6 @@ def _max_hops(value: int | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigurationError(f"max_hops must be a whole number >= 0, got {value!r}")
     return value
-
-
-def _agents(values: Iterable[Any], what: str) -> list[Agent]:
-    agents = [as_agent(v, what=what) for v in values]
-    if not agents:
-        raise ConfigurationError(f"{what} list is empty: give at least one agent")
-    return agents
 
 
 class _Session:
@@ -381,14 +374,7 @@ class HandoffTeam:
         fallback: Any = None,
         max_hops: int | None = None,
     ) -> None:
-        self.agents = _agents(agents, "team agent")
-        names = [a.name for a in self.agents]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ConfigurationError(
-                f"team agents must have distinct names to be routed to; duplicated: {', '.join(dupes)} "
-                "(pass name= to agent(...))"
-            )
+        self.agents = as_agents(agents, what="team agent", distinct_because="the router picks one by name")
         if not 0.0 <= min_confidence <= 1.0:
             raise ConfigurationError(f"min_confidence must be within 0..1, got {min_confidence!r}")
         if router is not None and not isinstance(router, str):
@@ -570,7 +556,7 @@ class Handoff:
         gets ``task``); with ``False`` every agent gets ``task``. The result's ``.output`` is the
         last agent's output and ``.steps`` holds every turn.
         """
-        members = _agents(agents or [], "chain agent")
+        members = as_agents(agents or [], what="chain agent")
         hops = _max_hops(max_hops)
 
         async def go() -> ChainResult:

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, Field
 
-from pyagent.agents import Agent, InstructionAgent, agent, as_agent
+from pyagent.agents import Agent, InstructionAgent, agent, as_agent, as_agents
 from pyagent.concurrency import TaskGroup, first_error
 from pyagent.context import Message, RunContext
 from pyagent.durable import current_run
@@ -104,18 +104,7 @@ class SupervisorTeam:
         description: str = "",
     ) -> None:
         self.supervisor = as_agent(supervisor, what="supervisor")
-        if workers is None or isinstance(workers, (str, bytes)) or not hasattr(workers, "__iter__"):
-            raise ConfigurationError(f"workers= must be a list of agents, got {workers!r}")
-        self.workers = [as_agent(w, what="worker") for w in workers]
-        if not self.workers:
-            raise ConfigurationError("the supervisor team has no workers: pass workers=[agent, ...]")
-        names = [w.name for w in self.workers]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ConfigurationError(
-                f"workers need distinct names (assignments are by name); duplicated: {', '.join(dupes)}: "
-                "pass name= to agent(...)"
-            )
+        self.workers = as_agents(workers, what="worker", param="workers", distinct_because="assignments are by name")
         if strategy not in STRATEGIES:
             raise ConfigurationError(
                 f"unknown supervisor strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}"
@@ -144,7 +133,7 @@ class SupervisorTeam:
         self.on_worker_error = on_worker_error
         self.name = name
         self.description = description or (
-            f"a supervisor ({self.supervisor.name}) with workers {', '.join(names)}"
+            f"a supervisor ({self.supervisor.name}) with workers {', '.join(w.name for w in self.workers)}"
         )
 
     async def run(self, input: Any, ctx: RunContext | None = None) -> SupervisorResult:
