@@ -30,6 +30,7 @@ pytest.importorskip("pyagent_sequential")
 
 TASKS = 30
 KILL_AT = 17  # this task announces itself and then hangs until it is killed
+KILL_AGAIN = 24  # where a resumed run is killed in the kill-twice case
 
 CHILD = """
 import json, sys, threading
@@ -41,7 +42,7 @@ storage, run_id, effects, mode, retention = sys.argv[1], sys.argv[2], Path(sys.a
 def step(i):
     name = f"t{i:02d}"
     def agent(done):
-        if mode == "first" and i == @KILL_AT@:
+        if (mode == "first" and i == @KILL_AT@) or (mode == "again" and i == @KILL_AGAIN@):
             print("STARTED", name, flush=True)
             threading.Event().wait()  # in flight until the SIGKILL
         with effects.open("a") as fh:  # the side effect, once the task's work is done
@@ -59,11 +60,14 @@ workflow = Workflow(name="Kill And Resume", pattern=ExecutionPattern.SEQUENTIAL,
 if mode == "first":
     workflow.run_sync([], run_id=run_id)
     print("FINISHED", flush=True)  # never reached: the parent kills this process first
+elif mode == "again":
+    workflow.resume_from(run_id)
+    print("FINISHED", flush=True)  # never reached either
 else:
     result = workflow.resume_from(run_id)
     reused = [name for name, rec in result.tasks.items() if rec.reused]
     print(json.dumps({"ok": result.ok, "error": result.error, "output": result.output, "reused": reused}))
-""".replace("@KILL_AT@", str(KILL_AT)).replace("@TASKS@", str(TASKS))
+""".replace("@KILL_AT@", str(KILL_AT)).replace("@KILL_AGAIN@", str(KILL_AGAIN)).replace("@TASKS@", str(TASKS))
 
 
 def _postgres_url() -> str | None:
@@ -149,3 +153,43 @@ def test_a_sigkilled_run_resumes_in_a_new_process_with_every_task_run_exactly_on
     assert outcome["output"] == every  # and their outputs fed the tasks after them
     if storage.startswith("sqlite"):
         assert (tmp_path / "checkpoints.db").is_file()
+
+
+def _run_and_kill(args: list[str], cwd: Path, at: int) -> None:
+    proc = subprocess.Popen(args, cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        started = _wait_for_line(proc, "STARTED", timeout=60)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert started.split() == ["STARTED", f"t{at:02d}"]
+    assert proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("retention", ["none", "4"], ids=["keep-all", "retention-4"])
+def test_a_resumed_run_killed_again_loses_nothing_on_the_second_resume(
+    storage: str, retention: str, tmp_path: Path
+) -> None:
+    """Killed, resumed, killed again: the tasks done before the first kill must still count."""
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    effects = tmp_path / "effects.log"
+    run_id = f"kill2-{uuid.uuid4().hex[:10]}"
+    args = [sys.executable, str(script), storage, run_id, str(effects)]
+
+    _run_and_kill([*args, "first", retention], tmp_path, KILL_AT)
+    _run_and_kill([*args, "again", retention], tmp_path, KILL_AGAIN)
+    assert effects.read_text().split() == [f"t{i:02d}" for i in range(KILL_AGAIN)]
+
+    last = subprocess.run([*args, "resume", retention], cwd=tmp_path, text=True,
+                          capture_output=True, timeout=120)
+    assert last.returncode == 0, last.stderr
+    outcome = json.loads(last.stdout.strip().splitlines()[-1])
+    assert outcome["ok"], outcome["error"]
+    every = [f"t{i:02d}" for i in range(TASKS)]
+    ran = Counter(effects.read_text().split())
+    assert sorted(ran) == every
+    assert set(ran.values()) == {1}, {k: v for k, v in ran.items() if v > 1}
+    assert outcome["reused"] == [f"t{i:02d}" for i in range(KILL_AGAIN)]
+    assert outcome["output"] == every

@@ -284,6 +284,67 @@ async def test_a_resumed_run_keeps_checkpointing_and_can_resume_again(rt: Runtim
     assert seqs == sorted(set(seqs))
 
 
+def _disk_image(url: str) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    store = MemoryStore(url)
+    return dict(store._runs), {k: list(v) for k, v in store._checkpoints.items()}
+
+
+def _restore(url: str, image: tuple[dict[str, Any], dict[str, list[Any]]]) -> None:
+    store = MemoryStore(url)
+    store._runs.clear()
+    store._runs.update(image[0])
+    store._checkpoints.clear()
+    store._checkpoints.update(image[1])
+
+
+async def _crash_while(url: str, start: Any, reached: anyio.Event) -> None:
+    """Run ``start()`` until ``reached``, then leave the store exactly as a SIGKILL would."""
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(start)
+            await reached.wait()
+            image = _disk_image(url)  # what is stored at the moment of the kill
+            tg.cancel_scope.cancel()  # (cancelling writes a final checkpoint; a kill does not)
+    _restore(url, image)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("retention", [None, 2])
+async def test_a_run_that_crashes_again_after_resuming_loses_no_completed_task(
+        rt: Runtime, store_url: str, retention: int | None) -> None:
+    calls: dict[str, int] = {}
+    hang_in: dict[str, anyio.Event] = {}
+
+    def step(name: str) -> Any:
+        async def fn(x: Any) -> Any:
+            calls[name] = calls.get(name, 0) + 1
+            if name in hang_in:
+                hang_in[name].set()
+                await anyio.sleep_forever()
+            return f"{x}>{name}"
+
+        fn.__name__ = name
+        return fn
+
+    def definition() -> Workflow:
+        cp: dict[str, Any] = {"storage": store_url}
+        if retention is not None:
+            cp["retention"] = retention
+        return Workflow(name="Long Running Process", checkpointing=cp,
+                        steps=[Task(name=f"t{i}", agent=step(f"t{i}")) for i in range(6)])
+
+    hang_in = {"t2": anyio.Event()}
+    await _crash_while(store_url, lambda: definition().run("in", run_id="twice"), hang_in["t2"])
+    hang_in = {"t4": anyio.Event()}
+    await _crash_while(store_url, lambda: definition().resume_from("twice"), hang_in["t4"])
+    hang_in = {}
+    result = await definition().resume_from("twice")
+    assert result.ok and result.output == "in>t0>t1>t2>t3>t4>t5"
+    # t2 and t4 were in flight at a kill, so they ran twice; every other task ran once.
+    assert calls == {"t0": 1, "t1": 1, "t2": 2, "t3": 1, "t4": 2, "t5": 1}
+    assert [n for n, t in result.tasks.items() if t.reused] == ["t0", "t1", "t2", "t3"]
+
+
 @pytest.mark.anyio
 async def test_resume_errors_for_unknown_runs_and_other_workflows(rt: Runtime, store_url: str) -> None:
     agents = Agents()

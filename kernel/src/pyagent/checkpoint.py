@@ -211,7 +211,11 @@ class Checkpointer(RunRecorder):
         run = self.run
         self._pending = []
         tasks = []
-        for name, rec in list(run.records.items()):
+        # A resumed run's earlier tasks are only in run.records once the pattern reaches them;
+        # a full checkpoint that left them out would lose them to the next crash.
+        records = {n: r for n, r in run._resumed.items() if r.status is TaskStatus.COMPLETED}
+        records.update(run.records)
+        for name, rec in list(records.items()):
             if rec.status.finished:
                 tasks.append(encode_record(rec))
                 self._saved[name] = rec.status
