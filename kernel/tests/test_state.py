@@ -267,3 +267,27 @@ def test_get_state_by_run_id(rt: Runtime) -> None:
     assert wf.get_state(result.run_id).run_id == result.run_id
     with pytest.raises(StateError, match="no running or last run"):
         wf.get_state("other")
+
+
+@pytest.mark.parametrize("failing", ["Research", "Write"], ids=["nothing-done", "two-done"])
+def test_a_state_file_of_a_checkpointed_run_resumes_into_the_same_checkpoints(
+        rt: Runtime, tmp_path: Path, failing: str) -> None:
+    """The run's checkpoints already exist: resuming from its state file must append after them."""
+    import uuid
+
+    url = f"memory://{uuid.uuid4().hex}"
+    agents = Agents()
+    agents.failing.add(failing)
+    steps = [Task(name=n, agent=agents[n]) for n in ("Research", "Analyze", "Write", "Review")]
+    wf = Workflow(name="Research Report", steps=steps, checkpointing={"storage": url})
+    first = wf.run_sync("x")
+    assert first.status is TaskStatus.FAILED
+    path = wf.get_state().save(tmp_path / "state.json")
+    agents.failing.clear()
+    result = wf.resume_from(path)
+    assert result.ok, result.error
+    assert result.errors == {}  # the final checkpoint was written too
+    assert result.output == "x>Research>Analyze>Write>Review"
+    # The store holds the finished run, and resuming it from there reuses everything.
+    again = wf.resume_from(first.run_id)
+    assert again.ok and all(t.reused for t in again.tasks.values())

@@ -121,7 +121,9 @@ async def _start_checkpointer(run: WorkflowRun, url: str, next_seq: int | None) 
     store = await open_store(url)
     try:
         if next_seq is None:
-            next_seq = await find_next_seq(store, run.run_id) if run._resumed else 0
+            # Not only when tasks are reused: a run resumed from a state file saved before any
+            # task completed (or run again under its run id) already has checkpoints here.
+            next_seq = await find_next_seq(store, run.run_id)
         cp = Checkpointer(run, store, run.workflow.checkpointing, next_seq=next_seq)
         await cp.begin()
     except BaseException:
