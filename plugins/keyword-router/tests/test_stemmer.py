@@ -29,6 +29,10 @@ def test_porter_examples(word: str, expected: str) -> None:
     ["refund", "refunds", "refunded", "refunding"],
     ["install", "installing", "installation", "installed"],
     ["price", "prices", "pricing"],
+    # A stem that ends in "y" once a suffix is gone ("deployment" -> "deploy") must meet the
+    # bare word, which Porter's step 1c turns into "deploi".
+    ["deploy", "deploys", "deployed", "deploying", "deployment", "deployments"],
+    ["employ", "employer", "employment"],
 ])
 def test_word_families_share_a_stem(family: list[str]) -> None:
     assert len({stem(w) for w in family}) == 1, {w: stem(w) for w in family}

@@ -1,9 +1,10 @@
 """The Porter stemmer (M. F. Porter, 1980), so "invoices", "invoice" and "invoicing" meet.
 
 Written here rather than imported: the algorithm is short and fixed, and the libraries that
-ship it (NLTK, snowballstemmer) would be the plugin's only dependency. One addition after
+ship it (NLTK, snowballstemmer) would be the plugin's only dependency. Two additions after
 Porter's five steps: a trailing "ment" is dropped from short stems too ("payment" → "pay",
-"shipment" → "ship"), which Porter keeps because its measure rule protects short words.
+"shipment" → "ship"), which Porter keeps because its measure rule protects short words; and a
+final "y" left by a later step becomes "i" as step 1c does, so "deployment" meets "deploy".
 """
 
 from __future__ import annotations
@@ -138,8 +139,10 @@ def stem(word: str) -> str:
     w = _step4(w)
     w = _step5(w)
     if w.endswith("ment") and len(w) >= 7:
-        w = _step1c(w[:-4])
-    return w
+        w = w[:-4]
+    # Step 1c again: a suffix removed later can leave a "y" ("deployment" -> "deploy") that
+    # the bare word already turned into "i" ("deploy" -> "deploi"); both must meet.
+    return _step1c(w)
 
 
 def _step1c(w: str) -> str:
