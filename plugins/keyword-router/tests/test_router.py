@@ -141,3 +141,73 @@ def test_non_text_queries_are_rendered() -> None:
 def test_similarity(a: str, b: str, low: float, high: float) -> None:
     assert low <= similarity(a, b) <= high
     assert similarity(a, b) == pytest.approx(similarity(b, a))
+
+
+@pytest.fixture
+def company() -> list[Any]:
+    """Five departments described as a company would brief its agents."""
+    return [
+        agent("You handle billing, invoices and payments", name="billing"),
+        agent("You handle technical support: bugs, errors, crashes, login, signup and password "
+              "problems", name="support"),
+        agent("You handle sales inquiries: pricing, quotes, plans, demos and discounts", name="sales"),
+        agent("You handle legal matters: contracts, terms of service, privacy, GDPR and compliance",
+              name="legal"),
+        agent("You are the engineering team: API integration, SDKs, webhooks, deployment and "
+              "infrastructure", name="engineering"),
+    ]
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("I have a question about my invoice", "billing"),
+    ("I need a refund for my last payment", "billing"),
+    ("Can you send me a copy of last month's invoices?", "billing"),
+    ("My credit card payment failed", "billing"),
+    ("My payments are not going through", "billing"),
+    ("I was billed for a plan I cancelled", "billing"),
+    ("The app crashes when I open settings", "support"),
+    ("I can't log in to my account", "support"),
+    ("I cannot sign up with my work email", "support"),
+    ("I forgot my password", "support"),
+    ("I'm getting an error 500 when saving", "support"),
+    ("There's a bug in the export feature", "support"),
+    ("How much does the enterprise plan cost?", "sales"),
+    ("Can I get a quote for 50 seats?", "sales"),
+    ("I'd like to schedule a demo", "sales"),
+    ("Do you offer discounts for nonprofits?", "sales"),
+    ("What is your pricing for startups?", "sales"),
+    ("Can our lawyer review the contract?", "legal"),
+    ("Are you GDPR compliant?", "legal"),
+    ("Where is your privacy policy?", "legal"),
+    ("I want to terminate the agreement per the terms of service", "legal"),
+    ("How do I integrate your API with our backend?", "engineering"),
+    ("The webhook isn't firing after we deployed", "engineering"),
+    ("We deploy on Kubernetes: what infrastructure do you need?", "engineering"),
+    ("Which SDK should I use for Python?", "engineering"),
+])
+def test_routes_a_company_help_desk(company: list[Any], query: str, expected: str) -> None:
+    ranking = KeywordRouter().score(query, company)
+    assert ranking[0][0] == expected, ranking
+    assert ranking[0][1] > ranking[1][1], ranking
+
+
+@pytest.mark.parametrize(("query", "joined"), [
+    ("I can't log in", "login"),
+    ("how do I sign up", "signup"),
+])
+def test_words_written_apart_meet_a_word_written_together(company: list[Any], query: str,
+                                                           joined: str) -> None:
+    support = next(a for a in company if a.name == "support")
+    assert joined in KeywordRouter().matches(query, support)
+
+
+def test_a_description_that_writes_words_apart_meets_a_query_that_joins_them() -> None:
+    agents = [agent(_echo("shop"), name="shop", description="Sells shoes"),
+              agent(_echo("account"), name="accounts", description="Helps people who cannot log in")]
+    ranking = KeywordRouter().score("login broken", agents)
+    assert ranking[0][0] == "accounts" and ranking[0][1] > 0, ranking
+
+
+def test_contractions_leave_no_fragments() -> None:
+    agents = [agent(_echo("x"), name="x", description="ca wo sha")]
+    assert KeywordRouter().score("I can't, I won't, I shan't", agents)[0][1] == 0.0

@@ -16,7 +16,7 @@ from typing import Any
 
 from pyagent.agents import render_input
 
-from .text import meaning_terms, routing_terms
+from .text import joined_pairs, meaning_terms, routing_terms
 
 PREFIX_MATCH = 0.8
 """Credit for a stem that only shares a prefix with an agent's stem (the stemmer leaves
@@ -56,10 +56,30 @@ class KeywordRouter:
             doc[term] += self.name_weight
         return doc
 
+    def _compare(self, query: Any, agents: Sequence[Any]) -> tuple[set[str], list[Counter[str]]]:
+        """The query's terms and one term count per agent, with words split on one side and joined on the other met.
+
+        "log in" in the query becomes "login" when an agent mentions "login" (and the other
+        way round), so the query's terms and the agents' documents speak the same words.
+        """
+        text = _text(query)
+        terms = set(routing_terms(text))
+        docs = [self._document(a) for a in agents]
+        vocabulary = set().union(*docs) if docs else set()
+        for joined, parts in joined_pairs(text):
+            if joined in vocabulary and joined not in terms:
+                terms.difference_update(parts)
+                terms.add(joined)
+        for agent, doc in zip(agents, docs, strict=True):
+            description = _text(getattr(agent, "description", "") or "")
+            for joined, _ in joined_pairs(description):
+                if joined in terms and joined not in doc:
+                    doc[joined] += 1
+        return terms, docs
+
     def score(self, query: Any, agents: Sequence[Any]) -> list[tuple[str, float]]:
         """Every agent's score in 0..1 for ``query``, best first (equal scores keep the given order)."""
-        terms = set(routing_terms(_text(query)))
-        docs = [self._document(a) for a in agents]
+        terms, docs = self._compare(query, agents)
         if not terms or not docs:
             return [(a.name, 0.0) for a in agents]
         n = len(docs)
@@ -85,8 +105,8 @@ class KeywordRouter:
 
     def matches(self, query: Any, agent: Any) -> list[str]:
         """The query's stems that ``agent``'s name or description contains (or shares a prefix with)."""
-        doc = self._document(agent)
-        return sorted({t for t in routing_terms(_text(query)) if t in doc or _prefix_match(t, doc)})
+        terms, (doc,) = self._compare(query, [agent])
+        return sorted({t for t in terms if t in doc or _prefix_match(t, doc)})
 
     def similarity(self, a: Any, b: Any) -> float:
         """Cosine similarity of two texts' stems (0..1), negations kept: "adopt" vs "not adopt" differ."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from functools import lru_cache
 
@@ -9,6 +10,9 @@ from .stemmer import stem
 
 _WORD = re.compile(r"[a-z0-9]+")
 _NOT = re.compile(r"n['’]t\b")
+# "can't" is "can not", not "ca" + "not"; likewise "won't" and "shan't".
+_IRREGULAR_NOT = re.compile(r"\b(ca|wo|sha)n['’]t\b")
+_IRREGULAR_STEM = {"ca": "can", "wo": "will", "sha": "shall"}
 
 
 def _word_set(text: str) -> frozenset[str]:
@@ -39,7 +43,8 @@ anything thing things issue issues problem problems regarding concerning re
 
 def words(text: str) -> list[str]:
     """Lower-case alphanumeric words, with "n't" read as "not"."""
-    return _WORD.findall(_NOT.sub(" not", text.lower()))
+    text = _IRREGULAR_NOT.sub(lambda m: f"{_IRREGULAR_STEM[m.group(1)]} not", text.lower())
+    return _WORD.findall(_NOT.sub(" not", text))
 
 
 @lru_cache(maxsize=4096)
@@ -53,3 +58,19 @@ def routing_terms(text: str) -> tuple[str, ...]:
 def meaning_terms(text: str) -> tuple[str, ...]:
     """Stems that carry an answer's meaning: stop words out, negations kept."""
     return tuple(stem(w) for w in words(text) if w in NEGATIONS or w not in STOP_WORDS)
+
+
+@lru_cache(maxsize=4096)
+def joined_pairs(text: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Adjacent words as one word ("log in" -> "login"), each with the routing terms it stands for.
+
+    People write "log in" and "login", "sign up" and "signup"; the router counts a joined pair
+    only where the other side has the joined word, so ordinary neighbours never match.
+    """
+    ws = [w for w in words(text) if w.isalpha()]
+    pairs = []
+    for first, second in itertools.pairwise(ws):
+        parts = tuple(stem(w) for w in (first, second)
+                      if len(w) > 1 and w not in STOP_WORDS and w not in FILLER_WORDS)
+        pairs.append((stem(first + second), parts))
+    return tuple(pairs)
