@@ -36,6 +36,37 @@ def test_reads_plans(value: Any, expected: list[str]) -> None:
     assert plan(value) == expected
 
 
+@pytest.mark.parametrize(("value", "expected"), [
+    # Models format plans in markdown: a bold heading is not a subtask, and the bold markers
+    # around a subtask's label are not part of it.
+    ("**Subtasks:**\n1. **Research**: gather sources on AI\n2. **Analysis**: crunch numbers",
+     ["Research: gather sources on AI", "Analysis: crunch numbers"]),
+    ("### Plan\n- **Research** AI trends\n- *Analyse* the numbers",
+     ["Research AI trends", "Analyse the numbers"]),
+    ("*research X*\n*analyse Y*", ["research X", "analyse Y"]),
+    # Indented sub-bullets detail a subtask; they are not subtasks of their own.
+    ("1. Research the market\n   - competitors\n   - pricing\n2. Analyse the data:\n    * churn",
+     ["Research the market: competitors; pricing", "Analyse the data: churn"]),
+])
+def test_reads_markdown_plans(value: str, expected: list[str]) -> None:
+    assert plan(value) == expected
+
+
+@pytest.mark.parametrize("value", [
+    "No more subtasks needed.",
+    "No further subtasks are needed.",
+    "No further work is required.",
+    "Nothing more to do.",
+    "None needed.",
+    "All done!",
+    "The work is complete.",
+    "No additional subtasks.",
+    "```json\n[]\n```",
+])
+def test_a_review_that_wants_no_more_work_is_an_empty_plan(value: str) -> None:
+    assert parse_plan(value, supervisor="manager", phase="review") == []
+
+
 @pytest.mark.parametrize("value", [42, {"answer": 1}, [1, 2], [["nested"]], object()])
 def test_rejects_what_is_not_a_list_of_subtasks(value: Any) -> None:
     with pytest.raises(PlanError) as info:

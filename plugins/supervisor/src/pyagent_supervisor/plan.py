@@ -22,8 +22,18 @@ class PlanError(PyAgentError, ValueError):
 _KEYS = ("subtasks", "tasks", "plan", "steps")
 _ITEM_KEYS = ("subtask", "task", "description", "title")
 _DONE = {"", "[]", "done", "none", "no", "nothing", "no more", "no more subtasks", "finished"}
-_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)]|\(\d+\)|(?:step|subtask|task)\s*\d+\s*[:.)-])\s*", re.I)
+# A one-line reply that says no more work is wanted ("No further subtasks are needed.").
+_DONE_PHRASE = re.compile(
+    r"^(?:(?:no|none|nothing)(?:\s+(?:more|further|additional|other|else))?"
+    r"(?:\s+(?:sub)?tasks?|\s+work|\s+to\s+do)?(?:\s+(?:is|are))?"
+    r"(?:\s+(?:needed|required|necessary|left|remaining))?"
+    r"|(?:all\s+)?(?:done|finished|complete)|(?:the\s+)?(?:work|task)\s+is\s+(?:done|finished|complete))$",
+    re.I)
+# A bullet character needs a space after it, so "**Bold heading**" is not a bullet.
+_BULLET = re.compile(r"^\s*(?:[-*•](?=\s)|\d+[.)]|\(\d+\)|(?:step|subtask|task)\s*\d+\s*[:.)-])\s*", re.I)
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
+_STRONG = re.compile(r"(\*\*|__)(.+?)\1")
+_EMPHASIS = re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])")
 
 
 def _show(value: Any) -> str:
@@ -63,7 +73,7 @@ def _items(value: Any, supervisor: str, phase: str) -> list[Any]:
 
 def _from_text(text: str, supervisor: str, phase: str) -> list[Any]:
     body = _FENCE.sub("", text.strip()).strip()
-    if body.lower().rstrip(".!") in _DONE:
+    if _says_done(body):
         return []
     for candidate in (body, body[body.find("["): body.rfind("]") + 1] if "[" in body else ""):
         if not candidate:
@@ -76,7 +86,36 @@ def _from_text(text: str, supervisor: str, phase: str) -> list[Any]:
             return _items(parsed, supervisor, phase)
     lines = [line for line in body.splitlines() if line.strip()]
     marked = [line for line in lines if _BULLET.match(line)]
-    return [_BULLET.sub("", line).strip() for line in (marked or lines)]
+    if not marked:
+        return [_plain(line) for line in lines]
+    # The least indented bullets are the subtasks; deeper ones are details folded into the one above.
+    top = min(_indent(line) for line in marked)
+    subtasks: list[str] = []
+    details: list[list[str]] = []
+    for line in marked:
+        text = _plain(_BULLET.sub("", line))
+        if _indent(line) == top or not subtasks:
+            subtasks.append(text)
+            details.append([])
+        elif text:
+            details[-1].append(text)
+    return [f"{s.rstrip(':')}: {'; '.join(d)}" if d else s for s, d in zip(subtasks, details, strict=True)]
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _plain(line: str) -> str:
+    """A plan line without markdown emphasis: ``**Research**: X`` is the subtask ``Research: X``."""
+    return _EMPHASIS.sub(r"\1", _STRONG.sub(r"\2", line)).strip()
+
+
+def _says_done(body: str) -> bool:
+    if "\n" in body.strip():
+        return False
+    words = " ".join(_plain(body).split()).rstrip(".!").strip()
+    return words.lower() in _DONE or bool(_DONE_PHRASE.match(words))
 
 
 def _error(value: Any, supervisor: str, phase: str, why: str) -> PlanError:
