@@ -132,3 +132,57 @@ async def test_state_is_shared_between_tasks(rt: Any) -> None:
 
     result = await Workflow(name="w", steps=[Task(name="a", agent=first), Task(name="b", agent=second)]).run()
     assert result.output == "abc"
+
+
+class Abort(BaseException):
+    """Not an Exception: what a framework or the interpreter raises to stop everything."""
+
+
+async def test_base_exception_from_an_agent_is_recorded_then_propagates(rt: Any) -> None:
+    def stop(x: Any) -> None:
+        raise Abort("stop now")
+
+    kinds: list[tuple[str, str | None]] = []
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1), Task(name="b", agent=stop),
+                                   Task(name="c", agent=lambda x: 3)])
+    with pytest.raises(Abort, match="stop now"):
+        await wf.run(on_event=lambda e: kinds.append((e.kind, e.task)))
+    state = wf.get_state()
+    assert state.running == [] and state.status is TaskStatus.FAILED
+    assert state.tasks["b"].status is TaskStatus.FAILED
+    assert kinds[-2:] == [("task.failed", "b"), ("workflow.failed", None)]
+
+
+async def test_base_exception_in_a_concurrent_step_cancels_siblings_and_leaves_nothing_running(drt: Any) -> None:
+    started = anyio.Event()
+
+    async def hang(x: Any) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async def stop(x: Any) -> None:
+        await started.wait()
+        raise Abort("stop now")
+
+    wf = Workflow(name="w", pattern="fan", steps=[Task(name="hang", agent=hang), Task(name="stop", agent=stop)])
+    with anyio.fail_after(5), pytest.raises(BaseException) as info:
+        await wf.run()
+    assert info.group_contains(Abort) if isinstance(info.value, BaseExceptionGroup) else info.type is Abort
+    state = wf.get_state()
+    assert state.running == [] and state.status is TaskStatus.FAILED
+    assert state.tasks["hang"].status is TaskStatus.CANCELLED
+    assert state.tasks["stop"].status is TaskStatus.FAILED
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_keyboard_interrupt_marks_the_task_and_run_cancelled(mini_runtime: Any, backend: str) -> None:
+    def interrupted(x: Any) -> None:
+        raise KeyboardInterrupt
+
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1), Task(name="ctrl-c", agent=interrupted)])
+    with pytest.raises(KeyboardInterrupt):
+        anyio.run(wf.run, backend=backend)
+    state = wf.get_state()
+    assert state.running == [] and state.status is TaskStatus.CANCELLED
+    assert state.tasks["ctrl-c"].status is TaskStatus.CANCELLED
+    assert state.tasks["a"].status is TaskStatus.COMPLETED

@@ -251,6 +251,9 @@ class WorkflowRun:
                     ctx = self._context(task, input, previous)
                 return await self._fallback(task, input, ctx, rec, exc)
             return self._fail(task, rec, exc)
+        except BaseException as exc:
+            self._interrupted(rec, exc)
+            raise
         rec.output = output
         rec.status = _COMPLETED
         rec.finished_at = time.time()
@@ -286,6 +289,23 @@ class WorkflowRun:
         if task.continue_on_error:
             return rec
         raise err from exc
+
+    def _interrupted(self, rec: TaskResult, exc: BaseException) -> None:
+        """End the record of a task that a BaseException (not an Exception) went through.
+
+        KeyboardInterrupt, SystemExit or a framework's own BaseException is not the task's
+        failure to handle: it propagates. The record still ends, so no task stays RUNNING:
+        CANCELLED for an interrupt or exit, FAILED for anything else.
+        """
+        rec.error = exc
+        rec.finished_at = time.time()
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            rec.status = TaskStatus.CANCELLED
+            self._task_done(rec, ev.TASK_CANCELLED)
+        else:
+            rec.status = TaskStatus.FAILED
+            self.errors[rec.name] = str(TaskFailedError(rec.name, exc))
+            self._task_done(rec, ev.TASK_FAILED)
 
     async def _call_once(self, task: Task, agent: Any, input: Any, ctx: RunContext) -> Any:
         if task.timeout is None:
@@ -369,6 +389,11 @@ class WorkflowRun:
             att.finished_at = time.time()
             exc.__context__ = primary
             return self._fail(task, rec, exc)
+        except BaseException as exc:
+            att.error = f"{type(exc).__name__}: {exc}"
+            att.finished_at = time.time()
+            self._interrupted(rec, exc)
+            raise
         att.finished_at = time.time()
         rec.output = output
         rec.status = _COMPLETED
@@ -413,6 +438,23 @@ def _task_failure(exc: BaseException) -> BaseException:
     return first_error(exc)
 
 
+def _stopped(run: WorkflowRun, error: BaseException) -> None:
+    """End a run that a BaseException went through: CANCELLED if it is an interrupt, else FAILED."""
+    stopping = (KeyboardInterrupt, SystemExit, run._cancelled_exc)
+    if isinstance(error, BaseExceptionGroup):
+        cancelled = error.split(stopping)[1] is None
+    else:
+        cancelled = isinstance(error, stopping)
+    run.current_task = None
+    run.finished_at = time.time()
+    if cancelled:
+        run.status = TaskStatus.CANCELLED
+        run.emit(ev.WORKFLOW_CANCELLED, status="cancelled")
+    else:
+        run.status = TaskStatus.FAILED
+        run.emit(ev.WORKFLOW_FAILED, status="failed", error=_describe(_task_failure(error)))
+
+
 def check_runnable(workflow: Workflow) -> None:
     """Programming errors found before anything runs: no steps, a task without an agent."""
     if not workflow.steps:
@@ -445,6 +487,9 @@ async def execute(run: WorkflowRun, pattern: Any) -> WorkflowResult:
     except Exception as error:  # the run failed: returned as a result, not raised
         exc = _task_failure(error)
         status = TaskStatus.FAILED
+    except BaseException as error:  # KeyboardInterrupt, SystemExit, ...: recorded, then raised
+        _stopped(run, error)
+        raise
     run.status = status
     run.current_task = None
     run.finished_at = time.time()

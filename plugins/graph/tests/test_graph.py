@@ -147,3 +147,32 @@ async def test_max_concurrency_in_graph(runtime: Any) -> None:
     steps = [Task(name=f"t{i}", agent=agent(work, name=f"t{i}")) for i in range(8)]
     result = await Workflow(name="g", pattern="graph", steps=steps, max_concurrency=2).run()
     assert result.ok and peak == 2
+
+
+class Abort(BaseException):
+    """Not an Exception: what a framework or the interpreter raises to stop everything."""
+
+
+async def test_base_exception_in_a_task_cancels_the_others_and_propagates(runtime: Any) -> None:
+    started = anyio.Event()
+
+    async def hang(x: Any) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async def stop(x: Any) -> None:
+        await started.wait()
+        raise Abort("stop now")
+
+    root = Task(name="root", agent=lambda x: x)
+    flow = Workflow(name="g", steps=[root, Task(name="hang", agent=hang, dependencies=[root]),
+                                     Task(name="stop", agent=stop, dependencies=[root]),
+                                     Task(name="after", agent=lambda x: x, dependencies=["stop"])])
+    with anyio.fail_after(5), pytest.raises(BaseExceptionGroup) as info:
+        await flow.run()
+    assert info.group_contains(Abort)
+    state = flow.get_state()
+    assert state.running == [] and state.status is TaskStatus.FAILED
+    assert state.tasks["hang"].status is TaskStatus.CANCELLED
+    assert state.tasks["stop"].status is TaskStatus.FAILED
+    assert state.pending == ["after"]

@@ -149,3 +149,29 @@ async def test_large_fan_out_completes(runtime: Any) -> None:
     steps = [Task(name=f"b{i}", agent=lambda x: 1) for i in range(2000)]
     result = await wf(steps, reducer=lambda r: sum(r.values())).run()
     assert result.output == 2000
+
+
+class Abort(BaseException):
+    """Not an Exception: what a framework or the interpreter raises to stop everything."""
+
+
+@pytest.mark.parametrize("max_concurrency", [None, 2])
+async def test_base_exception_in_a_branch_cancels_siblings_and_propagates(runtime: Any, max_concurrency: Any) -> None:
+    started = anyio.Event()
+
+    async def hang(x: Any) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async def stop(x: Any) -> None:
+        await started.wait()
+        raise Abort("stop now")
+
+    flow = wf([Task(name="hang", agent=hang), Task(name="stop", agent=stop)], max_concurrency=max_concurrency)
+    with anyio.fail_after(5), pytest.raises(BaseExceptionGroup) as info:
+        await flow.run()
+    assert info.group_contains(Abort)
+    state = flow.get_state()
+    assert state.running == [] and state.status is TaskStatus.FAILED
+    assert state.tasks["hang"].status is TaskStatus.CANCELLED
+    assert state.tasks["stop"].status is TaskStatus.FAILED
