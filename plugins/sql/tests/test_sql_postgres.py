@@ -68,3 +68,26 @@ async def test_schemas_keep_stores_apart(pg_url: str, pg_base_url: str, db_query
         schema = other.rsplit("=", 1)[1]
         db_query(pg_base_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
+
+
+async def test_a_local_socket_url_reaches_the_server(pg_base_url: str, db_query: Any) -> None:
+    """``postgresql:///db?host=/socket/dir``: libpq's form for a server on a Unix socket."""
+    import os
+
+    parts = urlsplit(pg_base_url)
+    port = parts.port or 5432
+    folder = next((d for d in ("/var/run/postgresql", "/run/postgresql", "/tmp")
+                   if os.path.exists(f"{d}/.s.PGSQL.{port}")), None)
+    if folder is None:
+        pytest.skip(f"the test server has no Unix socket for port {port} in the usual folders")
+    import uuid
+
+    schema = f"pyagent_test_{uuid.uuid4().hex[:12]}"
+    user = parts.username or "postgres"
+    url = f"postgresql://{parts.path}?host={folder}&port={port}&user={user}&schema={schema}"
+    try:
+        async with postgres(url) as store:
+            await store.save_run(RunHeader("over-the-socket", "wf", "running", 1.0))
+            assert [h.run_id for h in await store.list_runs()] == ["over-the-socket"]
+    finally:
+        db_query(pg_base_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -60,6 +60,17 @@ def test_postgres_query_parameters_schema_sslmode_and_timeout() -> None:
     assert t.sqlalchemy_url == "postgresql+asyncpg://u@h/d?application_name=x"
 
 
+def test_postgres_urls_without_a_host_keep_their_double_slash() -> None:
+    """libpq's local-socket forms: ``postgresql:///db`` and a socket directory in ``?host=``."""
+    assert parse_postgres("postgresql:///orders").sqlalchemy_url == "postgresql+asyncpg:///orders"
+    t = parse_postgres("postgresql:///orders?host=/var/run/postgresql&user=app")
+    assert t.sqlalchemy_url == "postgresql+asyncpg:///orders?host=/var/run/postgresql&user=app"
+    from sqlalchemy.engine import make_url
+
+    url = make_url(t.sqlalchemy_url)
+    assert url.database == "orders" and url.query == {"host": "/var/run/postgresql", "user": "app"}
+
+
 @pytest.mark.parametrize(
     ("url", "words"),
     [

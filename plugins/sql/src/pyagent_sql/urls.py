@@ -149,7 +149,9 @@ def parse_postgres(url: str) -> PostgresTarget:
         else:
             passthrough.append((key, value))
     query = "&".join(f"{quote(k)}={quote(v)}" for k, v in passthrough)
-    sa_url = urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, query, ""))
+    # Built by hand: urlunsplit drops the "//" of a URL without a host (libpq's
+    # postgresql:///db, a local socket), which SQLAlchemy then cannot parse.
+    sa_url = f"postgresql+asyncpg://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
     return PostgresTarget(url=url, sqlalchemy_url=sa_url, schema=schema, connect_args=connect_args)
 
 
