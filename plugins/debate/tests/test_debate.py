@@ -153,6 +153,18 @@ async def test_llm_debaters_and_judge_see_topic_side_round_and_transcript(runtim
         ({"verdict": "PRO", "summary": "Go ahead."}, "pro", "Go ahead."),
         ({"winner": "skeptic"}, "con", "skeptic"),
         ({"conclusion": "The optimist wins narrowly."}, "pro", "The optimist wins narrowly."),
+        # What a model writes when asked to start with "Winner: ..." and then conclude.
+        ("Winner: con\n\nConclusion: too risky for now.", "con", "too risky for now."),
+        ("**Winner:** Pro (optimist)\n\n**Reasoning:** the upside is larger.", "pro",
+         "the upside is larger."),
+        ("Winner: against\n\nToo early.", "con", "Too early."),
+        ("Decision: for. The upside is larger.", "pro", "The upside is larger."),
+        ("There is no winner: pro and con were evenly matched.", "balanced",
+         "There is no winner: pro and con were evenly matched."),
+        ("No clear winner: the pro side had data, the con side had precedent.", "balanced",
+         "No clear winner: the pro side had data, the con side had precedent."),
+        ('Here is my verdict:\n```json\n{"winner": "con", "conclusion": "Wait a year."}\n```',
+         "con", "Wait a year."),
     ],
 )
 def test_parse_verdict(output: Any, winner: str, conclusion: str) -> None:

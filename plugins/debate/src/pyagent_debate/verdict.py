@@ -32,8 +32,15 @@ _CONCLUSION_KEYS = ("conclusion", "reasoning", "reason", "rationale", "summary",
 
 _WORD = r"([\w-]+)"
 # "Winner: pro", "**Verdict** - the con side", "The winner is the optimist".
-_EXPLICIT = re.compile(r"\b(?:winner|verdict|decision|winning\s+side)\b[\s*_:=\-—]*(?:is\s+)?"
+_EXPLICIT = re.compile(r"\b(?:winner|verdict|decision|winning\s+side)\b([\s*_:=\-—]*(?:is\s+)?)"
                        r"(?:the\s+)?" + _WORD + r"(?:\s+side\b)?", re.IGNORECASE)
+# "There is no winner: ...", "no clear winner": the words after it are not the winner.
+_NEGATED = re.compile(r"\b(?:no|not\s+a|without\s+a)\s+(?:(?:clear|single|outright|real|obvious)\s+)?$",
+                      re.IGNORECASE)
+# What a model puts between "Winner: pro" and its conclusion: "(optimist).", "Conclusion:".
+_LABEL = re.compile(r"^[\s*_]*(?:\([^)\n]*\))?[\s.:;,\-—*_)]*"
+                    r"(?:(?:conclusion|reasoning|reason|rationale|summary|explanation|because)\b"
+                    r"[\s*_]*[:\-—][\s*_]*)?", re.IGNORECASE)
 # "The con side wins", "optimist prevails", "in favour of the pro side", "I side with skeptic".
 _IMPLICIT = (
     re.compile(_WORD + r"(?:\s+side)?(?:'s?\s+\w+)?\s+(?:wins|won|prevails|prevailed|carries)\b",
@@ -41,7 +48,7 @@ _IMPLICIT = (
     re.compile(r"\bin\s+favou?r\s+of\s+(?:the\s+)?" + _WORD, re.IGNORECASE),
     re.compile(r"\bsides?\s+with\s+(?:the\s+)?" + _WORD, re.IGNORECASE),
 )
-_BALANCED = re.compile(r"\b(?:balanced|tie|tied|draw|stalemate|neither\s+side|no\s+clear\s+winner|"
+_BALANCED = re.compile(r"\b(?:balanced|tie|tied|draw|stalemate|neither\s+side|no\s+(?:clear\s+)?winner|"
                        r"evenly\s+matched)\b", re.IGNORECASE)
 
 
@@ -67,16 +74,30 @@ def _mentions(text: str, terms: Iterable[str]) -> bool:
     return any(re.search(rf"\b{re.escape(t)}\b", text, re.IGNORECASE) for t in terms if t)
 
 
+def _explicit_side(match: re.Match[str], text: str, names: Mapping[str, Winner]) -> Winner | None:
+    """The side an explicit "Winner: ..." names, or None when it names none (or says there is none)."""
+    if _NEGATED.search(text[: match.start()]):
+        return None
+    word = match.group(2)
+    side = _side(word, names)
+    if side is None and match.group(1).strip(" \t\n*_"):
+        # "Winner: against" names a side; "the verdict for this debate" does not.
+        side = _VALUE_WORDS.get(word.casefold())
+    return side
+
+
 def _from_text(text: str, names: Mapping[str, Winner], raw: Any) -> Verdict:
     stripped = text.strip()
-    explicit = next((m for m in _EXPLICIT.finditer(stripped) if _side(m.group(1), names)), None)
+    found = ((m, _explicit_side(m, stripped, names)) for m in _EXPLICIT.finditer(stripped))
+    explicit = next(((m, side) for m, side in found if side is not None), None)
     if explicit is not None:
-        winner = _side(explicit.group(1), names)
-        assert winner is not None
+        match, winner = explicit
         conclusion = stripped
         # A leading "Winner: pro." is a label, not part of the conclusion.
-        if not stripped[: explicit.start()].strip(" *#_>\n"):
-            rest = stripped[explicit.end():].lstrip(" .:;,-—*_)\n").strip()
+        if not stripped[: match.start()].strip(" *#_>\n"):
+            rest = stripped[match.end():]
+            label = _LABEL.match(rest)
+            rest = (rest[label.end():] if label else rest).strip()
             conclusion = rest or stripped
         return Verdict(winner=winner, conclusion=conclusion, raw=raw)
     for pattern in _IMPLICIT:
@@ -143,4 +164,22 @@ def parse_verdict(output: Any, *, pro_names: Iterable[str] = (), con_names: Iter
             data = None
         if isinstance(data, dict):
             return _from_mapping(data, names, output)
+    embedded = _embedded_verdict(text)
+    if embedded is not None:  # "Here is my verdict: ```json {...}```"
+        return _from_mapping(embedded, names, output)
     return _from_text(text, names, output)
+
+
+def _embedded_verdict(text: str) -> dict[str, Any] | None:
+    """A JSON object with a winner or a conclusion inside prose, if there is one."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        data = json.loads(text[start: end + 1])
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    keys = {str(k).casefold() for k in data}
+    return data if keys & {*_WINNER_KEYS, *_CONCLUSION_KEYS} else None
