@@ -186,3 +186,55 @@ def test_keyboard_interrupt_marks_the_task_and_run_cancelled(mini_runtime: Any, 
     assert state.running == [] and state.status is TaskStatus.CANCELLED
     assert state.tasks["ctrl-c"].status is TaskStatus.CANCELLED
     assert state.tasks["a"].status is TaskStatus.COMPLETED
+
+
+async def test_timeout_applies_to_a_blocking_thread_agent(rt: Any) -> None:
+    import threading
+
+    from pyagent import agent
+
+    release = threading.Event()
+
+    def blocking(x: Any) -> str:
+        release.wait(3)
+        return "late"
+
+    wf = Workflow(name="w", steps=[Task(name="slow", agent=agent(blocking, thread=True), timeout=0.05)])
+    try:
+        result = await wf.run()
+        blocked_meanwhile = not release.is_set()
+    finally:
+        release.set()
+    assert blocked_meanwhile  # the run did not wait for the thread to give up
+    assert result.status is TaskStatus.FAILED
+    assert "timed out after 0.05s" in (result.error or "")
+
+
+async def test_cancelling_a_run_does_not_wait_for_a_blocking_thread_agent(rt: Any) -> None:
+    import threading
+
+    from pyagent import agent
+
+    release = threading.Event()
+    entered = anyio.Event()
+
+    def blocking(x: Any) -> str:
+        anyio.from_thread.run_sync(entered.set)
+        release.wait(3)
+        return "late"
+
+    wf = Workflow(name="w", steps=[Task(name="a", agent=agent(blocking, thread=True)),
+                                   Task(name="b", agent=lambda x: x)])
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wf.run)
+            with anyio.fail_after(5):
+                await entered.wait()
+            tg.cancel_scope.cancel()
+        state = wf.get_state()
+        blocked_meanwhile = not release.is_set()
+    finally:
+        release.set()
+    assert blocked_meanwhile
+    assert state.status is TaskStatus.CANCELLED
+    assert state.tasks["a"].status is TaskStatus.CANCELLED and "b" not in state.tasks

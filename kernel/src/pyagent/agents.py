@@ -96,9 +96,12 @@ class FunctionAgent:
         if self.thread:
             import anyio.to_thread
 
+            # A blocking call cannot be interrupted: on cancellation or timeout the run goes on
+            # without it (the thread finishes in the background, its result discarded) rather
+            # than waiting for a call that may never return.
             if self.wants_context:
-                return await anyio.to_thread.run_sync(fn, input, ctx)
-            return await anyio.to_thread.run_sync(fn, input)
+                return await anyio.to_thread.run_sync(fn, input, ctx, abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(fn, input, abandon_on_cancel=True)
         result = fn(input, ctx) if self.wants_context else fn(input)
         if inspect.isawaitable(result):
             return await result
@@ -231,7 +234,8 @@ def agent(
 ) -> Any:
     """Build an agent from a function or from instructions; bare ``@agent(...)`` decorates.
 
-    ``thread=True`` runs a blocking sync function in a worker thread.
+    ``thread=True`` runs a blocking sync function in a worker thread, so a task timeout or a
+    cancellation ends the task at once (the thread is left to finish in the background).
     """
     if fn_or_instructions is None:
 
