@@ -441,3 +441,55 @@ async def test_a_team_as_an_agent_answers_with_its_output(runtime: Runtime) -> N
     broken = AgentPatterns.supervisor(supervisor=lambda t: 42, workers=workers("a")).as_agent()
     with pytest.raises(PlanError):
         await broken.run("t", RunContext())
+
+
+@pytest.mark.anyio
+async def test_a_hanging_worker_times_out_and_fails_the_run(runtime: Runtime) -> None:
+    async def hangs(s: str) -> str:
+        await anyio.sleep_forever()
+        return s
+
+    team = AgentPatterns.supervisor(supervisor=planner("a", "b"),
+                                    workers=[agent(hangs, name="stuck"), echo("ok")],
+                                    worker_timeout=0.05)
+    with anyio.fail_after(5):
+        result = await team.run("t")
+    assert result.status is TaskStatus.FAILED
+    assert isinstance(result.exception, WorkerError)
+    assert "worker 'stuck' failed on subtask 'a'" in str(result.error)
+    assert "worker_timeout=0.05" in str(result.error)
+    assert result.work[0].status is TaskStatus.FAILED
+
+
+@pytest.mark.anyio
+async def test_with_continue_a_timed_out_subtask_is_an_error_and_the_rest_is_synthesized(
+        runtime: Runtime) -> None:
+    async def hangs(s: str) -> str:
+        await anyio.sleep_forever()
+        return s
+
+    team = AgentPatterns.supervisor(supervisor=planner("a", "b"),
+                                    workers=[agent(hangs, name="stuck"), echo("ok")],
+                                    worker_timeout=0.05, on_worker_error="continue")
+    with anyio.fail_after(5):
+        result = await team.run("t")
+    assert result.ok, result.error
+    assert result.output == "b=ok:b"
+    assert "worker_timeout=0.05" in result.errors["a"]
+
+
+@pytest.mark.anyio
+async def test_a_worker_raising_timeout_error_itself_is_reported_as_it_is(runtime: Runtime) -> None:
+    def raises(s: str) -> str:
+        raise TimeoutError("upstream API timed out")
+
+    team = AgentPatterns.supervisor(supervisor=planner("a"), workers=[agent(raises, name="w")],
+                                    worker_timeout=5)
+    result = await team.run("t")
+    assert "upstream API timed out" in str(result.error)
+
+
+def test_worker_timeout_must_be_positive(runtime: Runtime) -> None:
+    for bad in (0, -1, "10", True):
+        with pytest.raises(ConfigurationError, match="worker_timeout"):
+            AgentPatterns.supervisor(supervisor=planner("x"), workers=workers("a"), worker_timeout=bad)

@@ -42,6 +42,7 @@ class SupervisorPattern:
         worker_concurrency: int | None = None,
         router: Any = None,
         on_worker_error: str = "fail",
+        worker_timeout: float | None = None,
         name: str = "supervisor",
         description: str = "",
     ) -> SupervisorTeam:
@@ -51,12 +52,13 @@ class SupervisorPattern:
         ``"review"``); ``worker_concurrency`` caps subtasks in flight per worker (load_balance
         defaults to 1); ``router`` picks the router for ``expertise_match`` (default: the
         installed default router); ``on_worker_error="continue"`` lets the supervisor
-        synthesize from the subtasks that succeeded.
+        synthesize from the subtasks that succeeded; ``worker_timeout`` (seconds) cancels a
+        subtask whose worker has not answered by then and counts it as a worker error.
         """
         return SupervisorTeam(
             supervisor=supervisor, workers=workers, strategy=strategy, max_rounds=max_rounds,
             worker_concurrency=worker_concurrency, router=router, on_worker_error=on_worker_error,
-            name=name, description=description,
+            worker_timeout=worker_timeout, name=name, description=description,
         )
 
 

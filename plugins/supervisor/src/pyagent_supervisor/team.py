@@ -100,6 +100,7 @@ class SupervisorTeam:
         worker_concurrency: int | None = None,
         router: Any = None,
         on_worker_error: str = "fail",
+        worker_timeout: float | None = None,
         name: str = "supervisor",
         description: str = "",
     ) -> None:
@@ -122,6 +123,15 @@ class SupervisorTeam:
             raise ConfigurationError(
                 f"on_worker_error must be one of {', '.join(ON_WORKER_ERROR)}, got {on_worker_error!r}"
             )
+        if worker_timeout is not None and (
+            isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float))
+            or not worker_timeout > 0
+        ):
+            raise ConfigurationError(
+                f"worker_timeout must be None (no limit) or seconds > 0, got {worker_timeout!r}: "
+                "e.g. worker_timeout=60"
+            )
+        self.worker_timeout = worker_timeout
         self.strategy = strategy
         self.router = resolve_router(router) if strategy == "expertise_match" else None
         self.max_rounds = max_rounds
@@ -327,7 +337,7 @@ class _SupervisorRun:
         ctx = RunContext(run_id=self.run_id, phase="work", round=rec.round, results=dict(self.result.results),
                          state=self.state, extra={"task": self.task, "subtask": subtask, "worker": worker.name})
         try:
-            output = await worker.run(self._worker_input(worker, subtask), ctx)
+            output = await self._run_worker(worker, subtask, ctx)
         except Exception as exc:
             rec.status, rec.error = TaskStatus.FAILED, f"{type(exc).__name__}: {exc}"
             self._say(worker.name, None, rec.round, "worker", subtask=rec.subtask, error=rec.error)
@@ -346,6 +356,16 @@ class _SupervisorRun:
             slot.in_flight -= 1
             changed, self._changed = self._changed, anyio.Event()
             changed.set()
+
+    async def _run_worker(self, worker: Agent, subtask: str, ctx: RunContext) -> Any:
+        """The worker's answer; past ``worker_timeout`` it is cancelled and the subtask fails."""
+        timeout = self.team.worker_timeout
+        if timeout is None:
+            return await worker.run(self._worker_input(worker, subtask), ctx)
+        with anyio.move_on_after(timeout) as scope:
+            return await worker.run(self._worker_input(worker, subtask), ctx)
+        assert scope.cancelled_caught
+        raise TimeoutError(f"no answer within worker_timeout={timeout:g}s (the worker was cancelled)")
 
     def _worker_input(self, worker: Agent, subtask: str) -> Any:
         if isinstance(worker, InstructionAgent):
