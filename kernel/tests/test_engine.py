@@ -238,3 +238,50 @@ async def test_cancelling_a_run_does_not_wait_for_a_blocking_thread_agent(rt: An
     assert blocked_meanwhile
     assert state.status is TaskStatus.CANCELLED
     assert state.tasks["a"].status is TaskStatus.CANCELLED and "b" not in state.tasks
+
+
+async def test_async_on_task_complete_is_awaited(rt: Any) -> None:
+    done: list[str] = []
+
+    async def notify(task: Any) -> None:
+        await anyio.sleep(0)
+        done.append(task.name)
+
+    orch = Orchestrator()
+    orch.add_workflow(Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1), Task(name="b", agent=lambda x: 2)]))
+    result = await orch.run_workflow("w", on_task_complete=notify)
+    assert result.ok and done == ["a", "b"]
+    # a plain function that hands back an awaitable is awaited too
+    result = await orch.run_workflow("w", on_task_complete=lambda t: notify(t))
+    assert result.ok and done == ["a", "b", "a", "b"]
+
+
+async def test_failing_async_on_task_complete_never_fails_the_run(rt: Any) -> None:
+    async def notify(task: Any) -> None:
+        raise ConnectionError("webhook down")
+
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1), Task(name="b", agent=lambda x: 2)])
+    result = await wf.run(on_task_complete=notify)
+    assert result.ok and result.output == 2
+    assert rt.monitor_errors == 2
+
+
+async def test_async_event_listeners_are_rejected_before_anything_runs(rt: Any) -> None:
+    from pyagent import ConfigurationError
+
+    ran: list[str] = []
+
+    async def listener(event: Event) -> None:
+        ran.append(event.kind)
+
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: ran.append("agent"))])
+    with pytest.raises(ConfigurationError, match=r"on_event listener\(\) is a coroutine function: .* calling it synchronously"):
+        await wf.run(on_event=listener)
+    assert ran == []
+
+    class AsyncMonitor:
+        async def on_event(self, event: Event) -> None:
+            ran.append(event.kind)
+
+    with pytest.raises(ConfigurationError, match=r"monitor on_event\(\) is a coroutine function"):
+        Orchestrator(monitors=[AsyncMonitor()])

@@ -14,11 +14,13 @@ if TYPE_CHECKING:
 
 
 def _listener(monitor: Any) -> Callable[[Any], Any]:
+    from .events import sync_listener
+
     on_event = getattr(monitor, "on_event", None)
     if callable(on_event):
-        return on_event  # type: ignore[no-any-return]
+        return sync_listener(on_event, "monitor")
     if callable(monitor):
-        return monitor  # type: ignore[no-any-return]
+        return sync_listener(monitor, "monitor")
     raise ConfigurationError(
         f"monitor {monitor!r} has no on_event(event) method and is not callable: "
         "pass a monitor object (ConsoleMonitor(), ...) or a function taking one event"

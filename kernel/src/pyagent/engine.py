@@ -80,6 +80,10 @@ class WorkflowRun:
         self._resumed = resumed or {}
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []
+        if on_task_complete is not None:
+            # An after-task hook rather than a call inside _task_done: an async callback (or
+            # one handing back an awaitable) is awaited there, a sync one just called.
+            self.after_task.append(self._completed_callback)
         self.handoffs: list[dict[str, Any]] = []
 
     # -- events --------------------------------------------------------------------------
@@ -123,12 +127,18 @@ class WorkflowRun:
         if self._listeners:
             self.emit(kind, rec.name, rec.status.value, output=rec.output, error=rec.error_message,
                       duration=rec.duration, attempts=rec.attempt_count)
-        if self._on_task_complete is not None and rec.status is _COMPLETED:
-            try:
-                self._on_task_complete(rec)
-            except Exception as exc:
-                self.runtime.monitor_errors += 1
-                log.warning("on_task_complete callback failed for %s: %s", rec.name, exc)
+
+    async def _completed_callback(self, run: WorkflowRun, rec: TaskResult) -> None:
+        """Call ``on_task_complete`` for a completed task; its failure is logged, never the run's."""
+        callback = self._on_task_complete
+        assert callback is not None
+        try:
+            out = callback(rec)
+            if inspect.isawaitable(out):
+                await out
+        except Exception as exc:
+            self.runtime.monitor_errors += 1
+            log.warning("on_task_complete callback failed for %s: %s", rec.name, exc)
 
     # -- steps ---------------------------------------------------------------------------
 

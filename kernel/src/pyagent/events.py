@@ -6,7 +6,9 @@ events are only built when someone listens.
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Callable
 from typing import Any
 
 # Event kinds. Task kinds mirror TaskStatus transitions; the others are policies at work.
@@ -79,3 +81,20 @@ class Event:
     def __repr__(self) -> str:
         where = f" task={self.task!r}" if self.task else ""
         return f"Event({self.kind!r}, workflow={self.workflow!r}{where}, status={self.status!r})"
+
+
+def sync_listener(fn: Callable[[Event], Any], what: str) -> Callable[[Event], Any]:
+    """``fn`` itself if it can take events; a coroutine function is refused before anything runs.
+
+    Events are delivered by a plain call on the run's event loop, in the order they happen; a
+    coroutine function would only build a coroutine that nobody awaits, silently.
+    """
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):  # noqa: B004
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"{what} {getattr(fn, '__name__', type(fn).__name__)}() is a coroutine function: events are delivered by calling it "
+            "synchronously on the run's event loop, so it would never run; pass a plain function "
+            "and hand slow work to a thread or a queue (e.g. an anyio memory stream's send_nowait)"
+        )
+    return fn

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .durable import drive
 from .engine import WorkflowRun, check_runnable
+from .events import sync_listener
 from .plugins import get_runtime
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ async def run_workflow(
     executor = runtime.executor(workflow.executor, workflow.executor_options)
     all_listeners = [*runtime.monitor_hooks_as_listeners(), *listeners]
     if on_event is not None:
-        all_listeners.append(on_event)
+        all_listeners.append(sync_listener(on_event, "on_event"))
     run = WorkflowRun(workflow, runtime=runtime, input=input, run_id=run_id,
                       listeners=all_listeners, on_task_complete=on_task_complete,
                       executor=executor, resumed=resumed)
