@@ -444,6 +444,31 @@ async def test_a_team_as_an_agent_answers_with_its_output(runtime: Runtime) -> N
 
 
 @pytest.mark.anyio
+async def test_round_robin_rotation_continues_across_runs_of_a_team(runtime: Runtime) -> None:
+    # A team that serves many tasks, each planned as one subtask, must not send them all to
+    # the first worker.
+    team = AgentPatterns.supervisor(supervisor=planner("only"), workers=workers("a", "b", "c"))
+    used = [(await team.run(f"task {i}")).assignments["only"] for i in range(4)]
+    assert used == ["a", "b", "c", "a"]
+
+
+@pytest.mark.anyio
+async def test_load_balance_remembers_busy_time_across_runs(runtime: Runtime) -> None:
+    runtime.clock = clock = ManualClock()
+
+    def make(name: str) -> Any:
+        async def work(s: str) -> str:
+            await clock.sleep(3.0)
+            return s
+        return agent(work, name=name)
+
+    team = AgentPatterns.supervisor(supervisor=planner("job"), workers=[make("a"), make("b")],
+                                    strategy="load_balance")
+    used = [(await team.run(f"task {i}")).assignments["job"] for i in range(3)]
+    assert used == ["a", "b", "a"]  # idle, then the one with less busy time so far
+
+
+@pytest.mark.anyio
 async def test_a_hanging_worker_times_out_and_fails_the_run(runtime: Runtime) -> None:
     async def hangs(s: str) -> str:
         await anyio.sleep_forever()
@@ -493,3 +518,12 @@ def test_worker_timeout_must_be_positive(runtime: Runtime) -> None:
     for bad in (0, -1, "10", True):
         with pytest.raises(ConfigurationError, match="worker_timeout"):
             AgentPatterns.supervisor(supervisor=planner("x"), workers=workers("a"), worker_timeout=bad)
+
+
+@pytest.mark.anyio
+async def test_expertise_match_ties_count_subtasks_across_runs(runtime: Runtime) -> None:
+    # No worker fits "file the paperwork": the tie goes to whoever has taken fewer, run after run.
+    team = AgentPatterns.supervisor(supervisor=planner("file the paperwork"),
+                                    workers=workers("researcher", "analyst"), strategy="expertise_match")
+    used = [(await team.run(f"task {i}")).assignments["file the paperwork"] for i in range(3)]
+    assert used == ["researcher", "analyst", "researcher"]

@@ -37,18 +37,30 @@ class WorkerSlot:
         return str(self.agent.name)
 
 
+class Rotation:
+    """Where the rotation stands; a team keeps one, so it carries over between rounds and runs."""
+
+    __slots__ = ("next",)
+
+    def __init__(self) -> None:
+        self.next = 0
+
+
 class RoundRobin:
-    """Subtask i of the run goes to worker i mod n; the rotation carries over between rounds."""
+    """Each subtask goes to the next worker in rotation; the rotation belongs to the team.
+
+    A team that serves many tasks with one subtask each still spreads them over its workers.
+    """
 
     name = "round_robin"
     dynamic = False
 
-    def __init__(self) -> None:
-        self._next = 0
+    def __init__(self, rotation: Rotation | None = None) -> None:
+        self._rotation = rotation if rotation is not None else Rotation()
 
     async def choose(self, subtask: str, slots: list[WorkerSlot]) -> tuple[WorkerSlot, float | None]:
-        slot = slots[self._next % len(slots)]
-        self._next += 1
+        slot = slots[self._rotation.next % len(slots)]
+        self._rotation.next += 1
         return slot, None
 
 

@@ -33,7 +33,7 @@ from pyagent.plugins import Runtime, get_runtime
 from pyagent.tasks import TaskStatus
 
 from .plan import PlanError, parse_plan
-from .strategies import STRATEGIES, ExpertiseMatch, LoadBalance, RoundRobin, WorkerSlot
+from .strategies import STRATEGIES, ExpertiseMatch, LoadBalance, Rotation, RoundRobin, WorkerSlot
 
 ON_WORKER_ERROR = ("fail", "continue")
 
@@ -141,6 +141,11 @@ class SupervisorTeam:
             else (1 if strategy == "load_balance" else None)
         )
         self.on_worker_error = on_worker_error
+        # Kept across runs: round_robin continues its rotation, load_balance remembers busy time,
+        # expertise_match breaks ties by subtasks taken so far.
+        self.rotation = Rotation()
+        self.busy: dict[str, float] = {}
+        self.taken: dict[str, int] = {}
         self.name = name
         self.description = description or (
             f"a supervisor ({self.supervisor.name}) with workers {', '.join(w.name for w in self.workers)}"
@@ -175,11 +180,14 @@ class _SupervisorRun:
         self.state: dict[str, Any] = {}
         capacity = team.worker_concurrency
         self.slots = [WorkerSlot(w, i, capacity) for i, w in enumerate(team.workers)]
+        for slot in self.slots:
+            slot.busy = team.busy.get(slot.name, 0.0)
+            slot.assigned = team.taken.get(slot.name, 0)
         self.result = SupervisorResult(run_id=self.run_id, strategy=team.strategy,
                                        started_at=self.runtime.clock.time())
         self.strategy: Any
         if team.strategy == "round_robin":
-            self.strategy = RoundRobin()
+            self.strategy = RoundRobin(team.rotation)
         elif team.strategy == "load_balance":
             self.strategy = LoadBalance()
             for slot in self.slots:
@@ -294,6 +302,7 @@ class _SupervisorRun:
         self.result.assignments[key] = slot.name
         self.result.work.append(rec)
         slot.assigned += 1
+        self.team.taken[slot.name] = self.team.taken.get(slot.name, 0) + 1
         announce_handoff(self.team.supervisor.name, slot.name, key, mode="delegate", source=self.team.name,
                          run_id=self.run_id, round=rnd, strategy=self.team.strategy)
         return rec
@@ -352,7 +361,9 @@ class _SupervisorRun:
             self._say(worker.name, output, rec.round, "worker", subtask=rec.subtask)
         finally:
             rec.finished_at = clock.time()
-            slot.busy += clock.monotonic() - started
+            spent = clock.monotonic() - started
+            slot.busy += spent
+            self.team.busy[slot.name] = self.team.busy.get(slot.name, 0.0) + spent
             slot.in_flight -= 1
             changed, self._changed = self._changed, anyio.Event()
             changed.set()
