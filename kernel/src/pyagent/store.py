@@ -85,4 +85,5 @@ class Store(Protocol):
         """Headers matching every given filter, newest first."""
 
     async def prune(self, run_id: str, keep: int) -> int:
-        """Keep the last ``keep`` checkpoints of a run (never dropping the full one they build on); return how many were deleted."""
+        """Keep the last ``keep`` checkpoints of a run and every older one back to the full checkpoint
+        they build on (a delta needs each checkpoint before it); return how many were deleted."""

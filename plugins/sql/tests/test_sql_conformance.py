@@ -144,21 +144,39 @@ async def test_prune_keeps_the_last_n_and_the_full_checkpoint_they_build_on(url:
             await store.append_checkpoint(cp("r1", seq, kind))
 
         assert await store.prune("r1", 10) == 0
-        # Keep 2 (seq 5, 6): they build on the full seq 3, which stays; 0, 1, 2, 4 go.
-        assert await store.prune("r1", 2) == 4
+        # Keep 2 (seq 5, 6): they build on the full seq 3 and the delta 4, which stay; 0, 1, 2 go.
+        assert await store.prune("r1", 2) == 3
         loaded = await store.load("r1")
         assert loaded is not None
-        assert [(c.seq, c.kind) for c in loaded.checkpoints] == [(3, "full"), (5, "delta"), (6, "delta")]
+        assert [(c.seq, c.kind) for c in loaded.checkpoints] == [
+            (3, "full"), (4, "delta"), (5, "delta"), (6, "delta")]
         assert loaded.checkpoints[0].payload == b"r1:3"
         assert await store.prune("r1", 3) == 0
 
         # When the kept window starts with a full checkpoint, nothing older is needed.
         await store.append_checkpoint(cp("r1", 7, "full"))
         await store.append_checkpoint(cp("r1", 8, "delta"))
-        assert await store.prune("r1", 2) == 3
+        assert await store.prune("r1", 2) == 4
         loaded = await store.load("r1")
         assert loaded is not None
         assert [(c.seq, c.kind) for c in loaded.checkpoints] == [(7, "full"), (8, "delta")]
+
+
+async def test_what_prune_keeps_still_loads_without_gaps(url: str) -> None:
+    """A delta only means something on top of every checkpoint before it back to its full one:
+    whatever prune keeps, load must return a run of consecutive seqs from a full checkpoint."""
+    async with opened(url) as store:
+        await store.save_run(header("r1"))
+        kinds = ["full", "delta", "delta", "full", "delta", "delta", "delta"]
+        for seq, kind in enumerate(kinds):
+            await store.append_checkpoint(cp("r1", seq, kind))
+        for keep in (6, 4, 2, 1):
+            await store.prune("r1", keep)
+            loaded = await store.load("r1")
+            assert loaded is not None
+            seqs = [c.seq for c in loaded.checkpoints]
+            assert loaded.checkpoints[0].kind == "full"
+            assert seqs == list(range(seqs[0], 7)), (keep, seqs)
 
 
 async def test_prune_touches_only_the_named_run(url: str) -> None:
@@ -167,7 +185,10 @@ async def test_prune_touches_only_the_named_run(url: str) -> None:
             await store.save_run(header(run))
             for seq in range(5):
                 await store.append_checkpoint(cp(run, seq, "full" if seq == 0 else "delta"))
-        assert await store.prune("r1", 1) == 3  # keeps the full 0 and the delta 4
+        # The delta 4 builds on 0-3: with no later full checkpoint, none of them may go.
+        assert await store.prune("r1", 1) == 0
+        await store.append_checkpoint(cp("r1", 5, "full"))
+        assert await store.prune("r1", 1) == 5  # now the full 5 stands alone
         other = await store.load("r2")
         assert other is not None and [c.seq for c in other.checkpoints] == [0, 1, 2, 3, 4]
 

@@ -67,12 +67,8 @@ class MemoryStore:
         cps = sorted(self._checkpoints.get(run_id, []), key=lambda c: c.seq)
         if len(cps) <= keep:
             return 0
-        kept = cps[-keep:]
-        # The oldest kept checkpoint must be able to build on a full one.
-        if kept[0].kind != "full":
-            fulls = [c for c in cps[:-keep] if c.kind == "full"]
-            if fulls:
-                kept = [fulls[-1], *kept]
-        dropped = len(cps) - len(kept)
-        self._checkpoints[run_id] = kept
-        return dropped
+        # A delta builds on every checkpoint back to its full one: keep from the full
+        # checkpoint the oldest kept one builds on (nothing can go if there is none).
+        start = next((i for i in range(len(cps) - keep, -1, -1) if cps[i].kind == "full"), 0)
+        self._checkpoints[run_id] = cps[start:]
+        return start

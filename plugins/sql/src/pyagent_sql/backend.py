@@ -192,11 +192,6 @@ class Backend:
             cps.c.run_id == bindparam("run_id"), cps.c.kind == "full", cps.c.seq < bindparam("before")
         )
         self.delete_before = delete(cps).where(cps.c.run_id == bindparam("run_id"), cps.c.seq < bindparam("before"))
-        self.delete_before_except = delete(cps).where(
-            cps.c.run_id == bindparam("run_id"),
-            cps.c.seq < bindparam("before"),
-            cps.c.seq != bindparam("spare"),
-        )
 
     # -- operations, on the backend's loop ----------------------------------------------
 
@@ -230,17 +225,16 @@ class Backend:
             if first is None:
                 return 0
             first_seq, first_kind = first
-            spare = None
+            # A delta builds on every checkpoint back to its full one: delete only what lies
+            # before the full checkpoint the oldest kept one builds on.
+            base = first_seq
             if first_kind != "full":
-                spare = (
+                base = (
                     await conn.execute(self.select_full_before, {"run_id": run_id, "before": first_seq})
                 ).scalar()
-            if spare is None:
-                result = await conn.execute(self.delete_before, {"run_id": run_id, "before": first_seq})
-            else:
-                result = await conn.execute(
-                    self.delete_before_except, {"run_id": run_id, "before": first_seq, "spare": spare}
-                )
+                if base is None:
+                    return 0
+            result = await conn.execute(self.delete_before, {"run_id": run_id, "before": base})
             return int(result.rowcount or 0)
 
 
