@@ -120,3 +120,19 @@ async def test_model_registered_by_a_plugin_is_used(bare_runtime: Any) -> None:
     bare_runtime.register(EchoProvider(), "echo-provider")
     a = agent("You echo", model="echo:v1")
     assert await a.run("hi", RunContext()) == "v1:hi"
+
+
+async def test_keyword_only_context_parameter_is_passed_by_keyword(mini_runtime: Any) -> None:
+    from pyagent.orchestrator import Task, Workflow
+
+    def sync_fn(x: Any, *, ctx: RunContext) -> Any:
+        return (x, ctx.run_id)
+
+    async def async_fn(x: Any, *, context: RunContext) -> Any:
+        return (x[0] + 1, context.task.name if context.task else None)
+
+    assert await agent(sync_fn).run(1, RunContext(run_id="r1")) == (1, "r1")
+    assert agent(sync_fn)(1, RunContext(run_id="r2")) == (1, "r2")
+    result = await Workflow(name="w", steps=[Task(name="a", agent=sync_fn), Task(name="b", agent=async_fn)]).run(1)
+    assert result.ok, result.error
+    assert result.output == (2, "b")

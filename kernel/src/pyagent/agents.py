@@ -55,6 +55,26 @@ def _wants_context(fn: Callable[..., Any]) -> bool:
     return len(positional) >= 2 and positional[1].default is inspect.Parameter.empty
 
 
+def _context_keyword(fn: Callable[..., Any]) -> str | None:
+    """The name to pass the context by when it cannot go second positionally (``def f(x, *, ctx)``)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    for i, p in enumerate(params[1:], start=1):
+        if p.name in ("ctx", "context"):
+            positional = p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            return None if positional and i == 1 else p.name
+    return None
+
+
+def _by_keyword(fn: Callable[..., Any], name: str) -> Callable[[Any, RunContext], Any]:
+    def call(input: Any, ctx: RunContext) -> Any:
+        return fn(input, **{name: ctx})
+
+    return call
+
+
 def _callable_name(fn: Callable[..., Any]) -> str:
     name = getattr(fn, "__name__", None) or type(fn).__name__
     return "agent" if name == "<lambda>" else name
@@ -86,9 +106,12 @@ class FunctionAgent:
             getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
         )
         self.wants_context = _wants_context(fn)
+        keyword = _context_keyword(fn) if self.wants_context else None
+        # What the engine calls: the function itself, or an adapter passing ctx by keyword.
+        self._call: Callable[..., Any] = fn if keyword is None else _by_keyword(fn, keyword)
 
     async def run(self, input: Any, ctx: RunContext) -> Any:
-        fn = self.fn
+        fn = self._call
         if self.is_async:
             if self.wants_context:
                 return await fn(input, ctx)
@@ -110,7 +133,7 @@ class FunctionAgent:
     def __call__(self, input: Any, ctx: RunContext | None = None) -> Any:
         """Call the wrapped function directly, as if it were not decorated."""
         if self.wants_context:
-            return self.fn(input, ctx if ctx is not None else RunContext())
+            return self._call(input, ctx if ctx is not None else RunContext())
         return self.fn(input)
 
     def __repr__(self) -> str:

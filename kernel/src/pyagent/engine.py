@@ -230,7 +230,7 @@ class WorkflowRun:
             if task.retry_config is None and task.timeout is None:
                 if self._local and type(agent) is FunctionAgent and not agent.thread:
                     # Hot path: call the function directly; a context only if it takes one.
-                    fn = agent.fn
+                    fn = agent._call
                     if agent.wants_context:
                         ctx = self._context(task, input, previous)
                         output = fn(input, ctx)
