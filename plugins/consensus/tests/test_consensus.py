@@ -403,3 +403,40 @@ async def test_team_run_is_a_coroutine_and_reusable(runtime: Any) -> None:
 def test_an_unknown_option_is_named(runtime: Any) -> None:
     with pytest.raises(ConfigurationError, match=r"unknown option.*rounds"):
         AgentPatterns.consensus(agents=[fixed("a", "x")], task="t", rounds=3)
+
+
+@pytest.mark.anyio
+async def test_a_split_decision_is_not_consensus(runtime: Any) -> None:
+    # Two say yes, two say no: each half meets a threshold of 0.5, so neither is "agreed".
+    agents = [fixed("a", "yes"), fixed("b", "no"), fixed("c", "yes"), fixed("d", "no")]
+
+    result = await AgentPatterns.consensus(agents=agents, task="Adopt?", max_rounds=2,
+                                           agreement_threshold=0.5)
+
+    assert result.ok
+    assert not result.reached
+    assert result.tie
+    assert result.rounds == 2  # a tie is no reason to stop: a later round may break it
+    assert result.agreement == pytest.approx(0.5)
+
+
+@pytest.mark.anyio
+async def test_a_tie_broken_in_a_later_round_reaches_consensus(runtime: Any) -> None:
+    def swing(task: str, ctx: RunContext) -> str:
+        return "no" if ctx.round == 1 else "yes"
+
+    agents = [fixed("a", "yes"), agent(swing, name="b"), fixed("c", "yes"), fixed("d", "no")]
+
+    result = await AgentPatterns.consensus(agents=agents, task="Adopt?", max_rounds=3,
+                                           agreement_threshold=0.5)
+
+    assert result.reached and not result.tie
+    assert result.rounds == 2
+    assert result.output == "yes" and result.agreement == pytest.approx(0.75)
+
+
+def test_a_tie_is_reported_by_measure() -> None:
+    assert measure(["yes", "no", "no", "yes"], same_text).tied
+    assert not measure(["yes", "no", "yes"], same_text).tied
+    assert not measure(["yes", "yes"], same_text).tied
+

@@ -36,12 +36,14 @@ class Agreement:
     """The largest group of equivalent answers in one round.
 
     ``members`` are indices into the round's answers; ``representative`` is the member whose
-    answer stands for the group (every other member is equivalent to it).
+    answer stands for the group (every other member is equivalent to it). ``tied`` is set when
+    another answer, outside the group, has as much support: a split, not an agreement.
     """
 
     fraction: float
     members: list[int]
     representative: int
+    tied: bool = False
 
 
 def measure(answers: list[Any], same: Same) -> Agreement:
@@ -60,7 +62,9 @@ def measure(answers: list[Any], same: Same) -> Agreement:
                 support[i].append(j)
                 support[j].append(i)
     best = max(range(n), key=lambda i: (len(support[i]), -i))
-    return Agreement(len(support[best]) / n, sorted(support[best]), best)
+    members = set(support[best])
+    tied = any(len(support[j]) == len(members) for j in range(n) if j not in members)
+    return Agreement(len(members) / n, sorted(members), best, tied)
 
 
 def _check_fraction(value: Any, what: str, example: str) -> float:

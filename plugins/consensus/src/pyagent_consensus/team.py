@@ -120,9 +120,13 @@ class ConsensusTeam:
                 result.agreement_by_round.append(agreement.fraction)
                 result.supporters = [self.labels[i] for i in agreement.members]
                 result.output = answers[agreement.representative]
-                result.reached = agreement.fraction >= self.agreement_threshold - _EPSILON
+                result.tie = agreement.tied
+                # Two equal halves can each meet a threshold of 0.5 or less: that is a split.
+                result.reached = (agreement.fraction >= self.agreement_threshold - _EPSILON
+                                  and not agreement.tied)
                 emit(ev.TEAM_ROUND, run_id, status="completed", round=round,
-                     agreement=agreement.fraction, reached=result.reached, output=result.output,
+                     agreement=agreement.fraction, reached=result.reached, tie=agreement.tied,
+                     output=result.output,
                      supporters=list(result.supporters))
                 if result.reached:
                     break
