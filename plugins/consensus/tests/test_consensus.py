@@ -440,3 +440,9 @@ def test_a_tie_is_reported_by_measure() -> None:
     assert not measure(["yes", "no", "yes"], same_text).tied
     assert not measure(["yes", "yes"], same_text).tied
 
+
+def test_a_threshold_just_above_one_is_not_mistaken_for_a_percentage(runtime: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        AgentPatterns.consensus(agents=[fixed("a", "x")], task="t", agreement_threshold=1.01)
+    assert "percentage" not in str(info.value)
+

@@ -72,7 +72,7 @@ def _check_fraction(value: Any, what: str, example: str) -> float:
         raise ConfigurationError(f"{what} must be a number in (0, 1], got {value!r}: e.g. {what}={example}")
     number = float(value)
     if not 0 < number <= 1:  # also rejects NaN, which compares false
-        hint = f" (a percentage? give a fraction, e.g. {what}={number / 100:g})" if 1 < number <= 100 else ""
+        hint = f" (a percentage? give a fraction, e.g. {what}={number / 100:g})" if 2 <= number <= 100 else ""
         raise ConfigurationError(f"{what} must be in (0, 1], got {value!r}{hint}: e.g. {what}={example}")
     return number
 
