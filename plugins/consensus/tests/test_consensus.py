@@ -446,3 +446,10 @@ def test_a_threshold_just_above_one_is_not_mistaken_for_a_percentage(runtime: An
         AgentPatterns.consensus(agents=[fixed("a", "x")], task="t", agreement_threshold=1.01)
     assert "percentage" not in str(info.value)
 
+
+def test_times_come_from_the_runtime_clock(runtime: Any) -> None:
+    from pyagent.testing import ManualClock
+
+    runtime.clock = ManualClock(start=1000.0)
+    result = AgentPatterns.consensus(agents=[fixed("a", "x")], task="t")
+    assert (result.started_at, result.finished_at) == (1000.0, 1000.0)

@@ -279,3 +279,13 @@ def test_an_unknown_option_is_named(runtime: Any) -> None:
     with pytest.raises(ConfigurationError, match=r"unknown option.*max_rounds"):
         AgentPatterns.debate(pro_agent=lambda t: "a", con_agent=lambda t: "b", judge=lambda t: "c",
                              topic="T", max_rounds=3)
+
+
+def test_times_come_from_the_runtime_clock(runtime: Any) -> None:
+    from pyagent.testing import ManualClock
+
+    runtime.clock = ManualClock(start=1000.0)
+    say = agent(lambda topic: "Winner: pro. Fine.", name="judge")
+    result = AgentPatterns.debate(pro_agent=lambda t: "yes", con_agent=lambda t: "no", judge=say,
+                                  topic="t", rounds=1)
+    assert result.ok and (result.started_at, result.finished_at) == (1000.0, 1000.0)

@@ -169,3 +169,11 @@ async def test_async_agent_and_reuse_of_a_team(runtime: Any) -> None:
 
     assert first.steps == ["x:a", "x:b"] and second.steps == ["y:a", "y:b"]
     assert first.run_id != second.run_id
+
+
+def test_times_come_from_the_runtime_clock(runtime: Any) -> None:
+    from pyagent.testing import ManualClock
+
+    runtime.clock = ManualClock(start=1000.0)
+    result = AgentPatterns.chain_of_thought(agent=lambda t: "ok", task="t", steps=["one"])
+    assert result.ok and (result.started_at, result.finished_at) == (1000.0, 1000.0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -12,6 +11,7 @@ from pyagent.agents import Agent, InstructionAgent, as_agent, render_input
 from pyagent.concurrency import TaskGroup, first_error
 from pyagent.context import Message, RunContext
 from pyagent.errors import ConfigurationError, PyAgentError
+from pyagent.plugins import get_runtime
 from pyagent.tasks import TaskStatus
 
 from .agreement import Same, check_threshold, measure, resolve_equivalence
@@ -94,8 +94,9 @@ class ConsensusTeam:
     async def run(self, task: Any) -> ConsensusResult:
         """Run rounds until agreement reaches the threshold or ``max_rounds`` ran out."""
         run_id = uuid.uuid4().hex
+        clock = get_runtime().clock
         result = ConsensusResult(
-            run_id=run_id, started_at=time.time(), threshold=self.agreement_threshold,
+            run_id=run_id, started_at=clock.time(), threshold=self.agreement_threshold,
             max_rounds=self.max_rounds, equivalence=self.equivalence_label,
         )
         emit(ev.TEAM_STARTED, run_id, status="running", input=task, agents=list(self.labels))
@@ -138,11 +139,11 @@ class ConsensusTeam:
             result.exception = error.error if isinstance(error, AgentFailedError) else error
             result.reached = False
             result.transcript = transcript
-            result.finished_at = time.time()
+            result.finished_at = clock.time()
             emit(ev.TEAM_FAILED, run_id, status="failed", error=result.error, rounds=result.rounds)
             return result
         result.transcript = transcript
-        result.finished_at = time.time()
+        result.finished_at = clock.time()
         emit(ev.TEAM_COMPLETED, run_id, status="completed", output=result.output,
              agreement=result.agreement, rounds=result.rounds, reached=result.reached)
         return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -10,6 +9,7 @@ from pyagent import events as ev
 from pyagent.agents import Agent, InstructionAgent, as_agent, render_input
 from pyagent.context import Message, RunContext
 from pyagent.errors import ConfigurationError, PyAgentError
+from pyagent.plugins import get_runtime
 from pyagent.tasks import TaskStatus
 
 from .events import emit
@@ -85,7 +85,8 @@ class DebateTeam:
     async def run(self, topic: Any) -> DebateResult:
         """Run every round, then the judge; a failure ends the run with a failed result."""
         run_id = uuid.uuid4().hex
-        result = DebateResult(run_id=run_id, topic=topic, started_at=time.time())
+        clock = get_runtime().clock
+        result = DebateResult(run_id=run_id, topic=topic, started_at=clock.time())
         emit(ev.TEAM_STARTED, run_id, status="running", input=topic,
              agents=[self.labels["pro"], self.labels["con"], self.labels["judge"]])
         transcript: list[Message] = []
@@ -113,7 +114,7 @@ class DebateTeam:
             result.error = str(exc) if isinstance(exc, PyAgentError) else f"{type(exc).__name__}: {exc}"
             result.exception = exc.error if isinstance(exc, DebaterFailedError) else exc
             result.transcript = transcript
-            result.finished_at = time.time()
+            result.finished_at = clock.time()
             emit(ev.TEAM_FAILED, run_id, status="failed", error=result.error, rounds=result.rounds)
             return result
         verdict = parse_verdict(verdict_output, pro_names=[self.pro.name, self.labels["pro"]],
@@ -123,7 +124,7 @@ class DebateTeam:
         result.verdict = verdict
         result.output = verdict.conclusion
         result.transcript = transcript
-        result.finished_at = time.time()
+        result.finished_at = clock.time()
         emit(ev.TEAM_TURN, run_id, agent=self.labels["judge"], status="completed",
              round=self.rounds, phase="judge", output=verdict_output, winner=verdict.winner)
         emit(ev.TEAM_COMPLETED, run_id, status="completed", output=result.output,

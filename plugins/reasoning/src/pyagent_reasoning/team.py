@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -10,6 +9,7 @@ from pyagent import events as ev
 from pyagent.agents import Agent, InstructionAgent, as_agent, render_input
 from pyagent.context import Message, RunContext
 from pyagent.errors import ConfigurationError, PyAgentError
+from pyagent.plugins import get_runtime
 from pyagent.tasks import TaskStatus
 
 from .events import emit
@@ -59,8 +59,9 @@ class ChainOfThoughtTeam:
         run_id = uuid.uuid4().hex
         name = self.agent.name
         total = len(self.steps)
+        clock = get_runtime().clock
         result = ChainOfThoughtResult(run_id=run_id, task=task, step_names=list(self.steps),
-                                      started_at=time.time())
+                                      started_at=clock.time())
         emit(ev.TEAM_STARTED, run_id, status="running", input=task, agents=[name],
              steps=list(self.steps))
         outputs: dict[str, Any] = {}
@@ -79,7 +80,7 @@ class ChainOfThoughtTeam:
                 result.status = TaskStatus.FAILED
                 result.error = str(error)
                 result.exception = exc
-                result.finished_at = time.time()
+                result.finished_at = clock.time()
                 emit(ev.TEAM_FAILED, run_id, agent=name, status="failed", error=result.error,
                      step=step, round=number)
                 return result
@@ -90,7 +91,7 @@ class ChainOfThoughtTeam:
             emit(ev.TEAM_TURN, run_id, agent=name, status="completed", round=number, step=step,
                  output=output)
         result.output = result.steps[-1]
-        result.finished_at = time.time()
+        result.finished_at = clock.time()
         emit(ev.TEAM_COMPLETED, run_id, status="completed", output=result.output, steps=total)
         return result
 
