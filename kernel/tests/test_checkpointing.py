@@ -388,6 +388,42 @@ async def test_ctx_state_is_checkpointed_as_changes(rt: Runtime, store_url: str)
     assert result.output == {"seen": 2}
 
 
+@pytest.mark.anyio
+async def test_ctx_state_keys_that_are_not_strings_are_checkpointed_as_they_are(
+        rt: Runtime, store_url: str) -> None:
+    fail = {"on": True}
+
+    def first(x: Any, ctx: Any) -> int:
+        ctx.state[7] = "int key"
+        ctx.state[("region", 2)] = "tuple key"
+        ctx.state["__pyagent__"] = "looks like a tag"
+        return 1
+
+    def second(x: Any, ctx: Any) -> int:
+        ctx.state[("region", 2)] = "changed"
+        del ctx.state[7]
+        ctx.state[frozenset({"a"})] = "added"
+        return 2
+
+    def third(x: Any, ctx: Any) -> Any:
+        if fail["on"]:
+            raise RuntimeError("later")
+        return dict(ctx.state)
+
+    wf = Workflow(name="keys", steps=[Task(name="a", agent=first), Task(name="b", agent=second),
+                                      Task(name="c", agent=third)],
+                  checkpointing={"storage": store_url})
+    first_run = await wf.run()
+    assert first_run.status is TaskStatus.FAILED and "later" in (first_run.error or "")
+    assert first_run.errors.keys() == {"c"}  # every checkpoint was written
+    fail["on"] = False
+    result = await wf.resume_from(first_run.run_id)
+    assert result.ok
+    assert result.output == {("region", 2): "changed", "__pyagent__": "looks like a tag",
+                             frozenset({"a"}): "added"}
+    assert [n for n, t in result.tasks.items() if t.reused] == ["a", "b"]
+
+
 # -- encryption -------------------------------------------------------------------------------
 
 

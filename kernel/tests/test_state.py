@@ -291,3 +291,32 @@ def test_a_state_file_of_a_checkpointed_run_resumes_into_the_same_checkpoints(
     # The store holds the finished run, and resuming it from there reuses everything.
     again = wf.resume_from(first.run_id)
     assert again.ok and all(t.reused for t in again.tasks.values())
+
+
+@pytest.mark.anyio
+async def test_ctx_state_keys_that_are_not_strings_survive_get_state_save_and_resume(
+        rt: Runtime, tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+    fail = {"on": True}
+
+    def first(x: Any, ctx: Any) -> str:
+        ctx.state[7] = "int key"
+        ctx.state[("region", 2)] = "tuple key"
+        ctx.state["plain"] = 1
+        return "first"
+
+    def second(x: Any, ctx: Any) -> str:
+        if fail["on"]:
+            raise RuntimeError("not yet")
+        seen.update(ctx.state)
+        return "done"
+
+    wf = Workflow(name="keys", steps=[Task(name="first", agent=first), Task(name="second", agent=second)])
+    await wf.run()
+    state = wf.get_state()
+    assert state.shared == {7: "int key", ("region", 2): "tuple key", "plain": 1}
+    path = state.save(tmp_path / "keys.json")
+    assert WorkflowState.load(path).shared == state.shared
+    fail["on"] = False
+    result = await wf.resume_from(path)
+    assert result.ok and seen == {7: "int key", ("region", 2): "tuple key", "plain": 1}

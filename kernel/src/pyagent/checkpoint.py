@@ -139,7 +139,7 @@ class Checkpointer(RunRecorder):
         self._since_full = 0
         self._pending: list[TaskResult] = []
         self._saved: dict[str, TaskStatus] = {}
-        self._shared: dict[str, bytes] = {}
+        self._shared: dict[Any, bytes] = {}
         self._last_write = 0.0
         self._clock = run.runtime.clock
 
@@ -168,9 +168,9 @@ class Checkpointer(RunRecorder):
         body: dict[str, Any] = {"tasks": tasks}
         changed, removed = self._shared_changes()
         if changed:
-            body["shared_set"] = changed
+            body["shared_set"] = _keyed(changed)
         if removed:
-            body["shared_del"] = removed
+            body["shared_del"] = [codec.to_jsonable(k, f"ctx.state key {k!r}") for k in removed]
         if extra:
             body.update(extra)
         if not tasks and not changed and not removed and not force:
@@ -191,11 +191,12 @@ class Checkpointer(RunRecorder):
                  "error": None if result is None else result.error}
         await self.flush(extra, force=True)
 
-    def _shared_changes(self) -> tuple[dict[str, Any], list[str]]:
+    def _shared_changes(self) -> tuple[dict[Any, Any], list[Any]]:
+        """ctx.state keys set (with their encoded values) and removed since the last checkpoint."""
         state = self.run.state
         if not state and not self._shared:
             return {}, []
-        changed: dict[str, Any] = {}
+        changed: dict[Any, Any] = {}
         for key, value in list(state.items()):
             enc = codec.to_jsonable(value, f"ctx.state[{key!r}]")
             raw = codec.dumps(enc)
@@ -225,7 +226,7 @@ class Checkpointer(RunRecorder):
             "workflow": run.workflow.name, "run_id": run.run_id, "status": run.status.value,
             "started_at": run.started_at, "order": run.workflow.task_names,
             "input": codec.to_jsonable(run.input, "the run's input"),
-            "shared": {k: codec.to_jsonable(v, f"ctx.state[{k!r}]") for k, v in run.state.items()},
+            "shared": codec.to_jsonable(dict(run.state), "ctx.state"),
             "tasks": tasks,
         }
         if extra:
@@ -243,6 +244,15 @@ class Checkpointer(RunRecorder):
         ))
         run.emit(ev.CHECKPOINT_SAVED, status=run.status.value, seq=seq, checkpoint=kind, size=len(payload),
                  tasks=len(body.get("tasks", ())))
+
+
+def _keyed(encoded: dict[Any, Any]) -> Any:
+    """A dict of already encoded values, its keys encoded the way ``codec.to_jsonable`` does:
+    as it is when every key is a string, else as tagged (key, value) pairs."""
+    if codec.TAG not in encoded and all(type(k) is str for k in encoded):
+        return encoded
+    return {codec.TAG: "dict", "items": [
+        [codec.to_jsonable(k, f"ctx.state key {k!r}"), v] for k, v in encoded.items()]}
 
 
 # -- reading ----------------------------------------------------------------------------------

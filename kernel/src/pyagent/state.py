@@ -157,7 +157,8 @@ class WorkflowState(BaseModel):
     results: dict[str, Any] = Field(default_factory=dict)
     tasks: dict[str, TaskState] = Field(default_factory=dict)
     input: Any = None
-    shared: dict[str, Any] = Field(default_factory=dict, description="the run's ctx.state")
+    # Keys as the agents wrote them: ctx.state is a plain dict, so 7 or ("region", 2) are keys too.
+    shared: dict[Any, Any] = Field(default_factory=dict, description="the run's ctx.state")
     error: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
