@@ -92,3 +92,35 @@ def test_task_without_agent_fails_before_anything_runs(mini_runtime: Any) -> Non
 def test_empty_workflow(mini_runtime: Any) -> None:
     with pytest.raises(ConfigurationError, match="has no steps"):
         anyio.run(Workflow(name="Protected Flow").run)
+
+
+def test_deep_dependency_chain_listed_in_any_order() -> None:
+    """Cycle detection must not depend on Python's recursion limit."""
+    n = 5000
+    steps = [Task(name=f"t{i}", agent=noop, dependencies=[f"t{i - 1}"] if i else []) for i in range(n)]
+    assert Workflow(name="deep", steps=steps[::-1]).pattern_name == "graph"
+    looped = [Task(name="t0", agent=noop, dependencies=[f"t{n - 1}"]), *steps[1:]]
+    with pytest.raises(ValidationError, match=r"dependency cycle in workflow 'deep': t\d+ -> "):
+        Workflow(name="deep", steps=looped[::-1])
+
+
+def test_cycle_through_a_conditional_branch_is_rejected_at_build() -> None:
+    x = Task(name="X", agent=noop, dependencies=["Approve"])
+    gate = ConditionalTask(name="Gate", condition=lambda c: True, if_true=Task(name="Approve", agent=noop),
+                           dependencies=[x])
+    with pytest.raises(ValidationError, match=r"dependency cycle in workflow 'g': (X -> Gate -> X|Gate -> X -> Gate)"):
+        Workflow(name="g", steps=[x, gate])
+    own = ConditionalTask(name="Own", condition=lambda c: True, if_true=Task(name="Yes", agent=noop),
+                          dependencies=["Yes"])
+    with pytest.raises(ValidationError, match="'Own' depends on its own branch 'Yes'"):
+        Workflow(name="g", steps=[own])
+
+
+def test_dependencies_on_a_branch_task_are_refused_with_the_fix() -> None:
+    """A branch runs when its conditional does; dependencies declared on it would be ignored."""
+    x = Task(name="x", agent=noop)
+    gate = ConditionalTask(name="Gate", condition=lambda c: True,
+                           if_true=Task(name="Approve", agent=noop, dependencies=[x]))
+    with pytest.raises(ValidationError, match=r"'Approve' is a branch of conditional 'Gate'.*"
+                                              r"ConditionalTask\(\.\.\., dependencies=\['x'\]\)"):
+        Workflow(name="g", steps=[x, gate])

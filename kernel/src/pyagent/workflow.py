@@ -34,31 +34,38 @@ def _step_error(index: int, value: Any) -> ValueError:
 
 
 def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
-    """A dependency cycle as a list of names (first == last), or None."""
+    """A dependency cycle as a list of names (first == last), or None.
+
+    An iterative depth-first search: a chain of thousands of tasks must not hit the
+    recursion limit. Names that are not keys of ``deps`` are ignored.
+    """
     WHITE, GREY, BLACK = 0, 1, 2
     color = dict.fromkeys(deps, WHITE)
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        color[node] = GREY
-        stack.append(node)
-        for dep in deps.get(node, []):
-            if color.get(dep) == GREY:
-                return [*stack[stack.index(dep):], dep]
-            if color.get(dep) == WHITE:
-                found = visit(dep)
-                if found:
-                    return found
-        stack.pop()
-        color[node] = BLACK
-        return None
-
-    for node in deps:
-        if color[node] == WHITE:
-            found = visit(node)
-            if found:
-                return found
+    for root in deps:
+        if color[root] != WHITE:
+            continue
+        color[root] = GREY
+        path = [root]
+        todo = [iter(deps[root])]
+        while todo:
+            for dep in todo[-1]:
+                seen = color.get(dep)
+                if seen == GREY:
+                    return [*path[path.index(dep):], dep]
+                if seen == WHITE:
+                    color[dep] = GREY
+                    path.append(dep)
+                    todo.append(iter(deps[dep]))
+                    break
+            else:
+                color[path.pop()] = BLACK
+                todo.pop()
     return None
+
+
+def branch_owners(steps: list[Step]) -> dict[str, str]:
+    """Branch task name → the ConditionalTask step that runs it."""
+    return {b.name: s.name for s in steps if isinstance(s, ConditionalTask) for b in s.branches}
 
 
 class Workflow(BaseModel):
@@ -131,8 +138,15 @@ class Workflow(BaseModel):
                         "must be unique because results are kept by name; rename one"
                     )
                 seen[name] = name
-        deps = {s.name: list(s.dependencies) for s in self.steps}
+        owner = branch_owners(self.steps)
         for step in self.steps:
+            for branch in step.branches if isinstance(step, ConditionalTask) else []:
+                if branch.dependencies:
+                    raise ValueError(
+                        f"task {branch.name!r} is a branch of conditional {step.name!r}: it runs when "
+                        "the conditional does, so its own dependencies would be ignored; declare them "
+                        f"on the conditional: ConditionalTask(..., dependencies={branch.dependencies!r})"
+                    )
             for dep in step.dependencies:
                 if dep not in seen:
                     raise ValueError(
@@ -141,6 +155,13 @@ class Workflow(BaseModel):
                     )
                 if dep == step.name:
                     raise ValueError(f"task {step.name!r} depends on itself: remove it from its dependencies")
+                if owner.get(dep) == step.name:
+                    raise ValueError(
+                        f"conditional {step.name!r} depends on its own branch {dep!r}: a branch runs "
+                        "after its condition, so remove it from the dependencies"
+                    )
+        # A dependency on a branch waits for the conditional that runs it.
+        deps = {s.name: [owner.get(d, d) for d in s.dependencies] for s in self.steps}
         cycle = find_cycle(deps)
         if cycle:
             raise ValueError(

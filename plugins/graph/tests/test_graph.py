@@ -123,11 +123,15 @@ def test_cycles_and_unknown_names_rejected_at_build() -> None:
 
 
 def test_cycle_through_a_conditional_branch_is_rejected_before_running(runtime: Any) -> None:
-    x = Task(name="X", agent=lambda v: v, dependencies=["Approve"])
-    gate = ConditionalTask(condition=lambda c: True, if_true=Task(name="Approve", agent=lambda v: v),
-                           dependencies=[x], name="Gate")
-    wf = Workflow(name="g", pattern="graph", steps=[x, gate])
     ran: list[str] = []
+    x = Task(name="X", agent=lambda v: ran.append("X"), dependencies=["Approve"])
+    gate = ConditionalTask(condition=lambda c: True, if_true=Task(name="Approve", agent=lambda v: ran.append("A")),
+                           dependencies=[x], name="Gate")
+    with pytest.raises(ValidationError, match="dependency cycle"):  # when the workflow is built
+        Workflow(name="g", pattern="graph", steps=[x, gate])
+    # The pattern checks again when a run starts (steps may be changed after building).
+    wf = Workflow(name="g", pattern="graph", steps=[x, gate.model_copy(update={"dependencies": []})])
+    wf.steps[1].dependencies.append("X")
     with pytest.raises(Exception, match="dependency cycle"):
         anyio.run(wf.run)
     assert ran == []
@@ -176,3 +180,12 @@ async def test_base_exception_in_a_task_cancels_the_others_and_propagates(runtim
     assert state.tasks["hang"].status is TaskStatus.CANCELLED
     assert state.tasks["stop"].status is TaskStatus.FAILED
     assert state.pending == ["after"]
+
+
+async def test_deep_chain_listed_backwards_runs_in_dependency_order(runtime: Any) -> None:
+    n = 3000
+    steps = [Task(name=f"t{i}", agent=lambda x: (x or 0) + 1, dependencies=[f"t{i - 1}"] if i else [])
+             for i in range(n)]
+    result = await Workflow(name="deep", steps=steps[::-1]).run()
+    assert result.ok, result.error
+    assert result.output == n
