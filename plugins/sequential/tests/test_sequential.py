@@ -176,3 +176,21 @@ async def test_events_cover_every_transition_in_order(runtime: Any) -> None:
 def test_run_sync_from_plain_code(runtime: Any) -> None:
     wf = Workflow(name="w", steps=[step("A", lambda x: (x or 0) + 1)])
     assert wf.run_sync(41).output == 42
+
+
+def test_dependency_on_a_later_step_is_refused_before_anything_runs(runtime: Any) -> None:
+    import anyio
+
+    from pyagent import ConfigurationError
+
+    ran: list[str] = []
+    report = step("Report", lambda x: ran.append("Report"), dependencies=["Stats"])
+    stats = step("Stats", lambda x: ran.append("Stats"))
+    wf = Workflow(name="w", pattern=ExecutionPattern.SEQUENTIAL, steps=[report, stats])
+    with pytest.raises(ConfigurationError, match=r"'Report' depends on 'Stats', which comes after it .*"
+                                                 r"ExecutionPattern\.GRAPH"):
+        anyio.run(wf.run)
+    assert ran == []
+    # Dependencies on earlier steps are what the order already guarantees.
+    ok = Workflow(name="w", pattern="sequential", steps=[step("A", lambda x: 1), step("B", lambda x: x + 1, dependencies=["A"])])
+    assert anyio.run(ok.run).output == 2

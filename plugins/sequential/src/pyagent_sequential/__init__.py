@@ -6,7 +6,9 @@ from typing import Any
 
 from pyagent import hookimpl
 from pyagent.engine import WorkflowRun
-from pyagent.tasks import TaskStatus
+from pyagent.errors import ConfigurationError
+from pyagent.tasks import ConditionalTask, TaskStatus
+from pyagent.workflow import Workflow
 
 _COMPLETED = TaskStatus.COMPLETED
 
@@ -15,6 +17,22 @@ class SequentialPattern:
     """Pass-forward chain with fail-fast (a step with ``continue_on_error`` is stepped over)."""
 
     name = "sequential"
+
+    def validate(self, workflow: Workflow) -> None:
+        """Steps run in list order, so a dependency must be an earlier step; a later one would be ignored."""
+        position: dict[str, int] = {}
+        for i, step in enumerate(workflow.steps):
+            position[step.name] = i
+            if isinstance(step, ConditionalTask):
+                position.update((b.name, i) for b in step.branches)
+        for i, step in enumerate(workflow.steps):
+            for dep in step.dependencies:
+                if position.get(dep, -1) >= i:
+                    raise ConfigurationError(
+                        f"task {step.name!r} depends on {dep!r}, which comes after it in sequential "
+                        f"workflow {workflow.name!r}: move {dep!r} before {step.name!r}, or run the "
+                        "workflow as a graph (pattern=ExecutionPattern.GRAPH)"
+                    )
 
     async def execute(self, run: WorkflowRun) -> Any:
         value = run.input
