@@ -216,6 +216,56 @@ def test_agents_transfer_within_the_limit(bare_runtime: Runtime, monitor: Monito
     assert isinstance(blocked.exception, HandoffLoopError)
 
 
+def _nested_ping_pong() -> tuple[Any, Any]:
+    """Two agents that answer by calling handoff() themselves, each passing to the other."""
+    agents: dict[str, Any] = {}
+
+    def make(name: str, other: str) -> Any:
+        async def run(x: str) -> Any:
+            result = await handoff(from_agent=name, to_agent=agents[other], context=x)
+            return result.raise_for_status().output
+        return agent(run, name=name)
+
+    agents["A"], agents["B"] = make("A", "B"), make("B", "A")
+    return agents["A"], agents["B"]
+
+
+def test_nested_handoff_calls_that_loop_end_at_the_hop_limit(bare_runtime: Runtime) -> None:
+    # Each handoff() starts its own call; nested inside another call's agent, it is one more
+    # hop of the same path, so A -> B -> A -> ... ends with the loop error, not a RecursionError.
+    first, _ = _nested_ping_pong()
+    result = handoff(from_agent="user", to_agent=first, context="hi", max_hops=4)
+    assert result.status is TaskStatus.FAILED
+    assert isinstance(result.exception, HandoffLoopError), result.error
+    assert "max_hops=4" in (result.error or "")
+    assert "A → B → A" in (result.error or "")
+
+
+def test_nested_handoffs_within_the_limit_and_in_parallel_run(bare_runtime: Runtime) -> None:
+    leaf = agent(lambda x: f"leaf({x})", name="leaf")
+
+    async def fan_out(x: str) -> list[Any]:
+        results: list[Any] = [None] * 6
+
+        async def one(i: int) -> None:
+            results[i] = (await handoff(from_agent="hub", to_agent=leaf, context=f"{x}{i}")).output
+
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(one, i)
+        return results
+
+    hub = agent(fan_out, name="hub")
+
+    async def front(x: str) -> Any:
+        return (await handoff(from_agent="front", to_agent=hub, context=x)).raise_for_status().output
+
+    result = handoff(from_agent="user", to_agent=agent(front, name="front"), context="q", max_hops=2)
+    # Six parallel handoffs from one agent are six paths of depth 2, not a path of depth 6.
+    assert result.ok, result.error
+    assert result.output == [f"leaf(q{i})" for i in range(6)]
+
+
 def test_router_picks_the_best_agent_and_reports_scores(bare_runtime: Runtime, router: WordRouter) -> None:
     sales = agent(lambda q: "sales: " + q, name="sales", description="new customers, pricing, quotes")
     billing = agent(lambda q: "billing: " + q, name="billing", description="invoice payments refunds")

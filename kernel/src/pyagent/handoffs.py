@@ -6,10 +6,11 @@ not run again, because by the time a caller hands off, the first agent has done 
 ``handoff.team([...]).route(query)`` lets a router plugin pick the agent; ``handoff.chain(...)``
 passes the work along a list of agents.
 
-Any agent may also pass control on by returning ``handoff.to(other, reason=...)``. Those
-agent-requested transfers are what can loop (A hands to B, B hands back to A), so they are the
-hops ``max_hops`` counts; the planned handoffs of a chain, a route or an explicit ``handoff()``
-are not counted, so a chain of any length runs. Every handoff, planned or requested, is
+Any agent may also pass control on by returning ``handoff.to(other, reason=...)``, or by
+calling ``handoff(...)`` itself while it runs. Those agent-requested transfers are what can
+loop (A hands to B, B hands back to A), so they are the hops ``max_hops`` counts, along the
+whole path of nested calls; the planned handoffs of a chain, a route or an explicit
+``handoff()`` made by code outside any agent are not counted, so a chain of any length runs. Every handoff, planned or requested, is
 recorded on the result (from, to, reason, time) and broadcast to monitors as a ``handoff`` event.
 """
 
@@ -19,6 +20,7 @@ import inspect
 import os
 import uuid
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
@@ -177,7 +179,13 @@ def _max_hops(value: int | None) -> int:
 
 
 class _Session:
-    """One handoff call: its run id, audit trail, shared state and transcript, and the hop count."""
+    """One handoff call: its run id, audit trail, shared state and transcript, and the hop count.
+
+    A handoff call made by an agent while another call runs it is nested: it continues that
+    call's path, so its hops start where the enclosing call's stood (``base``) and the
+    enclosing limit applies. Agents calling ``handoff()`` on each other thus end at the hop
+    limit like agents returning ``handoff.to(...)``.
+    """
 
     def __init__(self, *, name: str, max_hops: int, known: Iterable[Agent]) -> None:
         from .durable import current_run
@@ -194,8 +202,16 @@ class _Session:
         self.records: list[HandoffRecord] = []
         self.transcript: list[Message] = []
         self.state: dict[str, Any] = {}
-        self.transfers = 0
+        self.transfers: int = 0
         self.started_at = self.runtime.clock.time()
+        self.base = 0
+        self.path: list[str] = []
+        enclosing = _RUNNING.get()
+        if enclosing is not None:
+            parent, caller = enclosing
+            self.base = parent.base + parent.transfers + 1
+            self.path = [*parent.path, caller]
+            self.max_hops = min(max_hops, parent.max_hops)
 
     def record(self, from_agent: str, to_agent: str, reason: str, mode: str) -> HandoffRecord:
         rec = HandoffRecord(from_agent=from_agent, to_agent=to_agent, reason=reason,
@@ -219,6 +235,14 @@ class _Session:
         self.known.setdefault(agent.name, agent)
         return agent
 
+    def _nested_loop_error(self, target: Agent) -> HandoffLoopError:
+        shown = " → ".join([*self.path[-self.max_hops - 1:], target.name])
+        return HandoffLoopError(
+            f"handoff loop: agent '{self.path[-1]}' started a handoff to '{target.name}' "
+            f"{self.base} hops deep but max_hops={self.max_hops} (recent path: {shown}); make an "
+            "agent answer instead of handing off, or raise max_hops if the path is legitimate"
+        )
+
     def _loop_error(self, source: Agent, target: Agent) -> HandoffLoopError:
         path = [r.from_agent for r in self.records if r.mode == "transfer"][-self.max_hops:]
         shown = " → ".join([*path, source.name, target.name])
@@ -232,13 +256,18 @@ class _Session:
                   via: HandoffRecord | None = None) -> tuple[Agent, Any]:
         """Run ``agent`` and follow the transfers it (and its successors) request, within the hop limit."""
         current, value = agent, input
+        if self.base > self.max_hops:
+            raise _AgentFailed(agent, self._nested_loop_error(agent))
         while True:
             ctx = RunContext(run_id=self.run_id, state=self.state, transcript=self.transcript,
                              result=result, extra={"handoff": via, "handoffs": self.records})
+            token = _RUNNING.set((self, current.name))
             try:
                 out = await current.run(value, ctx)
             except Exception as exc:
                 raise _AgentFailed(current, exc) from exc
+            finally:
+                _RUNNING.reset(token)
             if not isinstance(out, Transfer):
                 return current, out
             self.transfers += 1
@@ -246,7 +275,7 @@ class _Session:
                 target = self.resolve(out.target, current)
             except ConfigurationError as exc:
                 raise _AgentFailed(current, exc) from exc
-            if self.transfers > self.max_hops:
+            if self.base + self.transfers > self.max_hops:
                 raise _AgentFailed(current, self._loop_error(current, target))
             via = self.record(current.name, target.name, out.reason, "transfer")
             note = out.reason or f"handed off to {target.name}"
@@ -275,6 +304,10 @@ class _Session:
         else:
             result.error = f"agent '{failure.agent.name}' failed: {type(cause).__name__}: {cause}"
         return result
+
+
+_RUNNING: ContextVar[tuple[_Session, str] | None] = ContextVar("pyagent_handoff_running", default=None)
+"""The handoff call and the agent it is running, so a handoff that agent starts is nested in it."""
 
 
 class _AgentFailed(Exception):
