@@ -95,6 +95,18 @@ def test_llm_agent_sees_context_and_from_output_in_its_prompt(bare_runtime: Runt
     assert "Printer is on fire" in prompt and "Customer bought printer X" in prompt
 
 
+def test_scripted_model_may_answer_with_an_async_function(bare_runtime: Runtime) -> None:
+    # A scripted reply computed by a coroutine function (say, one that awaits a fake service)
+    # is the awaited text, never the repr of a coroutine object.
+    async def reply(prompt: str) -> str:
+        await anyio.sleep(0)
+        return f"re: {prompt.splitlines()[0]}"
+
+    support = agent("You handle technical support", name="support", model=ScriptedModel(reply))
+    result = handoff(from_agent="sales", to_agent=support, context="Printer is on fire")
+    assert result.output == "re: Printer is on fire"
+
+
 def test_every_handoff_is_an_event(bare_runtime: Runtime, monitor: Monitor) -> None:
     a = agent(lambda x: x + "a", name="a")
     b = agent(lambda x: x + "b", name="b")

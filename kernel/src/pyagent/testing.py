@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from .clock import Clock
@@ -14,20 +15,21 @@ class ScriptedModel:
 
     ``ScriptedModel(["yes", "no"])`` answers "yes" then "no" (then fails: a script that runs
     out is a test bug, not a reason to invent text); ``cycle=True`` repeats the script;
-    ``ScriptedModel(lambda prompt: ...)`` computes each reply from the user prompt.
+    ``ScriptedModel(lambda prompt: ...)`` computes each reply from the user prompt (the
+    function may be a coroutine function).
     Every call is kept in ``calls`` (the chat messages), so tests can assert what was asked.
     """
 
     def __init__(
         self,
-        replies: Iterable[str] | Callable[[str], str] | None = None,
+        replies: Iterable[str] | Callable[[str], str | Awaitable[str]] | None = None,
         *,
         name: str = "scripted",
         cycle: bool = False,
     ) -> None:
         self.name = name
         self.calls: list[list[dict[str, str]]] = []
-        self._fn: Callable[[str], str] | None = None
+        self._fn: Callable[[str], str | Awaitable[str]] | None = None
         self._replies: Any = None
         if callable(replies):
             self._fn = replies
@@ -46,7 +48,10 @@ class ScriptedModel:
         self.calls.append(messages)
         prompt = messages[-1]["content"]
         if self._fn is not None:
-            return str(self._fn(prompt))
+            reply = self._fn(prompt)
+            if inspect.isawaitable(reply):
+                reply = await reply
+            return str(reply)
         try:
             return str(next(self._replies))
         except StopIteration:
