@@ -91,3 +91,51 @@ async def test_a_local_socket_url_reaches_the_server(pg_base_url: str, db_query:
             assert [h.run_id for h in await store.list_runs()] == ["over-the-socket"]
     finally:
         db_query(pg_base_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def test_a_write_cancelled_in_flight_does_not_break_later_writes(pg_url: str) -> None:
+    """A run cancelled while its checkpoint write waits on the server (a parallel sibling
+    failing fast, a timeout) must leave the store usable for every later write."""
+    import asyncio
+    import threading
+
+    import anyio
+    import asyncpg
+
+    parts = urlsplit(pg_url)
+    schema = dict(p.split("=", 1) for p in parts.query.split("&"))["schema"]
+    plain = urlunsplit(parts._replace(query=""))
+    holding, release = threading.Event(), threading.Event()
+
+    async def hold_the_row() -> None:
+        # Insert (r1, 0) in a transaction left open: our insert of the same key has to wait.
+        conn = await asyncpg.connect(plain, server_settings={"search_path": schema})
+        try:
+            tr = conn.transaction()
+            await tr.start()
+            await conn.execute("INSERT INTO pyagent_checkpoints (run_id, seq, kind, payload, created_at) "
+                               "VALUES ('r1', 0, 'full', 'x', 0)")
+            holding.set()
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
+            await tr.rollback()
+        finally:
+            await conn.close()
+
+    async with postgres(pg_url) as store:
+        await store.save_run(RunHeader("r1", "wf", "running", 1.0))  # schema created
+        blocker = threading.Thread(target=asyncio.run, args=(hold_the_row(),))
+        blocker.start()
+        try:
+            assert await anyio.to_thread.run_sync(holding.wait, 30)
+            with anyio.move_on_after(0.5) as scope:
+                await store.append_checkpoint(Checkpoint("r1", 0, "full", b"mine", 1.0))
+            assert scope.cancelled_caught  # it was waiting on the server when cancelled
+        finally:
+            release.set()
+            await anyio.to_thread.run_sync(blocker.join, 30)
+        with anyio.fail_after(10):
+            await store.append_checkpoint(Checkpoint("r1", 1, "full", b"next", 2.0))
+            await store.save_run(RunHeader("r1", "wf", "completed", 1.0, 3.0))
+        loaded = await store.load("r1")
+    assert loaded is not None and loaded.header.status == "completed"
+    assert [c.payload for c in loaded.checkpoints] == [b"next"]

@@ -7,6 +7,7 @@ starting together create or migrate the schema exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import zlib
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .backend import Backend
@@ -40,6 +41,7 @@ class PostgresBackend(Backend):
         self._base_engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
         self._write_conn: AsyncConnection | None = None  # held: no pool checkout per write
+        self._closing: set[asyncio.Task[None]] = set()  # discarded write connections closing
 
     def create_engine(self) -> AsyncEngine:
         base = create_async_engine(
@@ -88,14 +90,29 @@ class PostgresBackend(Backend):
         async with self.write_lock:
             if self._write_conn is None:
                 self._write_conn = await self.writer().connect()
+            conn = self._write_conn
             try:
-                await self._write_conn.execute(statement, params)
-            except DBAPIError as exc:
-                if exc.connection_invalidated:  # reconnect on the next write
-                    conn, self._write_conn = self._write_conn, None
-                    with contextlib.suppress(Exception):
-                        await conn.close()
+                await conn.execute(statement, params)
+            except IntegrityError:
+                raise  # the statement was refused; the connection is fine
+            except BaseException:
+                # Cancelled mid-statement (a run cancelled while its checkpoint waited on the
+                # server) or a broken connection: SQLAlchemy has invalidated it, and reusing
+                # it would fail every later write. Reconnect on the next write instead.
+                self._write_conn = None
+                self._discard(conn)
                 raise
+
+    def _discard(self, conn: AsyncConnection) -> None:
+        """Close ``conn`` in a task of its own, so a cancellation in progress cannot stop it."""
+
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def save_run(self, params: dict[str, Any]) -> None:
         await self._write_one(self.upsert_run, params)
