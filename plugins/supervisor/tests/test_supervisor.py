@@ -527,3 +527,31 @@ async def test_expertise_match_ties_count_subtasks_across_runs(runtime: Runtime)
                                     workers=workers("researcher", "analyst"), strategy="expertise_match")
     used = [(await team.run(f"task {i}")).assignments["file the paperwork"] for i in range(3)]
     assert used == ["researcher", "analyst", "researcher"]
+
+
+@pytest.mark.anyio
+async def test_a_run_is_team_events_like_the_other_team_patterns(runtime: Runtime) -> None:
+    from pyagent import events as ev
+
+    monitor = Monitor()
+    runtime.register(monitor, "monitor")
+    result = await AgentPatterns.supervisor(supervisor=planner("x", "y"), workers=workers("a", "b")).run("t")
+    mine = [e for e in monitor.events if e.run_id == result.run_id and e.kind.startswith("team.")]
+    assert mine[0].kind == ev.TEAM_STARTED and mine[0].workflow == "supervisor"
+    assert mine[-1].kind == ev.TEAM_COMPLETED and mine[-1].data["output"] == result.output
+    turns = [(e.task, e.data["phase"]) for e in mine if e.kind == ev.TEAM_TURN]
+    assert turns[0] == ("manager", "plan") and turns[-1] == ("manager", "synthesize")
+    assert sorted(turns[1:-1]) == [("a", "work"), ("b", "work")]
+    rounds = [e.data["round"] for e in mine if e.kind == ev.TEAM_ROUND]
+    assert rounds == [1]
+
+
+@pytest.mark.anyio
+async def test_a_failed_run_is_a_team_failed_event(runtime: Runtime) -> None:
+    from pyagent import events as ev
+
+    monitor = Monitor()
+    runtime.register(monitor, "monitor")
+    result = await AgentPatterns.supervisor(supervisor=lambda t: 42, workers=workers("a")).run("t")
+    failed = [e for e in monitor.events if e.run_id == result.run_id and e.kind == ev.TEAM_FAILED]
+    assert len(failed) == 1 and "PlanError" in failed[0].data["error"]

@@ -22,11 +22,13 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, Field
 
+from pyagent import events as ev
 from pyagent.agents import Agent, InstructionAgent, agent, as_agent, as_agents
 from pyagent.concurrency import TaskGroup, first_error
 from pyagent.context import Message, RunContext
 from pyagent.durable import current_run
 from pyagent.errors import ConfigurationError, PyAgentError
+from pyagent.events import Event
 from pyagent.handoffs import announce_handoff, resolve_router
 from pyagent.patterns import TeamResult
 from pyagent.plugins import Runtime, get_runtime
@@ -202,6 +204,8 @@ class _SupervisorRun:
     async def execute(self) -> SupervisorResult:
         result = self.result
         team = self.team
+        self._emit(ev.TEAM_STARTED, status="running", input=self.task, strategy=team.strategy,
+                   agents=[team.supervisor.name, *(w.name for w in team.workers)])
         try:
             subtasks = await self._ask_for_subtasks("plan", 1)
             if not subtasks:
@@ -218,6 +222,9 @@ class _SupervisorRun:
                     result.results = {w.subtask: w.output for w in result.work
                                       if w.status is TaskStatus.COMPLETED}
                 result.rounds = rnd
+                self._emit(ev.TEAM_ROUND, status="completed", round=rnd,
+                           subtasks=[w.subtask for w in result.work if w.round == rnd],
+                           errors=[w.subtask for w in result.work if w.round == rnd and w.error])
                 if result.errors and len(result.errors) == len(result.work):
                     subtask, first = next(iter(result.errors.items()))
                     raise WorkerError(result.assignments[subtask], subtask, RuntimeError(first), message=(
@@ -237,8 +244,18 @@ class _SupervisorRun:
             for rec in result.work:
                 if rec.status in (TaskStatus.PENDING, TaskStatus.RUNNING):
                     rec.status = TaskStatus.CANCELLED
+            self._emit(ev.TEAM_FAILED, status="failed", error=result.error, rounds=result.rounds)
+        else:
+            self._emit(ev.TEAM_COMPLETED, status="completed", output=result.output,
+                       rounds=result.rounds, assignments=dict(result.assignments))
         result.finished_at = self.runtime.clock.time()
         return result
+
+    def _emit(self, kind: str, *, agent: str | None = None, status: str | None = None, **data: Any) -> None:
+        """A team event for monitors, as the other team patterns send (``workflow`` is the pattern)."""
+        self.runtime.broadcast(Event(kind, workflow="supervisor", run_id=self.run_id, task=agent,
+                                     status=status, timestamp=self.runtime.clock.time(),
+                                     data={"pattern": "supervisor", "team": self.team.name, **data}))
 
     async def _ask_for_subtasks(self, phase: str, rnd: int) -> list[str]:
         raw = await self._ask(phase, rnd)
@@ -384,4 +401,9 @@ class _SupervisorRun:
         return subtask
 
     def _say(self, agent: str, content: Any, rnd: int, role: str, **metadata: Any) -> None:
+        """Add to the transcript; every entry is also a ``team.turn`` event."""
         self.result.transcript.append(Message(agent, content, round=rnd, role=role, metadata=metadata))
+        phase = "work" if role == "worker" else role
+        status = "failed" if metadata.get("error") else "completed"
+        self._emit(ev.TEAM_TURN, agent=agent, status=status, round=rnd, phase=phase, output=content,
+                   **metadata)
