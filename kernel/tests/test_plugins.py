@@ -155,3 +155,100 @@ def test_import_pyagent_does_not_discover_plugins() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+HALF = '''
+from pyagent import hookimpl
+
+class Pat:
+    async def execute(self, run):
+        return "half"
+
+@hookimpl
+def pyagent_register_patterns(register):
+    register("halfpat", Pat())
+
+@hookimpl
+def pyagent_register_routers(regster):  # misspelt argument: pluggy refuses this hook
+    pass
+'''
+
+
+@pytest.fixture
+def more_site(site: Path) -> Path:
+    yield site
+    for mod in ("exit_plugin", "half_plugin", "typo_plugin", "value_plugin", "async_monitor_plugin"):
+        sys.modules.pop(mod, None)
+
+
+def test_a_plugin_that_exits_on_import_never_stops_the_others(more_site: Path, distribution: Any) -> None:
+    distribution(more_site, "pyagent-exit", "exit_plugin", "import sys\nsys.exit('bye')\n", "[pyagent]\nexit = exit_plugin\n")
+    distribution(more_site, "pyagent-zigzag", "zig_plugin", GOOD, "[pyagent]\nzigzag = zig_plugin\n")
+    rt = Runtime()
+    assert rt.lookup("pattern", "zigzag").__class__.__name__ == "Zig"
+    failure = next(f for f in rt.failures if f.name == "exit")
+    assert "SystemExit: bye" in failure.error
+
+
+def test_a_plugin_refused_by_pluggy_contributes_nothing(more_site: Path, distribution: Any) -> None:
+    distribution(more_site, "pyagent-half", "half_plugin", HALF, "[pyagent]\nhalf = half_plugin\n")
+    rt = Runtime()
+    rt.ensure_loaded()
+    failure = next(f for f in rt.failures if f.name == "half")
+    assert "regster" in failure.error
+    assert "halfpat" not in rt.registry("patterns")
+    assert "half" not in rt.plugins and not rt.pm.has_plugin("half")
+
+
+def test_unknown_hooks_and_hookless_objects_are_reported(more_site: Path, distribution: Any) -> None:
+    typo = "from pyagent import hookimpl\n\n@hookimpl\ndef pyagent_register_pattern(register):\n    pass\n"
+    distribution(more_site, "pyagent-typo", "typo_plugin", typo, "[pyagent]\ntypo = typo_plugin\n")
+    distribution(more_site, "pyagent-value", "value_plugin", "VALUE = 42\n", "[pyagent]\nvalue = value_plugin:VALUE\n")
+    rt = Runtime()
+    rt.ensure_loaded()
+    errors = {f.name: f.error for f in rt.failures}
+    assert "unknown hook pyagent_register_pattern" in errors["typo"]
+    assert "did you mean pyagent_register_patterns" in errors["typo"]
+    assert "no pyagent hook implementations" in errors["value"]
+    assert "typo" not in rt.plugins and "value" not in rt.plugins
+
+
+def test_async_event_hook_is_reported_not_silently_dropped(more_site: Path, distribution: Any) -> None:
+    source = "from pyagent import hookimpl\n\n@hookimpl\nasync def pyagent_on_event(event):\n    pass\n"
+    distribution(more_site, "pyagent-amon", "async_monitor_plugin", source, "[pyagent]\namon = async_monitor_plugin\n")
+    rt = Runtime()
+    assert rt.monitor_hooks() == []
+    failure = next(f for f in rt.failures if f.name == "amon")
+    assert "pyagent_on_event is a coroutine function" in failure.error
+
+
+def test_configure_disable_plugins_applies_to_discovery(site: Path, distribution: Any) -> None:
+    from pyagent import config
+
+    _install_two(site, distribution)
+    config.configure(disable_plugins=["zigzag"])
+    rt = Runtime()
+    with pytest.raises(PluginNotInstalledError):
+        rt.lookup("pattern", "zigzag")
+
+
+def test_registration_failures_are_reported_once(bare_runtime: Any) -> None:
+    from pyagent import hookimpl
+
+    class Faulty:
+        @hookimpl
+        def pyagent_register_patterns(self, register: Any) -> None:
+            register("half-done", object())
+            raise RuntimeError("oops")
+
+    class Other:
+        @hookimpl
+        def pyagent_register_routers(self, register: Any) -> None:
+            register("r", object())
+
+    bare_runtime.register(Faulty(), "faulty")
+    bare_runtime.registry("patterns")
+    bare_runtime.register(Other(), "other")  # rebuilds the registries
+    bare_runtime.registry("patterns")
+    assert [f.name for f in bare_runtime.failures] == ["faulty"]
+    assert "half-done" not in bare_runtime.registry("patterns")  # a failed hook contributes nothing

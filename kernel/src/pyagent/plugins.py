@@ -106,9 +106,9 @@ class Runtime:
     def _load_entry_points(self) -> None:
         from importlib.metadata import entry_points
 
-        from .config import load_settings
+        from .config import get_settings
 
-        settings = load_settings()
+        settings = get_settings()  # keyword arguments given to configure() count too
         blocked = set(settings.disable_plugins)
         strict = settings.strict_plugins
         for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -120,9 +120,16 @@ class Runtime:
                 continue
             try:
                 obj = ep.load()
+                if not _hook_names(obj):
+                    raise PluginLoadError(
+                        f"entry point {ep.name!r} ({ep.value}) is an object of type {type(obj).__name__} "
+                        "with no pyagent hook implementations: point it at the plugin module (or an instance) whose "
+                        "functions are marked @pyagent.hookimpl"
+                    )
                 self.register(obj, ep.name, distribution=dist,
                               version=ep.dist.version if ep.dist is not None else None)
-            except Exception as exc:
+            # SystemExit too: a plugin that calls sys.exit() on import is broken, not a reason to stop.
+            except (Exception, SystemExit) as exc:
                 self.failures.append(PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}"))
                 log.warning("pyagent plugin %r (%s) failed to load: %s", ep.name, dist, exc)
                 if strict:
@@ -140,9 +147,21 @@ class Runtime:
     ) -> str:
         """Register a plugin object or module; returns its name. Used for entry points and tests alike."""
         with self._lock:
-            registered = self.pm.register(plugin, name=name)
+            name = name or self.pm.get_canonical_name(plugin)
+            try:
+                registered = self.pm.register(plugin, name=name)
+            except Exception:
+                # pluggy leaves the hooks it accepted before the bad one registered: undo them,
+                # so a refused plugin contributes nothing.
+                if self.pm.get_plugin(name) is plugin:
+                    self.pm.unregister(plugin, name)
+                raise
             if registered is None:
                 raise PluginLoadError(f"plugin {name!r} is blocked or already registered")
+            problem = _hook_problem(self.pm, plugin)
+            if problem is not None:
+                self.pm.unregister(plugin, registered)
+                raise PluginLoadError(f"plugin {registered!r}: {problem}")
             self.plugins[registered] = PluginInfo(registered, distribution, version)
             self._registries = None
             return registered
@@ -177,23 +196,28 @@ class Runtime:
                 # Oldest first, so a later (user/test) registration of the same name wins.
                 for impl in hook.get_hookimpls():
                     plugin_name = impl.plugin_name
+                    offered: list[Registration] = []
 
-                    def register(name: str, obj: Any, _p: str = plugin_name, _t: dict[str, Registration] = table,
-                                 _k: str = kind, **options: Any) -> None:
-                        _t[name] = Registration(name, obj, _p, options)
-                        info = self.plugins.get(_p)
-                        if info is not None:
-                            info.provides.setdefault(_k, []).append(name)
+                    def register(name: str, obj: Any, _p: str = plugin_name,
+                                 _o: list[Registration] = offered, **options: Any) -> None:
+                        _o.append(Registration(name, obj, _p, options))
 
                     try:
                         impl.function(register=register)
                     except Exception as exc:
+                        # All or nothing: what the hook registered before it raised is dropped.
                         failed = self.plugins.get(plugin_name)
-                        self.failures.append(
-                            PluginFailure(plugin_name, failed.distribution if failed else None,
-                                          f"{hook_name} raised {type(exc).__name__}: {exc}")
-                        )
-                        log.warning("pyagent plugin %r failed in %s: %s", plugin_name, hook_name, exc)
+                        failure = PluginFailure(plugin_name, failed.distribution if failed else None,
+                                                f"{hook_name} raised {type(exc).__name__}: {exc}")
+                        if failure not in self.failures:  # registries are rebuilt; report once
+                            self.failures.append(failure)
+                            log.warning("pyagent plugin %r failed in %s: %s", plugin_name, hook_name, exc)
+                        continue
+                    owner = self.plugins.get(plugin_name)
+                    for reg in offered:
+                        table[reg.name] = reg
+                        if owner is not None:
+                            owner.provides.setdefault(kind, []).append(reg.name)
             self._registries = regs
             return regs
 
@@ -327,6 +351,40 @@ class Runtime:
     def iter_plugins(self) -> Iterator[PluginInfo]:
         self.registry("patterns")  # builds "provides"
         yield from self.plugins.values()
+
+
+def _hook_names(plugin: Any) -> list[str]:
+    """Names of the ``pyagent`` hook implementations ``plugin`` carries (marked with @hookimpl)."""
+    marker = f"{hookspecs.hookimpl.project_name}_impl"
+    names = []
+    for attr in dir(plugin):
+        try:
+            value = getattr(plugin, attr)
+        except Exception:
+            continue
+        if getattr(value, marker, None) is not None:
+            names.append(attr)
+    return names
+
+
+def _hook_problem(pm: pluggy.PluginManager, plugin: Any) -> str | None:
+    """Why a registered plugin cannot work as written, or None: an unknown hook name, an async monitor."""
+    import difflib
+    import inspect
+
+    for caller in pm.get_hookcallers(plugin) or []:
+        if not caller.has_spec():
+            close = difflib.get_close_matches(caller.name, list(hookspecs.HOOK_KINDS), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            return (f"unknown hook {caller.name}: {hint}the hooks are listed in "
+                    "pyagent.hookspecs (and docs/hooks.md)")
+        if caller.name == "pyagent_on_event":
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and inspect.iscoroutinefunction(impl.function):
+                    return ("pyagent_on_event is a coroutine function, but events are delivered by a "
+                            "plain call on the run's event loop, so it would never run: make it a "
+                            "plain function and hand slow work to a thread or a queue")
+    return None
 
 
 def _as_listener(fn: Callable[..., Any]) -> Callable[[Any], Any]:
