@@ -453,3 +453,23 @@ def test_times_come_from_the_runtime_clock(runtime: Any) -> None:
     runtime.clock = ManualClock(start=1000.0)
     result = AgentPatterns.consensus(agents=[fixed("a", "x")], task="t")
     assert (result.started_at, result.finished_at) == (1000.0, 1000.0)
+
+
+@pytest.mark.anyio
+async def test_an_agent_that_does_not_answer_within_the_timeout_fails_the_run(runtime: Any) -> None:
+    async def hangs(task: str) -> str:
+        await anyio.sleep_forever()
+        return task
+
+    agents = [fixed("a", "yes"), agent(hangs, name="stuck")]
+    with anyio.fail_after(5):
+        result = await AgentPatterns.consensus(agents=agents, task="t", timeout=0.05)
+    assert result.status is TaskStatus.FAILED
+    assert "agent 'stuck' failed in round 1" in result.error and "timeout=0.05" in result.error
+    assert isinstance(result.exception, TimeoutError)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "5", True])
+def test_timeout_must_be_positive_seconds(runtime: Any, bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="timeout must be None"):
+        AgentPatterns.consensus(agents=[fixed("a", "x")], task="t", timeout=bad)

@@ -289,3 +289,27 @@ def test_times_come_from_the_runtime_clock(runtime: Any) -> None:
     result = AgentPatterns.debate(pro_agent=lambda t: "yes", con_agent=lambda t: "no", judge=say,
                                   topic="t", rounds=1)
     assert result.ok and (result.started_at, result.finished_at) == (1000.0, 1000.0)
+
+
+@pytest.mark.anyio
+async def test_a_debater_that_does_not_answer_within_the_timeout_fails_the_run(runtime: Any) -> None:
+    import anyio
+
+    async def hangs(topic: str) -> str:
+        await anyio.sleep_forever()
+        return topic
+
+    with anyio.fail_after(5):
+        result = await AgentPatterns.debate(pro_agent=lambda t: "yes", con_agent=agent(hangs, name="skeptic"),
+                                            judge=lambda t: "Winner: pro", topic="T", rounds=2,
+                                            timeout=0.05)
+    assert result.status is TaskStatus.FAILED
+    assert "con agent 'skeptic' failed in round 1" in result.error and "timeout=0.05" in result.error
+    assert isinstance(result.exception, TimeoutError)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "5", True])
+def test_timeout_must_be_positive_seconds(runtime: Any, bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="timeout must be None"):
+        AgentPatterns.debate(pro_agent=lambda t: "y", con_agent=lambda t: "n", judge=lambda t: "pro",
+                             topic="t", timeout=bad)

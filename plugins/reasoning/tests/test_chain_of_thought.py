@@ -177,3 +177,28 @@ def test_times_come_from_the_runtime_clock(runtime: Any) -> None:
     runtime.clock = ManualClock(start=1000.0)
     result = AgentPatterns.chain_of_thought(agent=lambda t: "ok", task="t", steps=["one"])
     assert result.ok and (result.started_at, result.finished_at) == (1000.0, 1000.0)
+
+
+@pytest.mark.anyio
+async def test_a_step_that_does_not_answer_within_the_timeout_fails_the_run(runtime: Any) -> None:
+    import anyio
+
+    async def second_step_hangs(task: str, ctx: RunContext) -> str:
+        if ctx.round == 2:
+            await anyio.sleep_forever()
+        return f"step {ctx.round}"
+
+    with anyio.fail_after(5):
+        result = await AgentPatterns.chain_of_thought(agent=agent(second_step_hangs, name="thinker"),
+                                                      task="t", steps=["one", "two", "three"],
+                                                      timeout=0.05)
+    assert result.status is TaskStatus.FAILED
+    assert "step 2 of 3" in result.error and "timeout=0.05" in result.error
+    assert result.steps == ["step 1"]
+    assert isinstance(result.exception, TimeoutError)
+
+
+@pytest.mark.parametrize("bad", [0, -1, "5", True])
+def test_timeout_must_be_positive_seconds(runtime: Any, bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="timeout must be None"):
+        AgentPatterns.chain_of_thought(agent=lambda t: "x", task="t", steps=["one"], timeout=bad)

@@ -32,7 +32,8 @@ class ConsensusPattern:
     """The team pattern registered as ``consensus``: ``build(**options)`` returns a team."""
 
     name = "consensus"
-    options = ("agents", "max_rounds", "agreement_threshold", "equivalence", "router", "similarity_threshold")
+    options = ("agents", "max_rounds", "agreement_threshold", "equivalence", "router", "similarity_threshold",
+               "timeout")
 
     def build(self, **options: Any) -> ConsensusTeam:
         """Build a :class:`ConsensusTeam` (see :func:`pyagent_consensus.team.build` for options)."""
@@ -40,7 +41,7 @@ class ConsensusPattern:
         if unknown:
             raise ConfigurationError(
                 f"consensus got unknown option(s) {', '.join(unknown)}: it takes agents, task, "
-                "max_rounds, agreement_threshold, equivalence, router, similarity_threshold"
+                "max_rounds, agreement_threshold, equivalence, router, similarity_threshold, timeout"
             )
         return build(**options)
 

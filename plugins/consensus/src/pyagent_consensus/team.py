@@ -17,6 +17,7 @@ from pyagent.tasks import TaskStatus
 from .agreement import Same, check_threshold, measure, resolve_equivalence
 from .events import emit
 from .result import ConsensusResult
+from .timeouts import answer, check_timeout
 
 # Agreement is a ratio of small integers; compare with a tolerance so 4/5 meets 0.8.
 _EPSILON = 1e-9
@@ -79,6 +80,7 @@ class ConsensusTeam:
         agreement_threshold: float,
         same: Same,
         equivalence_label: str,
+        timeout: float | None = None,
     ) -> None:
         self.agents = agents
         self.labels = _labels(agents)
@@ -86,6 +88,7 @@ class ConsensusTeam:
         self.agreement_threshold = agreement_threshold
         self.same = same
         self.equivalence_label = equivalence_label
+        self.timeout = timeout
 
     def __repr__(self) -> str:
         return (f"ConsensusTeam(agents={self.labels}, max_rounds={self.max_rounds}, "
@@ -165,12 +168,12 @@ class ConsensusTeam:
             if round > 1 and isinstance(agent, InstructionAgent):
                 prompt = _revision_prompt(task, label, round, self.max_rounds)
             try:
-                answer = await agent.run(prompt, ctx)
+                reply = await answer(agent, prompt, ctx, self.timeout)
             except Exception as exc:
                 raise AgentFailedError(label, round, exc) from exc
-            answers[index] = answer
+            answers[index] = reply
             emit(ev.TEAM_TURN, run_id, agent=label, status="completed", round=round, phase=phase,
-                 output=answer)
+                 output=reply)
 
         async with TaskGroup() as tg:
             for index in range(len(self.agents)):
@@ -197,6 +200,7 @@ def build(
     equivalence: Any = None,
     router: str | None = None,
     similarity_threshold: float = 0.8,
+    timeout: Any = None,
 ) -> ConsensusTeam:
     """Validate the options and build a team; every mistake is reported before any agent runs."""
     if agents is None or isinstance(agents, (str, bytes)) or not hasattr(agents, "__iter__"):
@@ -214,4 +218,5 @@ def build(
         agreement_threshold=check_threshold(agreement_threshold),
         same=same,
         equivalence_label=label,
+        timeout=check_timeout(timeout),
     )

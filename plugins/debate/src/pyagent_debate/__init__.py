@@ -30,14 +30,14 @@ class DebatePattern:
     """The team pattern registered as ``debate``: ``build(**options)`` returns a team."""
 
     name = "debate"
-    options = ("pro_agent", "con_agent", "judge", "rounds")
+    options = ("pro_agent", "con_agent", "judge", "rounds", "timeout")
 
     def build(self, **options: Any) -> DebateTeam:
-        """Build a :class:`DebateTeam` (options: pro_agent, con_agent, judge, rounds)."""
+        """Build a :class:`DebateTeam` (options: pro_agent, con_agent, judge, rounds, timeout)."""
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ConfigurationError(
-                f"debate got unknown option(s) {', '.join(unknown)}: it takes pro_agent, con_agent, judge, topic, rounds"
+                f"debate got unknown option(s) {', '.join(unknown)}: it takes pro_agent, con_agent, judge, topic, rounds, timeout"
             )
         return build(**options)
 

@@ -14,6 +14,7 @@ from pyagent.tasks import TaskStatus
 
 from .events import emit
 from .result import DebateResult
+from .timeouts import answer, check_timeout
 from .verdict import parse_verdict
 
 
@@ -45,7 +46,9 @@ class DebateTeam:
     whole transcript (``ctx.phase == "judge"``) and its output is parsed into the verdict.
     """
 
-    def __init__(self, pro: Agent, con: Agent, judge: Agent, *, rounds: int) -> None:
+    def __init__(self, pro: Agent, con: Agent, judge: Agent, *, rounds: int,
+                 timeout: float | None = None) -> None:
+        self.timeout = timeout
         self.pro = pro
         self.con = con
         self.judge = judge
@@ -99,7 +102,7 @@ class DebateTeam:
                     if isinstance(agent, InstructionAgent):
                         prompt = self._debater_prompt(topic, side, round, opening=not transcript)
                     try:
-                        argument = await agent.run(prompt, ctx)
+                        argument = await answer(agent, prompt, ctx, self.timeout)
                     except Exception as exc:
                         raise DebaterFailedError(side, self.labels[side], round, exc) from exc
                     transcript.append(Message(self.labels[side], argument, round, role=side))
@@ -136,7 +139,7 @@ class DebateTeam:
                          run_id=run_id, extra=self._extra(topic, "judge"))
         prompt = self._judge_prompt(topic) if isinstance(self.judge, InstructionAgent) else topic
         try:
-            output = await self.judge.run(prompt, ctx)
+            output = await answer(self.judge, prompt, ctx, self.timeout)
         except Exception as exc:
             raise DebaterFailedError("judge", self.labels["judge"], None, exc) from exc
         if output is None:
@@ -146,7 +149,7 @@ class DebateTeam:
         return output
 
 
-def build(*, pro_agent: Any, con_agent: Any, judge: Any, rounds: Any = 3) -> DebateTeam:
+def build(*, pro_agent: Any, con_agent: Any, judge: Any, rounds: Any = 3, timeout: Any = None) -> DebateTeam:
     """Validate the options and build a team; every mistake is reported before any agent runs."""
     if isinstance(rounds, bool) or not isinstance(rounds, int):
         raise ConfigurationError(f"rounds must be a whole number >= 1, got {rounds!r}: e.g. rounds=3")
@@ -160,4 +163,5 @@ def build(*, pro_agent: Any, con_agent: Any, judge: Any, rounds: Any = 3) -> Deb
         as_agent(con_agent, what="con_agent"),
         as_agent(judge, what="judge"),
         rounds=rounds,
+        timeout=check_timeout(timeout),
     )

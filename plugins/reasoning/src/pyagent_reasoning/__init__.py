@@ -21,14 +21,14 @@ class ChainOfThoughtPattern:
     """The team pattern registered as ``chain_of_thought``: ``build(**options)`` returns a team."""
 
     name = "chain_of_thought"
-    options = ("agent", "steps")
+    options = ("agent", "steps", "timeout")
 
     def build(self, **options: Any) -> ChainOfThoughtTeam:
-        """Build a :class:`ChainOfThoughtTeam` (options: agent, steps)."""
+        """Build a :class:`ChainOfThoughtTeam` (options: agent, steps, timeout)."""
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ConfigurationError(
-                f"chain_of_thought got unknown option(s) {', '.join(unknown)}: it takes agent, task, steps"
+                f"chain_of_thought got unknown option(s) {', '.join(unknown)}: it takes agent, task, steps, timeout"
             )
         return build(**options)
 

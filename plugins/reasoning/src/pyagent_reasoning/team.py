@@ -14,6 +14,7 @@ from pyagent.tasks import TaskStatus
 
 from .events import emit
 from .result import ChainOfThoughtResult
+from .timeouts import answer, check_timeout
 
 
 class StepFailedError(PyAgentError):
@@ -37,7 +38,8 @@ class ChainOfThoughtTeam:
     reads the same in its prompt.
     """
 
-    def __init__(self, agent: Agent, steps: list[str]) -> None:
+    def __init__(self, agent: Agent, steps: list[str], timeout: float | None = None) -> None:
+        self.timeout = timeout
         self.agent = agent
         self.steps = steps
 
@@ -74,7 +76,7 @@ class ChainOfThoughtTeam:
             )
             prompt = self._prompt(task, number) if isinstance(self.agent, InstructionAgent) else task
             try:
-                output = await self.agent.run(prompt, ctx)
+                output = await answer(self.agent, prompt, ctx, self.timeout)
             except Exception as exc:
                 error = StepFailedError(number, total, step, name, exc)
                 result.status = TaskStatus.FAILED
@@ -117,6 +119,6 @@ def _check_steps(steps: Any) -> list[str]:
     return items
 
 
-def build(*, agent: Any, steps: Any) -> ChainOfThoughtTeam:
+def build(*, agent: Any, steps: Any, timeout: Any = None) -> ChainOfThoughtTeam:
     """Validate the options and build a team; every mistake is reported before the agent runs."""
-    return ChainOfThoughtTeam(as_agent(agent, what="agent"), _check_steps(steps))
+    return ChainOfThoughtTeam(as_agent(agent, what="agent"), _check_steps(steps), check_timeout(timeout))
