@@ -189,3 +189,67 @@ async def test_deep_chain_listed_backwards_runs_in_dependency_order(runtime: Any
     result = await Workflow(name="deep", steps=steps[::-1]).run()
     assert result.ok, result.error
     assert result.output == n
+
+
+def _random_dag(seed: int) -> dict[str, list[str]]:
+    import random
+
+    rng = random.Random(seed)
+    names = [f"t{i}" for i in range(rng.randint(2, 30))]
+    return {n: rng.sample(names[:i], k=rng.randint(0, min(i, 3))) for i, n in enumerate(names)}
+
+
+async def _run_logged(deps: dict[str, list[str]], seed: int, **kw: Any) -> list[tuple[str, str]]:
+    """Run the DAG (steps shuffled) with agents that log start/end and yield three times between."""
+    import random
+
+    log: list[tuple[str, str]] = []
+
+    def worker(name: str) -> Any:
+        async def work(x: Any) -> str:
+            log.append(("start", name))
+            for _ in range(3):
+                await anyio.sleep(0)
+            log.append(("end", name))
+            return name
+
+        return agent(work, name=name)
+
+    order = list(deps)
+    random.Random(seed).shuffle(order)
+    steps = [Task(name=n, agent=worker(n), dependencies=deps[n]) for n in order]
+    with anyio.fail_after(10):
+        result = await Workflow(name=f"dag{seed}", pattern="graph", steps=steps, **kw).run()
+    assert result.ok, result.error
+    assert set(result.outputs) == set(deps)
+    return log
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_random_dags_start_each_task_after_its_dependencies_and_as_soon_as_ready(runtime: Any, seed: int) -> None:
+    deps = _random_dag(seed)
+    log = await _run_logged(deps, seed)
+    at = {event: i for i, event in enumerate(log)}
+    for task, ds in deps.items():
+        start = at[("start", task)]
+        assert all(at[("end", d)] < start for d in ds), f"{task} started before a dependency finished"
+        # Every task takes the same number of scheduling steps, so a ready task must have started
+        # before any task that started after it became ready can finish: independent work overlaps.
+        ready = max((at[("end", d)] for d in ds), default=-1)
+        for other in deps:
+            if other != task and at[("start", other)] > ready:
+                assert start < at[("end", other)], f"{task} was ready but waited for {other} to finish"
+
+
+@pytest.mark.parametrize("seed", range(10))
+async def test_random_dags_with_max_concurrency_keep_order_and_bound(runtime: Any, seed: int) -> None:
+    deps = _random_dag(seed)
+    log = await _run_logged(deps, seed, max_concurrency=2)
+    at = {event: i for i, event in enumerate(log)}
+    for task, ds in deps.items():
+        assert all(at[("end", d)] < at[("start", task)] for d in ds)
+    running = peak = 0
+    for kind, _ in log:
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert peak <= 2
