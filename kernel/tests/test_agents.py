@@ -136,3 +136,21 @@ async def test_keyword_only_context_parameter_is_passed_by_keyword(mini_runtime:
     result = await Workflow(name="w", steps=[Task(name="a", agent=sync_fn), Task(name="b", agent=async_fn)]).run(1)
     assert result.ok, result.error
     assert result.output == (2, "b")
+
+
+def test_agent_objects_that_almost_fit_get_a_precise_error() -> None:
+    class SyncRun:
+        name = "sync"
+
+        def run(self, input: Any, ctx: Any) -> Any:
+            return input
+
+    class Nameless:
+        async def run(self, input: Any, ctx: Any) -> Any:
+            return input
+
+    with pytest.raises(ConfigurationError, match=r"SyncRun has a run\(\) method but it is not async: "
+                                                 r"define it as `async def run\(self, input, ctx\)`"):
+        as_agent(SyncRun())
+    with pytest.raises(ConfigurationError, match=r"Nameless has an async run\(\) but no name: set a `name` attribute"):
+        as_agent(Nameless())

@@ -309,6 +309,18 @@ def as_agent(value: Any, *, what: str = "agent") -> Agent:
         return InstructionAgent(value)
     if callable(value):
         return FunctionAgent(value)
+    run = getattr(value, "run", None)
+    kind = type(value).__name__
+    if callable(run) and not inspect.iscoroutinefunction(run):
+        raise ConfigurationError(
+            f"{what} {kind} has a run() method but it is not async: define it as "
+            "`async def run(self, input, ctx)`, or pass a plain function to pyagent.agent(...)"
+        )
+    if callable(run) and not hasattr(value, "name"):
+        raise ConfigurationError(
+            f"{what} {kind} has an async run() but no name: set a `name` attribute "
+            "(results and events are reported by agent name)"
+        )
     raise ConfigurationError(
         f"{what} must be an agent or a callable, got {type(value).__name__} ({value!r}): "
         "use pyagent.agent(my_function) or pyagent.agent('instructions')"
