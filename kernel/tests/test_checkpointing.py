@@ -424,6 +424,66 @@ async def test_ctx_state_keys_that_are_not_strings_are_checkpointed_as_they_are(
     assert [n for n, t in result.tasks.items() if t.reused] == ["a", "b"]
 
 
+class GatedStore(MemoryStore):
+    """A memory store whose checkpoint writes for one task wait until the test lets them go."""
+
+    hold_task = "slow-write"
+    reached: anyio.Event | None = None
+
+    async def append_checkpoint(self, checkpoint: Any) -> None:
+        reached = GatedStore.reached
+        record = f'"name":"{self.hold_task}"'.encode()
+        if reached is not None and not reached.is_set() and record in checkpoint.payload:
+            reached.set()
+            await anyio.sleep_forever()  # the first write with that task: until cancelled
+        await super().append_checkpoint(checkpoint)
+
+
+class GatedStorePlugin:
+    @hookimpl
+    def pyagent_register_stores(self, register: Any) -> None:
+        register("gated", GatedStore)
+
+
+@pytest.mark.anyio
+async def test_a_task_whose_checkpoint_write_was_cancelled_is_in_the_final_checkpoint(rt: Runtime) -> None:
+    """In a parallel run a sibling's failure cancels a task that completed while its checkpoint
+    was being written; the run's final checkpoint must still record that task."""
+    import uuid
+
+    rt.register(GatedStorePlugin(), "gated")
+    url = f"gated://{uuid.uuid4().hex}"
+    GatedStore.reached = anyio.Event()
+    calls: dict[str, int] = {}
+
+    def counted(name: str, fail: bool = False) -> Any:
+        async def fn(x: Any) -> str:
+            calls[name] = calls.get(name, 0) + 1
+            if fail:
+                await GatedStore.reached.wait()  # type: ignore[union-attr]
+                raise RuntimeError("sibling failed")
+            return name
+
+        fn.__name__ = name.replace("-", "_")
+        return fn
+
+    def fan(fail: bool) -> Workflow:
+        return Workflow(name="fan", pattern="fan", checkpointing={"storage": url},
+                        steps=[Task(name="slow-write", agent=counted("slow-write")),
+                               Task(name="breaks", agent=counted("breaks", fail))])
+
+    with anyio.fail_after(5):
+        first = await fan(True).run("x")
+    assert first.status is TaskStatus.FAILED
+    assert first.tasks["slow-write"].status is TaskStatus.COMPLETED
+    assert first.errors.keys() == {"breaks"}  # the final checkpoint was written
+    GatedStore.reached = None
+    result = await fan(False).resume_from(first.run_id)
+    assert result.ok
+    assert [n for n, t in result.tasks.items() if t.reused] == ["slow-write"]
+    assert calls == {"slow-write": 1, "breaks": 2}
+
+
 # -- encryption -------------------------------------------------------------------------------
 
 

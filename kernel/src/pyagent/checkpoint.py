@@ -160,11 +160,15 @@ class Checkpointer(RunRecorder):
         """Write what changed since the last checkpoint (nothing if nothing changed)."""
         recs, self._pending = self._pending, []
         tasks = []
+        marked: list[tuple[TaskResult, TaskStatus | None]] = []
         for rec in recs:
-            if self._saved.get(rec.name) is not rec.status:
+            before = self._saved.get(rec.name)
+            if before is not rec.status:
                 # Marked first: a record that cannot be encoded is reported once, not again at the end.
                 self._saved[rec.name] = rec.status
+                marked.append((rec, before))
                 tasks.append(encode_record(rec))
+        shared_before = dict(self._shared) if self._shared or self.run.state else None
         body: dict[str, Any] = {"tasks": tasks}
         changed, removed = self._shared_changes()
         if changed:
@@ -175,11 +179,30 @@ class Checkpointer(RunRecorder):
             body.update(extra)
         if not tasks and not changed and not removed and not force:
             return
-        if self.retention is not None and self._since_full + 1 >= self.retention:
-            await self._write("full", self._full_body(extra))
-            await self.store.prune(self.run.run_id, self.retention)
-        else:
-            await self._write("delta", body)
+        saved_before = None
+        try:
+            if self.retention is not None and self._since_full + 1 >= self.retention:
+                saved_before = dict(self._saved)
+                await self._write("full", self._full_body(extra))
+                saved_before = None  # stored: pruning may fail without losing it
+                await self.store.prune(self.run.run_id, self.retention)
+            else:
+                await self._write("delta", body)
+        except BaseException:
+            # Not stored (the run was cancelled during the write, or the store failed): these
+            # records and ctx.state changes are still to be written, at the latest by the
+            # run's final checkpoint.
+            if saved_before is not None:
+                self._saved = saved_before
+            for rec, before in marked:
+                if before is None:
+                    self._saved.pop(rec.name, None)
+                else:
+                    self._saved[rec.name] = before
+            self._pending[:0] = [rec for rec, _ in marked]
+            if shared_before is not None:
+                self._shared = shared_before
+            raise
         self._last_write = self._clock.monotonic()
 
     async def _flush_final(self, result: WorkflowResult | None) -> None:
