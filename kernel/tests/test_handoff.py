@@ -146,6 +146,36 @@ def test_chain_passes_output_or_the_task(bare_runtime: Runtime) -> None:
     assert independent.output == "writer(report)"
 
 
+def test_chain_agents_know_the_task_and_every_earlier_output(bare_runtime: Runtime) -> None:
+    seen: dict[str, tuple[Any, dict[str, Any]]] = {}
+
+    def make(name: str) -> Any:
+        def run(x: str, ctx: Any) -> str:
+            seen[name] = (ctx.extra.get("task"), dict(ctx.results))
+            return f"{name}({x})"
+        return agent(run, name=name)
+
+    handoff.chain(agents=[make("researcher"), make("analyst"), make("writer")], task="report")
+    assert seen["researcher"] == ("report", {})
+    assert seen["analyst"] == ("report", {"researcher": "researcher(report)"})
+    assert seen["writer"] == ("report", {"researcher": "researcher(report)",
+                                         "analyst": "analyst(researcher(report))"})
+
+
+def test_llm_agents_in_a_chain_read_the_task_and_the_earlier_outputs(bare_runtime: Runtime) -> None:
+    # A writer that only saw the analyst's notes would not know it is writing a market report,
+    # nor what the researcher found.
+    models = [ScriptedModel(["FACTS: the market grew 12%"]), ScriptedModel(["ANALYSIS: strong growth"]),
+              ScriptedModel(["REPORT"])]
+    members = [agent(f"You are the {n}.", name=n, model=m)
+               for n, m in zip(("researcher", "analyst", "writer"), models, strict=True)]
+    result = handoff.chain(agents=members, task="Create a market report", pass_output=True)
+    assert result.ok and result.output == "REPORT"
+    prompt = models[2].prompts[0]
+    assert prompt.startswith("ANALYSIS: strong growth")  # its input is still the previous output
+    assert "Create a market report" in prompt and "FACTS: the market grew 12%" in prompt
+
+
 def test_chain_stops_at_a_failing_agent_with_the_cause(bare_runtime: Runtime) -> None:
     ran: list[str] = []
 

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from ._sync import run_or_await
-from .agents import Agent, as_agent, as_agents
+from .agents import Agent, InstructionAgent, as_agent, as_agents, render_input
 from .context import Message, RunContext
 from .errors import ConfigurationError, HandoffLoopError, PluginNotInstalledError
 from .events import HANDOFF, Event
@@ -253,14 +253,16 @@ class _Session:
         )
 
     async def run(self, agent: Agent, input: Any, *, result: Any = None,
-                  via: HandoffRecord | None = None) -> tuple[Agent, Any]:
+                  via: HandoffRecord | None = None, results: dict[str, Any] | None = None,
+                  extra: dict[str, Any] | None = None) -> tuple[Agent, Any]:
         """Run ``agent`` and follow the transfers it (and its successors) request, within the hop limit."""
         current, value = agent, input
         if self.base > self.max_hops:
             raise _AgentFailed(agent, self._nested_loop_error(agent))
         while True:
             ctx = RunContext(run_id=self.run_id, state=self.state, transcript=self.transcript,
-                             result=result, extra={"handoff": via, "handoffs": self.records})
+                             result=result, results=dict(results) if results else None,
+                             extra={**(extra or {}), "handoff": via, "handoffs": self.records})
             token = _RUNNING.set((self, current.name))
             try:
                 out = await current.run(value, ctx)
@@ -588,6 +590,10 @@ class Handoff:
         With ``pass_output=True`` each agent's input is the previous agent's output (the first
         gets ``task``); with ``False`` every agent gets ``task``. The result's ``.output`` is the
         last agent's output and ``.steps`` holds every turn.
+
+        Every agent also finds the task in ``ctx.extra["task"]`` and, when outputs are passed on,
+        the earlier agents' outputs in ``ctx.results`` (by agent name), so the last of a chain
+        still knows what the chain is for; an instruction (LLM) agent reads both in its prompt.
         """
         members = as_agents(agents or [], what="chain agent")
         hops = _max_hops(max_hops)
@@ -599,16 +605,27 @@ class Handoff:
             value: Any = task
             via: HandoffRecord | None = None
             total = len(members)
+            outputs: dict[str, Any] = {}
             for i, member in enumerate(members):
                 step_input = value if pass_output else task
+                given = step_input
+                if pass_output and i and isinstance(member, InstructionAgent):
+                    given = (f"{render_input(step_input)}\n\n(This is step {i + 1} of {total} of the "
+                             f"overall task: {render_input(task)})")
                 if previous is not None:
                     via = session.record(previous.name, member.name, f"chain step {i + 1} of {total}", "chain")
                 try:
                     previous, value = await session.run(
-                        member, step_input, result=value if (pass_output and i) else None, via=via)
+                        member, given, result=value if (pass_output and i) else None, via=via,
+                        results=outputs if pass_output else None, extra={"task": task})
                 except _AgentFailed as failed:
                     return session.finish(result, None, None, failed)
                 result.steps.append(ChainStep(agent=previous.name, input=step_input, output=value))
+                key, n = previous.name, 1
+                while key in outputs:
+                    n += 1
+                    key = f"{previous.name}#{n}"
+                outputs[key] = value
             return session.finish(result, previous, value)
 
         return run_or_await(go)
