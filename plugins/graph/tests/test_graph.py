@@ -253,3 +253,12 @@ async def test_random_dags_with_max_concurrency_keep_order_and_bound(runtime: An
         running += 1 if kind == "start" else -1
         peak = max(peak, running)
     assert peak <= 2
+
+
+def test_a_reducer_is_refused_instead_of_ignored(runtime: Any) -> None:
+    from pyagent import ConfigurationError
+
+    a = Task(name="a", agent=lambda x: 1)
+    b = Task(name="b", agent=lambda x: 2, dependencies=[a])
+    with pytest.raises(ConfigurationError, match=r"reducer= only applies to the parallel pattern"):
+        anyio.run(Workflow(name="g", steps=[a, b], reducer=lambda r: r).run)

@@ -175,3 +175,19 @@ async def test_base_exception_in_a_branch_cancels_siblings_and_propagates(runtim
     assert state.running == [] and state.status is TaskStatus.FAILED
     assert state.tasks["hang"].status is TaskStatus.CANCELLED
     assert state.tasks["stop"].status is TaskStatus.FAILED
+
+
+def test_reducer_that_cannot_take_the_outputs_is_refused_before_anything_runs(runtime: Any) -> None:
+    ran: list[str] = []
+
+    def merge(first: Any, second: Any) -> Any:
+        return first
+
+    flow = wf([Task(name="a", agent=lambda x: ran.append("a"))], reducer=merge)
+    with pytest.raises(ConfigurationError, match=r"reducer merge\(first, second\) cannot be called with one "
+                                                 r"argument, .*\{task name: output\}"):
+        anyio.run(flow.run)
+    assert ran == []
+    # Extra parameters with defaults, *args and bound methods are fine.
+    assert anyio.run(wf([Task(name="a", agent=lambda x: 1)], reducer=lambda r, n=2: r["a"] * n).run).output == 2
+    assert anyio.run(wf([Task(name="a", agent=lambda x: 1)], reducer=lambda *r: len(r)).run).output == 1

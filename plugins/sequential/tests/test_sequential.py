@@ -194,3 +194,15 @@ def test_dependency_on_a_later_step_is_refused_before_anything_runs(runtime: Any
     # Dependencies on earlier steps are what the order already guarantees.
     ok = Workflow(name="w", pattern="sequential", steps=[step("A", lambda x: 1), step("B", lambda x: x + 1, dependencies=["A"])])
     assert anyio.run(ok.run).output == 2
+
+
+def test_parallel_only_settings_are_refused_instead_of_ignored(runtime: Any) -> None:
+    import anyio
+
+    from pyagent import ConfigurationError
+
+    steps = [step("A", lambda x: 1)]
+    with pytest.raises(ConfigurationError, match=r"reducer= only applies to the parallel pattern"):
+        anyio.run(Workflow(name="w", steps=steps, reducer=lambda r: r).run)
+    with pytest.raises(ConfigurationError, match=r"failure_policy='collect' .* continue_on_error=True"):
+        anyio.run(Workflow(name="w", steps=steps, failure_policy="collect").run)

@@ -35,6 +35,12 @@ class GraphPattern:
     name = "graph"
 
     def validate(self, workflow: Workflow) -> None:
+        if workflow.reducer is not None:
+            raise ConfigurationError(
+                f"workflow {workflow.name!r} runs as a graph, but reducer= only applies to the "
+                "parallel pattern: remove it and add a final task that depends on the tasks to merge "
+                "(it receives {dependency name: output})"
+            )
         alias = _aliases(workflow)
         deps = {s.name: [alias.get(d, d) for d in s.dependencies] for s in workflow.steps}
         for name, ds in deps.items():

@@ -25,6 +25,24 @@ def _branch_names(step: Any) -> list[str]:
     return [step.name]
 
 
+def _check_reducer(reducer: Any) -> None:
+    """A reducer that cannot take the one dict it is given is refused before any branch runs."""
+    if reducer is None:
+        return
+    try:
+        signature = inspect.signature(reducer)
+    except (TypeError, ValueError):  # builtins without a signature: find out when called
+        return
+    try:
+        signature.bind({})
+    except TypeError:
+        name = getattr(reducer, "__name__", type(reducer).__name__)
+        raise ConfigurationError(
+            f"reducer {name}({', '.join(signature.parameters)}) cannot be called with one argument, the dict of "
+            "{task name: output}: give it a single parameter, e.g. def merge(results): ..."
+        ) from None
+
+
 class ParallelPattern:
     """Concurrent branches, bounded by ``max_concurrency``, merged by ``reducer`` in step order.
 
@@ -36,6 +54,7 @@ class ParallelPattern:
     name = "parallel"
 
     def validate(self, workflow: Workflow) -> None:
+        _check_reducer(workflow.reducer)
         for step in workflow.steps:
             if step.dependencies:
                 raise ConfigurationError(

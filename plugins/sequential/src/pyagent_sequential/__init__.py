@@ -19,7 +19,21 @@ class SequentialPattern:
     name = "sequential"
 
     def validate(self, workflow: Workflow) -> None:
-        """Steps run in list order, so a dependency must be an earlier step; a later one would be ignored."""
+        """Steps run in list order, so a dependency must be an earlier step; a later one would be ignored.
+
+        Settings that only the parallel pattern reads are refused rather than silently ignored.
+        """
+        if workflow.reducer is not None:
+            raise ConfigurationError(
+                f"workflow {workflow.name!r} runs sequentially, but reducer= only applies to the "
+                "parallel pattern: remove it (the last step's output is the result), or use "
+                "pattern=ExecutionPattern.PARALLEL"
+            )
+        if workflow.failure_policy == "collect":
+            raise ConfigurationError(
+                f"workflow {workflow.name!r} runs sequentially, where failure_policy='collect' has no "
+                "meaning: to step over a failing task, give it continue_on_error=True"
+            )
         position: dict[str, int] = {}
         for i, step in enumerate(workflow.steps):
             position[step.name] = i
