@@ -202,3 +202,17 @@ async def test_a_step_that_does_not_answer_within_the_timeout_fails_the_run(runt
 def test_timeout_must_be_positive_seconds(runtime: Any, bad: Any) -> None:
     with pytest.raises(ConfigurationError, match="timeout must be None"):
         AgentPatterns.chain_of_thought(agent=lambda t: "x", task="t", steps=["one"], timeout=bad)
+
+
+@pytest.mark.anyio
+async def test_llm_prompt_shows_the_plan_and_mentions_earlier_outputs_only_when_there_are_some(
+        runtime: Any) -> None:
+    model = ScriptedModel(["a", "b", "c", "d"])
+    reasoner = agent("You reason carefully.", name="reasoner", model=model)
+    await AgentPatterns.chain_of_thought(agent=reasoner, task="What is 17 * 23?", steps=STEPS)
+    first, second = model.prompts[:2]
+    assert "earlier steps" not in first  # step 1 has nothing earlier to build on
+    assert "earlier steps' outputs below" in second
+    # The whole plan, so the model does the current step and leaves the later ones for later.
+    plan = "1. Understand the problem; 2. Identify key components; 3. Solve step by step; 4. Verify the solution"
+    assert plan in first and plan in second

@@ -49,11 +49,13 @@ class ChainOfThoughtTeam:
     def _prompt(self, task: Any, number: int) -> str:
         """The input of an instruction agent; ``render_prompt`` adds the step and earlier outputs."""
         total = len(self.steps)
+        plan = "; ".join(f"{i}. {step}" for i, step in enumerate(self.steps, start=1))
+        earlier = ", building on the earlier steps' outputs below" if number > 1 else ""
         last = " This is the last step: give the final solution." if number == total else ""
         return (
             f"Task: {render_input(task)}\n\n"
-            f"Reasoning step {number} of {total}. Do only the current step, building on the "
-            f"earlier steps' outputs below.{last}"
+            f"The reasoning steps: {plan}.\n"
+            f"Reasoning step {number} of {total}. Do only the current step{earlier}.{last}"
         )
 
     async def run(self, task: Any) -> ChainOfThoughtResult:
