@@ -74,3 +74,28 @@ def test_run_without_pattern_plugin_says_what_to_install(bare_runtime: Any, tmp_
     out = CliRunner().invoke(main, ["run", str(path)])
     assert out.exit_code != 0
     assert "pip install pyagent-sequential" in out.output
+
+
+def test_run_progress_shows_cancelled_tasks_and_fallbacks(drt: Any, tmp_path: Path) -> None:
+    path = tmp_path / "fan.py"
+    path.write_text(
+        "import anyio\n"
+        "from pyagent.orchestrator import Task, Workflow\n"
+        "async def hang(x):\n    await anyio.sleep_forever()\n"
+        "async def boom(x):\n    await anyio.sleep(0)\n    raise RuntimeError('source down')\n"
+        "wf = Workflow(name='fan', pattern='fan', steps=[Task(name='hang', agent=hang), Task(name='boom', agent=boom)])\n"
+    )
+    out = CliRunner().invoke(main, ["run", str(path)])
+    assert out.exit_code == 1
+    assert "▶ hang" in out.output and "✗ boom" in out.output
+    assert "hang cancelled" in out.output  # a started task never just disappears from the progress
+    backup = tmp_path / "backup.py"
+    backup.write_text(
+        "from pyagent.orchestrator import Task, Workflow\n"
+        "def primary(x):\n    raise ConnectionError('primary down')\n"
+        "def spare(x):\n    return 'spare answer'\n"
+        "wf = Workflow(name='b', steps=[Task(name='ask', agent=primary, fallback_agent=spare)])\n"
+    )
+    out = CliRunner().invoke(main, ["run", str(backup)])
+    assert out.exit_code == 0, out.output
+    assert "ask failed (ConnectionError: primary down), falling back to spare" in out.output

@@ -122,6 +122,11 @@ def _progress(event: Any) -> None:
         click.echo(f"{stamp}  ↻ {event.task} attempt {event.data.get('attempt')} failed, retrying")
     elif kind == "task.reused":
         click.echo(f"{stamp}  = {event.task} (completed earlier, output reused)")
+    elif kind == "task.cancelled":
+        click.echo(f"{stamp}  ⊘ {event.task} cancelled")
+    elif kind == "task.fallback":
+        click.echo(f"{stamp}  ↪ {event.task} failed ({event.data.get('error')}), "
+                   f"falling back to {event.data.get('fallback')}")
 
 
 @main.command()
