@@ -523,6 +523,7 @@ def test_worker_timeout_must_be_positive(runtime: Runtime) -> None:
 @pytest.mark.anyio
 async def test_expertise_match_ties_count_subtasks_across_runs(runtime: Runtime) -> None:
     # No worker fits "file the paperwork": the tie goes to whoever has taken fewer, run after run.
+    runtime.register(RouterPlugin(), "overlap-router")
     team = AgentPatterns.supervisor(supervisor=planner("file the paperwork"),
                                     workers=workers("researcher", "analyst"), strategy="expertise_match")
     used = [(await team.run(f"task {i}")).assignments["file the paperwork"] for i in range(3)]
