@@ -252,3 +252,32 @@ def test_per_task_figures_fold_lazily_and_across_batches(rt: Runtime) -> None:
     assert only.executions == runs
     assert only.failures == runs // 4
     assert m.success_rate == pytest.approx((runs - runs // 4) / runs)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("with_store", [False, True], ids=["memory", "store"])
+async def test_a_cancelled_run_is_in_the_history_and_the_metrics(rt: Runtime, store_url: str,
+                                                                 with_store: bool) -> None:
+    started = anyio.Event()
+
+    async def hangs(x: Any) -> str:
+        started.set()
+        await anyio.sleep_forever()
+        return "never"
+
+    wf = Workflow(name="Cancelled", steps=[Task(name="first", agent=lambda x: "done"),
+                                           Task(name="hangs", agent=hangs)])
+    orchestrator = Orchestrator(store=store_url if with_store else None)
+    orchestrator.add_workflow(wf)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wf.run)
+            await started.wait()
+            tg.cancel_scope.cancel()
+    history = await orchestrator.aget_history(workflow="Cancelled")
+    assert [(e.status, e.tasks_completed, e.tasks_total) for e in history] == [(TaskStatus.CANCELLED, 1, 2)]
+    assert [t.status for t in history[0].tasks] == [TaskStatus.COMPLETED, TaskStatus.CANCELLED]
+    assert orchestrator.get_history(status="cancelled")[0].run_id == history[0].run_id
+    metrics = wf.get_metrics()
+    assert (metrics.total_executions, metrics.cancelled, metrics.successful) == (1, 1, 0)
+    assert metrics.task_breakdown["first"].executions == 1

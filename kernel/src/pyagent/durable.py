@@ -97,8 +97,15 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
         if ticket is not None and breaker is not None:
             outcome = None if result is None else result.status is TaskStatus.COMPLETED
             _announce(run, breaker.release(ticket, outcome))
+        ended = result
+        if ended is None and run.status is TaskStatus.CANCELLED:
+            # Cancelled: nothing is returned, but the run happened and belongs in the
+            # history and the metrics (as it does in a store's history).
+            ended = run.result(None, TaskStatus.CANCELLED)
+            metrics_for(wf).record(ended)
+            _remember(run, ended)
         if recorder is not None:
-            await recorder.finish(result)
+            await recorder.finish(ended)
     assert result is not None  # execute() returns or raises
     metrics_for(wf).record(result)
     _remember(run, result)
