@@ -285,3 +285,55 @@ async def test_async_event_listeners_are_rejected_before_anything_runs(rt: Any) 
 
     with pytest.raises(ConfigurationError, match=r"monitor on_event\(\) is a coroutine function"):
         Orchestrator(monitors=[AsyncMonitor()])
+
+
+async def test_nested_workflow_events_reach_every_monitor_once(rt: Any) -> None:
+    hooked: list[tuple[str, str, str | None]] = []
+    direct: list[tuple[str, str, str | None]] = []
+
+    class Recorder:
+        @hookimpl
+        def pyagent_on_event(self, event: Event) -> None:
+            hooked.append((event.workflow, event.kind, event.task))
+
+    rt.register(Recorder(), "recorder")
+    inner = Workflow(name="inner", steps=[Task(name="i", agent=lambda x: x + 1)])
+    outer = Workflow(name="outer", steps=[Task(name="sub", agent=inner), Task(name="after", agent=lambda x: x * 2)])
+    result = await outer.run(1, on_event=lambda e: direct.append((e.workflow, e.kind, e.task)))
+    assert result.ok and result.output == 4
+    inner_events = [("inner", "workflow.started", None), ("inner", "task.started", "i"),
+                    ("inner", "task.completed", "i"), ("inner", "workflow.completed", None)]
+    for seen in (hooked, direct):
+        assert [e for e in seen if e[0] == "inner"] == inner_events
+        assert seen.index(("outer", "task.started", "sub")) < seen.index(inner_events[0])
+        assert seen.index(inner_events[-1]) < seen.index(("outer", "task.completed", "sub"))
+
+
+async def test_nested_workflow_failure_fails_its_step_with_the_inner_error(rt: Any) -> None:
+    inner = Workflow(name="inner", steps=[Task(name="i1", agent=lambda x: x), Task(name="i2", agent=lambda x: 1 / 0)])
+    outer = Workflow(name="outer", steps=[Task(name="sub", agent=inner), Task(name="after", agent=lambda x: x)])
+    result = await outer.run(1)
+    assert result.status is TaskStatus.FAILED
+    assert result.error == "task 'sub' failed: TaskFailedError: task 'i2' failed: ZeroDivisionError: division by zero"
+    assert result.tasks["sub"].status is TaskStatus.FAILED and "after" not in result.tasks
+    assert inner.get_state().status is TaskStatus.FAILED
+
+
+async def test_cancelling_a_run_cancels_its_nested_workflow(rt: Any) -> None:
+    started = anyio.Event()
+
+    async def hang(x: Any) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    inner = Workflow(name="inner", steps=[Task(name="i", agent=hang)])
+    outer = Workflow(name="outer", steps=[Task(name="sub", agent=inner)])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(outer.run)
+        with anyio.fail_after(5):
+            await started.wait()
+        tg.cancel_scope.cancel()
+    for wf, task in ((outer, "sub"), (inner, "i")):
+        state = wf.get_state()
+        assert state.status is TaskStatus.CANCELLED and state.running == []
+        assert state.tasks[task].status is TaskStatus.CANCELLED

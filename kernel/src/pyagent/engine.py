@@ -106,8 +106,13 @@ class WorkflowRun:
         return bool(self._listeners)
 
     def forward(self, event: Event) -> None:
-        """Deliver an event from elsewhere (a sub-workflow's) to this run's listeners."""
+        """Deliver an event from elsewhere (a sub-workflow's) to this run's own listeners.
+
+        The process-wide monitor hooks are left out: the sub-workflow's run delivered to them.
+        """
         for listener in self._listeners:
+            if getattr(listener, "process_wide", False):
+                continue
             try:
                 listener(event)
             except Exception as exc:

@@ -392,6 +392,8 @@ def _as_listener(fn: Callable[..., Any]) -> Callable[[Any], Any]:
         return fn(event=event)
 
     listener.__qualname__ = getattr(fn, "__qualname__", "monitor")
+    # Process-wide: a sub-workflow's run delivers to it already, so a parent never forwards to it.
+    listener.process_wide = True  # type: ignore[attr-defined]
     return listener
 
 
