@@ -207,3 +207,38 @@ def test_seed_snippets_verbatim(runtime: Any) -> None:
     assert outcomes["3.4"].reached and outcomes["3.4"].output == "Yes"
     assert outcomes["3.5"].verdict.winner == "balanced"
     assert outcomes["3.6"].output == "2*4 + 3 = 11: x = 4."
+
+
+@pytest.mark.anyio
+async def test_team_patterns_inside_a_workflow_step_share_its_run_id(runtime: Any) -> None:
+    # Like a supervisor or a handoff inside a task, a consensus, debate or chain of thought run
+    # by a step belongs to that run: its result and events carry the workflow run's id.
+    from pyagent import Task, Workflow, hookimpl
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.events: list[Any] = []
+
+        @hookimpl
+        def pyagent_on_event(self, event: Any) -> None:
+            self.events.append(event)
+
+    monitor = Recorder()
+    runtime.register(monitor, "recorder")
+    seen: dict[str, str] = {}
+    yes = agent(lambda t: "yes", name="yes")
+
+    async def deliberate(task: str) -> str:
+        agreed = await AgentPatterns.consensus(agents=[yes, agent(lambda t: "yes", name="also")], task=task)
+        argued = await AgentPatterns.debate(pro_agent=yes, con_agent=lambda t: "no",
+                                            judge=lambda t: "Winner: pro. Go.", topic=task, rounds=1)
+        thought = await AgentPatterns.chain_of_thought(agent=yes, task=task, steps=["think"])
+        seen.update(consensus=agreed.run_id, debate=argued.run_id, chain_of_thought=thought.run_id)
+        return f"{agreed.output}/{argued.output}/{thought.output}"
+
+    workflow = Workflow(name="Deliberation", steps=[Task(name="Decide", agent=agent(deliberate, name="decide"))])
+    result = await workflow.run("Adopt it?")
+    assert result.ok, result.error
+    assert seen == dict.fromkeys(("consensus", "debate", "chain_of_thought"), result.run_id)
+    team_events = [e for e in monitor.events if e.kind.startswith("team.")]
+    assert team_events and {e.run_id for e in team_events} == {result.run_id}

@@ -10,6 +10,7 @@ from pyagent import events as ev
 from pyagent.agents import Agent, InstructionAgent, as_agent, render_input
 from pyagent.concurrency import TaskGroup, first_error
 from pyagent.context import Message, RunContext
+from pyagent.durable import current_run
 from pyagent.errors import ConfigurationError, PyAgentError
 from pyagent.plugins import get_runtime
 from pyagent.tasks import TaskStatus
@@ -96,7 +97,8 @@ class ConsensusTeam:
 
     async def run(self, task: Any) -> ConsensusResult:
         """Run rounds until agreement reaches the threshold or ``max_rounds`` ran out."""
-        run_id = uuid.uuid4().hex
+        enclosing = current_run()  # inside a workflow step, the team run is part of that run
+        run_id = enclosing.run_id if enclosing is not None else uuid.uuid4().hex
         clock = get_runtime().clock
         result = ConsensusResult(
             run_id=run_id, started_at=clock.time(), threshold=self.agreement_threshold,

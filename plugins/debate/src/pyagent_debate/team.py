@@ -8,6 +8,7 @@ from typing import Any
 from pyagent import events as ev
 from pyagent.agents import Agent, InstructionAgent, as_agent, render_input
 from pyagent.context import Message, RunContext
+from pyagent.durable import current_run
 from pyagent.errors import ConfigurationError, PyAgentError
 from pyagent.plugins import get_runtime
 from pyagent.tasks import TaskStatus
@@ -87,7 +88,8 @@ class DebateTeam:
 
     async def run(self, topic: Any) -> DebateResult:
         """Run every round, then the judge; a failure ends the run with a failed result."""
-        run_id = uuid.uuid4().hex
+        enclosing = current_run()  # inside a workflow step, the team run is part of that run
+        run_id = enclosing.run_id if enclosing is not None else uuid.uuid4().hex
         clock = get_runtime().clock
         result = DebateResult(run_id=run_id, topic=topic, started_at=clock.time())
         emit(ev.TEAM_STARTED, run_id, status="running", input=topic,

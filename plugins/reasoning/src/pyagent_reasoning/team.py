@@ -8,6 +8,7 @@ from typing import Any
 from pyagent import events as ev
 from pyagent.agents import Agent, InstructionAgent, as_agent, render_input
 from pyagent.context import Message, RunContext
+from pyagent.durable import current_run
 from pyagent.errors import ConfigurationError, PyAgentError
 from pyagent.plugins import get_runtime
 from pyagent.tasks import TaskStatus
@@ -60,7 +61,8 @@ class ChainOfThoughtTeam:
 
     async def run(self, task: Any) -> ChainOfThoughtResult:
         """Run the steps in order; a failure ends the run with the outputs so far."""
-        run_id = uuid.uuid4().hex
+        enclosing = current_run()  # inside a workflow step, the team run is part of that run
+        run_id = enclosing.run_id if enclosing is not None else uuid.uuid4().hex
         name = self.agent.name
         total = len(self.steps)
         clock = get_runtime().clock
