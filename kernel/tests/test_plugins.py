@@ -252,3 +252,14 @@ def test_registration_failures_are_reported_once(bare_runtime: Any) -> None:
     bare_runtime.registry("patterns")
     assert [f.name for f in bare_runtime.failures] == ["faulty"]
     assert "half-done" not in bare_runtime.registry("patterns")  # a failed hook contributes nothing
+
+
+def test_strict_mode_keeps_raising_instead_of_running_with_half_the_plugins(
+        site: Path, monkeypatch: Any, distribution: Any) -> None:
+    _install_two(site, distribution)
+    monkeypatch.setenv("PYAGENT_STRICT_PLUGINS", "1")
+    rt = Runtime()
+    for _ in range(2):
+        with pytest.raises(PluginLoadError, match='Error importing plugin "broken"'):
+            rt.lookup("pattern", "zigzag")
+    assert [f.name for f in rt.failures].count("broken") == 1

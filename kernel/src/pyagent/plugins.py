@@ -101,7 +101,13 @@ class Runtime:
                 return
             self._discovered = True
             if self._discover:
-                self._load_entry_points()
+                try:
+                    self._load_entry_points()
+                except BaseException:
+                    # Strict mode (or an interrupt): discover again next time rather than run on
+                    # with whatever loaded before the failure.
+                    self._discovered = False
+                    raise
 
     def _load_entry_points(self) -> None:
         from importlib.metadata import entry_points
@@ -130,8 +136,10 @@ class Runtime:
                               version=ep.dist.version if ep.dist is not None else None)
             # SystemExit too: a plugin that calls sys.exit() on import is broken, not a reason to stop.
             except (Exception, SystemExit) as exc:
-                self.failures.append(PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}"))
-                log.warning("pyagent plugin %r (%s) failed to load: %s", ep.name, dist, exc)
+                failure = PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}")
+                if failure not in self.failures:
+                    self.failures.append(failure)
+                    log.warning("pyagent plugin %r (%s) failed to load: %s", ep.name, dist, exc)
                 if strict:
                     raise PluginLoadError(f'Error importing plugin "{ep.name}": {exc}') from exc
 
