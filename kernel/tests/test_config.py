@@ -72,3 +72,16 @@ def test_runtime_honours_disabled_plugins_from_a_file(tmp_path: Path, monkeypatc
     rt = Runtime()
     rt.ensure_loaded()
     assert "cfgplug" not in rt.plugins
+
+
+def test_a_bad_value_names_where_it_came_from(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("PYAGENT_STRICT_PLUGINS", "maybe")
+    with pytest.raises(ConfigurationError, match=r"strict_plugins \(from environment variable "
+                                                 r"PYAGENT_STRICT_PLUGINS\): Input should be a valid boolean"):
+        config.load_settings(tmp_path)
+    monkeypatch.delenv("PYAGENT_STRICT_PLUGINS")
+    (tmp_path / "pyagent.toml").write_text("disable_plugins = 5\n")
+    with pytest.raises(ConfigurationError, match=r"settings from .*pyagent.toml: disable_plugins: Input should be a valid list"):
+        config.load_settings(tmp_path)
+    with pytest.raises(ConfigurationError, match=r"strict_plugins \(from configure\(\)\)"):
+        config.load_settings(tmp_path, disable_plugins=[], strict_plugins="perhaps")

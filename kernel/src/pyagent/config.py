@@ -78,18 +78,29 @@ def _file_settings(start: Path) -> tuple[dict[str, Any], str]:
 def load_settings(start: Path | None = None, **overrides: Any) -> Settings:
     """Settings from keyword arguments, then the nearest config file, then the environment."""
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # key -> where its value came from, for error messages
     for key, var in ENV.items():
         if var in os.environ:
             values[key] = os.environ[var]
+            origin[key] = f"environment variable {var}"
     from_file, source = _file_settings(start or Path.cwd())
     values.update(from_file)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    origin.update(dict.fromkeys(from_file, source))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    origin.update(dict.fromkeys(given, "configure()"))
     try:
         return Settings(**values, source=source)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        def where(loc: tuple[int | str, ...]) -> str:
+            key = ".".join(map(str, loc))
+            came = origin.get(str(loc[0])) if loc else None
+            return f"{key} (from {came})" if came is not None and came != source else key
+
+        problems = "; ".join(f"{where(e['loc'])}: {e['msg']}" for e in exc.errors())
         valid = ", ".join(k for k in Settings.model_fields if k != "source")
-        raise ConfigurationError(f"invalid pyagent settings from {source}: {problems} (valid keys: {valid})") from None
+        headline = "invalid pyagent settings" + ("" if source == "defaults" else f" from {source}")
+        raise ConfigurationError(f"{headline}: {problems} (valid keys: {valid})") from None
 
 
 _settings: Settings | None = None
