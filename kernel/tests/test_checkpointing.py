@@ -484,6 +484,35 @@ async def test_a_task_whose_checkpoint_write_was_cancelled_is_in_the_final_check
     assert calls == {"slow-write": 1, "breaks": 2}
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("damage", [
+    lambda body: {**body, "tasks": [{"status": "completed"}]},  # a record without a name
+    lambda body: {**body, "tasks": 5},
+    lambda body: {k: v for k, v in body.items() if k != "kind"},
+    lambda body: {**body, "shared_set": ["not", "a", "mapping"]},
+    lambda body: {**body, "tasks": [{**body["tasks"][0], "output": {"__pyagent__": "decimal", "value": "x"}}]},
+    lambda body: {**body, "tasks": [{**body["tasks"][0], "status": "exploded"}]},
+], ids=["no-name", "tasks-not-a-list", "no-kind", "shared-not-a-dict", "bad-decimal", "bad-status"])
+async def test_a_damaged_checkpoint_is_a_state_error_and_nothing_runs(
+        rt: Runtime, store_url: str, damage: Any) -> None:
+    import json
+
+    from pyagent.store import Checkpoint
+
+    agents = Agents()
+    agents.failing.add("t2")
+    wf = chain(agents, store_url)
+    first = await wf.run("x")
+    cps = MemoryStore(store_url)._checkpoints[first.run_id]
+    body = json.loads(cps[1].payload[1:])
+    assert body["kind"] == "delta" and body["tasks"][0]["name"] == "t0"
+    cps[1] = Checkpoint(first.run_id, cps[1].seq, "delta", b"J" + json.dumps(damage(body)).encode())
+    calls = dict(agents.calls)
+    with pytest.raises(StateError, match=r"checkpoint 1"):
+        await wf.resume_from(first.run_id)
+    assert agents.calls == calls
+
+
 # -- encryption -------------------------------------------------------------------------------
 
 

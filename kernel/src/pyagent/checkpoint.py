@@ -289,24 +289,35 @@ def fold(stored: StoredRun, what: str) -> WorkflowState:
     base: dict[str, Any] | None = None
     tasks: dict[str, dict[str, Any]] = {}
     for cp in cps:
-        body = codec.loads(codec.unseal(cp.payload, f"{what} (checkpoint {cp.seq})"), f"{what} (checkpoint {cp.seq})")
+        where = f"{what} (checkpoint {cp.seq})"
+        body = codec.loads(codec.unseal(cp.payload, where), where)
         if not isinstance(body, dict) or body.get("v") != PAYLOAD_VERSION:
             raise StateError(
-                f"{what} (checkpoint {cp.seq}) has payload version {body.get('v') if isinstance(body, dict) else None!r}; "
+                f"{where} has payload version {body.get('v') if isinstance(body, dict) else None!r}; "
                 f"this pyagent reads version {PAYLOAD_VERSION}"
             )
-        if body["kind"] == "full":
-            base = dict(body)
-            tasks = {t["name"]: t for t in body.get("tasks", [])}
-            continue
-        if base is None:
-            raise StateError(f"{what} has no full checkpoint before checkpoint {cp.seq}: corrupt storage")
-        for t in body.get("tasks", []):
-            tasks[t["name"]] = t
-        shared = base.setdefault("shared", {})
-        shared.update(body.get("shared_set", {}))
-        for k in body.get("shared_del", []):
-            shared.pop(k, None)
+        try:
+            kind = body["kind"]
+            records = _records(body.get("tasks", []))
+            if kind == "full":
+                base = dict(body)
+                if not isinstance(base.setdefault("shared", {}), dict):
+                    raise TypeError("ctx.state is not a mapping")
+                tasks = records
+                continue
+            if kind != "delta":
+                raise ValueError(f"unknown checkpoint kind {kind!r}")
+            if base is None:
+                raise StateError(f"{what} has no full checkpoint before checkpoint {cp.seq}: corrupt storage")
+            tasks.update(records)
+            shared = base["shared"]
+            shared.update(body.get("shared_set", {}))
+            for k in body.get("shared_del", []):
+                shared.pop(k, None)
+        except StateError:
+            raise
+        except Exception as exc:  # the payload parsed but is not what pyagent writes
+            raise StateError(f"{where} is damaged: {type(exc).__name__}: {exc}") from None
         for field in ("status", "finished_at", "error"):
             if field in body:
                 base[field] = body[field]
@@ -315,6 +326,19 @@ def fold(stored: StoredRun, what: str) -> WorkflowState:
     # A killed run's last saved status says "running": that is what it was.
     base["tasks"] = list(tasks.values())
     return WorkflowState.decode(base, what)
+
+
+def _records(raw: Any) -> dict[str, dict[str, Any]]:
+    """A checkpoint's task records by name; ValueError/TypeError for anything pyagent does not write."""
+    if not isinstance(raw, list):
+        raise TypeError(f"its task records are a {type(raw).__name__}, not a list")
+    out: dict[str, dict[str, Any]] = {}
+    for t in raw:
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            raise ValueError(f"a task record has no name: {str(t)[:80]}")
+        TaskStatus(t.get("status"))  # ValueError for an unknown status
+        out[t["name"]] = t
+    return out
 
 
 async def load_run(url: str, run_id: str) -> tuple[WorkflowState, int]:

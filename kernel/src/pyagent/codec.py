@@ -145,7 +145,11 @@ def _revive(obj: dict[str, Any]) -> Any:
             f"saved data contains a value of type {tag!r} but no serializer is registered for it: "
             "call pyagent.codec.register_serializer(...) for that type before loading"
         )
-    return ser.decode(obj["value"])
+    try:
+        return ser.decode(obj["value"])
+    except Exception as exc:  # e.g. decimal.InvalidOperation, which is no ValueError
+        raise StateError(f"a saved {tag} value cannot be read back ({type(exc).__name__}: {exc}): "
+                         "the data is damaged") from None
 
 
 def _hashable(key: Any) -> Any:
@@ -161,8 +165,8 @@ def loads(raw: bytes | str, what: str) -> Any:
     """Parse JSON written by :func:`dumps`, reviving tagged values; StateError if it is not valid."""
     try:
         return json.loads(raw, object_hook=_revive)
-    except StateError:
-        raise
+    except StateError as exc:
+        raise StateError(f"{what}: {exc}") from None
     except (ValueError, TypeError, KeyError) as exc:
         raise StateError(f"{what} is corrupt or truncated (not valid JSON: {exc})") from None
 
