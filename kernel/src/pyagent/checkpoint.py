@@ -336,7 +336,7 @@ def _records(raw: Any) -> dict[str, dict[str, Any]]:
     for t in raw:
         if not isinstance(t, dict) or not isinstance(t.get("name"), str):
             raise ValueError(f"a task record has no name: {str(t)[:80]}")
-        TaskStatus(t.get("status"))  # ValueError for an unknown status
+        TaskStatus(str(t.get("status")))  # ValueError for an unknown status
         out[t["name"]] = t
     return out
 
