@@ -337,3 +337,11 @@ async def test_cancelling_a_run_cancels_its_nested_workflow(rt: Any) -> None:
         state = wf.get_state()
         assert state.status is TaskStatus.CANCELLED and state.running == []
         assert state.tasks[task].status is TaskStatus.CANCELLED
+
+
+async def test_run_sync_inside_an_event_loop_says_to_await(rt: Any) -> None:
+    from pyagent import ConfigurationError
+
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1)])
+    with pytest.raises(ConfigurationError, match=r"run_sync\(\) .* inside a running event loop: use `await workflow\.run\(\.\.\.\)`"):
+        wf.run_sync()

@@ -227,6 +227,16 @@ class Workflow(BaseModel):
         """Run from synchronous code (starts an event loop)."""
         import anyio
 
+        from ._sync import in_event_loop
+
+        if in_event_loop():
+            from .errors import ConfigurationError
+
+            raise ConfigurationError(
+                f"workflow {self.name!r}: run_sync() starts its own event loop, so it cannot be "
+                "called inside a running event loop: use `await workflow.run(...)` there"
+            )
+
         async def go() -> WorkflowResult:
             return await self.run(input, **kwargs)
 
