@@ -281,3 +281,23 @@ async def test_a_cancelled_run_is_in_the_history_and_the_metrics(rt: Runtime, st
     metrics = wf.get_metrics()
     assert (metrics.total_executions, metrics.cancelled, metrics.successful) == (1, 1, 0)
     assert metrics.task_breakdown["first"].executions == 1
+
+
+@pytest.mark.anyio
+async def test_a_damaged_history_record_in_a_store_is_a_state_error(rt: Runtime, store_url: str) -> None:
+    from pyagent import StateError
+    from pyagent._defaults.memory_store import MemoryStore
+    from pyagent.codec import dumps, seal
+
+    orchestrator = Orchestrator(store=store_url)
+    wf = research({"on": False})
+    orchestrator.add_workflow(wf)
+    done = await orchestrator.run_workflow("Research Report")
+    header = MemoryStore(store_url)._runs[done.run_id]
+    header.payload = seal(dumps({"v": 1, "run_id": done.run_id, "tasks": "not a list"}))
+    previous = set_runtime(_Runtime(discover=False))  # only the store knows the run now
+    try:
+        with pytest.raises(StateError, match=f"history of run {done.run_id}"):
+            await Orchestrator(store=store_url).aget_history()
+    finally:
+        set_runtime(previous)

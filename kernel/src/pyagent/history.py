@@ -99,7 +99,10 @@ class ExecutionRecord(BaseModel):
         if not isinstance(data, dict) or data.get("v") != HISTORY_VERSION:
             raise StateError(f"{what} has an unknown history format: {str(data)[:80]}")
         data.pop("v")
-        return record(data)
+        try:
+            return record(data)
+        except Exception as exc:  # parsed, but not a record pyagent wrote
+            raise StateError(f"{what} is damaged: {type(exc).__name__}: {str(exc)[:200]}") from None
 
 
 def _local(ts: float) -> _dt.datetime:
