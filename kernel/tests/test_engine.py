@@ -345,3 +345,23 @@ async def test_run_sync_inside_an_event_loop_says_to_await(rt: Any) -> None:
     wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1)])
     with pytest.raises(ConfigurationError, match=r"run_sync\(\) .* inside a running event loop: use `await workflow\.run\(\.\.\.\)`"):
         wf.run_sync()
+
+
+async def test_a_completed_task_is_checkpointed_before_an_async_callback_runs(rt: Any, store_url: str) -> None:
+    from pyagent.checkpoint import load_run
+
+    in_callback = anyio.Event()
+
+    async def notify(task: Any) -> None:
+        in_callback.set()
+        await anyio.sleep_forever()  # cancelled here
+
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: "A"), Task(name="b", agent=lambda x: "B")],
+                  checkpointing={"storage": store_url, "interval": "after_each_task"})
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: wf.run(on_task_complete=notify, run_id="r1"))
+        with anyio.fail_after(5):
+            await in_callback.wait()
+        tg.cancel_scope.cancel()
+    state, _ = await load_run(store_url, "r1")
+    assert state.completed == ["a"] and state.results == {"a": "A"}

@@ -80,10 +80,6 @@ class WorkflowRun:
         self._resumed = resumed or {}
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []
-        if on_task_complete is not None:
-            # An after-task hook rather than a call inside _task_done: an async callback (or
-            # one handing back an awaitable) is awaited there, a sync one just called.
-            self.after_task.append(self._completed_callback)
         self.handoffs: list[dict[str, Any]] = []
 
     # -- events --------------------------------------------------------------------------
@@ -488,6 +484,10 @@ def check_runnable(workflow: Workflow) -> None:
 async def execute(run: WorkflowRun, pattern: Any) -> WorkflowResult:
     """Run ``pattern`` over ``run`` and turn its outcome into a WorkflowResult (failures included)."""
     run.status = _RUNNING
+    if run._on_task_complete is not None:
+        # The last after-task hook, so a completed task is checkpointed before user code runs;
+        # a hook rather than a call in _task_done so that an async callback is awaited.
+        run.after_task.append(run._completed_callback)
     run.emit(ev.WORKFLOW_STARTED, status="running", input=run.input)
     output: Any = None
     exc: BaseException | None = None
