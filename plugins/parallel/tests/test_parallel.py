@@ -191,3 +191,32 @@ def test_reducer_that_cannot_take_the_outputs_is_refused_before_anything_runs(ru
     # Extra parameters with defaults, *args and bound methods are fine.
     assert anyio.run(wf([Task(name="a", agent=lambda x: 1)], reducer=lambda r, n=2: r["a"] * n).run).output == 2
     assert anyio.run(wf([Task(name="a", agent=lambda x: 1)], reducer=lambda *r: len(r)).run).output == 1
+
+
+@pytest.mark.parametrize("policy", ["fail_fast", "collect"])
+async def test_conditional_step_runs_one_branch_on_the_shared_input(runtime: Any, policy: str) -> None:
+    from pyagent.orchestrator import ConditionalTask
+
+    gate = ConditionalTask(name="gate", condition=lambda ctx: ctx.result > 0,
+                           if_true=Task(name="positive", agent=lambda x: f"+{x}"),
+                           if_false=Task(name="negative", agent=lambda x: f"-{x}"))
+    seen: list[Any] = []
+    flow = wf([Task(name="echo", agent=lambda x: x), gate], failure_policy=policy,
+              reducer=lambda outputs: seen.append(dict(outputs)) or len(outputs))
+    result = await flow.run(5)
+    assert result.ok and result.output == 2
+    assert seen == [{"echo": 5, "positive": "+5"}]
+    assert result.tasks["negative"].status is TaskStatus.SKIPPED
+
+
+async def test_collect_with_a_failing_condition_keeps_the_other_branches(runtime: Any) -> None:
+    from pyagent.orchestrator import ConditionalTask
+
+    def broken(ctx: Any) -> bool:
+        raise ValueError("no score")
+
+    gate = ConditionalTask(name="gate", condition=broken, if_true=Task(name="yes", agent=lambda x: "yes"))
+    result = await wf([Task(name="echo", agent=lambda x: x), gate], failure_policy="collect").run(1)
+    assert result.ok and result.output == {"echo": 1}
+    assert result.errors == {"gate": "task 'gate' failed: ValueError: no score"}
+    assert result.tasks["gate"].status is TaskStatus.FAILED
