@@ -301,3 +301,17 @@ async def test_a_damaged_history_record_in_a_store_is_a_state_error(rt: Runtime,
             await Orchestrator(store=store_url).aget_history()
     finally:
         set_runtime(previous)
+
+
+@pytest.mark.anyio
+async def test_a_run_resumed_to_completion_is_no_longer_listed_as_failed(rt: Runtime) -> None:
+    fail = {"on": True}
+    wf = research(fail)
+    orchestrator = Orchestrator()
+    orchestrator.add_workflow(wf)
+    first = await wf.run()
+    fail["on"] = False
+    await wf.resume_from(wf.get_state())
+    assert [(e.run_id, e.status) for e in orchestrator.get_history()] == [(first.run_id, TaskStatus.COMPLETED)]
+    assert orchestrator.get_history(status="failed") == []
+    assert [e.run_id for e in await orchestrator.aget_history(status="completed")] == [first.run_id]

@@ -369,11 +369,19 @@ async def _progress_from_checkpoints(store: Any, rec: ExecutionRecord, what: str
                  for t in state.tasks.values()]
 
 
+def _memory_records(runtime: Runtime, workflow: str | None, since: float | None,
+                    status: str | None) -> list[ExecutionRecord]:
+    """This process's records, one per run id (a resumed run's latest), then filtered by status:
+    a run that failed and was resumed to completion is not a failed run any more."""
+    latest = merge([r for r in history_log(runtime).records() if matches(r, workflow, since, None)])
+    return [r for r in latest if status is None or r.status.value == status]
+
+
 async def gather_history(runtime: Runtime, urls: list[str], *, workflow: Any = None, since: Any = None,
                          status: Any = None, limit: int | None = None) -> list[ExecutionRecord]:
     """History from memory and from every store in ``urls``, merged, newest first."""
     name, ts, st = workflow_name(workflow), parse_since(since), parse_status(status)
-    groups = [[r for r in history_log(runtime).records() if matches(r, name, ts, st)]]
+    groups = [_memory_records(runtime, name, ts, st)]
     for url in dict.fromkeys(urls):
         groups.append(await query_store(url, workflow=name, since=ts, status=st, limit=limit))
     return merge(*groups, limit=limit)
@@ -392,8 +400,7 @@ def get_history_sync(runtime: Runtime, urls: list[str], **filters: Any) -> list[
         # Memory only: no I/O, so answer directly even inside an event loop.
         name = workflow_name(filters.get("workflow"))
         ts, st = parse_since(filters.get("since")), parse_status(filters.get("status"))
-        recs = [r for r in history_log(runtime).records() if matches(r, name, ts, st)]
-        return merge(recs, limit=filters.get("limit"))
+        return merge(_memory_records(runtime, name, ts, st), limit=filters.get("limit"))
     if not in_event_loop():
         return anyio.run(go)
     # Inside a running loop a store must be queried on a loop of its own: a short-lived thread.
