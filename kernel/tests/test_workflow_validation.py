@@ -124,3 +124,19 @@ def test_dependencies_on_a_branch_task_are_refused_with_the_fix() -> None:
     with pytest.raises(ValidationError, match=r"'Approve' is a branch of conditional 'Gate'.*"
                                               r"ConditionalTask\(\.\.\., dependencies=\['x'\]\)"):
         Workflow(name="g", steps=[x, gate])
+
+
+def test_a_nested_workflows_bad_configuration_is_found_before_anything_runs(mini_runtime: Any) -> None:
+    ran: list[str] = []
+    inner = Workflow(name="inner", pattern="zigzag", steps=[Task(name="i", agent=noop)])
+    outer = Workflow(name="outer", steps=[Task(name="first", agent=lambda x: ran.append("first")),
+                                          Task(name="sub", agent=inner)])
+    with pytest.raises(PluginNotInstalledError, match="pattern 'zigzag' is not installed"):
+        anyio.run(outer.run)
+    no_agent = Workflow(name="inner2", steps=[Task(name="Analyze")])
+    deeper = Workflow(name="middle", steps=[Task(name="sub", agent=no_agent)])
+    top = Workflow(name="top", steps=[Task(name="first", agent=lambda x: ran.append("first")),
+                                      Task(name="middle", agent=deeper)])
+    with pytest.raises(ConfigurationError, match="task 'Analyze' in workflow 'inner2' has no agent"):
+        anyio.run(top.run)
+    assert ran == []

@@ -20,7 +20,7 @@ import anyio
 
 from . import events as ev
 from ._defaults.local_executor import LocalExecutor
-from .agents import FunctionAgent
+from .agents import FunctionAgent, WorkflowAgent
 from .concurrency import first_error
 from .context import Message, RunContext
 from .errors import ConfigurationError, TaskFailedError
@@ -466,19 +466,30 @@ def _stopped(run: WorkflowRun, error: BaseException) -> None:
         run.emit(ev.WORKFLOW_FAILED, status="failed", error=_describe(_task_failure(error)))
 
 
-def check_runnable(workflow: Workflow) -> None:
-    """Programming errors found before anything runs: no steps, a task without an agent."""
+def check_runnable(workflow: Workflow) -> list[Workflow]:
+    """Programming errors found before anything runs: no steps, a task without an agent.
+
+    Returns the workflows used as agents (or fallbacks) by its tasks, to be checked in turn.
+    """
     if not workflow.steps:
         raise ConfigurationError(
             f"workflow '{workflow.name}' has no steps: pass steps=[Task(name=..., agent=...), ...]"
         )
+    nested: list[Workflow] = []
     for step in workflow.steps:
         for task in (step.branches if isinstance(step, ConditionalTask) else [step]):
-            if task.agent is None:
+            agent = task.agent
+            if agent is None:
                 raise ConfigurationError(
                     f"task '{task.name}' in workflow '{workflow.name}' has no agent: "
                     f"give it one, e.g. Task(name={task.name!r}, agent=my_function)"
                 )
+            if type(agent) is WorkflowAgent:
+                nested.append(agent.workflow)
+            fallback = task.fallback_agent
+            if fallback is not None and type(fallback) is WorkflowAgent:
+                nested.append(fallback.workflow)
+    return nested
 
 
 async def execute(run: WorkflowRun, pattern: Any) -> WorkflowResult:

@@ -15,8 +15,12 @@ if TYPE_CHECKING:
     from .workflow import Workflow
 
 
-def resolve_pattern(workflow: Workflow) -> Any:
-    """The pattern object for ``workflow``, validated against it; raises before anything runs."""
+def resolve_pattern(workflow: Workflow, _checked: set[int] | None = None) -> Any:
+    """The pattern object for ``workflow``, validated against it; raises before anything runs.
+
+    Workflows used as agents inside it are checked too (pattern installed, tasks runnable),
+    so a bad sub-workflow fails the run before its first task rather than halfway through.
+    """
     runtime = get_runtime()
     pattern = runtime.lookup("pattern", workflow.pattern_name)
     if not hasattr(pattern, "execute"):
@@ -29,7 +33,13 @@ def resolve_pattern(workflow: Workflow) -> Any:
     validate = getattr(pattern, "validate", None)
     if validate is not None:
         validate(workflow)
-    check_runnable(workflow)
+    nested = check_runnable(workflow)
+    if nested:
+        checked = _checked if _checked is not None else {id(workflow)}
+        for sub in nested:
+            if id(sub) not in checked:
+                checked.add(id(sub))
+                resolve_pattern(sub, checked)
     return pattern
 
 
