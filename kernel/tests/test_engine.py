@@ -365,3 +365,15 @@ async def test_a_completed_task_is_checkpointed_before_an_async_callback_runs(rt
         tg.cancel_scope.cancel()
     state, _ = await load_run(store_url, "r1")
     assert state.completed == ["a"] and state.results == {"a": "A"}
+
+
+async def test_a_monitor_raising_a_base_exception_leaves_no_task_running(rt: Any) -> None:
+    def stop_on_start(event: Event) -> None:
+        if event.kind == "task.started":
+            raise Abort("monitor pulled the plug")
+
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1)])
+    with pytest.raises(Abort):
+        await wf.run(on_event=stop_on_start)
+    state = wf.get_state()
+    assert state.running == [] and state.tasks["a"].status is TaskStatus.FAILED

@@ -224,10 +224,10 @@ class WorkflowRun:
         rec.started_at = time.time()
         self.records[name] = rec
         self.current_task = name
-        if self._listeners:
-            self.emit(ev.TASK_STARTED, name, "running", input=input)
         ctx: RunContext | None = None
         try:
+            if self._listeners:  # inside the try: whatever a monitor raises, the record still ends
+                self.emit(ev.TASK_STARTED, name, "running", input=input)
             if task.retry_config is None and task.timeout is None:
                 if self._local and type(agent) is FunctionAgent and not agent.thread:
                     # Hot path: call the function directly; a context only if it takes one.
