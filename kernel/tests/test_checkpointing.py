@@ -592,3 +592,13 @@ async def test_memory_store_refuses_a_duplicate_checkpoint_like_every_store() ->
         await store.append_checkpoint(Checkpoint("r1", 0, "delta", b"b"))
     loaded = await store.load("r1")
     assert loaded is None or [c.payload for c in loaded.checkpoints] == [b"a"]
+
+
+def test_unknown_storage_scheme_names_the_setting_and_the_installed_stores(drt: Any) -> None:
+    from pyagent import PluginNotInstalledError
+
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1)],
+                  checkpointing={"storage": "redis://cache.local/0"})
+    with pytest.raises(PluginNotInstalledError,
+                       match=r"checkpointing\.storage='redis://cache\.local/0': store 'redis' is not installed.*installed stores: .*memory"):
+        anyio.run(wf.run)

@@ -315,3 +315,17 @@ async def test_a_run_resumed_to_completion_is_no_longer_listed_as_failed(rt: Run
     assert [(e.run_id, e.status) for e in orchestrator.get_history()] == [(first.run_id, TaskStatus.COMPLETED)]
     assert orchestrator.get_history(status="failed") == []
     assert [e.run_id for e in await orchestrator.aget_history(status="completed")] == [first.run_id]
+
+
+def test_a_conditional_step_counts_once_in_tasks_total(rt: Runtime) -> None:
+    from pyagent.orchestrator import ConditionalTask
+
+    wf = Workflow(name="gate", steps=[
+        Task(name="score", agent=lambda x: 0.9),
+        ConditionalTask(condition=lambda ctx: ctx.result > 0.5,
+                        if_true=Task(name="approve", agent=lambda x: "ok"),
+                        if_false=Task(name="escalate", agent=lambda x: "esc")),
+    ])
+    anyio.run(wf.run)
+    (record,) = Orchestrator().get_history(workflow="gate")
+    assert (record.tasks_completed, record.tasks_total) == (2, 2)

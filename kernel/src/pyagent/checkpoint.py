@@ -22,7 +22,7 @@ import anyio
 
 from . import codec
 from . import events as ev
-from .errors import DriverLoadFailure, PyAgentError, StateError
+from .errors import DriverLoadFailure, PluginNotInstalledError, PyAgentError, StateError
 from .state import WorkflowState, encode_record
 from .store import Checkpoint, RunHeader, Store, StoredRun
 from .tasks import TaskStatus
@@ -55,7 +55,12 @@ async def open_store(url: str, *, setting: str = "checkpointing.storage") -> Sto
     """Create and open the store for ``url`` (PluginNotInstalledError names the plugin to install)."""
     from .plugins import get_runtime
 
-    factory = get_runtime().driver("stores", store_scheme(url))
+    try:
+        factory = get_runtime().driver("stores", store_scheme(url))
+    except PluginNotInstalledError as exc:
+        # Name the setting the URL came from, not only the missing store.
+        exc.args = (f"{setting}={safe_url(url)!r}: {exc}",)
+        raise
     try:
         store: Store = factory(url)
         await store.open()
@@ -108,7 +113,7 @@ class RunRecorder:
             try:
                 await self._flush_final(result)
                 if result is not None:
-                    summary = summary_of_result(result, len(self.run.workflow.task_names),
+                    summary = summary_of_result(result, self.run.workflow.task_count,
                                                 self.run.handoffs)
                 else:
                     summary = summary_of_run(self.run)

@@ -184,7 +184,7 @@ def summary_of_run(run: WorkflowRun) -> dict[str, Any]:
     return {
         "run_id": run.run_id, "workflow": run.workflow.name, "status": status.value,
         "tasks_completed": sum(1 for r in recs if r.status is TaskStatus.COMPLETED),
-        "tasks_total": len(run.workflow.task_names), "error": None, "duration": None,
+        "tasks_total": run.workflow.task_count, "error": None, "duration": None,
         "started_at": run.started_at, "finished_at": None, "resumed": any(r.reused for r in recs),
         "tasks": [_task_dict(r) for r in recs], "handoffs": _handoffs(run.handoffs),
     }

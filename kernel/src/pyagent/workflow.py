@@ -198,6 +198,11 @@ class Workflow(BaseModel):
         raise KeyError(f"workflow {self.name!r} has no task named {name!r}")
 
     @property
+    def task_count(self) -> int:
+        """How many tasks one run executes at most: a conditional step runs one of its branches."""
+        return len(self.steps)
+
+    @property
     def task_names(self) -> list[str]:
         names: list[str] = []
         for s in self.steps:
