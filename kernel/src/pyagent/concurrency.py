@@ -66,6 +66,16 @@ class TaskGroup:
         return await self._impl.__aexit__(et, e, tb)  # type: ignore[no-any-return]
 
 
+def cancels_unstarted_children() -> bool:
+    """Whether ``TaskGroup`` here stops a child that has not started yet when the group is cancelled.
+
+    asyncio's native group does; on trio a child started into an already-cancelled group runs
+    until its first checkpoint, so a pattern starting work late (a graph's dependents) must
+    check ``anyio.lowlevel.checkpoint_if_cancelled()`` itself there.
+    """
+    return _on_asyncio()
+
+
 def first_error(exc: BaseException) -> BaseException:
     """The first non-group exception inside (possibly nested) exception groups."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:

@@ -262,3 +262,30 @@ def test_a_reducer_is_refused_instead_of_ignored(runtime: Any) -> None:
     b = Task(name="b", agent=lambda x: 2, dependencies=[a])
     with pytest.raises(ConfigurationError, match=r"reducer= only applies to the parallel pattern"):
         anyio.run(Workflow(name="g", steps=[a, b], reducer=lambda r: r).run)
+
+
+async def test_fail_fast_starts_no_dependent_after_a_failure_on_any_backend(runtime: Any) -> None:
+    """A dependent whose dependency finished as a sibling failed must not run its agent.
+
+    On trio a task started in an already-cancelled group runs until its first checkpoint, and a
+    plain function agent has none; the scheduler finishes ``boom`` and ``ready`` in the same
+    step in either order, so the scenario is repeated.
+    """
+    ran: list[int] = []
+
+    async def boom(x: Any) -> None:
+        await anyio.sleep(0)
+        raise RuntimeError("source down")
+
+    async def ready(x: Any) -> str:
+        await anyio.sleep(0)
+        return "ready"
+
+    for attempt in range(30):
+        wf = Workflow(name="g", steps=[
+            Task(name="boom", agent=boom), Task(name="ready", agent=ready),
+            Task(name="after", agent=lambda x, n=attempt: ran.append(n), dependencies=["ready"]),
+        ])
+        result = await wf.run()
+        assert result.status is TaskStatus.FAILED
+    assert ran == []

@@ -6,9 +6,10 @@ from collections import defaultdict
 from typing import Any
 
 import anyio
+from anyio.lowlevel import checkpoint_if_cancelled
 
 from pyagent import hookimpl
-from pyagent.concurrency import TaskGroup, large_fanout
+from pyagent.concurrency import TaskGroup, cancels_unstarted_children, large_fanout
 from pyagent.engine import WorkflowRun
 from pyagent.errors import ConfigurationError, TaskFailedError
 from pyagent.tasks import ConditionalTask, TaskStatus
@@ -60,6 +61,8 @@ class GraphPattern:
         steps = {s.name: s for s in wf.steps}
         alias = _aliases(wf)
         waiting = {n: {alias.get(d, d) for d in s.dependencies} for n, s in steps.items()}
+        waited_on = {n: bool(ds) for n, ds in waiting.items()}
+        late_start_check = not cancels_unstarted_children()
         dependents: dict[str, list[str]] = defaultdict(list)
         for n, ds in waiting.items():
             for d in ds:
@@ -82,6 +85,11 @@ class GraphPattern:
 
         async def node(name: str) -> None:
             step = steps[name]
+            if late_start_check and waited_on[name]:
+                # Started by a dependency that finished as a sibling failed: on trio a task
+                # started in a cancelled group runs until its first checkpoint, and a function
+                # agent may have none, so look before running anything.
+                await checkpoint_if_cancelled()
             reason = why_blocked(step)
             if reason is not None:
                 run.skip(step, reason)
