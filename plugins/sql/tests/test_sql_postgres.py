@@ -139,3 +139,16 @@ async def test_a_write_cancelled_in_flight_does_not_break_later_writes(pg_url: s
         loaded = await store.load("r1")
     assert loaded is not None and loaded.header.status == "completed"
     assert [c.payload for c in loaded.checkpoints] == [b"next"]
+
+
+async def test_application_name_reaches_the_server(pg_url: str, pg_base_url: str, db_query: Any) -> None:
+    """A libpq run-time parameter in the URL becomes a server setting of the store's session."""
+    import uuid
+
+    name = f"pyagent-{uuid.uuid4().hex[:8]}"
+    sep = "&" if "?" in pg_url else "?"
+    async with postgres(f"{pg_url}{sep}application_name={name}") as store:
+        await store.save_run(RunHeader("named-session", "wf", "running", 1.0))
+        # The store's connection is open: the server lists it under that name.
+        rows = db_query(pg_base_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name)
+    assert rows[0][0] >= 1

@@ -56,8 +56,10 @@ def test_postgres_urls_run_on_asyncpg_and_keep_their_parts() -> None:
 def test_postgres_query_parameters_schema_sslmode_and_timeout() -> None:
     t = parse_postgres("postgresql://u@h/d?schema=tenant_1&sslmode=require&connect_timeout=3&application_name=x")
     assert t.schema == "tenant_1"
-    assert t.connect_args == {"ssl": "require", "timeout": 3.0}
-    assert t.sqlalchemy_url == "postgresql+asyncpg://u@h/d?application_name=x"
+    # application_name is a libpq run-time parameter: asyncpg takes it as a server setting
+    # (passed through in the URL, asyncpg.connect() refused it).
+    assert t.connect_args == {"ssl": "require", "timeout": 3.0, "server_settings": {"application_name": "x"}}
+    assert t.sqlalchemy_url == "postgresql+asyncpg://u@h/d"
 
 
 def test_postgres_urls_without_a_host_keep_their_double_slash() -> None:
@@ -78,6 +80,7 @@ def test_postgres_urls_without_a_host_keep_their_double_slash() -> None:
         ("postgresql://u@h/d?sslmode=sometimes", "use one of disable"),
         ("postgresql://u@h/d?connect_timeout=-1", "positive number of seconds"),
         ("postgresql://u:pw@h:notaport/d", "malformed"),
+        ("postgresql://u:pw@h/d?pool_size=5", "query parameter 'pool_size' .* is not supported: use one of schema"),
     ],
 )
 def test_bad_postgres_parameters_name_the_setting(url: str, words: str) -> None:

@@ -178,7 +178,7 @@ class PostgresStore(SQLStore):
 
 
 def _key(target: PostgresTarget) -> Hashable:
-    return ("postgresql", target.sqlalchemy_url, target.schema, tuple(sorted(target.connect_args.items())))
+    return ("postgresql", target.sqlalchemy_url, target.schema, tuple(sorted((k, repr(v)) for k, v in target.connect_args.items())))
 
 
 def _pg_isready(url: str) -> str:

@@ -26,6 +26,11 @@ SQLITE_SCHEMES = ("sqlite", "sqlite+aiosqlite", "sqlite+pysqlite")
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 DEFAULT_CONNECT_TIMEOUT = 10.0
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Query parameters SQLAlchemy's asyncpg dialect hands to asyncpg.connect() as they are.
+_ASYNCPG_PARAMS = ("host", "port", "user", "password", "passfile", "database", "command_timeout",
+                   "statement_cache_size", "prepared_statement_cache_size", "target_session_attrs")
+# libpq run-time parameters that asyncpg takes as server settings instead.
+_SERVER_SETTINGS = ("application_name", "search_path", "timezone", "statement_timeout")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
@@ -146,8 +151,18 @@ def parse_postgres(url: str) -> PostgresTarget:
                     f"connect_timeout {value!r} in {redact(url)!r} must be a positive number of seconds"
                 )
             connect_args["timeout"] = timeout
-        else:
+        elif key in _SERVER_SETTINGS:
+            settings = connect_args.setdefault("server_settings", {})
+            assert isinstance(settings, dict)
+            settings[key] = value
+        elif key in _ASYNCPG_PARAMS:
             passthrough.append((key, value))
+        else:
+            known = ", ".join(("schema", "sslmode", "connect_timeout", *_SERVER_SETTINGS, *_ASYNCPG_PARAMS))
+            raise StoreURLError(
+                f"query parameter {key!r} in PostgreSQL store URL {redact(url)!r} is not supported: "
+                f"use one of {known}"
+            )
     query = "&".join(f"{quote(k)}={quote(v)}" for k, v in passthrough)
     # Built by hand: urlunsplit drops the "//" of a URL without a host (libpq's
     # postgresql:///db, a local socket), which SQLAlchemy then cannot parse.
