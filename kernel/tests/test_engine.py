@@ -377,3 +377,18 @@ async def test_a_monitor_raising_a_base_exception_leaves_no_task_running(rt: Any
         await wf.run(on_event=stop_on_start)
     state = wf.get_state()
     assert state.running == [] and state.tasks["a"].status is TaskStatus.FAILED
+
+
+async def test_reprs_stay_short_whatever_the_output_size(rt: Any) -> None:
+    """asyncio, loggers, debuggers and pytest call repr(); a 10 MB output repeated per task in it
+    made a 100-task run take seconds and gigabytes to return."""
+    from pyagent.context import Message
+
+    big = "x" * 2_000_000
+    wf = Workflow(name="w", steps=[Task(name=f"t{i}", agent=lambda x: x) for i in range(20)])
+    result = await wf.run(big)
+    assert result.ok and result.output is big
+    assert len(repr(result)) < 1_000
+    assert len(repr(result.tasks["t0"])) < 300
+    assert len(repr(Message("a", big))) < 300
+    assert "workflow='w'" in repr(result) and "status=completed" in repr(result)

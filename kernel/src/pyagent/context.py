@@ -35,7 +35,9 @@ class Message:
         self.timestamp = time.time()
 
     def __repr__(self) -> str:
-        return f"Message(agent={self.agent!r}, round={self.round}, content={self.content!r})"
+        from .results import short_repr
+
+        return f"Message(agent={self.agent!r}, round={self.round}, content={short_repr(self.content)})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 import time
 from typing import Any
 
@@ -9,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .context import Message
 from .tasks import TaskStatus
+
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+
+
+def short_repr(value: Any) -> str:
+    """A bounded repr: outputs can be megabytes, and asyncio, loggers and pytest call repr()."""
+    return _short.repr(value)
 
 
 class Attempt:
@@ -132,7 +141,7 @@ class TaskResult:
         }
 
     def __repr__(self) -> str:
-        return f"TaskResult({self.name!r}, status={self.status.value}, output={self.output!r})"
+        return f"TaskResult({self.name!r}, status={self.status.value}, output={short_repr(self.output)})"
 
 
 class WorkflowResult(BaseModel):
@@ -185,7 +194,14 @@ class WorkflowResult(BaseModel):
 
         raise PyAgentError(self.error or f"workflow {self.workflow!r} ended {self.status.value}")
 
+    def __repr__(self) -> str:
+        # Not pydantic's field-by-field repr: it repeats every output (in .output, .outputs and
+        # each task) at full length.
+        tail = f"output={short_repr(self.output)}" if self.ok else f"error={short_repr(self.error)}"
+        return (f"WorkflowResult(workflow={self.workflow!r}, status={self.status.value}, "
+                f"run_id={self.run_id!r}, tasks={len(self.tasks)}, {tail})")
+
     def __str__(self) -> str:
-        return f"{self.workflow} [{self.status.value}] {self.output!r}" if self.ok else (
+        return f"{self.workflow} [{self.status.value}] {short_repr(self.output)}" if self.ok else (
             f"{self.workflow} [{self.status.value}] {self.error}"
         )
