@@ -392,3 +392,22 @@ async def test_reprs_stay_short_whatever_the_output_size(rt: Any) -> None:
     assert len(repr(result.tasks["t0"])) < 300
     assert len(repr(Message("a", big))) < 300
     assert "workflow='w'" in repr(result) and "status=completed" in repr(result)
+
+
+async def test_concurrent_runs_of_one_workflow_keep_their_own_state_and_results(drt: Any) -> None:
+    async def note(x: Any, ctx: Any) -> list[Any]:
+        ctx.state.setdefault("seen", []).append(x)
+        await anyio.sleep(0)
+        return [*ctx.state["seen"], sorted(ctx.results)]
+
+    wf = Workflow(name="w", steps=[Task(name="a", agent=note), Task(name="b", agent=note)])
+    outputs: dict[int, Any] = {}
+
+    async def one(i: int) -> None:
+        outputs[i] = (await wf.run(i)).output
+
+    async with anyio.create_task_group() as tg:
+        for i in range(40):
+            tg.start_soon(one, i)
+    assert outputs == {i: [i, [i, []], ["a"]] for i in range(40)}
+    assert wf.get_state().running == [] and not wf._active
