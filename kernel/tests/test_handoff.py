@@ -415,3 +415,13 @@ def test_importing_the_module_leaves_pyagent_handoff_callable() -> None:
 
     assert imported is pyagent.handoff is pyagent.handoffs.handoff
     assert callable(imported) and callable(imported.team) and callable(imported.chain)
+
+
+def test_team_results_have_a_bounded_repr() -> None:
+    from pyagent.context import Message
+    from pyagent.patterns import TeamResult
+
+    big = "y" * 1_000_000
+    result = TeamResult(pattern="consensus", output=big, transcript=[Message("a", big, 1)] * 50)
+    text = repr(result)
+    assert len(text) < 500 and "messages=50" in text and text.startswith("TeamResult(pattern='consensus'")

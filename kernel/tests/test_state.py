@@ -320,3 +320,19 @@ async def test_ctx_state_keys_that_are_not_strings_survive_get_state_save_and_re
     fail["on"] = False
     result = await wf.resume_from(path)
     assert result.ok and seen == {7: "int key", ("region", 2): "tuple key", "plain": 1}
+
+
+def test_cancelled_tasks_are_listed_apart_from_failed_ones_and_repr_is_bounded() -> None:
+    from pyagent.results import TaskResult
+    from pyagent.state import WorkflowState
+
+    records = {}
+    for name, status in (("big", TaskStatus.COMPLETED), ("hang", TaskStatus.CANCELLED), ("boom", TaskStatus.FAILED)):
+        rec = TaskResult(name, status, "agent")
+        rec.started_at = rec.finished_at = 1.0
+        records[name] = rec
+    records["big"].output = "x" * 1_000_000
+    records["boom"].error = RuntimeError("down")
+    state = WorkflowState.from_records("fan", ["big", "hang", "boom", "later"], records, status=TaskStatus.FAILED)
+    assert (state.completed, state.failed, state.cancelled, state.pending) == (["big"], ["boom"], ["hang"], ["later"])
+    assert len(repr(state)) < 1000

@@ -37,6 +37,14 @@ class TeamResult(BaseModel):
     def ok(self) -> bool:
         return self.status is TaskStatus.COMPLETED
 
+    def __repr__(self) -> str:
+        # Bounded: pydantic's repr would print the whole transcript and every output.
+        from .results import short_repr
+
+        tail = f"output={short_repr(self.output)}" if self.ok else f"error={short_repr(self.error)}"
+        return (f"{type(self).__name__}(pattern={self.pattern!r}, status={self.status.value}, "
+                f"run_id={self.run_id!r}, messages={len(self.transcript)}, {tail})")
+
     @property
     def duration(self) -> float | None:
         return None if self.finished_at is None else self.finished_at - self.started_at

@@ -136,7 +136,7 @@ class WorkflowState(BaseModel):
 
     ``status`` is the run's status (``"pending"`` before any run, ``"running"``, ``"completed"``,
     ``"failed"``, ``"cancelled"``); ``current_task`` the task started most recently and still
-    running; ``completed``/``pending``/``failed``/``skipped``/``running`` are task names;
+    running; ``completed``/``pending``/``failed``/``cancelled``/``skipped``/``running`` are task names;
     ``results`` the outputs of completed tasks by name; ``tasks`` every task's record.
     ``circuit`` shows the workflow's circuit breaker, when it has one.
     """
@@ -152,6 +152,7 @@ class WorkflowState(BaseModel):
     completed: list[str] = Field(default_factory=list)
     pending: list[str] = Field(default_factory=list)
     failed: list[str] = Field(default_factory=list)
+    cancelled: list[str] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list)
     running: list[str] = Field(default_factory=list)
     results: dict[str, Any] = Field(default_factory=dict)
@@ -163,6 +164,13 @@ class WorkflowState(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     circuit: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        # Bounded: results can be megabytes, and pydantic's repr would print them all.
+        lists = ", ".join(f"{k}={getattr(self, k)!r}" if len(getattr(self, k)) <= 8 else f"{k}=<{len(getattr(self, k))} tasks>"
+                          for k in ("completed", "running", "pending", "failed", "cancelled", "skipped"))
+        return (f"WorkflowState(workflow={self.workflow!r}, run_id={self.run_id!r}, status={self.status.value}, "
+                f"current_task={self.current_task!r}, {lists})")
 
     # -- building --------------------------------------------------------------------------
 
@@ -193,7 +201,8 @@ class WorkflowState(BaseModel):
         return cls(
             workflow=workflow,
             completed=by.get(TaskStatus.COMPLETED, []),
-            failed=by.get(TaskStatus.FAILED, []) + by.get(TaskStatus.CANCELLED, []),
+            failed=by.get(TaskStatus.FAILED, []),
+            cancelled=by.get(TaskStatus.CANCELLED, []),
             skipped=by.get(TaskStatus.SKIPPED, []),
             running=running,
             pending=[n for n in names if n not in done and n not in running],
