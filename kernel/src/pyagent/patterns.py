@@ -13,7 +13,8 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._sync import run_or_await
-from .context import Message
+from .context import Message, RunContext
+from .errors import ConfigurationError
 from .plugins import get_runtime
 from .tasks import TaskStatus
 
@@ -58,6 +59,33 @@ class TeamResult(BaseModel):
         from .errors import PyAgentError
 
         raise PyAgentError(self.error or f"{self.pattern} ended {self.status.value}")
+
+
+def check_timeout(value: Any, setting: str = "timeout") -> float | None:
+    """``None`` (no limit) or seconds > 0 for one agent call, with an error that says how to fix it."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(
+            f"{setting} must be None (no limit) or seconds > 0 for each agent call, got {value!r}: "
+            f"e.g. {setting}=60"
+        )
+    return float(value)
+
+
+async def call_agent(agent: Any, input: Any, ctx: RunContext, *, timeout: float | None = None,
+                     setting: str = "timeout") -> Any:
+    """The agent's output; past ``timeout`` seconds the call is cancelled and ``TimeoutError`` raised.
+
+    Team patterns call agents through this so an agent that never answers cannot hang them.
+    """
+    if timeout is None:
+        return await agent.run(input, ctx)
+    import anyio
+
+    with anyio.move_on_after(timeout):
+        return await agent.run(input, ctx)
+    raise TimeoutError(f"no answer from {agent.name!r} within {setting}={timeout:g}s (the call was cancelled)")
 
 
 def build_team(pattern: str, **options: Any) -> Any:

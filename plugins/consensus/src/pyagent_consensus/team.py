@@ -12,13 +12,13 @@ from pyagent.concurrency import TaskGroup, first_error
 from pyagent.context import Message, RunContext
 from pyagent.durable import current_run
 from pyagent.errors import ConfigurationError, PyAgentError
+from pyagent.patterns import call_agent, check_timeout
 from pyagent.plugins import get_runtime
 from pyagent.tasks import TaskStatus
 
 from .agreement import Same, check_threshold, measure, resolve_equivalence
 from .events import emit
 from .result import ConsensusResult
-from .timeouts import answer, check_timeout
 
 # Agreement is a ratio of small integers; compare with a tolerance so 4/5 meets 0.8.
 _EPSILON = 1e-9
@@ -170,7 +170,7 @@ class ConsensusTeam:
             if round > 1 and isinstance(agent, InstructionAgent):
                 prompt = _revision_prompt(task, label, round, self.max_rounds)
             try:
-                reply = await answer(agent, prompt, ctx, self.timeout)
+                reply = await call_agent(agent, prompt, ctx, timeout=self.timeout)
             except Exception as exc:
                 raise AgentFailedError(label, round, exc) from exc
             answers[index] = reply

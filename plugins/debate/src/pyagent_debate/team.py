@@ -10,12 +10,12 @@ from pyagent.agents import Agent, InstructionAgent, as_agent, render_input
 from pyagent.context import Message, RunContext
 from pyagent.durable import current_run
 from pyagent.errors import ConfigurationError, PyAgentError
+from pyagent.patterns import call_agent, check_timeout
 from pyagent.plugins import get_runtime
 from pyagent.tasks import TaskStatus
 
 from .events import emit
 from .result import DebateResult
-from .timeouts import answer, check_timeout
 from .verdict import parse_verdict
 
 
@@ -104,7 +104,7 @@ class DebateTeam:
                     if isinstance(agent, InstructionAgent):
                         prompt = self._debater_prompt(topic, side, round, opening=not transcript)
                     try:
-                        argument = await answer(agent, prompt, ctx, self.timeout)
+                        argument = await call_agent(agent, prompt, ctx, timeout=self.timeout)
                     except Exception as exc:
                         raise DebaterFailedError(side, self.labels[side], round, exc) from exc
                     transcript.append(Message(self.labels[side], argument, round, role=side))
@@ -141,7 +141,7 @@ class DebateTeam:
                          run_id=run_id, extra=self._extra(topic, "judge"))
         prompt = self._judge_prompt(topic) if isinstance(self.judge, InstructionAgent) else topic
         try:
-            output = await answer(self.judge, prompt, ctx, self.timeout)
+            output = await call_agent(self.judge, prompt, ctx, timeout=self.timeout)
         except Exception as exc:
             raise DebaterFailedError("judge", self.labels["judge"], None, exc) from exc
         if output is None:

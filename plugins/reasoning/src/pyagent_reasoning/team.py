@@ -10,12 +10,12 @@ from pyagent.agents import Agent, InstructionAgent, as_agent, render_input
 from pyagent.context import Message, RunContext
 from pyagent.durable import current_run
 from pyagent.errors import ConfigurationError, PyAgentError
+from pyagent.patterns import call_agent, check_timeout
 from pyagent.plugins import get_runtime
 from pyagent.tasks import TaskStatus
 
 from .events import emit
 from .result import ChainOfThoughtResult
-from .timeouts import answer, check_timeout
 
 
 class StepFailedError(PyAgentError):
@@ -80,7 +80,7 @@ class ChainOfThoughtTeam:
             )
             prompt = self._prompt(task, number) if isinstance(self.agent, InstructionAgent) else task
             try:
-                output = await answer(self.agent, prompt, ctx, self.timeout)
+                output = await call_agent(self.agent, prompt, ctx, timeout=self.timeout)
             except Exception as exc:
                 error = StepFailedError(number, total, step, name, exc)
                 result.status = TaskStatus.FAILED

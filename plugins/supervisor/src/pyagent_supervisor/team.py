@@ -30,7 +30,7 @@ from pyagent.durable import current_run
 from pyagent.errors import ConfigurationError, PyAgentError
 from pyagent.events import Event
 from pyagent.handoffs import announce_handoff, resolve_router
-from pyagent.patterns import TeamResult
+from pyagent.patterns import TeamResult, call_agent, check_timeout
 from pyagent.plugins import Runtime, get_runtime
 from pyagent.tasks import TaskStatus
 
@@ -125,15 +125,7 @@ class SupervisorTeam:
             raise ConfigurationError(
                 f"on_worker_error must be one of {', '.join(ON_WORKER_ERROR)}, got {on_worker_error!r}"
             )
-        if worker_timeout is not None and (
-            isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float))
-            or not worker_timeout > 0
-        ):
-            raise ConfigurationError(
-                f"worker_timeout must be None (no limit) or seconds > 0, got {worker_timeout!r}: "
-                "e.g. worker_timeout=60"
-            )
-        self.worker_timeout = worker_timeout
+        self.worker_timeout = check_timeout(worker_timeout, "worker_timeout")
         self.strategy = strategy
         self.router = resolve_router(router) if strategy == "expertise_match" else None
         self.max_rounds = max_rounds
@@ -387,13 +379,8 @@ class _SupervisorRun:
 
     async def _run_worker(self, worker: Agent, subtask: str, ctx: RunContext) -> Any:
         """The worker's answer; past ``worker_timeout`` it is cancelled and the subtask fails."""
-        timeout = self.team.worker_timeout
-        if timeout is None:
-            return await worker.run(self._worker_input(worker, subtask), ctx)
-        with anyio.move_on_after(timeout) as scope:
-            return await worker.run(self._worker_input(worker, subtask), ctx)
-        assert scope.cancelled_caught
-        raise TimeoutError(f"no answer within worker_timeout={timeout:g}s (the worker was cancelled)")
+        return await call_agent(worker, self._worker_input(worker, subtask), ctx,
+                                timeout=self.team.worker_timeout, setting="worker_timeout")
 
     def _worker_input(self, worker: Agent, subtask: str) -> Any:
         if isinstance(worker, InstructionAgent):
