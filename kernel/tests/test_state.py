@@ -17,24 +17,7 @@ from pyagent.events import Event
 from pyagent.orchestrator import WorkflowState
 from pyagent.plugins import Runtime
 from pyagent.tasks import TaskStatus
-
-
-class Agents:
-    """Function agents that count calls; names listed in ``failing`` raise."""
-
-    def __init__(self) -> None:
-        self.calls: dict[str, int] = {}
-        self.failing: set[str] = set()
-
-    def __getitem__(self, name: str) -> Any:
-        def fn(x: Any) -> Any:
-            self.calls[name] = self.calls.get(name, 0) + 1
-            if name in self.failing:
-                raise RuntimeError(f"{name} is down")
-            return f"{x}>{name}"
-
-        fn.__name__ = name.lower()
-        return fn
+from pyagent.testing import CountingAgents as Agents
 
 
 @pytest.fixture

@@ -61,6 +61,28 @@ class ScriptedModel:
             ) from None
 
 
+class CountingAgents:
+    """Function agents by name that count their calls; names put in ``failing`` raise.
+
+    ``agents["Research"]`` is an agent returning ``f"{input}>Research"``; ``agents.calls``
+    says how often each ran, which is what resume and retry tests assert on.
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.failing: set[str] = set()
+
+    def __getitem__(self, name: str) -> Callable[[Any], Any]:
+        def fn(x: Any) -> Any:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            if name in self.failing:
+                raise RuntimeError(f"{name} is down")
+            return f"{x}>{name}"
+
+        fn.__name__ = name.lower()
+        return fn
+
+
 class ManualClock(Clock):
     """A clock that only moves when told to; ``sleep`` advances it at once and records the delay."""
 
