@@ -32,34 +32,10 @@ class SupervisorPattern:
 
     name = "supervisor"
 
-    def build(
-        self,
-        *,
-        supervisor: Any,
-        workers: list[Any],
-        strategy: str = "round_robin",
-        max_rounds: int = 1,
-        worker_concurrency: int | None = None,
-        router: Any = None,
-        on_worker_error: str = "fail",
-        worker_timeout: float | None = None,
-        name: str = "supervisor",
-        description: str = "",
-    ) -> SupervisorTeam:
-        """A team; options are checked here, so a bad one raises before any agent runs.
-
-        ``max_rounds`` > 1 lets the supervisor review results and delegate more (phase
-        ``"review"``); ``worker_concurrency`` caps subtasks in flight per worker (load_balance
-        defaults to 1); ``router`` picks the router for ``expertise_match`` (default: the
-        installed default router); ``on_worker_error="continue"`` lets the supervisor
-        synthesize from the subtasks that succeeded; ``worker_timeout`` (seconds) cancels a
-        subtask whose worker has not answered by then and counts it as a worker error.
-        """
-        return SupervisorTeam(
-            supervisor=supervisor, workers=workers, strategy=strategy, max_rounds=max_rounds,
-            worker_concurrency=worker_concurrency, router=router, on_worker_error=on_worker_error,
-            worker_timeout=worker_timeout, name=name, description=description,
-        )
+    def build(self, **options: Any) -> SupervisorTeam:
+        """A team; options (see :class:`SupervisorTeam`) are checked here, so a bad one raises
+        before any agent runs."""
+        return SupervisorTeam(**options)
 
 
 @hookimpl

@@ -90,6 +90,13 @@ class SupervisorTeam:
     """A supervisor and its workers; ``await team.run(task)`` returns a :class:`SupervisorResult`.
 
     ``team.as_agent()`` makes it a step of a workflow or a worker of another team.
+
+    ``max_rounds`` > 1 lets the supervisor review results and delegate more (phase
+    ``"review"``); ``worker_concurrency`` caps subtasks in flight per worker (load_balance
+    defaults to 1); ``router`` picks the router for ``expertise_match`` (default: the
+    installed default router); ``on_worker_error="continue"`` lets the supervisor
+    synthesize from the subtasks that succeeded; ``worker_timeout`` (seconds) cancels a
+    subtask whose worker has not answered by then and counts it as a worker error.
     """
 
     def __init__(
