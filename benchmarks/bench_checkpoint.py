@@ -79,8 +79,8 @@ async def overhead(storage: str) -> tuple[float, float, float]:
 
 async def bare_store_write(url: str) -> float:
     """µs per ``append_checkpoint`` of a 120-byte payload, straight to the store."""
+    from pyagent.plugin import Checkpoint, RunHeader
     from pyagent.plugins import get_runtime
-    from pyagent.store import Checkpoint, RunHeader
 
     store = get_runtime().driver("stores", url.split("://", 1)[0])(url)
     await store.open()

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyagent import agent
-from pyagent.context import RunContext
+from pyagent import RunContext, agent
 from pyagent.orchestrator import AgentPatterns
 from pyagent.testing import ScriptedModel
 

@@ -7,8 +7,7 @@ second, one-round debate has a language-model judge whose prose verdict is parse
 
 from __future__ import annotations
 
-from pyagent import agent
-from pyagent.context import RunContext
+from pyagent import RunContext, agent
 from pyagent.orchestrator import AgentPatterns
 from pyagent.testing import ScriptedModel
 

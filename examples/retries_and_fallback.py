@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyagent.context import RunContext
+from pyagent import RunContext
 from pyagent.orchestrator import Task, Workflow
 
 calls = {"search": 0}

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from pyagent import agent, config, handoff, hookimpl
-from pyagent.events import HANDOFF
+from pyagent.model.events import HANDOFF
 from pyagent.orchestrator import AgentPatterns
 from pyagent.plugins import Runtime
 from pyagent.testing import ScriptedModel

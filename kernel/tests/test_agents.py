@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pyagent import ConfigurationError, ModelNotConfiguredError, RunContext, agent
-from pyagent.agents import FunctionAgent, InstructionAgent, as_agent
+from pyagent.model.agents import FunctionAgent, InstructionAgent, as_agent
 from pyagent.testing import ScriptedModel
 
 pytestmark = pytest.mark.anyio

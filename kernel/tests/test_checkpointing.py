@@ -20,10 +20,10 @@ from pyagent import (
 )
 from pyagent._defaults.memory_store import MemoryStore
 from pyagent.errors import DriverLoadFailure
-from pyagent.events import Event
+from pyagent.model.events import Event
+from pyagent.model.policies import CheckpointConfig
+from pyagent.model.tasks import TaskStatus
 from pyagent.plugins import Runtime
-from pyagent.policies import CheckpointConfig
-from pyagent.tasks import TaskStatus
 from pyagent.testing import CountingAgents as Agents
 
 
@@ -482,7 +482,7 @@ async def test_a_damaged_checkpoint_is_a_state_error_and_nothing_runs(
         rt: Runtime, store_url: str, damage: Any) -> None:
     import json
 
-    from pyagent.store import Checkpoint
+    from pyagent.durability.store import Checkpoint
 
     agents = Agents()
     agents.failing.add("t2")
@@ -569,7 +569,7 @@ async def test_memory_store_refuses_a_duplicate_checkpoint_like_every_store() ->
 
     from pyagent import CheckpointConflictError
     from pyagent._defaults.memory_store import MemoryStore
-    from pyagent.store import Checkpoint
+    from pyagent.durability.store import Checkpoint
 
     store = MemoryStore(f"memory://conflict-{uuid.uuid4().hex}")
     await store.append_checkpoint(Checkpoint("r1", 0, "full", b"a"))

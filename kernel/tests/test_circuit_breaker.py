@@ -9,10 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from pyagent import CircuitOpenError, Task, Workflow
-from pyagent.events import Event
+from pyagent.model.events import Event
+from pyagent.model.tasks import TaskStatus
 from pyagent.orchestrator import Orchestrator
 from pyagent.plugins import Runtime
-from pyagent.tasks import TaskStatus
 
 
 class Service:

@@ -348,7 +348,7 @@ async def test_run_sync_inside_an_event_loop_says_to_await(rt: Any) -> None:
 
 
 async def test_a_completed_task_is_checkpointed_before_an_async_callback_runs(rt: Any, store_url: str) -> None:
-    from pyagent.checkpoint import load_run
+    from pyagent.durability.checkpoint import load_run
 
     in_callback = anyio.Event()
 
@@ -382,7 +382,7 @@ async def test_a_monitor_raising_a_base_exception_leaves_no_task_running(rt: Any
 async def test_reprs_stay_short_whatever_the_output_size(rt: Any) -> None:
     """asyncio, loggers, debuggers and pytest call repr(); a 10 MB output repeated per task in it
     made a 100-task run take seconds and gigabytes to return."""
-    from pyagent.context import Message
+    from pyagent.model.context import Message
 
     big = "x" * 2_000_000
     wf = Workflow(name="w", steps=[Task(name=f"t{i}", agent=lambda x: x) for i in range(20)])

@@ -9,10 +9,10 @@ import pytest
 
 from pyagent import HandoffLoopError, Task, Workflow, agent, handoff, hookimpl
 from pyagent.errors import ConfigurationError, PluginNotInstalledError
-from pyagent.events import HANDOFF
 from pyagent.handoffs import HandoffResult, RouteResult
+from pyagent.model.events import HANDOFF
+from pyagent.model.tasks import TaskStatus
 from pyagent.plugins import Runtime
-from pyagent.tasks import TaskStatus
 from pyagent.testing import ManualClock, ScriptedModel
 
 
@@ -418,7 +418,7 @@ def test_importing_the_module_leaves_pyagent_handoff_callable() -> None:
 
 
 def test_team_results_have_a_bounded_repr() -> None:
-    from pyagent.context import Message
+    from pyagent.model.context import Message
     from pyagent.patterns import TeamResult
 
     big = "y" * 1_000_000

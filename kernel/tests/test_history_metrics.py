@@ -10,12 +10,12 @@ import anyio
 import pytest
 
 from pyagent import ConfigurationError, Task, Workflow
-from pyagent.durable import current_run
-from pyagent.metrics import p95
+from pyagent.durability.metrics import p95
+from pyagent.model.tasks import TaskStatus
 from pyagent.orchestrator import Orchestrator
+from pyagent.plugin import current_run
 from pyagent.plugins import Runtime, set_runtime
 from pyagent.plugins import Runtime as _Runtime
-from pyagent.tasks import TaskStatus
 
 
 @pytest.fixture
@@ -232,7 +232,7 @@ def test_history_from_sync_code_reads_checkpoint_stores(rt: Runtime, store_url: 
 
 def test_per_task_figures_fold_lazily_and_across_batches(rt: Runtime) -> None:
     """Runs queue their results; a read, or a full batch, folds them — nothing is lost either way."""
-    from pyagent.metrics import PENDING_LIMIT
+    from pyagent.durability.metrics import PENDING_LIMIT
 
     calls = {"n": 0}
 
@@ -287,7 +287,7 @@ async def test_a_cancelled_run_is_in_the_history_and_the_metrics(rt: Runtime, st
 async def test_a_damaged_history_record_in_a_store_is_a_state_error(rt: Runtime, store_url: str) -> None:
     from pyagent import StateError
     from pyagent._defaults.memory_store import MemoryStore
-    from pyagent.codec import dumps, seal
+    from pyagent.durability.codec import dumps, seal
 
     orchestrator = Orchestrator(store=store_url)
     wf = research({"on": False})

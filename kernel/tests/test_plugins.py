@@ -151,7 +151,7 @@ def test_import_pyagent_does_not_discover_plugins() -> None:
         "import sys, pyagent, pyagent.orchestrator\n"
         "from pyagent.plugins import get_runtime\n"
         "assert not get_runtime()._discovered\n"
-        "heavy = [m for m in ('stevedore', 'tenacity', 'sqlalchemy', 'click', 'asyncio', 'pyagent.handoffs', 'pyagent.history', 'pyagent.patterns') if m in sys.modules]\n"
+        "heavy = [m for m in ('stevedore', 'tenacity', 'sqlalchemy', 'click', 'asyncio', 'pyagent.handoffs', 'pyagent.durability.history', 'pyagent.patterns') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

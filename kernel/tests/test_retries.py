@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from pyagent import Task, TaskFailedError, Workflow
-from pyagent.events import Event
+from pyagent.model.events import Event
+from pyagent.model.tasks import RetryConfig, TaskStatus
 from pyagent.plugins import Runtime
-from pyagent.tasks import RetryConfig, TaskStatus
 
 
 def flaky(failures: int, exc: type[Exception] = ConnectionError, result: Any = "ok") -> Any:

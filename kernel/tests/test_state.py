@@ -12,11 +12,11 @@ import anyio
 import pytest
 
 from pyagent import StateError, Task, Workflow
-from pyagent.codec import register_serializer, unregister_serializer
-from pyagent.events import Event
+from pyagent.durability.codec import register_serializer, unregister_serializer
+from pyagent.model.events import Event
+from pyagent.model.tasks import TaskStatus
 from pyagent.orchestrator import WorkflowState
 from pyagent.plugins import Runtime
-from pyagent.tasks import TaskStatus
 from pyagent.testing import CountingAgents as Agents
 
 
@@ -306,8 +306,8 @@ async def test_ctx_state_keys_that_are_not_strings_survive_get_state_save_and_re
 
 
 def test_cancelled_tasks_are_listed_apart_from_failed_ones_and_repr_is_bounded() -> None:
-    from pyagent.results import TaskResult
-    from pyagent.state import WorkflowState
+    from pyagent.durability.state import WorkflowState
+    from pyagent.model.results import TaskResult
 
     records = {}
     for name, status in (("big", TaskStatus.COMPLETED), ("hang", TaskStatus.CANCELLED), ("boom", TaskStatus.FAILED)):

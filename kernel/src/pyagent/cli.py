@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .plugins import get_runtime
+from pyagent.plugins import get_runtime
 
 
 @click.group()
@@ -68,7 +68,7 @@ def _load_module(path: Path) -> Any:
 
 
 def _find_workflow(module: Any, wanted: str | None, path: Path) -> Any:
-    from .workflow import Workflow
+    from pyagent.workflow import Workflow
 
     found = {name: v for name, v in vars(module).items() if isinstance(v, Workflow)}
     if wanted is not None:
@@ -93,7 +93,7 @@ def _find_workflow(module: Any, wanted: str | None, path: Path) -> Any:
 
 
 def _tasks(workflow: Any) -> list[Any]:
-    from .tasks import ConditionalTask
+    from pyagent.model.tasks import ConditionalTask
 
     out: list[Any] = []
     for step in workflow.steps:
@@ -187,8 +187,8 @@ def history(storage: str, workflow_name: str | None, status: str | None, since: 
     """List past workflow runs recorded in a store, newest first."""
     import anyio
 
-    from .errors import PyAgentError
-    from .history import parse_since, parse_status, query_store
+    from pyagent.durability.history import parse_since, parse_status, query_store
+    from pyagent.errors import PyAgentError
 
     try:
         ts, st = parse_since(since), parse_status(status)
@@ -229,9 +229,9 @@ def resume(run_id: str, target: str, storage: str, quiet: bool) -> None:
     """
     import anyio
 
-    from .checkpoint import load_run
-    from .durable import resume_state
-    from .errors import PyAgentError
+    from pyagent.durability.checkpoint import load_run
+    from pyagent.errors import PyAgentError
+    from pyagent.runner import resume_state
 
     file_part, _, wanted = target.partition(":") if not Path(target).exists() else (target, "", "")
     path = Path(file_part)

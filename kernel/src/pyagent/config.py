@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import ConfigurationError
+from pyagent.errors import ConfigurationError
 
 ENV = {
     "model": "PYAGENT_MODEL",

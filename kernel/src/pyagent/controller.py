@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
+from pyagent.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .history import ExecutionRecord
-    from .results import TaskResult, WorkflowResult
-    from .workflow import Workflow
+    from pyagent.durability.history import ExecutionRecord
+    from pyagent.model.results import TaskResult, WorkflowResult
+    from pyagent.workflow import Workflow
 
 
 def _listener(monitor: Any) -> Callable[[Any], Any]:
-    from .events import sync_listener
+    from pyagent.model.events import sync_listener
 
     on_event = getattr(monitor, "on_event", None)
     if callable(on_event):
@@ -44,7 +44,7 @@ class Orchestrator:
 
     def add_workflow(self, workflow: Workflow) -> Workflow:
         """Register a workflow under its name; a second workflow with the same name is an error."""
-        from .workflow import Workflow
+        from pyagent.workflow import Workflow
 
         if not isinstance(workflow, Workflow):
             raise ConfigurationError(f"add_workflow() takes a Workflow, got {type(workflow).__name__}")
@@ -59,7 +59,7 @@ class Orchestrator:
         return workflow
 
     def get_workflow(self, name: str | Workflow) -> Workflow:
-        from .workflow import Workflow
+        from pyagent.workflow import Workflow
 
         if isinstance(name, Workflow):
             return name
@@ -81,7 +81,7 @@ class Orchestrator:
         run_id: str | None = None,
     ) -> WorkflowResult:
         """Run a workflow by name (or object); ``on_task_complete(task_result)`` is called per completed task."""
-        from .runner import run_workflow
+        from pyagent.runner import run_workflow
 
         wf = self.get_workflow(workflow)
         return await run_workflow(wf, input, on_task_complete=on_task_complete, on_event=on_event,
@@ -107,8 +107,8 @@ class Orchestrator:
         the orchestrator's store and its workflows' checkpoint stores. Works from synchronous
         code; inside async code prefer ``await orchestrator.aget_history(...)``.
         """
-        from .history import get_history_sync
-        from .plugins import get_runtime
+        from pyagent.durability.history import get_history_sync
+        from pyagent.plugins import get_runtime
 
         return get_history_sync(get_runtime(), self._history_urls(), workflow=workflow,
                                 since=since, status=status, limit=limit)
@@ -116,8 +116,8 @@ class Orchestrator:
     async def aget_history(self, workflow: str | Workflow | None = None, since: Any = None,
                            status: Any = None, *, limit: int | None = None) -> list[ExecutionRecord]:
         """``get_history`` for async code."""
-        from .history import gather_history
-        from .plugins import get_runtime
+        from pyagent.durability.history import gather_history
+        from pyagent.plugins import get_runtime
 
         return await gather_history(get_runtime(), self._history_urls(), workflow=workflow,
                                     since=since, status=status, limit=limit)
@@ -145,8 +145,8 @@ class Orchestrator:
         return self._add_trigger("webhook", workflow, path=path, **options)
 
     def _add_trigger(self, kind: str, workflow: str | Workflow, **options: Any) -> Any:
-        from .plugins import get_runtime
-        from .workflow import Workflow
+        from pyagent.plugins import get_runtime
+        from pyagent.workflow import Workflow
 
         factory = get_runtime().lookup("trigger", kind)
         if isinstance(workflow, Workflow):

@@ -25,14 +25,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from ._sync import run_or_await
-from .agents import Agent, InstructionAgent, as_agent, as_agents, render_input
-from .context import Message, RunContext
-from .errors import ConfigurationError, HandoffLoopError, PluginNotInstalledError
-from .events import HANDOFF, Event
-from .patterns import TeamResult
-from .plugins import get_runtime
-from .tasks import TaskStatus
+from pyagent._sync import run_or_await
+from pyagent.engine.teams import TeamResult
+from pyagent.errors import ConfigurationError, HandoffLoopError, PluginNotInstalledError
+from pyagent.model.agents import Agent, InstructionAgent, as_agent, as_agents, render_input
+from pyagent.model.context import Message, RunContext
+from pyagent.model.events import HANDOFF, Event
+from pyagent.model.tasks import TaskStatus
+from pyagent.plugins import get_runtime
 
 DEFAULT_MAX_HOPS = 10
 """Agent-requested transfers allowed in one call unless ``max_hops=`` or PYAGENT_HANDOFF_MAX_HOPS says otherwise."""
@@ -188,7 +188,7 @@ class _Session:
     """
 
     def __init__(self, *, name: str, max_hops: int, known: Iterable[Agent]) -> None:
-        from .durable import current_run
+        from pyagent.engine.run import current_run
 
         self.runtime = get_runtime()
         self.name = name
@@ -329,7 +329,7 @@ def announce_handoff(from_agent: str, to_agent: str, reason: str, *, mode: str, 
     history and delivers the event to its listeners; outside any run the event is broadcast.
     Patterns that pass work between agents (a supervisor delegating) announce it here too.
     """
-    from .durable import current_run
+    from pyagent.engine.run import current_run
 
     run = current_run()
     if run is not None:

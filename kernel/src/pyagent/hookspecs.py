@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .events import Event
+    from pyagent.model.events import Event
 
 hookspec = pluggy.HookspecMarker("pyagent")
 hookimpl = pluggy.HookimplMarker("pyagent")

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .controller import Orchestrator
-from .policies import CheckpointConfig, CircuitBreakerConfig
-from .results import TaskResult, WorkflowResult
-from .tasks import ConditionalTask, RetryConfig, Task, TaskStatus
-from .workflow import ExecutionPattern, Workflow
+from pyagent.controller import Orchestrator
+from pyagent.model.policies import CheckpointConfig, CircuitBreakerConfig
+from pyagent.model.results import TaskResult, WorkflowResult
+from pyagent.model.tasks import ConditionalTask, RetryConfig, Task, TaskStatus
+from pyagent.workflow import ExecutionPattern, Workflow
 
 if TYPE_CHECKING:
-    from .history import ExecutionRecord
-    from .metrics import TaskMetrics, WorkflowMetrics
-    from .patterns import AgentPatterns, TeamResult
-    from .state import WorkflowState
+    from pyagent.durability.history import ExecutionRecord
+    from pyagent.durability.metrics import TaskMetrics, WorkflowMetrics
+    from pyagent.durability.state import WorkflowState
+    from pyagent.patterns import AgentPatterns, TeamResult
 
 # Loaded on first use, so importing the common names stays fast.
 _LAZY = {
-    "AgentPatterns": ".patterns",
-    "TeamResult": ".patterns",
-    "ExecutionRecord": ".history",
-    "TaskMetrics": ".metrics",
-    "WorkflowMetrics": ".metrics",
-    "WorkflowState": ".state",
+    "AgentPatterns": "pyagent.patterns",
+    "TeamResult": "pyagent.engine.teams",
+    "ExecutionRecord": "pyagent.durability.history",
+    "TaskMetrics": "pyagent.durability.metrics",
+    "WorkflowMetrics": "pyagent.durability.metrics",
+    "WorkflowState": "pyagent.durability.state",
 }
 
 
@@ -33,7 +33,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'pyagent.orchestrator' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module, "pyagent"), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

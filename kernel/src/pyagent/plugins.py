@@ -15,8 +15,8 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .errors import DriverLoadFailure, PluginLoadError, PluginNotInstalledError
+from pyagent import hookspecs
+from pyagent.errors import DriverLoadFailure, PluginLoadError, PluginNotInstalledError
 
 log = logging.getLogger("pyagent.plugins")
 
@@ -87,7 +87,7 @@ class Runtime:
         self._lock = threading.RLock()
         self._drivers: dict[tuple[str, str], Any] = {}
         self._fresh_namespaces: set[str] = set()
-        from .clock import Clock
+        from pyagent.clock import Clock
 
         self.clock = Clock()
 
@@ -112,7 +112,7 @@ class Runtime:
     def _load_entry_points(self) -> None:
         from importlib.metadata import entry_points
 
-        from .config import get_settings
+        from pyagent.config import get_settings
 
         settings = get_settings()  # keyword arguments given to configure() count too
         blocked = set(settings.disable_plugins)
@@ -292,7 +292,7 @@ class Runtime:
         """Turn ``model=`` of an instruction agent into a model object, or explain what to install."""
         if model is not None and not isinstance(model, str):
             return model
-        from .config import get_settings
+        from pyagent.config import get_settings
 
         spec = model or get_settings().model
         providers = self.registry("models")
@@ -312,7 +312,7 @@ class Runtime:
         return reg.obj(model_id or None)
 
     def default_router_name(self) -> str | None:
-        from .config import get_settings
+        from pyagent.config import get_settings
 
         routers = self.registry("routers")
         configured = get_settings().router
@@ -412,7 +412,7 @@ def _raise_load_failure(manager: Any, entrypoint: Any, exc: BaseException) -> No
 
 
 def _no_model(agent_name: str, providers: dict[str, Registration], spec: str | None = None) -> Exception:
-    from .errors import ModelNotConfiguredError
+    from pyagent.errors import ModelNotConfiguredError
 
     have = ", ".join(sorted(providers)) or "none installed"
     asked = f" (asked for {spec!r})" if spec else ""

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .durable import drive
-from .engine import WorkflowRun, check_runnable
-from .events import sync_listener
-from .plugins import get_runtime
+from pyagent.durability.lifecycle import drive
+from pyagent.engine.run import WorkflowRun, check_runnable
+from pyagent.errors import StateError
+from pyagent.model.events import sync_listener
+from pyagent.plugins import get_runtime
 
 if TYPE_CHECKING:
-    from .results import TaskResult, WorkflowResult
-    from .workflow import Workflow
+    from pyagent.durability.state import WorkflowState
+    from pyagent.model.results import TaskResult, WorkflowResult
+    from pyagent.workflow import Workflow
 
 
 def resolve_pattern(workflow: Workflow, _checked: set[int] | None = None) -> Any:
@@ -24,7 +26,7 @@ def resolve_pattern(workflow: Workflow, _checked: set[int] | None = None) -> Any
     runtime = get_runtime()
     pattern = runtime.lookup("pattern", workflow.pattern_name)
     if not hasattr(pattern, "execute"):
-        from .errors import ConfigurationError
+        from pyagent.errors import ConfigurationError
 
         raise ConfigurationError(
             f"pattern '{workflow.pattern_name}' is a team pattern (use AgentPatterns), "
@@ -77,3 +79,29 @@ async def run_workflow(
         run.state.update(shared_state)
     return await drive(run, pattern, checkpoint_url=checkpoint_url, history_url=history_url,
                        next_seq=next_seq)
+
+
+# -- resuming ---------------------------------------------------------------------------------
+
+
+async def resume_state(workflow: Workflow, state: WorkflowState, *, checkpoint_url: str | None = None,
+                       next_seq: int | None = None, **kwargs: Any) -> WorkflowResult:
+    """Continue the run saved in ``state``: completed tasks are reused, the rest run."""
+    state.check_workflow(workflow, f"the saved state of run {state.run_id!r}")
+    return await run_workflow(
+        workflow, state.input, run_id=state.run_id, resumed=state.completed_results(),
+        shared_state=state.shared, checkpoint_url=checkpoint_url, next_seq=next_seq, **kwargs,
+    )
+
+
+async def resume_run(workflow: Workflow, run_id: str, url: str, **kwargs: Any) -> WorkflowResult:
+    """Load ``run_id`` from the store at ``url`` and continue it there."""
+    from pyagent.durability.checkpoint import load_run
+
+    state, seq = await load_run(url, run_id)
+    if state.workflow != workflow.name:
+        raise StateError(
+            f"run {run_id!r} belongs to workflow {state.workflow!r}, not {workflow.name!r}: "
+            "resume it with the workflow it was started from"
+        )
+    return await resume_state(workflow, state, checkpoint_url=url, next_seq=seq, **kwargs)

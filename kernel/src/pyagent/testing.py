@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from .clock import Clock
+from pyagent.clock import Clock
 
 
 class ScriptedModel:

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import config
-from .plugins import Runtime, set_runtime
-from .testing import ManualClock
+from pyagent import config
+from pyagent.plugins import Runtime, set_runtime
+from pyagent.testing import ManualClock
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from .policies import CheckpointConfig, CircuitBreakerConfig
-from .tasks import ConditionalTask, Step, Task
+from pyagent.model.policies import CheckpointConfig, CircuitBreakerConfig
+from pyagent.model.tasks import ConditionalTask, Step, Task
 
 if TYPE_CHECKING:
-    from .metrics import WorkflowMetrics
-    from .results import TaskResult, WorkflowResult
-    from .state import WorkflowState
+    from pyagent.durability.metrics import WorkflowMetrics
+    from pyagent.durability.state import WorkflowState
+    from pyagent.model.results import TaskResult, WorkflowResult
 
 
 class ExecutionPattern(enum.StrEnum):
@@ -223,7 +223,7 @@ class Workflow(BaseModel):
         run_id: str | None = None,
     ) -> WorkflowResult:
         """Run the workflow once and return its result; a failed run is returned, not raised."""
-        from .runner import run_workflow
+        from pyagent.runner import run_workflow
 
         return await run_workflow(self, input, on_task_complete=on_task_complete,
                                   on_event=on_event, run_id=run_id)
@@ -232,10 +232,10 @@ class Workflow(BaseModel):
         """Run from synchronous code (starts an event loop)."""
         import anyio
 
-        from ._sync import in_event_loop
+        from pyagent._sync import in_event_loop
 
         if in_event_loop():
-            from .errors import ConfigurationError
+            from pyagent.errors import ConfigurationError
 
             raise ConfigurationError(
                 f"workflow {self.name!r}: run_sync() starts its own event loop, so it cannot be "
@@ -250,8 +250,8 @@ class Workflow(BaseModel):
     # -- state, resume, metrics ------------------------------------------------------------
 
     def _circuit(self) -> dict[str, Any] | None:
-        from .plugins import get_runtime
-        from .resilience import breaker_for
+        from pyagent.engine.resilience import breaker_for
+        from pyagent.plugins import get_runtime
 
         breaker = breaker_for(self, get_runtime().clock.monotonic)
         return None if breaker is None else breaker.snapshot()
@@ -262,7 +262,7 @@ class Workflow(BaseModel):
         Safe to call at any moment, also from another task while a run is going. With
         ``run_id`` it picks that run among the running and the last one.
         """
-        from .state import WorkflowState, initial_state
+        from pyagent.durability.state import WorkflowState, initial_state
 
         runs = list(self._active)
         if self._last is not None:
@@ -270,7 +270,7 @@ class Workflow(BaseModel):
         if run_id is not None:
             runs = [r for r in runs if r.run_id == run_id]
             if not runs:
-                from .errors import StateError
+                from pyagent.errors import StateError
 
                 raise StateError(f"workflow {self.name!r} has no running or last run {run_id!r}")
         if not runs:
@@ -279,7 +279,7 @@ class Workflow(BaseModel):
 
     def get_metrics(self) -> WorkflowMetrics:
         """Executions, success rate (0..1), durations (s), per-task breakdown and circuit state."""
-        from .durable import metrics_for
+        from pyagent.durability.metrics import metrics_for
 
         return metrics_for(self).snapshot(self._circuit())
 
@@ -299,10 +299,10 @@ class Workflow(BaseModel):
         an awaitable inside a running event loop. A corrupt, foreign or incompatible state
         raises StateError before anything runs.
         """
-        from ._sync import run_or_await
-        from .durable import resume_run, resume_state
-        from .errors import StateError
-        from .state import WorkflowState
+        from pyagent._sync import run_or_await
+        from pyagent.durability.state import WorkflowState
+        from pyagent.errors import StateError
+        from pyagent.runner import resume_run, resume_state
 
         kwargs: dict[str, Any] = {"on_task_complete": on_task_complete, "on_event": on_event}
         if isinstance(source, WorkflowState):

@@ -9,7 +9,7 @@ import pytest
 from pyagent_consensus import ConsensusResult, measure, normalise, same_text
 
 from pyagent import ConfigurationError, PluginNotInstalledError, agent, hookimpl
-from pyagent.context import RunContext
+from pyagent.model.context import RunContext
 from pyagent.orchestrator import AgentPatterns, TaskStatus
 from pyagent.testing import ScriptedModel
 

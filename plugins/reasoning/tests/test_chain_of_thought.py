@@ -8,7 +8,7 @@ import pytest
 from pyagent_reasoning import ChainOfThoughtResult
 
 from pyagent import ConfigurationError, agent, hookimpl
-from pyagent.context import RunContext
+from pyagent.model.context import RunContext
 from pyagent.orchestrator import AgentPatterns, TaskStatus
 from pyagent.testing import ScriptedModel
 

@@ -15,8 +15,8 @@ from typing import Any
 import anyio
 import pytest
 
+from pyagent.durability.store import Checkpoint, RunHeader, Store
 from pyagent.plugins import get_runtime
-from pyagent.store import Checkpoint, RunHeader, Store
 
 pytestmark = pytest.mark.anyio
 

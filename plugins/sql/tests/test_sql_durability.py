@@ -14,7 +14,7 @@ WRITER = textwrap.dedent(
     """
     import asyncio, sys
     from pyagent.plugins import get_runtime
-    from pyagent.store import Checkpoint, RunHeader
+    from pyagent.durability.store import Checkpoint, RunHeader
 
     async def main(url):
         store = get_runtime().driver("stores", url.split("://")[0])(url)

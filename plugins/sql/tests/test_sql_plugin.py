@@ -7,8 +7,8 @@ import subprocess
 import sys
 import textwrap
 
+from pyagent.durability.store import Store
 from pyagent.plugins import get_runtime
-from pyagent.store import Store
 
 
 def test_every_scheme_is_a_store_driver(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from pyagent_sql import StoreUnavailableError
 
+from pyagent.durability.store import Checkpoint, RunHeader
 from pyagent.plugins import get_runtime
-from pyagent.store import Checkpoint, RunHeader
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ import pytest
 from pyagent_sql import CheckpointConflictError, SchemaVersionError, schema
 from sqlalchemy import Connection, text
 
+from pyagent.durability.store import Checkpoint, RunHeader
 from pyagent.plugins import get_runtime
-from pyagent.store import Checkpoint, RunHeader
 
 pytestmark = pytest.mark.anyio
 

@@ -17,8 +17,8 @@ import trio
 from anyio import wait_all_tasks_blocked
 from pyagent_sql import StoreUnavailableError
 
+from pyagent.durability.store import Checkpoint, RunHeader
 from pyagent.plugins import get_runtime
-from pyagent.store import Checkpoint, RunHeader
 
 pytestmark = pytest.mark.anyio
 
@@ -118,7 +118,7 @@ WRITER = textwrap.dedent(
     """
     import asyncio, sys
     from pyagent.plugins import get_runtime
-    from pyagent.store import Checkpoint, RunHeader
+    from pyagent.durability.store import Checkpoint, RunHeader
 
     async def main(url, run, n):
         store = get_runtime().driver("stores", "sqlite")(url)

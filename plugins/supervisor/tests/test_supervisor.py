@@ -9,12 +9,12 @@ import pytest
 from pyagent_supervisor import PlanError, SupervisorError, SupervisorResult, WorkerError
 
 from pyagent import agent, hookimpl
-from pyagent.context import RunContext
 from pyagent.errors import ConfigurationError, PluginNotInstalledError
-from pyagent.events import HANDOFF
+from pyagent.model.context import RunContext
+from pyagent.model.events import HANDOFF
+from pyagent.model.tasks import TaskStatus
 from pyagent.orchestrator import AgentPatterns
 from pyagent.plugins import Runtime
-from pyagent.tasks import TaskStatus
 from pyagent.testing import ManualClock, ScriptedModel
 
 
@@ -532,7 +532,7 @@ async def test_expertise_match_ties_count_subtasks_across_runs(runtime: Runtime)
 
 @pytest.mark.anyio
 async def test_a_run_is_team_events_like_the_other_team_patterns(runtime: Runtime) -> None:
-    from pyagent import events as ev
+    from pyagent.model import events as ev
 
     monitor = Monitor()
     runtime.register(monitor, "monitor")
@@ -549,7 +549,7 @@ async def test_a_run_is_team_events_like_the_other_team_patterns(runtime: Runtim
 
 @pytest.mark.anyio
 async def test_a_failed_run_is_a_team_failed_event(runtime: Runtime) -> None:
-    from pyagent import events as ev
+    from pyagent.model import events as ev
 
     monitor = Monitor()
     runtime.register(monitor, "monitor")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any
 
-from ..context import RunContext
+from pyagent.model.context import RunContext
 
 
 class LocalExecutor:

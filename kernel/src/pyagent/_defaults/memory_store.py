@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from ..errors import CheckpointConflictError
-from ..store import Checkpoint, RunHeader, StoredRun
+from pyagent.durability.store import Checkpoint, RunHeader, StoredRun
+from pyagent.errors import CheckpointConflictError
 
 
 class MemoryStore:

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pyagent.errors import ConfigurationError
-from pyagent.plugins import get_runtime
+from pyagent.plugin import ConfigurationError, get_runtime
 
 Same = Callable[[Any, Any], bool]
 

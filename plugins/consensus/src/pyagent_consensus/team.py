@@ -6,15 +6,24 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from pyagent import events as ev
-from pyagent.agents import Agent, InstructionAgent, as_agent, render_input
-from pyagent.concurrency import TaskGroup, first_error
-from pyagent.context import Message, RunContext
-from pyagent.durable import current_run
-from pyagent.errors import ConfigurationError, PyAgentError
-from pyagent.patterns import call_agent, check_timeout
-from pyagent.plugins import get_runtime
-from pyagent.tasks import TaskStatus
+from pyagent.plugin import (
+    Agent,
+    ConfigurationError,
+    InstructionAgent,
+    Message,
+    PyAgentError,
+    RunContext,
+    TaskGroup,
+    TaskStatus,
+    as_agent,
+    call_agent,
+    check_timeout,
+    current_run,
+    first_error,
+    get_runtime,
+    render_input,
+)
+from pyagent.plugin import events as ev
 
 from .agreement import Same, check_threshold, measure, resolve_equivalence
 from .events import emit

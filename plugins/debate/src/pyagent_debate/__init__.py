@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyagent import hookimpl
-from pyagent.errors import ConfigurationError
+from pyagent.plugin import ConfigurationError, hookimpl
 
 from .result import DebateResult
 from .team import DebaterFailedError, DebateTeam, build

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyagent.events import Event
-from pyagent.plugins import get_runtime
+from pyagent.plugin import Event, get_runtime
 
 PATTERN = "debate"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from pyagent.patterns import TeamResult
+from pyagent.plugin import TeamResult
 
 from .verdict import Verdict, Winner
 

@@ -5,14 +5,22 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from pyagent import events as ev
-from pyagent.agents import Agent, InstructionAgent, as_agent, render_input
-from pyagent.context import Message, RunContext
-from pyagent.durable import current_run
-from pyagent.errors import ConfigurationError, PyAgentError
-from pyagent.patterns import call_agent, check_timeout
-from pyagent.plugins import get_runtime
-from pyagent.tasks import TaskStatus
+from pyagent.plugin import (
+    Agent,
+    ConfigurationError,
+    InstructionAgent,
+    Message,
+    PyAgentError,
+    RunContext,
+    TaskStatus,
+    as_agent,
+    call_agent,
+    check_timeout,
+    current_run,
+    get_runtime,
+    render_input,
+)
+from pyagent.plugin import events as ev
 
 from .events import emit
 from .result import DebateResult

@@ -8,12 +8,19 @@ from typing import Any
 import anyio
 from anyio.lowlevel import checkpoint_if_cancelled
 
-from pyagent import hookimpl
-from pyagent.concurrency import TaskGroup, cancels_unstarted_children, large_fanout
-from pyagent.engine import WorkflowRun
-from pyagent.errors import ConfigurationError, TaskFailedError
-from pyagent.tasks import ConditionalTask, TaskStatus
-from pyagent.workflow import Workflow, find_cycle
+from pyagent.plugin import (
+    ConditionalTask,
+    ConfigurationError,
+    TaskFailedError,
+    TaskGroup,
+    TaskStatus,
+    Workflow,
+    WorkflowRun,
+    cancels_unstarted_children,
+    find_cycle,
+    hookimpl,
+    large_fanout,
+)
 
 _COMPLETED = TaskStatus.COMPLETED
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyagent import hookimpl
+from pyagent.plugin import hookimpl
 
 from .router import KeywordRouter
 from .stemmer import stem

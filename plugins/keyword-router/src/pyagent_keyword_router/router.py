@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from pyagent.agents import render_input
+from pyagent.plugin import render_input
 
 from .text import joined_pairs, meaning_terms, routing_terms
 

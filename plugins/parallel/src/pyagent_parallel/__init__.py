@@ -7,12 +7,18 @@ from typing import Any
 
 import anyio
 
-from pyagent import hookimpl
-from pyagent.concurrency import TaskGroup, large_fanout
-from pyagent.engine import WorkflowRun
-from pyagent.errors import ConfigurationError, PyAgentError, TaskFailedError
-from pyagent.tasks import ConditionalTask, Task
-from pyagent.workflow import Workflow
+from pyagent.plugin import (
+    ConditionalTask,
+    ConfigurationError,
+    PyAgentError,
+    Task,
+    TaskFailedError,
+    TaskGroup,
+    Workflow,
+    WorkflowRun,
+    hookimpl,
+    large_fanout,
+)
 
 
 class ReducerError(PyAgentError):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyagent import hookimpl
-from pyagent.engine import WorkflowRun
-from pyagent.errors import ConfigurationError
-from pyagent.tasks import ConditionalTask, TaskStatus
-from pyagent.workflow import Workflow
+from pyagent.plugin import (
+    ConditionalTask,
+    ConfigurationError,
+    TaskStatus,
+    Workflow,
+    WorkflowRun,
+    hookimpl,
+)
 
 _COMPLETED = TaskStatus.COMPLETED
 

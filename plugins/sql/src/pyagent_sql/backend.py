@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Row, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pyagent.store import Checkpoint, RunHeader, StoredRun
+from pyagent.plugin import Checkpoint, RunHeader, StoredRun
 
 from . import schema
 from ._loop import LoopThread, wait_future

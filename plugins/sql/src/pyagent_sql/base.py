@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from pyagent.store import Checkpoint, RunHeader, StoredRun
+from pyagent.plugin import Checkpoint, RunHeader, StoredRun
 
 from .backend import Backend, acquire, release
 from .errors import CheckpointConflictError

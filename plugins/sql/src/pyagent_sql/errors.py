@@ -6,8 +6,8 @@ started" in general need not know about this plugin.
 
 from __future__ import annotations
 
-from pyagent.errors import CheckpointConflictError as _KernelCheckpointConflictError
-from pyagent.errors import DriverLoadFailure
+from pyagent.plugin import CheckpointConflictError as _KernelCheckpointConflictError
+from pyagent.plugin import DriverLoadFailure
 
 
 class StoreURLError(DriverLoadFailure, ValueError):

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from pyagent.store import Checkpoint, RunHeader
+from pyagent.plugin import Checkpoint, RunHeader
 
 from . import schema
 from .backend import Backend

@@ -22,7 +22,7 @@ DEFAULTS: dict[tuple[str, str], str] = {
 
 def missing() -> list[str]:
     """The default features that are not installed or failed to load, as 'kind name (distribution)'."""
-    from pyagent.plugins import get_runtime
+    from pyagent.plugin import get_runtime
 
     rt = get_runtime()
     out = []

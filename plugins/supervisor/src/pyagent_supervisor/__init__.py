@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyagent import hookimpl
+from pyagent.plugin import hookimpl
 
 from .plan import PlanError, parse_plan
 from .strategies import STRATEGIES

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from pyagent.errors import PyAgentError
+from pyagent.plugin import PyAgentError
 
 
 class PlanError(PyAgentError, ValueError):

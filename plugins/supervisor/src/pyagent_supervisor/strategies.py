@@ -12,7 +12,7 @@ from typing import Any
 
 import anyio
 
-from pyagent.handoffs import score_agents
+from pyagent.plugin import score_agents
 
 STRATEGIES = ("round_robin", "load_balance", "expertise_match")
 _TIE = 1e-9

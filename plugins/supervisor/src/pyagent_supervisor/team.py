@@ -22,17 +22,30 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, Field
 
-from pyagent import events as ev
-from pyagent.agents import Agent, InstructionAgent, agent, as_agent, as_agents
-from pyagent.concurrency import TaskGroup, first_error
-from pyagent.context import Message, RunContext
-from pyagent.durable import current_run
-from pyagent.errors import ConfigurationError, PyAgentError
-from pyagent.events import Event
-from pyagent.handoffs import announce_handoff, resolve_router
-from pyagent.patterns import TeamResult, call_agent, check_timeout
-from pyagent.plugins import Runtime, get_runtime
-from pyagent.tasks import TaskStatus
+from pyagent.plugin import (
+    Agent,
+    ConfigurationError,
+    Event,
+    InstructionAgent,
+    Message,
+    PyAgentError,
+    RunContext,
+    Runtime,
+    TaskGroup,
+    TaskStatus,
+    TeamResult,
+    agent,
+    announce_handoff,
+    as_agent,
+    as_agents,
+    call_agent,
+    check_timeout,
+    current_run,
+    first_error,
+    get_runtime,
+    resolve_router,
+)
+from pyagent.plugin import events as ev
 
 from .plan import PlanError, parse_plan
 from .strategies import STRATEGIES, ExpertiseMatch, LoadBalance, Rotation, RoundRobin, WorkerSlot

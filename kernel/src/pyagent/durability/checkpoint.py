@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import codec
-from . import events as ev
-from .errors import DriverLoadFailure, PluginNotInstalledError, PyAgentError, StateError
-from .state import WorkflowState, encode_record
-from .store import Checkpoint, RunHeader, Store, StoredRun
-from .tasks import TaskStatus
+from pyagent.durability import codec
+from pyagent.durability.state import WorkflowState, encode_record
+from pyagent.durability.store import Checkpoint, RunHeader, Store, StoredRun
+from pyagent.errors import DriverLoadFailure, PluginNotInstalledError, PyAgentError, StateError
+from pyagent.model import events as ev
+from pyagent.model.tasks import TaskStatus
 
 if TYPE_CHECKING:
-    from .engine import WorkflowRun
-    from .policies import CheckpointConfig
-    from .results import TaskResult, WorkflowResult
+    from pyagent.engine.run import WorkflowRun
+    from pyagent.model.policies import CheckpointConfig
+    from pyagent.model.results import TaskResult, WorkflowResult
 
 log = logging.getLogger("pyagent.checkpoint")
 
@@ -53,7 +53,7 @@ def store_scheme(url: str) -> str:
 
 async def open_store(url: str, *, setting: str = "checkpointing.storage") -> Store:
     """Create and open the store for ``url`` (PluginNotInstalledError names the plugin to install)."""
-    from .plugins import get_runtime
+    from pyagent.plugins import get_runtime
 
     try:
         factory = get_runtime().driver("stores", store_scheme(url))
@@ -92,12 +92,12 @@ class RunRecorder:
         self.store = store
 
     async def begin(self) -> None:
-        from .history import summary_of_run
+        from pyagent.durability.history import summary_of_run
 
         await self._save_header(summary_of_run(self.run))
 
     async def _save_header(self, summary: dict[str, Any]) -> None:
-        from .history import to_payload
+        from pyagent.durability.history import to_payload
 
         run = self.run
         await self.store.save_run(RunHeader(
@@ -107,7 +107,7 @@ class RunRecorder:
 
     async def finish(self, result: WorkflowResult | None) -> None:
         """Save the final header; runs shielded so a cancelled run still records how it ended."""
-        from .history import summary_of_result, summary_of_run
+        from pyagent.durability.history import summary_of_result, summary_of_run
 
         with anyio.CancelScope(shield=True), anyio.move_on_after(30):
             try:

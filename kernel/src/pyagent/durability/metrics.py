@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from .tasks import TaskStatus
+from pyagent.model.tasks import TaskStatus
 
 if TYPE_CHECKING:
-    from .results import WorkflowResult
+    from pyagent.model.results import WorkflowResult
+    from pyagent.workflow import Workflow
 
 SAMPLES = 1000
 _COMPLETED = TaskStatus.COMPLETED
@@ -174,3 +175,11 @@ class MetricsCollector:
                 task_breakdown=breakdown,
                 circuit_state=None if circuit is None else circuit["state"], circuit=circuit,
             )
+
+
+def metrics_for(workflow: Workflow) -> MetricsCollector:
+    data = workflow._runtime_data
+    collector: MetricsCollector | None = data.get("metrics")
+    if collector is None:
+        collector = data["metrics"] = MetricsCollector(workflow.name)
+    return collector

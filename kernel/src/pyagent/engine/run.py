@@ -9,6 +9,7 @@ it to collect partial results.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import time
@@ -18,19 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import events as ev
-from ._defaults.local_executor import LocalExecutor
-from .agents import FunctionAgent, WorkflowAgent
-from .concurrency import first_error
-from .context import Message, RunContext
-from .errors import ConfigurationError, TaskFailedError
-from .events import Event
-from .results import Attempt, TaskResult, WorkflowResult
-from .tasks import ConditionalTask, Task, TaskStatus
+from pyagent._defaults.local_executor import LocalExecutor
+from pyagent.engine.concurrency import first_error
+from pyagent.errors import ConfigurationError, TaskFailedError
+from pyagent.model import events as ev
+from pyagent.model.agents import FunctionAgent, WorkflowAgent
+from pyagent.model.context import Message, RunContext
+from pyagent.model.events import Event
+from pyagent.model.results import Attempt, TaskResult, WorkflowResult
+from pyagent.model.tasks import ConditionalTask, Task, TaskStatus
 
 if TYPE_CHECKING:
-    from .plugins import Runtime
-    from .workflow import Workflow
+    from pyagent.plugins import Runtime
+    from pyagent.workflow import Workflow
 
 log = logging.getLogger("pyagent.engine")
 
@@ -38,6 +39,15 @@ _COMPLETED = TaskStatus.COMPLETED
 _RUNNING = TaskStatus.RUNNING
 
 Listener = Callable[[Event], Any]
+
+
+_current_run: contextvars.ContextVar[WorkflowRun | None] = contextvars.ContextVar(
+    "pyagent_current_run", default=None)
+
+
+def current_run() -> WorkflowRun | None:
+    """The workflow run the calling code is part of (an agent, a handoff inside a task), or None."""
+    return _current_run.get()
 
 
 def new_run_id() -> str:
@@ -493,7 +503,18 @@ def check_runnable(workflow: Workflow) -> list[Workflow]:
 
 
 async def execute(run: WorkflowRun, pattern: Any) -> WorkflowResult:
-    """Run ``pattern`` over ``run`` and turn its outcome into a WorkflowResult (failures included)."""
+    """Run ``pattern`` over ``run`` and turn its outcome into a WorkflowResult (failures included).
+
+    While it runs, ``current_run()`` is ``run`` for everything the pattern and its agents call.
+    """
+    token = _current_run.set(run)
+    try:
+        return await _execute(run, pattern)
+    finally:
+        _current_run.reset(token)
+
+
+async def _execute(run: WorkflowRun, pattern: Any) -> WorkflowResult:
     run.status = _RUNNING
     if run._on_task_complete is not None:
         # The last after-task hook, so a completed task is checkpointed before user code runs;

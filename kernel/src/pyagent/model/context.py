@@ -10,8 +10,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .tasks import Task
-    from .workflow import Workflow
+    from pyagent.model.tasks import Task
+    from pyagent.workflow import Workflow
 
 
 class Message:
@@ -35,7 +35,7 @@ class Message:
         self.timestamp = time.time()
 
     def __repr__(self) -> str:
-        from .results import short_repr
+        from pyagent.model.results import short_repr
 
         return f"Message(agent={self.agent!r}, round={self.round}, content={short_repr(self.content)})"
 

@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import CircuitOpenError
+from pyagent.errors import CircuitOpenError
 
 if TYPE_CHECKING:
-    from .policies import CircuitBreakerConfig
-    from .workflow import Workflow
+    from pyagent.model.policies import CircuitBreakerConfig
+    from pyagent.workflow import Workflow
 
 CLOSED = "closed"
 OPEN = "open"

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from . import codec
-from .errors import ConfigurationError, StateError
-from .tasks import TaskStatus
+from pyagent.durability import codec
+from pyagent.errors import ConfigurationError, StateError
+from pyagent.model.tasks import TaskStatus
 
 if TYPE_CHECKING:
-    from .engine import WorkflowRun
-    from .plugins import Runtime
-    from .results import TaskResult, WorkflowResult
+    from pyagent.engine.run import WorkflowRun
+    from pyagent.model.results import TaskResult, WorkflowResult
+    from pyagent.plugins import Runtime
 
 HISTORY_VERSION = 1
 _STATUSES = [s.value for s in TaskStatus]
@@ -327,7 +327,7 @@ def _rank(rec: ExecutionRecord) -> tuple[bool, float, int]:
 async def query_store(url: str, *, workflow: str | None, since: float | None, status: str | None,
                       limit: int | None = None) -> list[ExecutionRecord]:
     """Execution records kept in the store at ``url``."""
-    from .checkpoint import open_store, safe_url
+    from pyagent.durability.checkpoint import open_store, safe_url
 
     store = await open_store(url, setting="storage")
     out = []
@@ -353,7 +353,7 @@ async def query_store(url: str, *, workflow: str | None, since: float | None, st
 
 async def _progress_from_checkpoints(store: Any, rec: ExecutionRecord, what: str) -> None:
     """A run still marked running (going on elsewhere, or killed): its progress from its checkpoints."""
-    from .checkpoint import fold
+    from pyagent.durability.checkpoint import fold
 
     stored = await store.load(rec.run_id)
     if stored is None or not stored.checkpoints:
@@ -391,7 +391,7 @@ def get_history_sync(runtime: Runtime, urls: list[str], **filters: Any) -> list[
     """:func:`gather_history` from synchronous code, or from inside an event loop (in a helper thread)."""
     import anyio
 
-    from ._sync import in_event_loop
+    from pyagent._sync import in_event_loop
 
     async def go() -> list[ExecutionRecord]:
         return await gather_history(runtime, urls, **filters)

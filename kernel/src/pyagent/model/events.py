@@ -90,7 +90,7 @@ def sync_listener(fn: Callable[[Event], Any], what: str) -> Callable[[Event], An
     coroutine function would only build a coroutine that nobody awaits, silently.
     """
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):  # noqa: B004
-        from .errors import ConfigurationError
+        from pyagent.errors import ConfigurationError
 
         raise ConfigurationError(
             f"{what} {getattr(fn, '__name__', type(fn).__name__)}() is a coroutine function: events are delivered by calling it "

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import codec
-from .errors import StateError
-from .results import Attempt, TaskResult
-from .tasks import TaskStatus
+from pyagent.durability import codec
+from pyagent.errors import StateError
+from pyagent.model.results import Attempt, TaskResult
+from pyagent.model.tasks import TaskStatus
 
 if TYPE_CHECKING:
-    from .engine import WorkflowRun
-    from .workflow import Workflow
+    from pyagent.engine.run import WorkflowRun
+    from pyagent.workflow import Workflow
 
 FORMAT = "pyagent-state"
 FORMAT_VERSION = 1

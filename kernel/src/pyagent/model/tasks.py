@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .agents import Agent, as_agent
+from pyagent.model.agents import Agent, as_agent
 
 
 class TaskStatus(enum.StrEnum):

@@ -12,8 +12,8 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, overload, runtime_checkable
 
-from .context import RunContext
-from .errors import ConfigurationError
+from pyagent.errors import ConfigurationError
+from pyagent.model.context import RunContext
 
 
 @runtime_checkable
@@ -203,7 +203,7 @@ class InstructionAgent:
 
     def resolve_model(self) -> Model:
         if self._resolved is None:
-            from .plugins import get_runtime
+            from pyagent.plugins import get_runtime
 
             self._resolved = get_runtime().resolve_model(self.model, agent_name=self.name)
         return self._resolved
@@ -297,7 +297,7 @@ def as_agent(value: Any, *, what: str = "agent") -> Agent:
     """Return ``value`` as an agent: agents pass through, callables and workflows are wrapped, anything else is an error."""
     if isinstance(value, (FunctionAgent, InstructionAgent, WorkflowAgent)):
         return value
-    from .workflow import Workflow
+    from pyagent.workflow import Workflow
 
     if isinstance(value, Workflow):
         return WorkflowAgent(value)

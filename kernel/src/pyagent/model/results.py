@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .context import Message
-from .tasks import TaskStatus
+from pyagent.model.context import Message
+from pyagent.model.tasks import TaskStatus
 
 _short = reprlib.Repr()
 _short.maxstring = _short.maxother = 60
@@ -190,7 +190,7 @@ class WorkflowResult(BaseModel):
             return self
         if self.exception is not None:
             raise self.exception
-        from .errors import PyAgentError
+        from pyagent.errors import PyAgentError
 
         raise PyAgentError(self.error or f"workflow {self.workflow!r} ended {self.status.value}")
 

@@ -7,44 +7,25 @@ append to the in-memory history plus the metrics fold: nothing else runs.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import events as ev
-from .engine import execute
-from .errors import CircuitOpenError, StateError
-from .history import history_log
-from .metrics import MetricsCollector
-from .resilience import Transition, breaker_for
-from .tasks import TaskStatus
+from pyagent.durability.history import history_log
+from pyagent.durability.metrics import metrics_for
+from pyagent.engine.resilience import Transition, breaker_for
+from pyagent.engine.run import execute
+from pyagent.errors import CircuitOpenError
+from pyagent.model import events as ev
+from pyagent.model.tasks import TaskStatus
 
 if TYPE_CHECKING:
-    from .checkpoint import RunRecorder
-    from .engine import WorkflowRun
-    from .results import WorkflowResult
-    from .state import WorkflowState
-    from .workflow import Workflow
+    from pyagent.durability.checkpoint import RunRecorder
+    from pyagent.engine.run import WorkflowRun
+    from pyagent.model.results import WorkflowResult
+    from pyagent.workflow import Workflow
 
 log = logging.getLogger("pyagent.durable")
-
-_current_run: contextvars.ContextVar[WorkflowRun | None] = contextvars.ContextVar(
-    "pyagent_current_run", default=None)
-
-
-def current_run() -> WorkflowRun | None:
-    """The workflow run the calling code is part of (an agent, a handoff inside a task), or None."""
-    return _current_run.get()
-
-
-def metrics_for(workflow: Workflow) -> MetricsCollector:
-    data = workflow._runtime_data
-    collector: MetricsCollector | None = data.get("metrics")
-    if collector is None:
-        collector = data["metrics"] = MetricsCollector(workflow.name)
-    return collector
-
 
 def _announce(run: WorkflowRun, changes: list[Transition]) -> None:
     for before, after, why in changes:
@@ -85,13 +66,11 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
             breaker.release(ticket, None)
         raise
 
-    token = _current_run.set(run)
     wf._active.append(run)
     result: WorkflowResult | None = None
     try:
         result = await execute(run, pattern)
     finally:
-        _current_run.reset(token)
         wf._active.remove(run)
         wf._last = run
         if ticket is not None and breaker is not None:
@@ -122,8 +101,8 @@ def _checkpoint_url(wf: Workflow, override: str | None) -> str | None:
 
 
 async def _start_checkpointer(run: WorkflowRun, url: str, next_seq: int | None) -> RunRecorder:
-    from .checkpoint import Checkpointer, _close, open_store
-    from .checkpoint import next_seq as find_next_seq
+    from pyagent.durability.checkpoint import Checkpointer, _close, open_store
+    from pyagent.durability.checkpoint import next_seq as find_next_seq
 
     store = await open_store(url)
     try:
@@ -141,7 +120,7 @@ async def _start_checkpointer(run: WorkflowRun, url: str, next_seq: int | None) 
 
 
 async def _start_recorder(run: WorkflowRun, url: str) -> RunRecorder:
-    from .checkpoint import RunRecorder, _close, open_store
+    from pyagent.durability.checkpoint import RunRecorder, _close, open_store
 
     store = await open_store(url, setting="store")
     rec = RunRecorder(run, store)
@@ -165,38 +144,10 @@ async def _refuse(run: WorkflowRun, refusal: CircuitOpenError, url: str | None) 
     run.workflow._last = run
     if url is not None:
         try:
-            from .checkpoint import RunRecorder, open_store
+            from pyagent.durability.checkpoint import RunRecorder, open_store
 
             store = await open_store(url)
             await RunRecorder(run, store).finish(result)
         except Exception as exc:  # the audit copy is best effort; the refusal stands
             log.warning("could not record refused run %s: %s", run.run_id, exc)
     return result
-
-
-# -- resuming ---------------------------------------------------------------------------------
-
-
-async def resume_state(workflow: Workflow, state: WorkflowState, *, checkpoint_url: str | None = None,
-                       next_seq: int | None = None, **kwargs: Any) -> WorkflowResult:
-    """Continue the run saved in ``state``: completed tasks are reused, the rest run."""
-    from .runner import run_workflow
-
-    state.check_workflow(workflow, f"the saved state of run {state.run_id!r}")
-    return await run_workflow(
-        workflow, state.input, run_id=state.run_id, resumed=state.completed_results(),
-        shared_state=state.shared, checkpoint_url=checkpoint_url, next_seq=next_seq, **kwargs,
-    )
-
-
-async def resume_run(workflow: Workflow, run_id: str, url: str, **kwargs: Any) -> WorkflowResult:
-    """Load ``run_id`` from the store at ``url`` and continue it there."""
-    from .checkpoint import load_run
-
-    state, seq = await load_run(url, run_id)
-    if state.workflow != workflow.name:
-        raise StateError(
-            f"run {run_id!r} belongs to workflow {state.workflow!r}, not {workflow.name!r}: "
-            "resume it with the workflow it was started from"
-        )
-    return await resume_state(workflow, state, checkpoint_url=url, next_seq=seq, **kwargs)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .errors import ConfigurationError, StateError
+from pyagent.errors import ConfigurationError, StateError
 
 KEY_ENV = "PYAGENT_STATE_KEY"
 TAG = "__pyagent__"
