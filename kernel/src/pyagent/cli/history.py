@@ -1,0 +1,103 @@
+"""``pyagent history`` and ``pyagent resume``: runs recorded in a store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pyagent.cli.loading import find_workflow, load_module
+from pyagent.cli.progress import progress
+
+
+@click.command()
+@click.option("--storage", required=True, envvar="PYAGENT_STORAGE",
+              help="Store URL holding the runs, e.g. sqlite://checkpoints.db (or $PYAGENT_STORAGE).")
+@click.option("--workflow", "workflow_name", default=None, help="Only runs of this workflow.")
+@click.option("--status", default=None, help="Only runs with this status (completed, failed, running, ...).")
+@click.option("--since", default=None, help="Only runs started at or after this ISO date/datetime.")
+@click.option("--limit", default=50, show_default=True, help="At most this many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def history(storage: str, workflow_name: str | None, status: str | None, since: str | None,
+            limit: int, as_json: bool) -> None:
+    """List past workflow runs recorded in a store, newest first."""
+    import anyio
+
+    from pyagent.durability.history import parse_since, parse_status, query_store
+    from pyagent.errors import PyAgentError
+
+    try:
+        ts, st = parse_since(since), parse_status(status)
+
+        async def go() -> Any:
+            return await query_store(storage, workflow=workflow_name, since=ts, status=st, limit=limit)
+
+        records = anyio.run(go)
+    except PyAgentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    if not records:
+        click.echo("No runs found.")
+        return
+    for r in records:
+        stamp = r.timestamp.strftime("%Y-%m-%d %H:%M:%S")
+        dur = f"{r.duration:.3f}s" if r.duration is not None else "-"
+        click.echo(f"{stamp}  {r.run_id}  {r.workflow:<24} {r.status.value:<10} "
+                   f"tasks {r.tasks_completed}/{r.tasks_total}  {dur}")
+        if r.error:
+            click.echo(f"    error: {r.error}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("target")
+@click.option("--storage", required=True, envvar="PYAGENT_STORAGE",
+              help="Store URL the run was checkpointed to (or $PYAGENT_STORAGE).")
+@click.option("--quiet", is_flag=True, help="Print only the result.")
+def resume(run_id: str, target: str, storage: str, quiet: bool) -> None:
+    """Continue a checkpointed run: RUN_ID from --storage, with the workflow in TARGET (FILE[:WORKFLOW]).
+
+    The store keeps a run's progress, not its code, so the workflow definition comes from
+    the file it was run from. Without :WORKFLOW the file's workflow whose name matches the
+    run is used.
+    """
+    import anyio
+
+    from pyagent.durability.checkpoint import load_run
+    from pyagent.errors import PyAgentError
+    from pyagent.runner import resume_state
+
+    file_part, _, wanted = target.partition(":") if not Path(target).exists() else (target, "", "")
+    path = Path(file_part)
+    try:
+        state, seq = anyio.run(load_run, storage, run_id)
+    except PyAgentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    module = load_module(path)
+    workflow = find_workflow(module, wanted or state.workflow, path)
+    if not quiet:
+        click.echo(f"Resuming run {run_id} of {workflow.name!r}: {len(state.completed)} task(s) "
+                   f"done, {len(state.pending) + len(state.failed)} to go")
+
+    async def go() -> Any:
+        return await resume_state(workflow, state, checkpoint_url=storage, next_seq=seq,
+                                  on_event=None if quiet else progress)
+
+    try:
+        result = anyio.run(go)
+    except PyAgentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{result.status.value.upper()}  run_id={result.run_id}")
+    if result.ok:
+        click.echo(f"output: {result.output!r}")
+    else:
+        click.echo(f"error: {result.error}")
+        sys.exit(1)
+
+
+COMMANDS = [history, resume]

@@ -1,0 +1,61 @@
+"""``pyagent run``: run a workflow from a Python file with live progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pyagent.cli.loading import find_workflow, load_module
+from pyagent.cli.progress import TOP, progress
+
+
+@click.command()
+@click.argument("target")
+@click.option("--input", "input_", default=None, help="Workflow input (parsed as JSON when possible).")
+@click.option("--quiet", is_flag=True, help="Print only the result.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def run(target: str, input_: str | None, quiet: bool, as_json: bool) -> None:
+    """Run a workflow defined in a Python file: FILE or FILE:WORKFLOW."""
+    import anyio
+
+    file_part, _, wanted = target.partition(":") if not Path(target).exists() else (target, "", "")
+    path = Path(file_part)
+    module = load_module(path)
+    workflow = find_workflow(module, wanted or None, path)
+    value: Any = input_
+    if input_ is not None:
+        try:
+            value = json.loads(input_)
+        except ValueError:
+            value = input_
+    if not quiet and not as_json:
+        click.echo(f"Running workflow {workflow.name!r} ({workflow.pattern_name}, {len(workflow.steps)} steps)")
+
+    TOP[:] = [workflow.name]
+
+    async def go() -> Any:
+        return await workflow.run(value, on_event=None if (quiet or as_json) else progress)
+
+    try:
+        result = anyio.run(go)
+    except Exception as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps({"workflow": result.workflow, "run_id": result.run_id,
+                               "status": result.status.value, "output": result.output,
+                               "error": result.error}, default=repr, indent=2))
+    else:
+        click.echo(f"\n{result.status.value.upper()} in {result.duration or 0:.3f}s  run_id={result.run_id}")
+        if result.ok:
+            click.echo(f"output: {result.output!r}")
+        else:
+            click.echo(f"error: {result.error}")
+    if not result.ok:
+        sys.exit(1)
+
+
+COMMANDS = [run]
