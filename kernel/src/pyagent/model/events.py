@@ -34,6 +34,13 @@ TEAM_COMPLETED = "team.completed"
 TEAM_FAILED = "team.failed"
 CHECKPOINT_SAVED = "checkpoint.saved"
 CIRCUIT_CHANGED = "circuit.changed"
+# Language-model agents. ``task`` is the task the agent runs in (None outside a workflow) and
+# ``data["agent"]`` the agent's name; ``call_id`` pairs a tool's start with its end.
+AGENT_DELTA = "agent.delta"  # data: agent, delta (streamed text)
+MODEL_USAGE = "model.usage"  # data: agent, model, input_tokens, output_tokens[, cost]
+TOOL_STARTED = "tool.started"  # data: agent, tool, call_id, arguments
+TOOL_CALLED = "tool.called"  # the call returned; data: agent, tool, call_id, duration, result
+TOOL_FAILED = "tool.failed"  # data: agent, tool, call_id, duration, error
 
 
 class Event:
