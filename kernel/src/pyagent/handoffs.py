@@ -1,17 +1,21 @@
-"""Handoffs: one agent passes the work to another, directly, by routing, or along a chain.
+"""Handoffs: one agent passes the work to another, and the audit trail of every such pass.
 
 ``handoff(from_agent=, to_agent=, context=)`` runs ``to_agent`` on the context, with what
 ``from_agent`` already produced (``from_output=``) in its run context; ``from_agent`` itself is
 not run again, because by the time a caller hands off, the first agent has done its part.
-``handoff.team([...]).route(query)`` lets a router plugin pick the agent; ``handoff.chain(...)``
-passes the work along a list of agents.
 
 Any agent may also pass control on by returning ``handoff.to(other, reason=...)``, or by
 calling ``handoff(...)`` itself while it runs. Those agent-requested transfers are what can
 loop (A hands to B, B hands back to A), so they are the hops ``max_hops`` counts, along the
-whole path of nested calls; the planned handoffs of a chain, a route or an explicit
-``handoff()`` made by code outside any agent are not counted, so a chain of any length runs. Every handoff, planned or requested, is
-recorded on the result (from, to, reason, time) and broadcast to monitors as a ``handoff`` event.
+whole path of nested calls; planned handoffs (a chain's steps, a route, an explicit
+``handoff()`` made by code outside any agent) are not counted, so a chain of any length runs.
+Every handoff, planned or requested, is recorded on the result (from, to, reason, time) and
+announced to monitors as a ``handoff`` event, inside a workflow run in its audit trail.
+
+Routing (``handoff.team([...]).route(query)``) and chains (``handoff.chain(...)``) are patterns
+built on :class:`HandoffSession`; the pyagent-handoffs plugin provides them, and
+``handoff.team``/``handoff.chain`` resolve it through the pattern registry. The router helpers
+(:func:`resolve_router`, :func:`score_agents`) stay here because other patterns route too.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pydantic import BaseModel, Field
 from pyagent._sync import run_or_await
 from pyagent.engine.teams import TeamResult
 from pyagent.errors import ConfigurationError, HandoffLoopError, PluginNotInstalledError
-from pyagent.model.agents import Agent, InstructionAgent, as_agent, as_agents, render_input
+from pyagent.model.agents import Agent, as_agent
 from pyagent.model.context import Message, RunContext
 from pyagent.model.events import HANDOFF, Event
 from pyagent.model.tasks import TaskStatus
@@ -37,10 +41,6 @@ from pyagent.plugins import get_runtime
 DEFAULT_MAX_HOPS = 10
 """Agent-requested transfers allowed in one call unless ``max_hops=`` or PYAGENT_HANDOFF_MAX_HOPS says otherwise."""
 
-DEFAULT_MIN_CONFIDENCE = 0.1
-"""Below this best score a routing decision is reported as not confident."""
-
-_TIE_EPSILON = 1e-9
 _MISSING: Any = object()
 
 
@@ -81,65 +81,6 @@ class HandoffResult(TeamResult):
 R = TypeVar("R", bound=HandoffResult)
 
 
-class RouteScores(BaseModel):
-    """Why a router picked an agent: every agent's score, best first, and how sure it was.
-
-    ``tie`` is set when several agents share the best score (``tied`` names them; the first
-    in team order wins); ``confident`` is False when the best score is below
-    ``min_confidence`` (then the team's ``fallback`` agent answers, if it has one).
-    """
-
-    router: str
-    ranking: list[tuple[str, float]]
-    chosen: str
-    tie: bool = False
-    tied: list[str] = Field(default_factory=list)
-    confident: bool = True
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE
-    fallback_used: bool = False
-
-    @property
-    def best(self) -> float:
-        """The highest score."""
-        return self.ranking[0][1] if self.ranking else 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        """Scores by agent name."""
-        return dict(self.ranking)
-
-    def __getitem__(self, name: str) -> float:
-        for agent_name, score in self.ranking:
-            if agent_name == name:
-                return score
-        raise KeyError(f"no score for agent {name!r}: scored {[n for n, _ in self.ranking]}")
-
-    def __contains__(self, name: object) -> bool:
-        return any(agent_name == name for agent_name, _ in self.ranking)
-
-
-class RouteResult(HandoffResult):
-    """What ``team.route(query)`` returns: ``.agent`` answered, ``.scores`` says why it was picked."""
-
-    pattern: str = "route"
-    query: Any = None
-    scores: RouteScores | None = None
-
-
-class ChainStep(BaseModel):
-    """One agent's turn in a chain."""
-
-    agent: str
-    input: Any = None
-    output: Any = None
-
-
-class ChainResult(HandoffResult):
-    """What ``handoff.chain(...)`` returns: ``.output`` is the last agent's, ``.steps`` every turn."""
-
-    pattern: str = "chain"
-    steps: list[ChainStep] = Field(default_factory=list)
-
-
 # ---------------------------------------------------------------------------------------------
 # agent-requested transfers
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +103,7 @@ class Transfer:
         return f"Transfer(to={name!r}, reason={self.reason!r})"
 
 
-def _max_hops(value: int | None) -> int:
+def max_hops_setting(value: int | None) -> int:
     if value is None:
         env = os.environ.get("PYAGENT_HANDOFF_MAX_HOPS")
         if not env:
@@ -178,7 +119,7 @@ def _max_hops(value: int | None) -> int:
     return value
 
 
-class _Session:
+class HandoffSession:
     """One handoff call: its run id, audit trail, shared state and transcript, and the hop count.
 
     A handoff call made by an agent while another call runs it is nested: it continues that
@@ -258,7 +199,7 @@ class _Session:
         """Run ``agent`` and follow the transfers it (and its successors) request, within the hop limit."""
         current, value = agent, input
         if self.base > self.max_hops:
-            raise _AgentFailed(agent, self._nested_loop_error(agent))
+            raise HandoffFailure(agent, self._nested_loop_error(agent))
         while True:
             ctx = RunContext(run_id=self.run_id, state=self.state, transcript=self.transcript,
                              result=result, results=dict(results) if results else None,
@@ -267,7 +208,7 @@ class _Session:
             try:
                 out = await current.run(value, ctx)
             except Exception as exc:
-                raise _AgentFailed(current, exc) from exc
+                raise HandoffFailure(current, exc) from exc
             finally:
                 _RUNNING.reset(token)
             if not isinstance(out, Transfer):
@@ -276,9 +217,9 @@ class _Session:
             try:
                 target = self.resolve(out.target, current)
             except ConfigurationError as exc:
-                raise _AgentFailed(current, exc) from exc
+                raise HandoffFailure(current, exc) from exc
             if self.base + self.transfers > self.max_hops:
-                raise _AgentFailed(current, self._loop_error(current, target))
+                raise HandoffFailure(current, self._loop_error(current, target))
             via = self.record(current.name, target.name, out.reason, "transfer")
             note = out.reason or f"handed off to {target.name}"
             self.transcript.append(Message(current.name, note, round=via.hop, role="handoff"))
@@ -287,7 +228,7 @@ class _Session:
             current = target
 
     def finish(self, result: R, agent: Agent | None, output: Any,
-               failure: _AgentFailed | None = None) -> R:
+               failure: HandoffFailure | None = None) -> R:
         result.run_id = self.run_id
         result.handoffs = self.records
         result.transcript = self.transcript
@@ -308,12 +249,12 @@ class _Session:
         return result
 
 
-_RUNNING: ContextVar[tuple[_Session, str] | None] = ContextVar("pyagent_handoff_running", default=None)
+_RUNNING: ContextVar[tuple[HandoffSession, str] | None] = ContextVar("pyagent_handoff_running", default=None)
 """The handoff call and the agent it is running, so a handoff that agent starts is nested in it."""
 
 
-class _AgentFailed(Exception):
-    """Internal: carries which agent failed to the result builder."""
+class HandoffFailure(Exception):
+    """Raised by :meth:`HandoffSession.run` when an agent fails: which agent, and its error."""
 
     def __init__(self, agent: Agent, error: BaseException) -> None:
         super().__init__(str(error))
@@ -392,112 +333,6 @@ async def score_agents(router: Any, router_name: str, query: Any, agents: Sequen
     return sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0]]))
 
 
-class HandoffTeam:
-    """Agents behind one entry point; ``route(query)`` lets the router pick who answers.
-
-    ``router`` names a router plugin (default: the installed default router) or is a router
-    object. ``fallback`` answers when the best score is below ``min_confidence``.
-    """
-
-    def __init__(
-        self,
-        agents: Iterable[Any],
-        *,
-        router: Any = None,
-        name: str = "team",
-        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-        fallback: Any = None,
-        max_hops: int | None = None,
-    ) -> None:
-        self.agents = as_agents(agents, what="team agent", distinct_because="the router picks one by name")
-        if not 0.0 <= min_confidence <= 1.0:
-            raise ConfigurationError(f"min_confidence must be within 0..1, got {min_confidence!r}")
-        if router is not None and not isinstance(router, str):
-            resolve_router(router)  # reject a bad router object now, not at the first query
-        self.router = router
-        self.name = name
-        self.min_confidence = min_confidence
-        self.fallback = as_agent(fallback, what="fallback agent") if fallback is not None else None
-        self.max_hops = _max_hops(max_hops)
-
-    def __getitem__(self, name: str) -> Agent:
-        for a in self.agents:
-            if a.name == name:
-                return a
-        if self.fallback is not None and self.fallback.name == name:
-            return self.fallback
-        raise KeyError(f"no agent named {name!r} in team {self.name!r}: {[a.name for a in self.agents]}")
-
-    async def rank(self, query: Any, *, router: Any = None) -> RouteScores:
-        """Score every agent for ``query`` without running any."""
-        router_name, impl = resolve_router(router if router is not None else self.router)
-        return await self._rank(query, router_name, impl)
-
-    async def _rank(self, query: Any, router_name: str, impl: Any) -> RouteScores:
-        ranking = await score_agents(impl, router_name, query, self.agents)
-        best = ranking[0][1]
-        tied = [n for n, s in ranking if abs(s - best) <= _TIE_EPSILON]
-        confident = best >= self.min_confidence and best > 0.0
-        chosen = ranking[0][0]
-        fallback_used = False
-        if not confident and self.fallback is not None:
-            chosen, fallback_used = self.fallback.name, True
-        return RouteScores(router=router_name, ranking=ranking, chosen=chosen, tie=len(tied) > 1,
-                           tied=tied if len(tied) > 1 else [], confident=confident,
-                           min_confidence=self.min_confidence, fallback_used=fallback_used)
-
-    async def run(self, query: Any, *, router: Any = None) -> RouteResult:
-        """Route ``query`` and run the chosen agent (a coroutine; ``route`` is the one-call helper)."""
-        router_name, impl = resolve_router(router if router is not None else self.router)
-        return await self._run(query, router_name, impl)
-
-    async def _run(self, query: Any, router_name: str, impl: Any) -> RouteResult:
-        known = [*self.agents, *([self.fallback] if self.fallback is not None else [])]
-        session = _Session(name=self.name, max_hops=self.max_hops, known=known)
-        result = RouteResult(query=query)
-        try:
-            scores = await self._rank(query, router_name, impl)
-        except Exception as exc:
-            session.finish(result, None, None)
-            result.status, result.exception = TaskStatus.FAILED, exc
-            result.error = f"routing failed: {type(exc).__name__}: {exc}"
-            return result
-        result.scores = scores
-        chosen = self[scores.chosen]
-        reason = _route_reason(scores)
-        via = session.record(f"router:{router_name}", chosen.name, reason, "route")
-        try:
-            answered, output = await session.run(chosen, query, via=via)
-        except _AgentFailed as failed:
-            session.finish(result, None, None, failed)
-            return result
-        session.finish(result, answered, output)
-        return result
-
-    def route(self, query: Any, *, router: Any = None) -> Any:
-        """Route ``query`` to the best agent and run it: the result from sync code, an awaitable in a loop.
-
-        The router is resolved first, so a missing router plugin raises here, before any agent runs.
-        """
-        router_name, impl = resolve_router(router if router is not None else self.router)
-        return run_or_await(lambda: self._run(query, router_name, impl))
-
-    def __repr__(self) -> str:
-        return f"HandoffTeam({self.name!r}, agents={[a.name for a in self.agents]})"
-
-
-def _route_reason(scores: RouteScores) -> str:
-    parts = [f"{scores.router} router scored {scores.chosen!r} {scores.best:.2f}"]
-    if scores.fallback_used:
-        parts = [f"{scores.router} router's best score {scores.best:.2f} is below "
-                 f"{scores.min_confidence:.2f}: fallback {scores.chosen!r}"]
-    if scores.tie:
-        parts.append(f"tie between {', '.join(scores.tied)}")
-    if not scores.confident:
-        parts.append("low confidence")
-    return "; ".join(parts)
-
-
 # ---------------------------------------------------------------------------------------------
 # the public entry point
 # ---------------------------------------------------------------------------------------------
@@ -534,12 +369,12 @@ class Handoff:
         origin = None if isinstance(from_agent, str) else as_agent(from_agent, what="from_agent")
         source = origin.name if origin is not None else str(from_agent)
         target = as_agent(to_agent, what="to_agent")
-        hops = _max_hops(max_hops)
+        hops = max_hops_setting(max_hops)
         why = reason if reason is not None else (context if isinstance(context, str) else "")
         known = [target] if origin is None else [origin, target]
 
         async def go() -> HandoffResult:
-            session = _Session(name="handoff", max_hops=hops, known=known)
+            session = HandoffSession(name="handoff", max_hops=hops, known=known)
             result = HandoffResult()
             previous = None
             if from_output is not _MISSING:
@@ -548,7 +383,7 @@ class Handoff:
             via = session.record(source, target.name, why, "handoff")
             try:
                 answered, output = await session.run(target, context, result=previous, via=via)
-            except _AgentFailed as failed:
+            except HandoffFailure as failed:
                 return session.finish(result, None, None, failed)
             return session.finish(result, answered, output)
 
@@ -563,72 +398,31 @@ class Handoff:
         return Transfer(agent, reason=reason, input=input)
 
     @staticmethod
-    def team(
-        agents: Iterable[Any],
-        *,
-        router: Any = None,
-        name: str = "team",
-        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-        fallback: Any = None,
-        max_hops: int | None = None,
-    ) -> HandoffTeam:
-        """A team whose ``route(query)`` lets the router pick the agent that answers."""
-        return HandoffTeam(agents, router=router, name=name, min_confidence=min_confidence,
-                           fallback=fallback, max_hops=max_hops)
+    def team(agents: Iterable[Any], **options: Any) -> Any:
+        """A team whose ``route(query)`` lets the router pick the agent that answers.
+
+        Options: ``router`` (a router name or object; default the installed default router),
+        ``name``, ``min_confidence`` (below it the ``fallback`` agent answers), ``fallback``,
+        ``max_hops``. Provided by the pyagent-handoffs plugin.
+        """
+        from pyagent.patterns import build_team
+
+        return build_team("handoff_team", agents=agents, **options)
 
     @staticmethod
-    def chain(
-        agents: Iterable[Any] | None = None,
-        task: Any = None,
-        pass_output: bool = True,
-        *,
-        name: str = "chain",
-        max_hops: int | None = None,
-    ) -> Any:
-        """Hand the work along ``agents`` in order.
+    def chain(agents: Iterable[Any] | None = None, task: Any = None, pass_output: bool = True,
+              **options: Any) -> Any:
+        """Hand the work along ``agents`` in order: the result from sync code, an awaitable in a loop.
 
         With ``pass_output=True`` each agent's input is the previous agent's output (the first
         gets ``task``); with ``False`` every agent gets ``task``. The result's ``.output`` is the
-        last agent's output and ``.steps`` holds every turn.
-
-        Every agent also finds the task in ``ctx.extra["task"]`` and, when outputs are passed on,
-        the earlier agents' outputs in ``ctx.results`` (by agent name), so the last of a chain
-        still knows what the chain is for; an instruction (LLM) agent reads both in its prompt.
+        last agent's output and ``.steps`` holds every turn. Options: ``name``, ``max_hops``.
+        Provided by the pyagent-handoffs plugin.
         """
-        members = as_agents(agents or [], what="chain agent")
-        hops = _max_hops(max_hops)
+        from pyagent.patterns import build_team
 
-        async def go() -> ChainResult:
-            session = _Session(name=name, max_hops=hops, known=members)
-            result = ChainResult()
-            previous: Agent | None = None
-            value: Any = task
-            via: HandoffRecord | None = None
-            total = len(members)
-            outputs: dict[str, Any] = {}
-            for i, member in enumerate(members):
-                step_input = value if pass_output else task
-                given = step_input
-                if pass_output and i and isinstance(member, InstructionAgent):
-                    given = (f"{render_input(step_input)}\n\n(This is step {i + 1} of {total} of the "
-                             f"overall task: {render_input(task)})")
-                if previous is not None:
-                    via = session.record(previous.name, member.name, f"chain step {i + 1} of {total}", "chain")
-                try:
-                    previous, value = await session.run(
-                        member, given, result=value if (pass_output and i) else None, via=via,
-                        results=outputs if pass_output else None, extra={"task": task})
-                except _AgentFailed as failed:
-                    return session.finish(result, None, None, failed)
-                result.steps.append(ChainStep(agent=previous.name, input=step_input, output=value))
-                key, n = previous.name, 1
-                while key in outputs:
-                    n += 1
-                    key = f"{previous.name}#{n}"
-                outputs[key] = value
-            return session.finish(result, previous, value)
-
-        return run_or_await(go)
+        chain = build_team("handoff_chain", agents=agents, pass_output=pass_output, **options)
+        return run_or_await(lambda: chain.run(task))
 
     def __repr__(self) -> str:
         return "pyagent.handoff"
@@ -636,3 +430,23 @@ class Handoff:
 
 handoff = Handoff()
 """The handoff entry point: call it, or use ``handoff.team``, ``handoff.chain``, ``handoff.to``."""
+
+
+# Names that moved to the pyagent-handoffs plugin, still importable from here for a while.
+_MOVED = {"HandoffTeam", "RouteResult", "RouteScores", "ChainResult", "ChainStep",
+          "DEFAULT_MIN_CONFIDENCE"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module 'pyagent.handoffs' has no attribute {name!r}")
+    import importlib
+    import warnings
+
+    warnings.warn(f"pyagent.handoffs.{name} moved to the pyagent-handoffs plugin: import it from "
+                  "pyagent_handoffs", DeprecationWarning, stacklevel=2)
+    try:
+        module = importlib.import_module("pyagent_handoffs")
+    except ImportError:
+        raise PluginNotInstalledError("pattern", "handoff_team", "pyagent-handoffs", []) from None
+    return getattr(module, name)

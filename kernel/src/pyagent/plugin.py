@@ -26,7 +26,11 @@ What is here, by kind of plugin:
   :func:`cancels_unstarted_children`, :func:`find_cycle`
 - team patterns: :class:`TeamResult`, :func:`call_agent`, :func:`check_timeout`,
   :class:`RunContext`, :class:`Message`, :func:`as_agent`, :func:`as_agents`,
-  :func:`render_input`, :func:`current_run`, :func:`announce_handoff`
+  :func:`render_input`, :func:`current_run`, :func:`run_or_await` (the one-call helpers that
+  return a result from sync code and an awaitable inside a loop)
+- handoffs: :class:`HandoffSession` (runs agents, follows their transfers within the hop
+  limit, keeps the audit trail), :class:`HandoffResult`, :class:`HandoffRecord`,
+  :class:`HandoffFailure`, :class:`Transfer`, :func:`max_hops_setting`, :func:`announce_handoff`
 - routers: :func:`score_agents`, :func:`resolve_router`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
   :class:`StoredRun`
@@ -58,6 +62,7 @@ from pyagent.model.events import Event
 from pyagent.plugins import Runtime, get_runtime
 
 if TYPE_CHECKING:
+    from pyagent._sync import in_event_loop, run_or_await
     from pyagent.durability.store import Checkpoint, RunHeader, Store, StoredRun
     from pyagent.engine.concurrency import (
         TaskGroup,
@@ -67,7 +72,17 @@ if TYPE_CHECKING:
     )
     from pyagent.engine.run import WorkflowRun, current_run
     from pyagent.engine.teams import TeamResult, call_agent, check_timeout
-    from pyagent.handoffs import announce_handoff, resolve_router, score_agents
+    from pyagent.handoffs import (
+        HandoffFailure,
+        HandoffRecord,
+        HandoffResult,
+        HandoffSession,
+        Transfer,
+        announce_handoff,
+        max_hops_setting,
+        resolve_router,
+        score_agents,
+    )
     from pyagent.model.agents import (
         Agent,
         FunctionAgent,
@@ -80,8 +95,9 @@ if TYPE_CHECKING:
         render_prompt,
     )
     from pyagent.model.context import Message, RunContext
-    from pyagent.model.results import Attempt, TaskResult, WorkflowResult, short_repr
+    from pyagent.model.results import Attempt, TaskResult, WorkflowResult
     from pyagent.model.tasks import ConditionalTask, RetryConfig, Step, Task, TaskStatus
+    from pyagent.model.text import short_repr
     from pyagent.workflow import Workflow, find_cycle
 
 # The rest is loaded on first use, so discovering plugins stays fast.
@@ -91,11 +107,15 @@ _LAZY: dict[str, str] = {
                     "pyagent.engine.concurrency"),
     **dict.fromkeys(["WorkflowRun", "current_run"], "pyagent.engine.run"),
     **dict.fromkeys(["TeamResult", "call_agent", "check_timeout"], "pyagent.engine.teams"),
-    **dict.fromkeys(["announce_handoff", "resolve_router", "score_agents"], "pyagent.handoffs"),
+    **dict.fromkeys(["HandoffFailure", "HandoffRecord", "HandoffResult", "HandoffSession", "Transfer",
+                     "announce_handoff", "max_hops_setting", "resolve_router", "score_agents"],
+                    "pyagent.handoffs"),
+    **dict.fromkeys(["in_event_loop", "run_or_await"], "pyagent._sync"),
     **dict.fromkeys(["Agent", "FunctionAgent", "InstructionAgent", "Model", "agent", "as_agent",
                      "as_agents", "render_input", "render_prompt"], "pyagent.model.agents"),
     **dict.fromkeys(["Message", "RunContext"], "pyagent.model.context"),
-    **dict.fromkeys(["Attempt", "TaskResult", "WorkflowResult", "short_repr"], "pyagent.model.results"),
+    **dict.fromkeys(["Attempt", "TaskResult", "WorkflowResult"], "pyagent.model.results"),
+    "short_repr": "pyagent.model.text",
     **dict.fromkeys(["ConditionalTask", "RetryConfig", "Step", "Task", "TaskStatus"],
                     "pyagent.model.tasks"),
     **dict.fromkeys(["Workflow", "find_cycle"], "pyagent.workflow"),
@@ -126,7 +146,11 @@ __all__ = [
     "DriverLoadFailure",
     "Event",
     "FunctionAgent",
+    "HandoffFailure",
     "HandoffLoopError",
+    "HandoffRecord",
+    "HandoffResult",
+    "HandoffSession",
     "InstructionAgent",
     "Message",
     "Model",
@@ -148,6 +172,7 @@ __all__ = [
     "TaskResult",
     "TaskStatus",
     "TeamResult",
+    "Transfer",
     "Workflow",
     "WorkflowResult",
     "WorkflowRun",
@@ -165,10 +190,13 @@ __all__ = [
     "get_runtime",
     "hookimpl",
     "hookspec",
+    "in_event_loop",
     "large_fanout",
+    "max_hops_setting",
     "render_input",
     "render_prompt",
     "resolve_router",
+    "run_or_await",
     "score_agents",
     "short_repr",
 ]

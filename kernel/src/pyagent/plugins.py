@@ -33,6 +33,8 @@ KNOWN_DISTRIBUTIONS: dict[str, dict[str, str]] = {
         "consensus": "pyagent-consensus",
         "debate": "pyagent-debate",
         "chain_of_thought": "pyagent-reasoning",
+        "handoff_team": "pyagent-handoffs",
+        "handoff_chain": "pyagent-handoffs",
     },
     "router": {"keyword": "pyagent-keyword-router", "embedding": "pyagent-embedding-router"},
     "store": {"sqlite": "pyagent-sql", "postgresql": "pyagent-sql", "postgres": "pyagent-sql"},

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from pyagent.model.agents import WorkflowAgent
 from pyagent.model.policies import CheckpointConfig, CircuitBreakerConfig
 from pyagent.model.tasks import ConditionalTask, Step, Task
 
@@ -177,6 +178,10 @@ class Workflow(BaseModel):
 
     def __eq__(self, other: object) -> bool:
         return self is other
+
+    def __pyagent_agent__(self) -> WorkflowAgent:
+        """This workflow as one step of another (``Task(agent=workflow)``)."""
+        return WorkflowAgent(self)
 
     # -- queries ---------------------------------------------------------------------------
 

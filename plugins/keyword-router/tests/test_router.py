@@ -1,4 +1,4 @@
-"""Routing decisions of the keyword router, through the plugin hook and handoff teams."""
+"""Routing decisions of the keyword router, through the plugin hook (teams that route with it: tests/test_keyword_router_teams.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pyagent_keyword_router import KeywordRouter, similarity
 
-from pyagent import agent, handoff
+from pyagent import agent
 from pyagent.plugins import Runtime
 
 
@@ -56,19 +56,6 @@ def test_routes_queries_to_the_agent_that_fits(runtime: Runtime, desk: list[Any]
     assert ranking[0][1] > ranking[1][1]
 
 
-def test_seed_team_routes_the_invoice_question_to_billing(runtime: Runtime) -> None:
-    sales_agent = agent(_echo("sales"), name="sales", description="You handle sales inquiries")
-    support_agent = agent(_echo("support"), name="support", description="You handle technical support")
-    billing_agent = agent(_echo("billing"), name="billing",
-                          description="You handle billing, invoices and payments")
-    team = handoff.team([sales_agent, support_agent, billing_agent])
-    result = team.route("I have a question about my invoice")
-    assert result.agent == "billing"
-    assert result.output == "billing: I have a question about my invoice"
-    assert result.scores.router == "keyword"
-    assert result.scores.confident and not result.scores.tie
-
-
 def test_registered_as_the_default_router(runtime: Runtime) -> None:
     assert runtime.default_router_name() == "keyword"
     assert callable(runtime.lookup("router", "keyword").similarity)
@@ -79,19 +66,6 @@ def test_scores_are_between_zero_and_one_and_zero_without_a_match(desk: list[Any
         for _, score in KeywordRouter().score(query, desk):
             assert 0.0 <= score <= 1.0
     assert all(s == 0.0 for _, s in KeywordRouter().score("what's the weather on Mars", desk))
-
-
-def test_unmatched_query_is_reported_as_not_confident(runtime: Runtime, desk: list[Any]) -> None:
-    result = handoff.team(desk).route("what's the weather on Mars")
-    assert not result.scores.confident and result.scores.tie
-
-
-def test_equal_descriptions_are_a_tie_in_team_order(runtime: Runtime) -> None:
-    first = agent(_echo("a"), name="agent-a", description="orders and returns")
-    second = agent(_echo("b"), name="agent-b", description="orders and returns")
-    result = handoff.team([first, second]).route("where are my orders")
-    assert result.scores.tie and result.scores.tied == ["agent-a", "agent-b"]
-    assert result.agent == "agent-a"
 
 
 def test_a_word_every_agent_mentions_decides_less_than_a_rare_one() -> None:

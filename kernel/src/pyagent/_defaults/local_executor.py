@@ -12,6 +12,7 @@ class LocalExecutor:
     """Runs each agent call in the current event loop (asyncio or trio)."""
 
     name = "local"
+    inline = True  # agents run on the caller's event loop: the engine may call them directly
 
     def __init__(self, **options: Any) -> None:
         if options:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from pyagent._defaults.local_executor import LocalExecutor
 from pyagent.engine.concurrency import first_error
 from pyagent.errors import ConfigurationError, TaskFailedError
 from pyagent.model import events as ev
@@ -86,7 +85,9 @@ class WorkflowRun:
         self._on_task_complete = on_task_complete
         self._emitting = bool(self._listeners) or on_task_complete is not None
         self._invoke = executor.call
-        self._local = isinstance(executor, LocalExecutor)
+        # An inline executor calls agent.run on this loop, so the hot path may call a function
+        # agent directly; any other executor (a process pool, a cluster) always gets the call.
+        self._local = getattr(executor, "inline", False) is True
         self._resumed = resumed or {}
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []

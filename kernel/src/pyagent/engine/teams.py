@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pyagent.errors import ConfigurationError, PyAgentError
 from pyagent.model.context import Message, RunContext
-from pyagent.model.results import short_repr
 from pyagent.model.tasks import TaskStatus
+from pyagent.model.text import short_repr
 
 
 class TeamResult(BaseModel):

@@ -297,10 +297,11 @@ def as_agent(value: Any, *, what: str = "agent") -> Agent:
     """Return ``value`` as an agent: agents pass through, callables and workflows are wrapped, anything else is an error."""
     if isinstance(value, (FunctionAgent, InstructionAgent, WorkflowAgent)):
         return value
-    from pyagent.workflow import Workflow
-
-    if isinstance(value, Workflow):
-        return WorkflowAgent(value)
+    # Objects that know how to act as an agent (a Workflow runs as a nested step) say so; the
+    # data model does not import the workflow layer above it.
+    adapt = getattr(type(value), "__pyagent_agent__", None)
+    if adapt is not None:
+        return adapt(value)  # type: ignore[no-any-return]
     if hasattr(value, "run") and hasattr(value, "name") and inspect.iscoroutinefunction(value.run):
         if not hasattr(value, "description"):
             value.description = ""

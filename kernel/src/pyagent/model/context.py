@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from pyagent.model.text import short_repr
+
 if TYPE_CHECKING:
     from pyagent.model.tasks import Task
     from pyagent.workflow import Workflow
@@ -35,8 +37,6 @@ class Message:
         self.timestamp = time.time()
 
     def __repr__(self) -> str:
-        from pyagent.model.results import short_repr
-
         return f"Message(agent={self.agent!r}, round={self.round}, content={short_repr(self.content)})"
 
     def __eq__(self, other: object) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import reprlib
 import time
 from typing import Any
 
@@ -10,14 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pyagent.model.context import Message
 from pyagent.model.tasks import TaskStatus
-
-_short = reprlib.Repr()
-_short.maxstring = _short.maxother = 60
-
-
-def short_repr(value: Any) -> str:
-    """A bounded repr: outputs can be megabytes, and asyncio, loggers and pytest call repr()."""
-    return _short.repr(value)
+from pyagent.model.text import short_repr
 
 
 class Attempt:

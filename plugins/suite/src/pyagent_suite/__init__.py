@@ -14,6 +14,8 @@ DEFAULTS: dict[tuple[str, str], str] = {
     ("patterns", "consensus"): "pyagent-consensus",
     ("patterns", "debate"): "pyagent-debate",
     ("patterns", "chain_of_thought"): "pyagent-reasoning",
+    ("patterns", "handoff_team"): "pyagent-handoffs",
+    ("patterns", "handoff_chain"): "pyagent-handoffs",
     ("routers", "keyword"): "pyagent-keyword-router",
     ("stores", "sqlite"): "pyagent-sql",
     ("stores", "postgresql"): "pyagent-sql",
