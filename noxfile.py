@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["kernel", "plugin", "all", "lint", "typecheck"]
-nox.options.error_on_missing_interpreters = True
+# nox's default: a missing interpreter is skipped locally and an error under CI (CI=true).
 
 ROOT = Path(__file__).parent
-PYTHON = ["3.11"]
+PYTHON = "3.11"  # one-plugin sessions, lint, typecheck, bench
+PYTHONS = ["3.11", "3.12", "3.13"]  # the kernel alone and everything together
+
+
+def _pyenv_interpreters() -> None:
+    """Put pyenv's installed 3.11/3.12/3.13 on PATH, so nox finds python3.12 and python3.13.
+
+    pyenv's shims expose only the global version (often just 3.11) until `pyenv global` lists the
+    others; the interpreters themselves live in `$(pyenv root)/versions/<version>/bin`.
+    """
+    root = os.environ.get("PYENV_ROOT")
+    if not root and shutil.which("pyenv"):
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
+    versions = Path(root or Path.home() / ".pyenv") / "versions"
+    if not versions.is_dir():
+        return
+    found = []
+    for want in PYTHONS:
+        matches = sorted(versions.glob(f"{want}.*"), key=lambda p: [int(x) for x in p.name.split(".") if x.isdigit()])
+        if matches and (matches[-1] / "bin" / f"python{want}").exists():
+            found.append(str(matches[-1] / "bin"))
+    if found:
+        os.environ["PATH"] = os.pathsep.join([*found, os.environ.get("PATH", "")])
+
+
+_pyenv_interpreters()
 PLUGINS = sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml"))
 TESTED_PLUGINS = [p for p in PLUGINS if (ROOT / "plugins" / p / "tests").is_dir()]
 PASS_ENV = ["PYAGENT_TEST_POSTGRES_URL"]
@@ -22,7 +49,7 @@ def _env() -> dict[str, str]:
     return {k: os.environ[k] for k in PASS_ENV if k in os.environ}
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHONS)
 def kernel(session: nox.Session) -> None:
     """Kernel tests with no plugin installed."""
     session.install("./kernel[test]")
@@ -44,7 +71,7 @@ def _install_everything(session: nox.Session, **kwargs: object) -> None:
     session.install("./kernel[test]", *(f"./plugins/{p}[test]" for p in PLUGINS), **kwargs)  # type: ignore[arg-type]
 
 
-@nox.session(name="all", python=PYTHON)
+@nox.session(name="all", python=PYTHONS)
 def all_(session: nox.Session) -> None:
     """Everything installed: integration tests, meta-tests, and every suite again together."""
     _install_everything(session)
