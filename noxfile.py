@@ -107,3 +107,11 @@ def demo(session: nox.Session) -> None:
     """Run the demo workflow from the README."""
     _install_everything(session)
     session.run("pyagent", "run", "examples/demo.py")
+
+
+@nox.session(python=PYTHON, default=False)
+def wheels(session: nox.Session) -> None:
+    """Build wheels of the kernel and every plugin into dist/ (then: pip install --find-links dist pyagent-debate)."""
+    out = ROOT / "dist"
+    for path in ["kernel", *(f"plugins/{p}" for p in PLUGINS)]:
+        session.run("uv", "build", "--wheel", "--out-dir", str(out), str(ROOT / path), external=True)

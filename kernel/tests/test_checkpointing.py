@@ -77,7 +77,7 @@ def test_bad_checkpoint_settings_are_clear_errors(bad: dict[str, Any], field: st
 async def test_unknown_storage_scheme_fails_before_any_agent_runs(rt: Runtime) -> None:
     agents = Agents()
     wf = chain(agents, "nosuchdb://x")
-    with pytest.raises(PluginNotInstalledError, match=r"store .nosuchdb. is not installed.*memory"):
+    with pytest.raises(PluginNotInstalledError, match=r"unknown store .nosuchdb.: no store of that name is installed.*memory"):
         await wf.run()
     assert agents.calls == {}
 
@@ -585,5 +585,5 @@ def test_unknown_storage_scheme_names_the_setting_and_the_installed_stores(drt: 
     wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1)],
                   checkpointing={"storage": "redis://cache.local/0"})
     with pytest.raises(PluginNotInstalledError,
-                       match=r"checkpointing\.storage='redis://cache\.local/0': store 'redis' is not installed.*installed stores: .*memory"):
+                       match=r"checkpointing\.storage='redis://cache\.local/0': unknown store 'redis'.*installed stores: .*memory"):
         anyio.run(wf.run)

@@ -16,19 +16,39 @@ class ConfigurationError(PyAgentError, ValueError):
 
 
 class PluginNotInstalledError(PyAgentError, LookupError):
-    """A pattern, router, store, executor, trigger or model is named but no plugin provides it."""
+    """A pattern, router, store, executor, trigger, monitor or model is named but no plugin provides it.
 
-    def __init__(self, kind: str, name: str, distribution: str | None, available: list[str]):
+    ``distribution`` is the pyagent distribution that provides ``name`` (None when no
+    distribution of this project does); ``suggestion`` is the installed or known name that
+    ``name`` looks like a misspelling of.
+    """
+
+    def __init__(self, kind: str, name: str, distribution: str | None, available: list[str],
+                 *, suggestion: str | None = None, suggestion_distribution: str | None = None):
         self.kind = kind
         self.name = name
         self.distribution = distribution
         self.available = available
+        self.suggestion = suggestion
+        have = f"(installed {kind}s: {', '.join(sorted(available)) or 'none'})"
         if distribution:
-            fix = f"pip install {distribution}"
+            message = f"{kind} '{name}' is not installed: {install_hint(distribution)} {have}"
+        elif suggestion is not None:
+            message = f"unknown {kind} '{name}'; did you mean '{suggestion}'?"
+            if suggestion not in available and suggestion_distribution:
+                message += f" (not installed either: {install_hint(suggestion_distribution)})"
+            message += f" {have}"
         else:
-            fix = f"install a plugin that provides the {kind} '{name}'"
-        have = ", ".join(sorted(available)) or "none"
-        super().__init__(f"{kind} '{name}' is not installed: {fix} (installed {kind}s: {have})")
+            message = (f"unknown {kind} '{name}': no {kind} of that name is installed and no pyagent "
+                       f"distribution provides one; install a plugin that registers it {have}")
+        super().__init__(message)
+
+
+def install_hint(distribution: str) -> str:
+    """How to install one of this project's plugin distributions: by name, or from a clone."""
+    folder = distribution.removeprefix("pyagent-")
+    return (f"pip install {distribution} (from a clone of pyagent: pip install ./plugins/{folder}, "
+            f"or build the wheels with `nox -s wheels` and pip install --find-links dist {distribution})")
 
 
 class PluginLoadError(PyAgentError, ImportError):

@@ -31,12 +31,12 @@ from pydantic import BaseModel, Field
 
 from pyagent._sync import run_or_await
 from pyagent.engine.teams import TeamResult
-from pyagent.errors import ConfigurationError, HandoffLoopError, PluginNotInstalledError
+from pyagent.errors import ConfigurationError, HandoffLoopError
 from pyagent.model.agents import Agent, as_agent
 from pyagent.model.context import Message, RunContext
 from pyagent.model.events import HANDOFF, Event
 from pyagent.model.tasks import TaskStatus
-from pyagent.plugins import get_runtime
+from pyagent.plugins import get_runtime, not_installed
 
 DEFAULT_MAX_HOPS = 10
 """Agent-requested transfers allowed in one call unless ``max_hops=`` or PYAGENT_HANDOFF_MAX_HOPS says otherwise."""
@@ -295,7 +295,7 @@ def resolve_router(spec: Any = None) -> tuple[str, Any]:
         rt = get_runtime()
         name = rt.default_router_name()
         if name is None:
-            raise PluginNotInstalledError("router", "keyword", "pyagent-keyword-router", [])
+            raise not_installed("router", "keyword", [])
         return name, rt.lookup("router", name)
     if isinstance(spec, str):
         return spec, get_runtime().lookup("router", spec)
@@ -448,5 +448,5 @@ def __getattr__(name: str) -> Any:
     try:
         module = importlib.import_module("pyagent_handoffs")
     except ImportError:
-        raise PluginNotInstalledError("pattern", "handoff_team", "pyagent-handoffs", []) from None
+        raise not_installed("pattern", "handoff_team", []) from None
     return getattr(module, name)

@@ -23,7 +23,9 @@ log = logging.getLogger("pyagent.plugins")
 ENTRY_POINT_GROUP = "pyagent"
 DRIVER_GROUPS = {"stores": "pyagent.stores", "executors": "pyagent.executors"}
 
-# Which distribution provides a well-known name, for "pip install ..." in error messages.
+# Which of this project's distributions provides a well-known name, for install hints. Only
+# distributions that exist under plugins/ are listed (a meta-test checks it): a hint never
+# names a package that does not exist.
 KNOWN_DISTRIBUTIONS: dict[str, dict[str, str]] = {
     "pattern": {
         "sequential": "pyagent-sequential",
@@ -36,12 +38,39 @@ KNOWN_DISTRIBUTIONS: dict[str, dict[str, str]] = {
         "handoff_team": "pyagent-handoffs",
         "handoff_chain": "pyagent-handoffs",
     },
-    "router": {"keyword": "pyagent-keyword-router", "embedding": "pyagent-embedding-router"},
+    "router": {"keyword": "pyagent-keyword-router"},
     "store": {"sqlite": "pyagent-sql", "postgresql": "pyagent-sql", "postgres": "pyagent-sql"},
-    "executor": {"dask": "pyagent-dask"},
-    "trigger": {"cron": "pyagent-cron", "webhook": "pyagent-webhooks"},
-    "model": {"openai": "pyagent-openai"},
+    "executor": {},
+    "trigger": {},
+    "monitor": {},
+    "model": {},
 }
+
+
+def not_installed(kind: str, name: str, available: Iterable[str]) -> PluginNotInstalledError:
+    """The error for a ``kind`` named ``name`` that no loaded plugin provides.
+
+    It names the distribution to install when this project has one for ``name``; otherwise a
+    close match among installed and known names is offered as a likely misspelling.
+    """
+    import difflib
+
+    known = KNOWN_DISTRIBUTIONS.get(kind, {})
+    have = sorted(set(available))
+    distribution = known.get(name)
+    suggestion = None
+    if distribution is None:
+        candidates = [*have, *(n for n in known if n not in have)]
+        close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.7)
+        if not close:  # case and separators: "Sequential", "chain-of-thought"
+            folded = {c.lower().replace("-", "_"): c for c in candidates}
+            hit = folded.get(name.lower().replace("-", "_").replace(" ", "_"))
+            close = [hit] if hit else []
+        suggestion = close[0] if close else None
+    return PluginNotInstalledError(
+        kind, name, distribution, have, suggestion=suggestion,
+        suggestion_distribution=known.get(suggestion) if suggestion else None,
+    )
 
 
 @dataclass
@@ -236,9 +265,7 @@ class Runtime:
         table = self.registry(kind + "s")
         reg = table.get(name)
         if reg is None:
-            raise PluginNotInstalledError(
-                kind, name, KNOWN_DISTRIBUTIONS.get(kind, {}).get(name), list(table)
-            )
+            raise not_installed(kind, name, table)
         return reg.obj
 
     # -- drivers (stores, executors) -----------------------------------------------------
@@ -273,10 +300,8 @@ class Runtime:
                 on_load_failure_callback=_raise_load_failure,
             )
         except NoMatches:
-            available = sorted(set(self.registry(kind)) | set(self.driver_names(kind)))
-            raise PluginNotInstalledError(
-                singular, name, KNOWN_DISTRIBUTIONS.get(singular, {}).get(name), available
-            ) from None
+            available = set(self.registry(kind)) | set(self.driver_names(kind))
+            raise not_installed(singular, name, available) from None
         except DriverLoadFailure:
             raise
         except Exception as exc:  # pragma: no cover - stevedore wraps most errors itself
@@ -308,9 +333,7 @@ class Runtime:
         if reg is None:
             if not providers:
                 raise _no_model(agent_name, providers, spec)
-            raise PluginNotInstalledError(
-                "model", provider, KNOWN_DISTRIBUTIONS["model"].get(provider), list(providers)
-            )
+            raise not_installed("model", provider, providers)
         return reg.obj(model_id or None)
 
     def default_router_name(self) -> str | None:
@@ -414,14 +437,20 @@ def _raise_load_failure(manager: Any, entrypoint: Any, exc: BaseException) -> No
 
 
 def _no_model(agent_name: str, providers: dict[str, Registration], spec: str | None = None) -> Exception:
-    from pyagent.errors import ModelNotConfiguredError
+    from pyagent.errors import ModelNotConfiguredError, install_hint
 
     have = ", ".join(sorted(providers)) or "none installed"
     asked = f" (asked for {spec!r})" if spec else ""
+    known = KNOWN_DISTRIBUTIONS["model"]
+    if known:
+        provider, dist = next(iter(known.items()))
+        fix = f"{install_hint(dist)} and pass model='{provider}:<model>' or set PYAGENT_MODEL"
+    else:
+        fix = ("install a model plugin and pass model='<provider>:<model>' or set PYAGENT_MODEL")
     return ModelNotConfiguredError(
         f"agent '{agent_name}' needs a language model{asked} but none is configured "
-        f"(model providers: {have}): pip install pyagent-openai and pass model='openai:<model>' "
-        "or set PYAGENT_MODEL; for offline runs pass model=pyagent.testing.ScriptedModel([...])"
+        f"(model providers: {have}): {fix}; for offline runs pass "
+        "model=pyagent.testing.ScriptedModel([...])"
     )
 
 

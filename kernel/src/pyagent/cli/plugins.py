@@ -27,7 +27,8 @@ def plugins(as_json: bool) -> None:
         }, indent=2))
         return
     if not infos:
-        click.echo("No plugins installed. Install patterns with e.g.: pip install pyagent-sequential")
+        click.echo("No plugins installed. Install patterns with e.g.: pip install pyagent-sequential "
+                   "(from a clone of pyagent: pip install ./plugins/sequential)")
     for p in infos:
         dist = f"{p.distribution} {p.version}" if p.distribution else "registered in-process"
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in sorted(p.provides.items()))
