@@ -58,7 +58,7 @@ def test_history_and_resume_from_the_command_line(mini_runtime: Any, tmp_path: P
     monkeypatch.delenv("WRITER_DOWN")
     resumed = CliRunner().invoke(main, ["resume", run_id, f"{flow}", "--storage", store_url])
     assert resumed.exit_code == 0, resumed.output
-    assert "1 task(s) done" in resumed.output
+    assert "1 task done, 1 to go" in resumed.output
     assert "= Research (completed earlier, output reused)" in resumed.output
     assert "COMPLETED" in resumed.output and "article from notes on AI" in resumed.output
 
@@ -72,10 +72,10 @@ def test_history_and_resume_from_the_command_line(mini_runtime: Any, tmp_path: P
 def test_cli_errors_are_clear(mini_runtime: Any, tmp_path: Path, store_url: str) -> None:
     flow = _flow(tmp_path, store_url)
     missing = CliRunner().invoke(main, ["resume", "nope", str(flow), "--storage", store_url])
-    assert missing.exit_code == 1 and "no run 'nope'" in missing.output
+    assert missing.exit_code == 2 and "no run 'nope'" in missing.output
     bad_since = CliRunner().invoke(main, ["history", "--storage", store_url, "--since", "last week"])
-    assert bad_since.exit_code == 1 and "ISO date" in bad_since.output
+    assert bad_since.exit_code == 2 and "ISO date" in bad_since.output
     unknown = CliRunner().invoke(main, ["history", "--storage", "nosuch://x"])
-    assert unknown.exit_code == 1 and "unknown store 'nosuch'" in unknown.output
+    assert unknown.exit_code == 2 and "unknown store 'nosuch'" in unknown.output
     needs_storage = CliRunner().invoke(main, ["history"])
     assert needs_storage.exit_code == 2 and "--storage" in needs_storage.output

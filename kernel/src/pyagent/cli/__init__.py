@@ -1,14 +1,57 @@
-"""The ``pyagent`` command line: one module per group of commands, registered on ``main``."""
+"""The ``pyagent`` command line: one module per group of commands, registered on ``main``.
+
+Errors are one line (``Error: ...``); exit code 2 means the command could not start
+(configuration), 1 that what it ran failed. ``--traceback`` anywhere shows the full trace.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
+from typing import Any
+
 import click
 
+from pyagent.cli.errors import report_unexpected
 
-@click.group()
+
+class _Group(click.Group):
+    """The main group: ``--traceback`` accepted anywhere, and errors turned into one line."""
+
+    def main(self, args: Sequence[str] | None = None, *a: Any, **kw: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        show = "--traceback" in argv
+        argv = [x for x in argv if x != "--traceback"]
+        if not show:
+            return super().main(argv, *a, **kw)
+        kw["standalone_mode"] = False  # let the exception through with its traceback
+        try:
+            return super().main(argv, *a, **kw)
+        except click.ClickException as exc:
+            cause = exc.__cause__
+            if cause is None:
+                exc.show()
+                sys.exit(exc.exit_code)
+            raise cause from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            error = report_unexpected(exc)
+            raise error from exc
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="pyagent-kernel")
 def main() -> None:
-    """Orchestrate multi-agent workflows."""
+    """Orchestrate multi-agent workflows.
+
+    Errors print one line; add --traceback anywhere to see the full Python traceback.
+    Exit codes: 0 success, 1 a run failed, 2 a configuration error (nothing ran).
+    """
 
 
 def _register() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from pyagent.cli.errors import ConfigError, one_line, plural
 from pyagent.cli.loading import find_workflow, load_module
 from pyagent.cli.progress import progress
 
@@ -37,7 +38,7 @@ def history(storage: str, workflow_name: str | None, status: str | None, since: 
 
         records = anyio.run(go)
     except PyAgentError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigError(one_line(exc)) from exc
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
@@ -77,11 +78,11 @@ def resume(run_id: str, target: str, storage: str, quiet: bool) -> None:
     try:
         state, seq = anyio.run(load_run, storage, run_id)
     except PyAgentError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigError(one_line(exc)) from exc
     module = load_module(path)
     workflow = find_workflow(module, wanted or state.workflow, path)
     if not quiet:
-        click.echo(f"Resuming run {run_id} of {workflow.name!r}: {len(state.completed)} task(s) "
+        click.echo(f"Resuming run {run_id} of {workflow.name!r}: {plural(len(state.completed), 'task')} "
                    f"done, {len(state.pending) + len(state.failed)} to go")
 
     async def go() -> Any:
@@ -91,7 +92,7 @@ def resume(run_id: str, target: str, storage: str, quiet: bool) -> None:
     try:
         result = anyio.run(go)
     except PyAgentError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise ConfigError(one_line(exc)) from exc
     click.echo(f"{result.status.value.upper()}  run_id={result.run_id}")
     if result.ok:
         click.echo(f"output: {result.output!r}")

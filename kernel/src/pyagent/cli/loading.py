@@ -7,20 +7,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import click
+from pyagent.cli.errors import ConfigError, loading_error
 
 
 def load_module(path: Path) -> Any:
     if not path.exists():
-        raise click.ClickException(f"no such file: {path}")
+        raise ConfigError(f"no such file: {path}")
     spec = importlib.util.spec_from_file_location(f"pyagent_user_{path.stem}", path)
     if spec is None or spec.loader is None:
-        raise click.ClickException(f"{path} is not a Python file")
+        raise ConfigError(f"{path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     sys.path.insert(0, str(path.parent.resolve()))
     try:
         spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:  # the user's file: its own error, pointed at its line
+        raise loading_error(exc, path) from exc
     finally:
         sys.path.pop(0)
     return module
@@ -37,7 +39,7 @@ def find_workflow(module: Any, wanted: str | None, path: Path) -> Any:
             if wf.name == wanted:
                 return wf
         have = ", ".join(f"{k} ({v.name!r})" for k, v in found.items()) or "none"
-        raise click.ClickException(f"{path} has no workflow {wanted!r} (workflows: {have})")
+        raise ConfigError(f"{path} has no workflow {wanted!r} (workflows: {have})")
     if len(found) == 1:
         return next(iter(found.values()))
     # Several: run the one no other workflow uses as a step (the top of a composition).
@@ -46,9 +48,9 @@ def find_workflow(module: Any, wanted: str | None, path: Path) -> Any:
     if len(roots) == 1:
         return roots[0]
     if not found:
-        raise click.ClickException(f"{path} defines no Workflow at module level")
+        raise ConfigError(f"{path} defines no Workflow at module level")
     names = ", ".join(found)
-    raise click.ClickException(f"{path} defines several workflows ({names}): pick one with {path}:NAME")
+    raise ConfigError(f"{path} defines several workflows ({names}): pick one with {path}:NAME")
 
 
 def tasks_of(workflow: Any) -> list[Any]:

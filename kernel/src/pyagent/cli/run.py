@@ -9,8 +9,11 @@ from typing import Any
 
 import click
 
+from pyagent.cli.errors import ConfigError, one_line, plural
 from pyagent.cli.loading import find_workflow, load_module
 from pyagent.cli.progress import TOP, progress
+from pyagent.errors import PyAgentError
+from pyagent.runner import resolve_pattern
 
 
 @click.command()
@@ -32,8 +35,13 @@ def run(target: str, input_: str | None, quiet: bool, as_json: bool) -> None:
             value = json.loads(input_)
         except ValueError:
             value = input_
+    try:
+        resolve_pattern(workflow)  # a missing plugin or a bad workflow: before anything is printed
+    except PyAgentError as exc:
+        raise ConfigError(one_line(exc)) from exc
     if not quiet and not as_json:
-        click.echo(f"Running workflow {workflow.name!r} ({workflow.pattern_name}, {len(workflow.steps)} steps)")
+        click.echo(f"Running workflow {workflow.name!r} ({workflow.pattern_name}, "
+                   f"{plural(len(workflow.steps), 'step')})")
 
     TOP[:] = [workflow.name]
 
@@ -42,8 +50,8 @@ def run(target: str, input_: str | None, quiet: bool, as_json: bool) -> None:
 
     try:
         result = anyio.run(go)
-    except Exception as exc:
-        raise click.ClickException(str(exc)) from exc
+    except PyAgentError as exc:  # refused before any agent ran: a missing plugin, a bad setting
+        raise ConfigError(one_line(exc)) from exc
     if as_json:
         click.echo(json.dumps({"workflow": result.workflow, "run_id": result.run_id,
                                "status": result.status.value, "output": result.output,
