@@ -84,7 +84,7 @@ async def test_instruction_agent_without_model_fails_clearly(bare_runtime: Any, 
     sales = agent("You handle sales inquiries")
     assert isinstance(sales, InstructionAgent)
     assert sales.description == "You handle sales inquiries"
-    with pytest.raises(ModelNotConfiguredError, match="needs a language model but none is configured.*ScriptedModel"):
+    with pytest.raises(ModelNotConfiguredError, match=r"needs a language model but none is configured.*ScriptedModel"):
         await sales.run("hello", RunContext())
 
 

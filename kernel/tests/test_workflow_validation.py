@@ -77,7 +77,7 @@ def test_missing_pattern_plugin_names_the_distribution(bare_runtime: Any) -> Non
     with pytest.raises(PluginNotInstalledError, match=r"pattern 'sequential' is not installed: pip install pyagent-sequential \(from a clone of pyagent: pip install ./plugins/sequential"):
         anyio.run(wf.run)
     custom = Workflow(name="w", pattern="zigzag", steps=[Task(name="a", agent=noop)])
-    with pytest.raises(PluginNotInstalledError, match="unknown pattern 'zigzag'.*install a plugin that registers it"):
+    with pytest.raises(PluginNotInstalledError, match=r"unknown pattern 'zigzag'.*install a plugin that registers it"):
         anyio.run(custom.run)
 
 
