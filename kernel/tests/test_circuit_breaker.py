@@ -79,7 +79,9 @@ async def test_opens_after_consecutive_failures_and_refuses_without_calling_agen
     assert isinstance(refused.exception, CircuitOpenError)
     assert "open after 3 consecutive failed runs" in (refused.error or "")
     assert service.calls == 3  # no agent was called
-    assert refused.tasks == {}
+    # Every task is listed, none started.
+    assert refused.tasks and all(r.status is TaskStatus.PENDING and r.started_at is None
+                                 for r in refused.tasks.values())
     changes = [e for e in events if e.kind == "circuit.changed"]
     assert [(e.data["from"], e.data["to"]) for e in changes] == [("closed", "open")]
     metrics = wf.get_metrics()

@@ -315,7 +315,8 @@ async def test_nested_workflow_failure_fails_its_step_with_the_inner_error(rt: A
     result = await outer.run(1)
     assert result.status is TaskStatus.FAILED
     assert result.error == "task 'sub' failed: TaskFailedError: task 'i2' failed: ZeroDivisionError: division by zero"
-    assert result.tasks["sub"].status is TaskStatus.FAILED and "after" not in result.tasks
+    assert result.tasks["sub"].status is TaskStatus.FAILED
+    assert result.tasks["after"].status is TaskStatus.PENDING and result.tasks["after"].started_at is None
     assert inner.get_state().status is TaskStatus.FAILED
 
 

@@ -214,7 +214,8 @@ async def test_history_persists_through_an_orchestrator_store(rt: Runtime, store
     assert [e.run_id for e in everything] == [ok.run_id, failed.run_id]
     rec = history[0]
     assert rec.tasks_completed == 1 and rec.tasks_total == 3 and "analysis model unavailable" in (rec.error or "")
-    assert [t.name for t in rec.tasks] == ["Research", "Analyze"]
+    assert [(t.name, t.status.value) for t in rec.tasks] == [
+        ("Research", "completed"), ("Analyze", "failed"), ("Write", "pending")]
 
 
 def test_history_from_sync_code_reads_checkpoint_stores(rt: Runtime, store_url: str) -> None:

@@ -72,7 +72,7 @@ async def test_failure_cancels_running_and_leaves_unstarted_pending(runtime: Any
     assert result.status is TaskStatus.FAILED
     assert result.tasks["a"].status is TaskStatus.CANCELLED
     assert result.tasks["b"].status is TaskStatus.FAILED
-    assert "c" not in result.tasks
+    assert result.tasks["c"].status is TaskStatus.PENDING and result.tasks["c"].started_at is None
 
 
 async def test_collect_skips_only_dependents_of_failures(runtime: Any) -> None:

@@ -80,7 +80,8 @@ async def test_first_failure_stops_the_workflow(runtime: Any) -> None:
     assert "task 'B' failed: ValueError: bad input" in (result.error or "")
     assert ran == ["B"]
     assert result.tasks["B"].status is TaskStatus.FAILED
-    assert "C" not in result.tasks  # never started
+    assert result.tasks["C"].status is TaskStatus.PENDING  # never started
+    assert result.tasks["C"].started_at is None and "failed before reaching it" in (result.tasks["C"].reason or "")
     assert result.outputs == {"A": 1}
 
 

@@ -18,7 +18,7 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from pyagent.durability import codec
 from pyagent.errors import ConfigurationError, StateError
@@ -58,6 +58,14 @@ class TaskRecord(BaseModel):
     fallback_strategy: str | None = None
     primary_error: str | None = None
     attempts: list[AttemptRecord] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _duration(self) -> TaskRecord:
+        # Derived whenever both ends are known, however the record was built (a finished run's
+        # summary, or a killed run's progress read back from its checkpoints).
+        if self.duration is None and self.started_at is not None and self.finished_at is not None:
+            self.duration = self.finished_at - self.started_at
+        return self
 
 
 class HandoffRecord(BaseModel):

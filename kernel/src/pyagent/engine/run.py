@@ -438,11 +438,33 @@ class WorkflowRun:
         outputs = {n: r.output for n, r in self.records.items() if r.status is _COMPLETED}
         return WorkflowResult.model_construct(
             workflow=self.workflow.name, run_id=self.run_id, status=status, output=output,
-            outputs=outputs, tasks=dict(self.records),
+            outputs=outputs, tasks=self._every_task(status),
             error=None if exc is None else _describe(exc), exception=exc,
             errors=dict(self.errors), transcript=list(self.transcript),
             started_at=self.started_at, finished_at=self.finished_at,
         )
+
+
+    def _every_task(self, status: TaskStatus) -> dict[str, TaskResult]:
+        """A record for every task of the workflow, in workflow order where it never started.
+
+        A task the run never started is PENDING when the run failed or was cancelled (resuming
+        the run would run it) and SKIPPED when the run completed without it.
+        """
+        records = dict(self.records)
+        names = self.workflow.task_names
+        if len(records) >= len(names):
+            return records
+        if status is _COMPLETED:
+            state, reason = TaskStatus.SKIPPED, "not run: the pattern completed the run without it"
+        else:
+            state, reason = TaskStatus.PENDING, f"not started: the run {status.value} before reaching it"
+        for name in names:
+            if name not in records:
+                rec = TaskResult(name, state)
+                rec.reason = reason
+                records[name] = rec
+        return records
 
 
 def _describe(exc: BaseException) -> str:
