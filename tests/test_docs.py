@@ -29,3 +29,26 @@ def test_every_plugin_readme_says_how_to_install() -> None:
     for readme in (ROOT / "plugins").glob("*/README.md"):
         name = readme.parent.name
         assert f"pyagent-{name}" in readme.read_text(), f"{readme} never names pyagent-{name}"
+
+
+def _cli_commands(page: str) -> list[str]:
+    """``pyagent run examples/...`` lines in the bash blocks of a docs page."""
+    import re as _re
+
+    text = (ROOT / "docs" / page).read_text()
+    blocks = _re.findall(r"```bash\n(.*?)```", text, _re.S)
+    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()
+            if line.startswith("pyagent run examples/")]
+
+
+@pytest.mark.parametrize("command", _cli_commands("cli.md"))
+def test_cli_page_examples_run(command: str) -> None:
+    import shlex
+    import subprocess
+    import sys
+
+    args = shlex.split(command)[1:]
+    out = subprocess.run([sys.executable, "-m", "pyagent.cli", *args], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "COMPLETED" in out.stdout

@@ -99,3 +99,16 @@ def test_run_progress_shows_cancelled_tasks_and_fallbacks(drt: Any, tmp_path: Pa
     out = CliRunner().invoke(main, ["run", str(backup)])
     assert out.exit_code == 0, out.output
     assert "ask failed (ConnectionError: primary down), falling back to spare" in out.output
+
+
+def test_run_prints_its_run_id_before_any_task_and_takes_one(mini_runtime: Any, tmp_path: Path) -> None:
+    path = tmp_path / "flow.py"
+    path.write_text(FLOW)
+    out = CliRunner().invoke(main, ["run", str(path), "--input", '"AI"'])
+    first, *_, last_lines = out.output.splitlines()
+    chosen = first.rsplit("run_id=", 1)[1]
+    assert first.startswith("Running workflow 'Research Report' (sequential, 2 steps), run_id=")
+    assert f"run_id={chosen}" in out.output.split("COMPLETED", 1)[1]  # the same run, at the end
+    given = CliRunner().invoke(main, ["run", str(path), "--input", '"AI"', "--run-id", "nightly-7",
+                                      "--json"])
+    assert json.loads(given.output)["run_id"] == "nightly-7"

@@ -12,6 +12,7 @@ import click
 from pyagent.cli.errors import ConfigError, one_line, plural
 from pyagent.cli.loading import find_workflow, load_module
 from pyagent.cli.progress import TOP, progress
+from pyagent.engine import new_run_id
 from pyagent.errors import PyAgentError
 from pyagent.runner import resolve_pattern
 
@@ -21,7 +22,9 @@ from pyagent.runner import resolve_pattern
 @click.option("--input", "input_", default=None, help="Workflow input (parsed as JSON when possible).")
 @click.option("--quiet", is_flag=True, help="Print only the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def run(target: str, input_: str | None, quiet: bool, as_json: bool) -> None:
+@click.option("--run-id", default=None, help="The run's id (default: a new random one). It is printed "
+              "when the run starts, so a run killed midway can be resumed by it.")
+def run(target: str, input_: str | None, quiet: bool, as_json: bool, run_id: str | None) -> None:
     """Run a workflow defined in a Python file: FILE or FILE:WORKFLOW."""
     import anyio
 
@@ -39,14 +42,15 @@ def run(target: str, input_: str | None, quiet: bool, as_json: bool) -> None:
         resolve_pattern(workflow)  # a missing plugin or a bad workflow: before anything is printed
     except PyAgentError as exc:
         raise ConfigError(one_line(exc)) from exc
+    run_id = run_id or new_run_id()
     if not quiet and not as_json:
         click.echo(f"Running workflow {workflow.name!r} ({workflow.pattern_name}, "
-                   f"{plural(len(workflow.steps), 'step')})")
+                   f"{plural(len(workflow.steps), 'step')}), run_id={run_id}")
 
     TOP[:] = [workflow.name]
 
     async def go() -> Any:
-        return await workflow.run(value, on_event=None if (quiet or as_json) else progress)
+        return await workflow.run(value, on_event=None if (quiet or as_json) else progress, run_id=run_id)
 
     try:
         result = anyio.run(go)
