@@ -105,7 +105,7 @@ def test_run_prints_its_run_id_before_any_task_and_takes_one(mini_runtime: Any, 
     path = tmp_path / "flow.py"
     path.write_text(FLOW)
     out = CliRunner().invoke(main, ["run", str(path), "--input", '"AI"'])
-    first, *_, last_lines = out.output.splitlines()
+    first = out.output.splitlines()[0]
     chosen = first.rsplit("run_id=", 1)[1]
     assert first.startswith("Running workflow 'Research Report' (sequential, 2 steps), run_id=")
     assert f"run_id={chosen}" in out.output.split("COMPLETED", 1)[1]  # the same run, at the end
