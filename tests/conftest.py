@@ -12,6 +12,9 @@ import pytest
 
 from pyagent.testing_fixtures import *  # noqa: F403
 
+# Plugin distributions that tests install into fresh venvs; their own tests need them installed.
+collect_ignore = ["fixtures"]
+
 ROOT = Path(__file__).resolve().parents[1]
 UV = shutil.which("uv")
 
@@ -24,6 +27,12 @@ def clean_env(venv: Path | None = None) -> dict[str, str]:
         env["VIRTUAL_ENV"] = str(venv)
         env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+@pytest.fixture
+def user_env() -> dict[str, str]:
+    """The environment for a subprocess that stands for a user's shell (see ``clean_env``)."""
+    return clean_env()
 
 
 @dataclass

@@ -28,17 +28,8 @@ import click
 
 KINDS = ("pattern", "router", "store", "monitor", "trigger", "executor")
 
-# What each kind's minimal implementation does (the pyproject description), and where the
-# kernel looks for it: most kinds are plugin modules in the ``pyagent`` group, found through
-# their ``pyagent_register_*`` hooks; stores and executors are drivers picked by name.
-DESCRIPTIONS = {
-    "pattern": "a pass-forward chain, each step's output the next step's input",
-    "router": "scores agents by the share of the query's words in their name and description",
-    "store": "keeps runs and checkpoints in process memory, one store per URL",
-    "monitor": "logs one line per event to the Python logger named after the module",
-    "trigger": "starts a run of a workflow every N seconds",
-    "executor": "runs agents on the caller's event loop and counts calls, failures and time per agent",
-}
+# Most kinds are plugin modules in the ``pyagent`` group, found through their
+# ``pyagent_register_*`` hooks; stores and executors are drivers picked by name.
 DRIVER_GROUPS = {"store": "pyagent.stores", "executor": "pyagent.executors"}
 CLASS_SUFFIX = {"pattern": "Pattern", "router": "Router", "store": "Store", "monitor": "Monitor",
                 "trigger": "Trigger", "executor": "Executor"}
@@ -215,7 +206,7 @@ def substitutions(p: PluginPlan) -> dict[str, str]:
         develop = DEVELOP
     return {
         "name": p.name, "dist": p.dist, "module": p.module, "snake": p.snake, "cls": p.cls,
-        "kind": p.kind, "description": f"pyagent {p.kind} '{p.name}': {DESCRIPTIONS[p.kind]}",
+        "kind": p.kind, "description": f"A pyagent {p.kind} plugin: {p.name}",
         "kernel_requirement": kernel, "test_requirement": kernel.replace("pyagent-kernel", "pyagent-kernel[test]", 1),
         "entry_points": entry_points, "workspace": workspace, "develop": develop.rstrip("\n"),
     }
