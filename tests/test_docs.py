@@ -29,3 +29,12 @@ def test_every_plugin_readme_says_how_to_install() -> None:
     for readme in (ROOT / "plugins").glob("*/README.md"):
         name = readme.parent.name
         assert f"pyagent-{name}" in readme.read_text(), f"{readme} never names pyagent-{name}"
+
+
+def test_every_name_of_the_plugin_api_is_documented() -> None:
+    import pyagent.plugin
+
+    doc = (ROOT / "docs" / "hooks.md").read_text()
+    section = doc[doc.index("## The plugin API"):doc.index("## Executors")]
+    missing = [name for name in pyagent.plugin.__all__ if not re.search(rf"`{name}\b", section)]
+    assert not missing, f"docs/hooks.md's plugin API section does not list {missing}"
