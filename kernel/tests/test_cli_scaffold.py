@@ -7,6 +7,7 @@ That the written plugins install and pass their own tests is checked for every k
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import subprocess
 import tomllib
@@ -92,6 +93,18 @@ def test_the_written_code_passes_the_projects_lint(tmp_path: Path) -> None:
     out = subprocess.run(["ruff", "check", "--config", str(ROOT / "pyproject.toml"), str(tmp_path)],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("mypy") is None, reason="mypy is not installed")
+def test_the_written_code_passes_mypy_strict(tmp_path: Path) -> None:
+    for kind in KINDS:
+        assert new(tmp_path, f"typed-{kind}", "--kind", kind).exit_code == 0
+        folder = tmp_path / f"pyagent-typed-{kind}"
+        env = {**os.environ, "MYPYPATH": os.pathsep.join([str(ROOT / "kernel" / "src"), str(folder / "src")])}
+        out = subprocess.run(["mypy", "--strict", "--python-version", "3.11", "--cache-dir", str(tmp_path / ".mypy"),
+                              str(folder / "src"), str(folder / "tests")], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
 
 
 # -- refusals: a clear one-line error, exit code 2, nothing written -----------------------------
