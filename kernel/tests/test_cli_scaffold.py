@@ -86,8 +86,8 @@ def test_the_default_kind_is_pattern_and_a_pyagent_prefix_is_not_doubled(tmp_pat
     assert 'register("race", RacePattern())' in text
 
 
-@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
-def test_the_written_code_passes_the_projects_lint(tmp_path: Path) -> None:
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (nox -s typecheck runs this test)")
+def test_the_written_code_passes_ruff(tmp_path: Path) -> None:
     for kind in KINDS:
         assert new(tmp_path, f"lint-{kind}", "--kind", kind).exit_code == 0
     out = subprocess.run(["ruff", "check", "--config", str(ROOT / "pyproject.toml"), str(tmp_path)],
@@ -96,7 +96,7 @@ def test_the_written_code_passes_the_projects_lint(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("mypy") is None, reason="mypy is not installed")
+@pytest.mark.skipif(shutil.which("mypy") is None, reason="mypy is not installed (nox -s typecheck runs this test)")
 def test_the_written_code_passes_mypy_strict(tmp_path: Path) -> None:
     for kind in KINDS:
         assert new(tmp_path, f"typed-{kind}", "--kind", kind).exit_code == 0
