@@ -5,8 +5,10 @@ Names follow the convention of llm (``llm-foo``), datasette (``datasette-foo``) 
 finds plugins by the prefix. Names that pyagent's own plugins use, or that other projects hold
 on PyPI, are refused, so a new plugin never shadows one of them.
 
-The templates are package data (``templates/<kind>/``, plus ``templates/_common/``), filled
-with :class:`string.Template`; a path part in braces (``{module}``) is replaced too.
+The templates are package data: ``templates/_common/`` for every kind, ``templates/_workflows/``
+for kinds whose tests run workflows (a throwaway pattern: the kernel ships none), then
+``templates/<kind>/``; each file is filled with :class:`string.Template`, and a path part in
+braces (``{module}``, ``{snake}``) is replaced too.
 """
 
 from __future__ import annotations
