@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,20 @@ import pytest
 
 from pyagent.cli.scaffold import KINDS
 
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "kernel" / "src" / "pyagent" / "cli" / "templates"
+
 # Where each kind shows up in `pyagent plugins --json`.
 LISTED_AS = {"pattern": "patterns", "router": "routers", "monitor": None, "trigger": "triggers"}
+
+
+@pytest.mark.slow
+def test_the_kernel_wheel_ships_every_template(kernel_wheel: Path) -> None:
+    shipped = set(zipfile.ZipFile(kernel_wheel).namelist())
+    templates = {f"pyagent/cli/{p.relative_to(TEMPLATES.parent).as_posix()}"
+                 for p in TEMPLATES.rglob("*.tmpl")}
+    assert len(templates) >= 20
+    assert templates <= shipped, sorted(templates - shipped)
 
 
 @pytest.mark.slow
