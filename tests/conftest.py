@@ -1,1 +1,87 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
 from pyagent.testing_fixtures import *  # noqa: F403
+
+# Plugin distributions that tests install into fresh venvs; their own tests need them installed.
+collect_ignore = ["fixtures"]
+
+ROOT = Path(__file__).resolve().parents[1]
+UV = shutil.which("uv")
+
+
+def clean_env(venv: Path | None = None) -> dict[str, str]:
+    """The environment a user's shell would have: nothing of this test run's venv or settings."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME") and not k.startswith("PYAGENT_")}
+    if venv is not None:
+        env["VIRTUAL_ENV"] = str(venv)
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+@pytest.fixture
+def user_env() -> dict[str, str]:
+    """The environment for a subprocess that stands for a user's shell (see ``clean_env``)."""
+    return clean_env()
+
+
+@dataclass
+class Venv:
+    """A real virtual environment, made with uv when it is there and with venv and pip otherwise."""
+
+    path: Path
+
+    def bin(self, name: str) -> str:
+        return str(self.path / "bin" / name)
+
+    def install(self, *requirements: str) -> None:
+        if UV:
+            cmd = [UV, "pip", "install", "-q", "--python", self.bin("python"), *requirements]
+        else:
+            cmd = [self.bin("python"), "-m", "pip", "install", "-q", *requirements]
+        subprocess.run(cmd, check=True, env=clean_env(), timeout=600)
+
+    def run(self, *args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, cwd=cwd, env=clean_env(self.path), capture_output=True, text=True,
+                              timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def kernel_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel of this checkout's kernel, built once per session (so it is never a stale cached build)."""
+    out = tmp_path_factory.mktemp("kernel-wheel")
+    if UV:
+        cmd = [UV, "build", "-q", "--wheel", "--out-dir", str(out), str(ROOT / "kernel")]
+    else:
+        cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT / "kernel")]
+    subprocess.run(cmd, check=True, env=clean_env(), timeout=600)
+    (wheel,) = out.glob("pyagent_kernel-*.whl")
+    return wheel
+
+
+@pytest.fixture
+def fresh_venv(tmp_path: Path, kernel_wheel: Path) -> Callable[[str], Venv]:
+    """``fresh_venv(name)``: a new virtual environment holding only the kernel with its test extra."""
+
+    def make(name: str = "venv") -> Venv:
+        path = tmp_path / name
+        if UV:
+            subprocess.run([UV, "venv", "-q", "--python", sys.executable, str(path)], check=True,
+                           env=clean_env(), timeout=120)
+        else:
+            subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=120)
+        venv = Venv(path)
+        venv.install(f"{kernel_wheel}[test]")
+        return venv
+
+    return make

@@ -52,3 +52,12 @@ def test_cli_page_examples_run(command: str) -> None:
                          text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "COMPLETED" in out.stdout
+
+
+def test_every_name_of_the_plugin_api_is_documented() -> None:
+    import pyagent.plugin
+
+    doc = (ROOT / "docs" / "hooks.md").read_text()
+    section = doc[doc.index("## The plugin API"):doc.index("## Executors")]
+    missing = [name for name in pyagent.plugin.__all__ if not re.search(rf"`{name}\b", section)]
+    assert not missing, f"docs/hooks.md's plugin API section does not list {missing}"

@@ -1,12 +1,12 @@
-"""A pattern plugin written as a third party would: installed into a throwaway venv, used by name."""
+"""A pattern plugin written as a third party would: installed into a fresh venv, used by name."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent(
     """
     import anyio
     from pyagent.orchestrator import Task, Workflow, TaskStatus
-    from pyagent.plugins import get_runtime
+    from pyagent.plugin import get_runtime
 
     async def slow(x):
         await anyio.sleep(30)
@@ -44,27 +44,14 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _make_venv(venv: Path) -> Path:
-    uv = shutil.which("uv")
-    py = venv / "bin" / "python"
-    if uv:
-        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
-        subprocess.run([uv, "pip", "install", "-q", "--python", str(py), str(ROOT / "kernel"), str(FIXTURE)],
-                       check=True)
-    else:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", str(ROOT / "kernel"), str(FIXTURE)], check=True)
-    return py
-
-
 @pytest.mark.slow
-def test_third_party_pattern_installs_and_runs_by_name(tmp_path: Path) -> None:
-    py = _make_venv(tmp_path / "venv")
-    out = subprocess.run([str(py), "-c", SCRIPT], capture_output=True, text=True, timeout=120)
+def test_third_party_pattern_installs_and_runs_by_name(fresh_venv: Callable[[str], Any], tmp_path: Path) -> None:
+    venv = fresh_venv("venv")
+    venv.install(str(FIXTURE))
+    out = venv.run(venv.bin("python"), "-c", SCRIPT, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "OK pyagent-race {'patterns': ['race']}" in out.stdout
-    listing = subprocess.run([str(tmp_path / "venv" / "bin" / "pyagent"), "plugins"], capture_output=True,
-                             text=True, timeout=60)
+    listing = venv.run(venv.bin("pyagent"), "plugins", cwd=tmp_path, timeout=60)
     assert "race" in listing.stdout and "pyagent-race 0.1.0" in listing.stdout
 
 
@@ -81,3 +68,4 @@ def test_fixture_pattern_validates_before_running(tmp_path: Path) -> None:
             RacePattern().validate(Workflow(name="w", pattern="race", steps=[Task(name="a", agent=lambda x: x)]))
     finally:
         sys.path.remove(str(FIXTURE / "src"))
+        sys.modules.pop("pyagent_race", None)

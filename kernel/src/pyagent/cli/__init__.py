@@ -62,9 +62,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pyagent.cli import history, plugins, run
+    from pyagent.cli import history, plugins, run, scaffold
 
-    for module in (plugins, run, history):
+    for module in (plugins, run, history, scaffold):
         for command in module.COMMANDS:
             main.add_command(command)
 
