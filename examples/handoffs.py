@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyagent import agent, handoff, hookimpl
-from pyagent.plugins import get_runtime
+from pyagent.plugin import get_runtime
 from pyagent.testing import ScriptedModel
 
 

@@ -40,6 +40,7 @@ from pyagent.model.tasks import ConditionalTask, RetryConfig, Task, TaskStatus
 from pyagent.workflow import ExecutionPattern, Workflow
 
 if TYPE_CHECKING:
+    from pyagent.durability.codec import register_serializer, unregister_serializer
     from pyagent.handoffs import handoff
 
 __version__ = "0.1.0"
@@ -47,7 +48,11 @@ __version__ = "0.1.0"
 _compat.install()
 
 # Loaded on first use, so `import pyagent` stays fast.
-_LAZY = {"handoff": ("pyagent.handoffs", "handoff")}
+_LAZY = {
+    "handoff": ("pyagent.handoffs", "handoff"),
+    "register_serializer": ("pyagent.durability.codec", "register_serializer"),
+    "unregister_serializer": ("pyagent.durability.codec", "unregister_serializer"),
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -90,4 +95,6 @@ __all__ = [
     "agent",
     "handoff",
     "hookimpl",
+    "register_serializer",
+    "unregister_serializer",
 ]

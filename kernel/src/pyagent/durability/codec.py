@@ -122,7 +122,7 @@ def to_jsonable(value: Any, where: str) -> Any:
         raise StateError(
             f"{where} is a {_type_name(t)}, which cannot be saved as JSON: return JSON-friendly "
             "data (dict, list, str, number, bool, None) from the agent, or register a "
-            f"serializer: pyagent.codec.register_serializer({t.__qualname__}, encode, decode)"
+            f"serializer: pyagent.register_serializer({t.__qualname__}, encode, decode)"
         )
     try:
         data = ser.encode(value)
@@ -143,7 +143,7 @@ def _revive(obj: dict[str, Any]) -> Any:
     if ser is None:
         raise StateError(
             f"saved data contains a value of type {tag!r} but no serializer is registered for it: "
-            "call pyagent.codec.register_serializer(...) for that type before loading"
+            "call pyagent.register_serializer(...) for that type before loading"
         )
     try:
         return ser.decode(obj["value"])
