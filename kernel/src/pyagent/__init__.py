@@ -25,29 +25,34 @@ from pyagent.errors import (
     CircuitOpenError,
     ConfigurationError,
     HandoffLoopError,
+    ModelError,
     ModelNotConfiguredError,
     PluginNotInstalledError,
     PyAgentError,
     StateError,
+    StructuredOutputError,
     TaskFailedError,
 )
 from pyagent.hookspecs import hookimpl
-from pyagent.model.agents import Agent, FunctionAgent, InstructionAgent, Model, agent
+from pyagent.model.agents import Agent, FunctionAgent, InstructionAgent, agent
 from pyagent.model.context import Message, RunContext
 from pyagent.model.events import Event
+from pyagent.model.language import Model, Usage
 from pyagent.model.results import TaskResult, WorkflowResult
 from pyagent.model.tasks import ConditionalTask, RetryConfig, Task, TaskStatus
 from pyagent.workflow import ExecutionPattern, Workflow
 
 if TYPE_CHECKING:
     from pyagent.handoffs import handoff
+    from pyagent.model.tools import Tool, tool
 
 __version__ = "0.1.0"
 
 _compat.install()
 
 # Loaded on first use, so `import pyagent` stays fast.
-_LAZY = {"handoff": ("pyagent.handoffs", "handoff")}
+_LAZY = {"handoff": ("pyagent.handoffs", "handoff"), "Tool": ("pyagent.model.tools", "Tool"),
+         "tool": ("pyagent.model.tools", "tool")}
 
 
 def __getattr__(name: str) -> Any:
@@ -74,6 +79,7 @@ __all__ = [
     "InstructionAgent",
     "Message",
     "Model",
+    "ModelError",
     "ModelNotConfiguredError",
     "Orchestrator",
     "PluginNotInstalledError",
@@ -81,13 +87,17 @@ __all__ = [
     "RetryConfig",
     "RunContext",
     "StateError",
+    "StructuredOutputError",
     "Task",
     "TaskFailedError",
     "TaskResult",
     "TaskStatus",
+    "Tool",
+    "Usage",
     "Workflow",
     "WorkflowResult",
     "agent",
     "handoff",
     "hookimpl",
+    "tool",
 ]

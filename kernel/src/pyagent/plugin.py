@@ -28,6 +28,9 @@ What is here, by kind of plugin:
   :class:`RunContext`, :class:`Message`, :func:`as_agent`, :func:`as_agents`,
   :func:`render_input`, :func:`current_run`, :func:`announce_handoff`
 - routers: :func:`score_agents`, :func:`resolve_router`
+- models: :class:`Model` and what it exchanges with an agent (:class:`ModelRequest`,
+  :class:`ModelResponse`, :class:`ToolCall`, :class:`ToolSpec`, :class:`OutputSpec`,
+  :class:`Usage`), :class:`ModelError` for failed calls, :func:`check_models`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
   :class:`StoredRun`
 - monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``)
@@ -45,11 +48,13 @@ from pyagent.errors import (
     ConfigurationError,
     DriverLoadFailure,
     HandoffLoopError,
+    ModelError,
     ModelNotConfiguredError,
     PluginLoadError,
     PluginNotInstalledError,
     PyAgentError,
     StateError,
+    StructuredOutputError,
     TaskFailedError,
 )
 from pyagent.hookspecs import hookimpl, hookspec
@@ -72,16 +77,26 @@ if TYPE_CHECKING:
         Agent,
         FunctionAgent,
         InstructionAgent,
-        Model,
         agent,
         as_agent,
         as_agents,
+        check_models,
         render_input,
         render_prompt,
     )
     from pyagent.model.context import Message, RunContext
+    from pyagent.model.language import (
+        Model,
+        ModelRequest,
+        ModelResponse,
+        OutputSpec,
+        ToolCall,
+        ToolSpec,
+        Usage,
+    )
     from pyagent.model.results import Attempt, TaskResult, WorkflowResult, short_repr
     from pyagent.model.tasks import ConditionalTask, RetryConfig, Step, Task, TaskStatus
+    from pyagent.model.tools import Tool, tool
     from pyagent.workflow import Workflow, find_cycle
 
 # The rest is loaded on first use, so discovering plugins stays fast.
@@ -92,8 +107,11 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["WorkflowRun", "current_run"], "pyagent.engine.run"),
     **dict.fromkeys(["TeamResult", "call_agent", "check_timeout"], "pyagent.engine.teams"),
     **dict.fromkeys(["announce_handoff", "resolve_router", "score_agents"], "pyagent.handoffs"),
-    **dict.fromkeys(["Agent", "FunctionAgent", "InstructionAgent", "Model", "agent", "as_agent",
-                     "as_agents", "render_input", "render_prompt"], "pyagent.model.agents"),
+    **dict.fromkeys(["Agent", "FunctionAgent", "InstructionAgent", "agent", "as_agent",
+                     "as_agents", "check_models", "render_input", "render_prompt"], "pyagent.model.agents"),
+    **dict.fromkeys(["Model", "ModelRequest", "ModelResponse", "OutputSpec", "ToolCall", "ToolSpec", "Usage"],
+                    "pyagent.model.language"),
+    **dict.fromkeys(["Tool", "tool"], "pyagent.model.tools"),
     **dict.fromkeys(["Message", "RunContext"], "pyagent.model.context"),
     **dict.fromkeys(["Attempt", "TaskResult", "WorkflowResult", "short_repr"], "pyagent.model.results"),
     **dict.fromkeys(["ConditionalTask", "RetryConfig", "Step", "Task", "TaskStatus"],
@@ -130,7 +148,11 @@ __all__ = [
     "InstructionAgent",
     "Message",
     "Model",
+    "ModelError",
     "ModelNotConfiguredError",
+    "ModelRequest",
+    "ModelResponse",
+    "OutputSpec",
     "PluginLoadError",
     "PluginNotInstalledError",
     "PyAgentError",
@@ -142,12 +164,17 @@ __all__ = [
     "Step",
     "Store",
     "StoredRun",
+    "StructuredOutputError",
     "Task",
     "TaskFailedError",
     "TaskGroup",
     "TaskResult",
     "TaskStatus",
     "TeamResult",
+    "Tool",
+    "ToolCall",
+    "ToolSpec",
+    "Usage",
     "Workflow",
     "WorkflowResult",
     "WorkflowRun",
@@ -157,6 +184,7 @@ __all__ = [
     "as_agents",
     "call_agent",
     "cancels_unstarted_children",
+    "check_models",
     "check_timeout",
     "current_run",
     "events",
@@ -171,4 +199,5 @@ __all__ = [
     "resolve_router",
     "score_agents",
     "short_repr",
+    "tool",
 ]
