@@ -316,8 +316,8 @@ class Runtime:
         endpoint = settings.models.get(provider)
         key = f"{spec}|{sorted(endpoint.items()) if endpoint else ''}"
         cached = self._models.get(key)
-        if cached is not None:
-            return cached
+        if cached is not None and cached[0] is settings:  # settings read again: build the model again
+            return cached[1]
         options: dict[str, Any] = {}
         reg = providers.get(provider)
         if endpoint is not None:
@@ -332,7 +332,7 @@ class Runtime:
                 "model", provider, KNOWN_DISTRIBUTIONS["model"].get(provider), list(providers)
             )
         obj = reg.obj(model_id or None, **options)
-        self._models[key] = obj
+        self._models[key] = (settings, obj)
         return obj
 
     def default_router_name(self) -> str | None:

@@ -78,13 +78,23 @@ class OpenAIModel:
         import anyio
         import openai
 
+        # Our own HTTP client: the SDK's default one closes itself from __del__ on whatever asyncio
+        # loop is running then, which breaks a client made under trio (or another loop).
         client = openai.AsyncOpenAI(api_key=self._key, base_url=self.url, max_retries=0,
                                     default_headers=self.endpoint.headers or None,
+                                    http_client=openai.DefaultAsyncHttpxClient(),
                                     **({"timeout": self.endpoint.timeout} if self.endpoint.timeout else {}))
         limit = self.endpoint.max_concurrency
         state = _LoopState(loop, client, anyio.CapacityLimiter(limit) if limit else None)
         self._states = [state, *self._states][:_KEPT_LOOPS]
         return state
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections this model holds on the running event loop."""
+        loop = _current_loop()
+        for state in [s for s in self._states if s.loop is loop]:
+            self._states.remove(state)
+            await state.client.close()
 
     # -- the call --------------------------------------------------------------------------------
 
