@@ -313,7 +313,7 @@ async def test_sdk_timeout_is_a_model_timeout_error(server: ChatServer) -> None:
     from pyagent.plugin import ModelRequest
 
     server.script(slow(5.0))
-    with pytest.raises(ModelTimeoutError, match="did not answer within 0.3s"):
+    with pytest.raises(ModelTimeoutError, match=r"did not answer within 0\.3s"):
         await model(server).respond(ModelRequest(messages=[{"role": "user", "content": "q"}], timeout=0.3))
 
 

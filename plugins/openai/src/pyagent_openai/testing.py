@@ -26,6 +26,7 @@ its URL (the benchmarks use that).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import socket
@@ -233,10 +234,8 @@ class ChatServer:
         delay = self.delay + item.delay
         if delay > 0:
             assert self._closing is not None
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), delay)
-            except TimeoutError:
-                pass
         if item.status != 200:
             return self._error_response(item, json_response)
         if body.get("stream"):
