@@ -104,10 +104,10 @@ def test_the_model_is_loaded_once(monkeypatch: Any) -> None:
 
 def test_a_missing_model_is_a_clear_error(monkeypatch: Any, tmp_path: Path) -> None:
     monkeypatch.setenv("PYAGENT_EMBEDDING_MODEL", str(tmp_path / "nowhere"))
-    with pytest.raises(EmbeddingModelMissing, match="does not exist .*PYAGENT_EMBEDDING_MODEL"):
+    with pytest.raises(EmbeddingModelMissing, match=r"does not exist .*PYAGENT_EMBEDDING_MODEL"):
         EmbeddingRouter().similarity("a", "b")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(EmbeddingModelMissing, match="cannot be loaded .*lacks config.json"):
+    with pytest.raises(EmbeddingModelMissing, match=r"cannot be loaded .*lacks config\.json"):
         EmbeddingRouter(model_path=tmp_path / "empty").similarity("a", "b")
 
 
