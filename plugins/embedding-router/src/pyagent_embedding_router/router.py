@@ -114,7 +114,8 @@ class EmbeddingRouter:
         return np.stack([self._cache[t] for t in texts])
 
     def _scores(self, query: Any, agents: Sequence[Any]) -> list[tuple[str, float]]:
-        q, *docs = self.embed([_text(query), *(agent_text(a) for a in agents)])
+        docs = self.embed([agent_text(a) for a in agents])  # cached: a team's agents repeat
+        (q,) = self.load().encode([_text(query)])  # not cached: queries rarely do
         return [(a.name, max(0.0, min(1.0, float(q @ d)))) for a, d in zip(agents, docs, strict=True)]
 
     async def score(self, query: Any, agents: Sequence[Any]) -> list[tuple[str, float]]:
