@@ -427,7 +427,7 @@ async def test_a_text_only_model_answers_but_cannot_call_tools() -> None:
         await agent("x", model=TextOnly(), tools=[get_invoice]).run("hi", RunContext())
 
 
-async def test_request_timeout_is_the_time_left_of_the_task() -> None:
+async def test_request_timeout_is_the_time_left_of_the_task(mini_runtime: Any) -> None:
     model = ScriptedModel(["ok"])
     wf = Workflow(name="w", steps=[Task(name="t", agent=agent("x", model=model), timeout=30)])
     assert (await wf.run("go")).ok
