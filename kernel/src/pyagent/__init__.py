@@ -25,16 +25,19 @@ from pyagent.errors import (
     CircuitOpenError,
     ConfigurationError,
     HandoffLoopError,
+    ModelError,
     ModelNotConfiguredError,
     PluginNotInstalledError,
     PyAgentError,
     StateError,
+    StructuredOutputError,
     TaskFailedError,
 )
 from pyagent.hookspecs import hookimpl
-from pyagent.model.agents import Agent, FunctionAgent, InstructionAgent, Model, agent
+from pyagent.model.agents import Agent, FunctionAgent, InstructionAgent, agent
 from pyagent.model.context import Message, RunContext
 from pyagent.model.events import Event
+from pyagent.model.language import Model, Usage
 from pyagent.model.results import TaskResult, WorkflowResult
 from pyagent.model.tasks import ConditionalTask, RetryConfig, Task, TaskStatus
 from pyagent.workflow import ExecutionPattern, Workflow
@@ -42,6 +45,7 @@ from pyagent.workflow import ExecutionPattern, Workflow
 if TYPE_CHECKING:
     from pyagent.durability.codec import register_serializer, unregister_serializer
     from pyagent.handoffs import handoff
+    from pyagent.model.tools import Tool, tool
 
 __version__ = "0.1.0"
 
@@ -52,6 +56,8 @@ _LAZY = {
     "handoff": ("pyagent.handoffs", "handoff"),
     "register_serializer": ("pyagent.durability.codec", "register_serializer"),
     "unregister_serializer": ("pyagent.durability.codec", "unregister_serializer"),
+    "Tool": ("pyagent.model.tools", "Tool"),
+    "tool": ("pyagent.model.tools", "tool"),
 }
 
 
@@ -79,6 +85,7 @@ __all__ = [
     "InstructionAgent",
     "Message",
     "Model",
+    "ModelError",
     "ModelNotConfiguredError",
     "Orchestrator",
     "PluginNotInstalledError",
@@ -86,15 +93,19 @@ __all__ = [
     "RetryConfig",
     "RunContext",
     "StateError",
+    "StructuredOutputError",
     "Task",
     "TaskFailedError",
     "TaskResult",
     "TaskStatus",
+    "Tool",
+    "Usage",
     "Workflow",
     "WorkflowResult",
     "agent",
     "handoff",
     "hookimpl",
     "register_serializer",
+    "tool",
     "unregister_serializer",
 ]

@@ -35,7 +35,7 @@ MOVED = {
 # Names that left a moved module for another one.
 _EXTRA = {
     "pyagent.durability.lifecycle": {
-        "current_run": "pyagent.engine.run", "metrics_for": "pyagent.durability.metrics",
+        "current_run": "pyagent.model.context", "metrics_for": "pyagent.durability.metrics",
         "resume_state": "pyagent.runner", "resume_run": "pyagent.runner",
     },
 }

@@ -34,6 +34,13 @@ class Settings(BaseModel):
     storage: str | None = Field(default=None, description="store URL for run history, e.g. 'sqlite://pyagent.db'")
     disable_plugins: list[str] = Field(default_factory=list, description="plugins not to load")
     strict_plugins: bool = Field(default=False, description="a plugin that fails to import raises")
+    models: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named model endpoints, e.g. [tool.pyagent.models.local] base_url = ...: "
+                    "model='local:qwen2.5-7b' uses it (read by the model plugin named by its 'provider', default openai)")
+    prices: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="USD per million tokens by model, e.g. 'openai:gpt-4o-mini' = {input = 0.15, output = 0.6}")
     source: str = Field(default="defaults", description="where the file settings came from")
 
     @field_validator("disable_plugins", mode="before")

@@ -63,6 +63,32 @@ class ModelNotConfiguredError(PyAgentError, RuntimeError):
     """An instruction (LLM) agent ran without any language model to call."""
 
 
+class ModelError(PyAgentError, RuntimeError):
+    """A language-model call failed; the message names the model, the endpoint and the fix.
+
+    ``retryable`` says whether trying again can help (a rate limit, a server error) or not (a
+    bad key, an unknown model): a task's retry policy never retries an error whose
+    ``retryable`` is False. ``retry_after`` is the delay the server asked for, in seconds.
+    """
+
+    def __init__(self, message: str, *, model: str = "", endpoint: str = "", status: int | None = None,
+                 retryable: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+        self.endpoint = endpoint
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class StructuredOutputError(ModelError):
+    """A model's reply did not match the requested ``output_type``, even after one re-ask."""
+
+    def __init__(self, message: str, *, text: str = "", model: str = "") -> None:
+        super().__init__(message, model=model)
+        self.text = text
+
+
 class TaskFailedError(PyAgentError):
     """A task failed after its retries and fallback; carries the task name and the cause."""
 

@@ -129,7 +129,7 @@ class HandoffSession:
     """
 
     def __init__(self, *, name: str, max_hops: int, known: Iterable[Agent]) -> None:
-        from pyagent.engine.run import current_run
+        from pyagent.model.context import current_run
 
         self.runtime = get_runtime()
         self.name = name
@@ -270,7 +270,7 @@ def announce_handoff(from_agent: str, to_agent: str, reason: str, *, mode: str, 
     history and delivers the event to its listeners; outside any run the event is broadcast.
     Patterns that pass work between agents (a supervisor delegating) announce it here too.
     """
-    from pyagent.engine.run import current_run
+    from pyagent.model.context import current_run
 
     run = current_run()
     if run is not None:

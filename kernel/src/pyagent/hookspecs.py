@@ -122,9 +122,12 @@ def pyagent_register_triggers(register: Register) -> None:
 def pyagent_register_models(register: Register) -> None:
     """Register language-model providers: ``register("openai", factory)``.
 
-    ``factory(model_id)`` returns a model with ``async complete(messages) -> str`` for a model
-    string ``"openai:gpt-4o-mini"`` (provider before the colon). Called once per plugin at
-    discovery (broadcast).
+    ``factory(model_id, **options)`` returns a model for a model string ``"openai:gpt-4o-mini"``
+    (provider before the colon); for a configured endpoint (``[tool.pyagent.models.NAME]``) the
+    options are ``endpoint=NAME`` and ``config=<its table>``. A model has ``name`` and
+    ``async respond(request: ModelRequest) -> ModelResponse`` (messages, tools and an output
+    schema in; text, tool calls and usage out), or only ``async complete(messages) -> str``.
+    Called once per plugin at discovery (broadcast).
     """
 
 

@@ -32,6 +32,9 @@ What is here, by kind of plugin:
   limit, keeps the audit trail), :class:`HandoffResult`, :class:`HandoffRecord`,
   :class:`HandoffFailure`, :class:`Transfer`, :func:`max_hops_setting`, :func:`announce_handoff`
 - routers: :func:`score_agents`, :func:`resolve_router`
+- models: :class:`Model` and what it exchanges with an agent (:class:`ModelRequest`,
+  :class:`ModelResponse`, :class:`ToolCall`, :class:`ToolSpec`, :class:`OutputSpec`,
+  :class:`Usage`), :class:`ModelError` for failed calls, :func:`check_models`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
   :class:`StoredRun`
 - monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``)
@@ -49,11 +52,13 @@ from pyagent.errors import (
     ConfigurationError,
     DriverLoadFailure,
     HandoffLoopError,
+    ModelError,
     ModelNotConfiguredError,
     PluginLoadError,
     PluginNotInstalledError,
     PyAgentError,
     StateError,
+    StructuredOutputError,
     TaskFailedError,
 )
 from pyagent.hookspecs import hookimpl, hookspec
@@ -70,7 +75,7 @@ if TYPE_CHECKING:
         first_error,
         large_fanout,
     )
-    from pyagent.engine.run import WorkflowRun, current_run
+    from pyagent.engine.run import WorkflowRun
     from pyagent.engine.teams import TeamResult, call_agent, check_timeout
     from pyagent.handoffs import (
         HandoffFailure,
@@ -87,17 +92,27 @@ if TYPE_CHECKING:
         Agent,
         FunctionAgent,
         InstructionAgent,
-        Model,
         agent,
         as_agent,
         as_agents,
+        check_models,
         render_input,
         render_prompt,
     )
-    from pyagent.model.context import Message, RunContext
+    from pyagent.model.context import Message, RunContext, current_run
+    from pyagent.model.language import (
+        Model,
+        ModelRequest,
+        ModelResponse,
+        OutputSpec,
+        ToolCall,
+        ToolSpec,
+        Usage,
+    )
     from pyagent.model.results import Attempt, TaskResult, WorkflowResult
     from pyagent.model.tasks import ConditionalTask, RetryConfig, Step, Task, TaskStatus
     from pyagent.model.text import short_repr
+    from pyagent.model.tools import Tool, tool
     from pyagent.workflow import Workflow, find_cycle
 
 # The rest is loaded on first use, so discovering plugins stays fast.
@@ -105,15 +120,18 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Checkpoint", "RunHeader", "Store", "StoredRun"], "pyagent.durability.store"),
     **dict.fromkeys(["TaskGroup", "cancels_unstarted_children", "first_error", "large_fanout"],
                     "pyagent.engine.concurrency"),
-    **dict.fromkeys(["WorkflowRun", "current_run"], "pyagent.engine.run"),
+    "WorkflowRun": "pyagent.engine.run",
     **dict.fromkeys(["TeamResult", "call_agent", "check_timeout"], "pyagent.engine.teams"),
     **dict.fromkeys(["HandoffFailure", "HandoffRecord", "HandoffResult", "HandoffSession", "Transfer",
                      "announce_handoff", "max_hops_setting", "resolve_router", "score_agents"],
                     "pyagent.handoffs"),
     **dict.fromkeys(["in_event_loop", "run_or_await"], "pyagent._sync"),
-    **dict.fromkeys(["Agent", "FunctionAgent", "InstructionAgent", "Model", "agent", "as_agent",
-                     "as_agents", "render_input", "render_prompt"], "pyagent.model.agents"),
-    **dict.fromkeys(["Message", "RunContext"], "pyagent.model.context"),
+    **dict.fromkeys(["Agent", "FunctionAgent", "InstructionAgent", "agent", "as_agent",
+                     "as_agents", "check_models", "render_input", "render_prompt"], "pyagent.model.agents"),
+    **dict.fromkeys(["Model", "ModelRequest", "ModelResponse", "OutputSpec", "ToolCall", "ToolSpec", "Usage"],
+                    "pyagent.model.language"),
+    **dict.fromkeys(["Tool", "tool"], "pyagent.model.tools"),
+    **dict.fromkeys(["Message", "RunContext", "current_run"], "pyagent.model.context"),
     **dict.fromkeys(["Attempt", "TaskResult", "WorkflowResult"], "pyagent.model.results"),
     "short_repr": "pyagent.model.text",
     **dict.fromkeys(["ConditionalTask", "RetryConfig", "Step", "Task", "TaskStatus"],
@@ -154,7 +172,11 @@ __all__ = [
     "InstructionAgent",
     "Message",
     "Model",
+    "ModelError",
     "ModelNotConfiguredError",
+    "ModelRequest",
+    "ModelResponse",
+    "OutputSpec",
     "PluginLoadError",
     "PluginNotInstalledError",
     "PyAgentError",
@@ -166,13 +188,18 @@ __all__ = [
     "Step",
     "Store",
     "StoredRun",
+    "StructuredOutputError",
     "Task",
     "TaskFailedError",
     "TaskGroup",
     "TaskResult",
     "TaskStatus",
     "TeamResult",
+    "Tool",
+    "ToolCall",
+    "ToolSpec",
     "Transfer",
+    "Usage",
     "Workflow",
     "WorkflowResult",
     "WorkflowRun",
@@ -182,6 +209,7 @@ __all__ = [
     "as_agents",
     "call_agent",
     "cancels_unstarted_children",
+    "check_models",
     "check_timeout",
     "current_run",
     "events",
@@ -199,4 +227,5 @@ __all__ = [
     "run_or_await",
     "score_agents",
     "short_repr",
+    "tool",
 ]

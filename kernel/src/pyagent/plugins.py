@@ -38,12 +38,13 @@ KNOWN_DISTRIBUTIONS: dict[str, dict[str, str]] = {
         "handoff_team": "pyagent-handoffs",
         "handoff_chain": "pyagent-handoffs",
     },
-    "router": {"keyword": "pyagent-keyword-router"},
+    "router": {"keyword": "pyagent-keyword-router", "embedding": "pyagent-embedding-router",
+               "llm": "pyagent-llm-router"},
     "store": {"sqlite": "pyagent-sql", "postgresql": "pyagent-sql", "postgres": "pyagent-sql"},
     "executor": {},
     "trigger": {},
     "monitor": {},
-    "model": {},
+    "model": {"openai": "pyagent-openai"},
 }
 
 
@@ -117,6 +118,7 @@ class Runtime:
         self._registries: dict[str, dict[str, Registration]] | None = None
         self._lock = threading.RLock()
         self._drivers: dict[tuple[str, str], Any] = {}
+        self._models: dict[str, Any] = {}
         self._fresh_namespaces: set[str] = set()
         from pyagent.clock import Clock
 
@@ -203,6 +205,7 @@ class Runtime:
                 raise PluginLoadError(f"plugin {registered!r}: {problem}")
             self.plugins[registered] = PluginInfo(registered, distribution, version)
             self._registries = None
+            self._models.clear()
             return registered
 
     def unregister(self, name: str) -> None:
@@ -211,6 +214,7 @@ class Runtime:
             self.plugins.pop(name, None)
             self._registries = None
             self._drivers.clear()
+            self._models.clear()
 
     # -- registries ----------------------------------------------------------------------
 
@@ -316,12 +320,19 @@ class Runtime:
     # -- models, routers -----------------------------------------------------------------
 
     def resolve_model(self, model: Any, *, agent_name: str) -> Any:
-        """Turn ``model=`` of an instruction agent into a model object, or explain what to install."""
+        """Turn ``model=`` of an instruction agent into a model object, or explain what to install.
+
+        ``"provider:model-id"`` asks the provider registered under that name; a name that is a
+        configured endpoint (``[tool.pyagent.models.local]``) asks that endpoint's provider
+        (its ``provider`` key, default ``openai``) with ``endpoint=`` and ``config=``. Models are
+        shared per model string, so agents using the same model share its limits.
+        """
         if model is not None and not isinstance(model, str):
             return model
         from pyagent.config import get_settings
 
-        spec = model or get_settings().model
+        settings = get_settings()
+        spec = model or settings.model
         providers = self.registry("models")
         if not spec:
             if len(providers) == 1:
@@ -329,12 +340,25 @@ class Runtime:
                 return only.obj(None)
             raise _no_model(agent_name, providers)
         provider, _, model_id = spec.partition(":")
+        endpoint = settings.models.get(provider)
+        key = f"{spec}|{sorted(endpoint.items()) if endpoint else ''}"
+        cached = self._models.get(key)
+        if cached is not None and cached[0] is settings:  # settings read again: build the model again
+            return cached[1]
+        options: dict[str, Any] = {}
         reg = providers.get(provider)
+        if endpoint is not None:
+            kind = str(endpoint.get("provider", "openai"))
+            reg = providers.get(kind)
+            options = {"endpoint": provider, "config": dict(endpoint)}
+            provider = kind
         if reg is None:
             if not providers:
                 raise _no_model(agent_name, providers, spec)
             raise not_installed("model", provider, providers)
-        return reg.obj(model_id or None)
+        obj = reg.obj(model_id or None, **options)
+        self._models[key] = (settings, obj)
+        return obj
 
     def default_router_name(self) -> str | None:
         from pyagent.config import get_settings

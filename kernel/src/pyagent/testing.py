@@ -4,10 +4,31 @@ from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Awaitable, Callable, Iterable
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyagent.clock import Clock
+from pyagent.model.language import ModelRequest, ModelResponse, ToolCall, Usage
+
+
+@dataclass
+class Reply:
+    """One scripted model turn with everything a real model can return.
+
+    ``ScriptedModel([Reply(tool_calls=[tool_call("get_invoice", id=42)], usage=(120, 8)), "Paid."])``
+    """
+
+    text: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: tuple[int, int] | Usage | None = None
+
+
+def tool_call(name: str, _id: str | None = None, /, **arguments: Any) -> ToolCall:
+    """A scripted request to call tool ``name`` with ``arguments`` (a list of them is a parallel turn)."""
+    return ToolCall(id=_id or "", name=name, arguments=json.dumps(arguments))
 
 
 class ScriptedModel:
@@ -17,20 +38,34 @@ class ScriptedModel:
     out is a test bug, not a reason to invent text); ``cycle=True`` repeats the script;
     ``ScriptedModel(lambda prompt: ...)`` computes each reply from the user prompt (the
     function may be a coroutine function).
-    Every call is kept in ``calls`` (the chat messages), so tests can assert what was asked.
+
+    A reply is text, or what a real model can also answer: ``tool_call("name", **args)`` (a list
+    of them asks for several tools at once), a dict or pydantic object (sent back as JSON, the
+    shape of structured output), a :class:`Reply` with usage, or an exception to raise (a
+    rate limit, an outage). ``usage=(input_tokens, output_tokens)`` reports the same usage for
+    every reply that does not script its own. With a streaming agent the text is delivered
+    word by word.
+
+    Every call is kept: ``calls`` (the chat messages), ``requests`` (the whole
+    :class:`~pyagent.plugin.ModelRequest`: tools and output schema too) and ``prompts`` (the
+    user prompt of each call), so tests can assert what was asked.
     """
 
     def __init__(
         self,
-        replies: Iterable[str] | Callable[[str], str | Awaitable[str]] | None = None,
+        replies: Iterable[Any] | Callable[[str], Any] | None = None,
         *,
         name: str = "scripted",
         cycle: bool = False,
+        usage: tuple[int, int] | Usage | None = None,
     ) -> None:
         self.name = name
-        self.calls: list[list[dict[str, str]]] = []
-        self._fn: Callable[[str], str | Awaitable[str]] | None = None
+        self.calls: list[list[dict[str, Any]]] = []
+        self.requests: list[ModelRequest] = []
+        self.usage = usage
+        self._fn: Callable[[str], Any] | None = None
         self._replies: Any = None
+        self._ids = itertools.count(1)
         if callable(replies):
             self._fn = replies
         else:
@@ -42,23 +77,77 @@ class ScriptedModel:
     @property
     def prompts(self) -> list[str]:
         """The user prompt of every call so far."""
-        return [m[-1]["content"] for m in self.calls]
+        out = []
+        for messages in self.calls:
+            user = [m for m in messages if m.get("role") == "user"]
+            out.append(str((user[-1] if user else messages[-1]).get("content") or ""))
+        return out
 
-    async def complete(self, messages: list[dict[str, str]]) -> str:
-        self.calls.append(messages)
-        prompt = messages[-1]["content"]
+    async def _next(self, prompt: str) -> Any:
         if self._fn is not None:
             reply = self._fn(prompt)
             if inspect.isawaitable(reply):
                 reply = await reply
-            return str(reply)
+            return reply
         try:
-            return str(next(self._replies))
+            return next(self._replies)
         except StopIteration:
             raise RuntimeError(
                 f"ScriptedModel {self.name!r} ran out of replies after {len(self.calls) - 1} calls: "
                 "give it more replies or cycle=True"
             ) from None
+
+    async def complete(self, messages: list[dict[str, Any]]) -> str:
+        """The next reply as text (the protocol of models that only answer with text)."""
+        self.calls.append(list(messages))
+        user = [m for m in messages if m.get("role") == "user"]
+        reply = await self._next(str((user[-1] if user else messages[-1]).get("content") or ""))
+        return self._as_response(reply).text or ""
+
+    async def respond(self, request: ModelRequest) -> ModelResponse:
+        """The next scripted turn as a model response (text, tool calls, structured JSON, usage)."""
+        self.requests.append(request)
+        if type(self).complete is not ScriptedModel.complete:
+            # A subclass that shapes the text through complete() (written before respond existed) keeps doing so.
+            text = await self.complete(request.messages)
+            response = ModelResponse(text=text, model=self.name, usage=_usage(self.usage))
+        else:
+            self.calls.append(list(request.messages))
+            response = self._as_response(await self._next(request.prompt))
+        if request.on_delta is not None and response.text:
+            for piece in re.findall(r"\s*\S+\s*", response.text) or [response.text]:
+                request.on_delta(piece)
+        return response
+
+    def _as_response(self, reply: Any) -> ModelResponse:
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, ModelResponse):
+            return reply
+        usage = _usage(self.usage)
+        if isinstance(reply, Reply):
+            calls = [self._numbered(c) for c in reply.tool_calls]
+            return ModelResponse(text=reply.text, tool_calls=calls, model=self.name,
+                                 usage=_usage(reply.usage) if reply.usage is not None else usage)
+        if isinstance(reply, ToolCall):
+            return ModelResponse(tool_calls=[self._numbered(reply)], model=self.name, usage=usage)
+        if isinstance(reply, list) and reply and all(isinstance(c, ToolCall) for c in reply):
+            return ModelResponse(tool_calls=[self._numbered(c) for c in reply], model=self.name, usage=usage)
+        if isinstance(reply, (dict, list)):
+            return ModelResponse(text=json.dumps(reply), model=self.name, usage=usage)
+        dump = getattr(reply, "model_dump_json", None)
+        if callable(dump):
+            return ModelResponse(text=str(dump()), model=self.name, usage=usage)
+        return ModelResponse(text=str(reply), model=self.name, usage=usage)
+
+    def _numbered(self, call: ToolCall) -> ToolCall:
+        return call if call.id else ToolCall(id=f"call_{next(self._ids)}", name=call.name, arguments=call.arguments)
+
+
+def _usage(value: tuple[int, int] | Usage | None) -> Usage | None:
+    if value is None or isinstance(value, Usage):
+        return value
+    return Usage(int(value[0]), int(value[1]))
 
 
 class CountingAgents:

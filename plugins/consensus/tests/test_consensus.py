@@ -473,3 +473,18 @@ async def test_an_agent_that_does_not_answer_within_the_timeout_fails_the_run(ru
 def test_timeout_must_be_positive_seconds(runtime: Any, bad: Any) -> None:
     with pytest.raises(ConfigurationError, match="timeout must be None"):
         AgentPatterns.consensus(agents=[fixed("a", "x")], task="t", timeout=bad)
+
+
+@pytest.mark.anyio
+async def test_llm_agents_vote_with_structured_output(runtime: Any) -> None:
+    a = agent("You are an architect.", name="architect", model=ScriptedModel(
+        [{"answer": "Yes", "reasoning": "It scales."}]))
+    b = agent("You are a security lead.", name="security", model=ScriptedModel(
+        [{"answer": "yes.", "reasoning": "The audit passed, and it took us three weeks of work."}]))
+    result = await AgentPatterns.consensus(agents=[a, b], task="Adopt it?", max_rounds=1,
+                                           agreement_threshold=1.0)
+    # The short answers are compared, not the whole replies with their different reasons.
+    assert result.reached and result.agreement == 1.0 and result.output == "Yes"
+    assert result.transcript[1].metadata == {"reasoning": "The audit passed, and it took us three weeks of work."}
+    request = a.model.requests[0]
+    assert request.output is not None and request.output.name == "Vote"

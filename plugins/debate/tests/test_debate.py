@@ -313,3 +313,16 @@ def test_timeout_must_be_positive_seconds(runtime: Any, bad: Any) -> None:
     with pytest.raises(ConfigurationError, match="timeout must be None"):
         AgentPatterns.debate(pro_agent=lambda t: "y", con_agent=lambda t: "n", judge=lambda t: "pro",
                              topic="t", timeout=bad)
+
+
+@pytest.mark.anyio
+async def test_llm_judge_gives_a_structured_verdict(runtime: Any) -> None:
+    judge_model = ScriptedModel([{"winner": "con", "conclusion": "Wait a year."}])
+    result = await AgentPatterns.debate(
+        pro_agent=agent(lambda t: "upside", name="optimist"), con_agent=agent(lambda t: "risk", name="skeptic"),
+        judge=agent("You weigh arguments fairly.", name="judge", model=judge_model), topic="Invest?", rounds=1)
+    assert result.ok and result.verdict is not None
+    assert (result.verdict.winner, result.verdict.conclusion) == ("con", "Wait a year.")
+    (request,) = judge_model.requests
+    assert request.output is not None and request.output.name == "JudgeVerdict"
+    assert request.output.schema["properties"]["winner"]["enum"] == ["pro", "con", "balanced"]

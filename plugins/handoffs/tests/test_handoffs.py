@@ -241,7 +241,7 @@ def test_team_can_name_its_router(bare_runtime: Runtime, router: WordRouter) -> 
     assert handoff.team([a, b]).route("apples").agent == "a"
     assert handoff.team([a, b], router="contrarian").route("apples").agent == "b"
     assert handoff.team([a, b], router=Contrarian()).route("apples").agent == "b"
-    with pytest.raises(PluginNotInstalledError, match="unknown router 'embedding'"):
+    with pytest.raises(PluginNotInstalledError, match="router 'embedding' is not installed: pip install pyagent-embedding-router"):
         handoff.team([a, b], router="embedding").route("apples")
 
 

@@ -556,3 +556,15 @@ async def test_a_failed_run_is_a_team_failed_event(runtime: Runtime) -> None:
     result = await AgentPatterns.supervisor(supervisor=lambda t: 42, workers=workers("a")).run("t")
     failed = [e for e in monitor.events if e.run_id == result.run_id and e.kind == ev.TEAM_FAILED]
     assert len(failed) == 1 and "PlanError" in failed[0].data["error"]
+
+
+@pytest.mark.anyio
+async def test_llm_supervisor_is_asked_for_a_structured_plan(runtime: Runtime) -> None:
+    model = ScriptedModel([{"result": ["Research AI trends", "Analyse adoption"]}, "Final report"])
+    manager = agent("You manage a research team", name="manager", model=model)
+    crew = [agent(lambda s: "trends", name="researcher"), agent(lambda s: "adoption", name="analyst")]
+    result = await AgentPatterns.supervisor(supervisor=manager, workers=crew).run("Report on AI")
+    assert result.ok and list(result.assignments) == ["Research AI trends", "Analyse adoption"]
+    plan_request, synth_request = model.requests
+    assert plan_request.output is not None and plan_request.output.schema["properties"]["result"]["type"] == "array"
+    assert synth_request.output is None  # the synthesis is the answer itself, in text

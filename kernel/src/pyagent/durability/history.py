@@ -43,6 +43,34 @@ class AttemptRecord(BaseModel):
     error: str | None = None
 
 
+class UsageRecord(BaseModel):
+    """Tokens (and cost, when priced) of a task's or a run's language-model calls."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+    cost: float | None = None
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call a model agent made: what it asked for and how it ended.
+
+    ``status`` is ``ok``, ``failed`` (the tool raised, or the call was malformed) or
+    ``refused`` (a policy or the agent's ``max_tool_calls`` stopped it before it ran);
+    ``result`` is the start of what the tool returned.
+    """
+
+    agent: str
+    tool: str
+    call_id: str = ""
+    arguments: Any = None
+    status: str = "ok"
+    started_at: float | None = None
+    duration: float | None = None
+    result: str | None = None
+    error: str | None = None
+
+
 class TaskRecord(BaseModel):
     """How one task of an execution went."""
 
@@ -58,6 +86,8 @@ class TaskRecord(BaseModel):
     fallback_strategy: str | None = None
     primary_error: str | None = None
     attempts: list[AttemptRecord] = Field(default_factory=list)
+    usage: UsageRecord | None = None
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _duration(self) -> TaskRecord:
@@ -99,6 +129,7 @@ class ExecutionRecord(BaseModel):
     resumed: bool = False
     tasks: list[TaskRecord] = Field(default_factory=list)
     handoffs: list[HandoffRecord] = Field(default_factory=list)
+    usage: UsageRecord | None = None
 
     @classmethod
     def from_payload(cls, blob: bytes, what: str) -> ExecutionRecord:
@@ -131,7 +162,20 @@ def _task_dict(rec: TaskResult) -> dict[str, Any]:
             data[key] = value
     if rec.reused:
         data["reused"] = True
+    if rec.usage is not None:
+        data["usage"] = rec.usage.to_dict()
+    if rec.tool_calls:
+        data["tool_calls"] = [_plain_call(c) for c in rec.tool_calls]
     return data
+
+
+def _plain_call(entry: dict[str, Any]) -> dict[str, Any]:
+    """A tool call as JSON-able data (arguments a model sent are JSON already; anything else is shown)."""
+    out = dict(entry)
+    args = out.get("arguments")
+    if not isinstance(args, (dict, list, str, int, float, bool, type(None))):
+        out["arguments"] = repr(args)
+    return out
 
 
 def _expand_task(data: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +225,7 @@ def summary_of_result(result: WorkflowResult, tasks_total: int,
         "error": result.error, "duration": result.duration, "started_at": result.started_at,
         "finished_at": result.finished_at, "resumed": any(r.reused for r in recs),
         "tasks": [_task_dict(r) for r in recs], "handoffs": _handoffs(handoffs or []),
+        "usage": None if result.usage is None else result.usage.to_dict(),
     }
 
 
@@ -195,6 +240,7 @@ def summary_of_run(run: WorkflowRun) -> dict[str, Any]:
         "tasks_total": run.workflow.task_count, "error": None, "duration": None,
         "started_at": run.started_at, "finished_at": None, "resumed": any(r.reused for r in recs),
         "tasks": [_task_dict(r) for r in recs], "handoffs": _handoffs(run.handoffs),
+        "usage": None if run.usage is None else run.usage.to_dict(),
     }
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from pyagent.model.language import Usage
 from pyagent.model.tasks import TaskStatus
 
 if TYPE_CHECKING:
@@ -36,13 +37,20 @@ class TaskMetrics(BaseModel):
     p95_duration: float = 0.0
     retries: int = 0
     fallbacks: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model_requests: int = 0
+    cost: float | None = None
+    tool_calls: int = 0
 
 
 class WorkflowMetrics(BaseModel):
     """A workflow's figures. ``success_rate`` is a fraction (0..1), durations are seconds.
 
     Runs refused by an open circuit breaker are counted in ``rejected``, not in
-    ``total_executions`` (they never executed).
+    ``total_executions`` (they never executed). ``input_tokens``, ``output_tokens``,
+    ``model_requests`` and ``cost`` (USD, when a price table is configured) add up the
+    language-model calls of every execution.
     """
 
     workflow: str
@@ -55,6 +63,10 @@ class WorkflowMetrics(BaseModel):
     p95_duration: float = 0.0
     rejected: int = 0
     task_breakdown: dict[str, TaskMetrics] = Field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model_requests: int = 0
+    cost: float | None = None
     circuit_state: str | None = None
     circuit: dict[str, Any] | None = None
 
@@ -72,9 +84,12 @@ PENDING_LIMIT = 32
 
 
 class _TaskStats:
-    __slots__ = ("durations", "executions", "fallbacks", "retries", "successes", "timed", "total_time")
+    __slots__ = ("durations", "executions", "fallbacks", "retries", "successes", "timed", "tool_calls",
+                 "total_time", "usage")
 
     def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.tool_calls = 0
         self.executions = 0
         self.successes = 0
         self.retries = 0
@@ -99,6 +114,7 @@ class MetricsCollector:
         self.timed = 0
         self.durations: deque[float] = deque(maxlen=SAMPLES)
         self.tasks: dict[str, _TaskStats] = {}
+        self.usage: Usage | None = None
         # Per-task figures are folded lazily: a run only queues its result (O(1)); the fold
         # (O(tasks)) happens when metrics are read or PENDING_LIMIT runs have queued, so a
         # 10,000-task run does not pay for its breakdown before returning.
@@ -120,6 +136,10 @@ class MetricsCollector:
                 self.total_time += duration
                 self.timed += 1
                 self.durations.append(duration)
+            if result.usage is not None:
+                if self.usage is None:
+                    self.usage = Usage()
+                self.usage.add(result.usage)
             self._pending.append(result)
             if len(self._pending) >= PENDING_LIMIT:
                 self._fold()
@@ -148,6 +168,12 @@ class MetricsCollector:
                     stats.retries += rec.retries
                     if rec.fallback_strategy is not None:
                         stats.fallbacks += 1
+                if rec.usage is not None:
+                    if stats.usage is None:
+                        stats.usage = Usage()
+                    stats.usage.add(rec.usage)
+                if rec.tool_calls:
+                    stats.tool_calls += len(rec.tool_calls)
 
     def record_rejected(self) -> None:
         with self._lock:
@@ -163,6 +189,7 @@ class MetricsCollector:
                     success_rate=s.successes / s.executions if s.executions else 0.0,
                     avg_duration=s.total_time / s.timed if s.timed else 0.0,
                     p95_duration=p95(s.durations), retries=s.retries, fallbacks=s.fallbacks,
+                    tool_calls=s.tool_calls, **_usage_fields(s.usage),
                 )
                 for name, s in self.tasks.items()
             }
@@ -172,9 +199,16 @@ class MetricsCollector:
                 success_rate=self.successful / self.runs if self.runs else 0.0,
                 avg_duration=self.total_time / self.timed if self.timed else 0.0,
                 p95_duration=p95(self.durations), rejected=self.rejected,
-                task_breakdown=breakdown,
+                task_breakdown=breakdown, **_usage_fields(self.usage),
                 circuit_state=None if circuit is None else circuit["state"], circuit=circuit,
             )
+
+
+def _usage_fields(usage: Usage | None) -> dict[str, Any]:
+    if usage is None:
+        return {}
+    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "model_requests": usage.requests, "cost": usage.cost}
 
 
 def metrics_for(workflow: Workflow) -> MetricsCollector:

@@ -9,7 +9,6 @@ it to collect partial results.
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import logging
 import time
@@ -22,9 +21,15 @@ import anyio
 from pyagent.engine.concurrency import first_error
 from pyagent.errors import ConfigurationError, TaskFailedError
 from pyagent.model import events as ev
-from pyagent.model.agents import FunctionAgent, WorkflowAgent
-from pyagent.model.context import Message, RunContext
+from pyagent.model.agents import FunctionAgent, InstructionAgent, WorkflowAgent
+from pyagent.model.context import (
+    Message,
+    RunContext,
+    _current_run,
+    _current_task,
+)
 from pyagent.model.events import Event
+from pyagent.model.language import Usage
 from pyagent.model.results import Attempt, TaskResult, WorkflowResult
 from pyagent.model.tasks import ConditionalTask, Task, TaskStatus
 
@@ -40,13 +45,6 @@ _RUNNING = TaskStatus.RUNNING
 Listener = Callable[[Event], Any]
 
 
-_current_run: contextvars.ContextVar[WorkflowRun | None] = contextvars.ContextVar(
-    "pyagent_current_run", default=None)
-
-
-def current_run() -> WorkflowRun | None:
-    """The workflow run the calling code is part of (an agent, a handoff inside a task), or None."""
-    return _current_run.get()
 
 
 def new_run_id() -> str:
@@ -92,6 +90,7 @@ class WorkflowRun:
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []
         self.handoffs: list[dict[str, Any]] = []
+        self.usage: Usage | None = None  # tokens of every model call in the run
 
     # -- events --------------------------------------------------------------------------
 
@@ -134,6 +133,30 @@ class WorkflowRun:
                  "timestamp": time.time(), **data}
         self.handoffs.append(entry)
         self.emit(ev.HANDOFF, self.current_task, **entry)
+
+    def record_usage(self, task: str | None, usage: Usage) -> None:
+        """Add one model call's usage to the run's total and to ``task``'s record."""
+        if self.usage is None:
+            self.usage = Usage()
+        self.usage.add(usage)
+        rec = self.records.get(task) if task is not None else None
+        if rec is not None:
+            if rec.usage is None:
+                rec.usage = Usage()
+            rec.usage.add(usage)
+
+    def record_tool_call(self, task: str | None, entry: dict[str, Any]) -> None:
+        """Keep one tool call in ``task``'s record, which the run's history shows.
+
+        A call made outside any task (by a pattern itself) has no record to go to: its
+        ``tool.*`` events are all that is kept of it.
+        """
+        rec = self.records.get(task) if task is not None else None
+        if rec is None:
+            return
+        if rec.tool_calls is None:
+            rec.tool_calls = []
+        rec.tool_calls.append(entry)
 
     def _task_done(self, rec: TaskResult, kind: str) -> None:
         if self._listeners:
@@ -225,6 +248,15 @@ class WorkflowRun:
 
     async def run_task(self, task: Task, input: Any, *, previous: Any = None) -> TaskResult:
         """Run one task with its timeout, retries and fallback; record and announce every transition."""
+        # The task's name is visible to what its agent calls (a model agent inside a team
+        # pattern reports its usage to this task), through a context variable.
+        token = _current_task.set(task.name)
+        try:
+            return await self._run_task(task, input, previous)
+        finally:
+            _current_task.reset(token)
+
+    async def _run_task(self, task: Task, input: Any, previous: Any) -> TaskResult:
         name = task.name
         if self._resumed:
             done = self._resumed.get(name)
@@ -356,7 +388,9 @@ class WorkflowRun:
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(cfg.max_retries + 1),
             wait=cfg.wait_strategy(),
-            retry=tenacity.retry_if_exception_type(cfg.retry_on),
+            # An error that says trying again cannot help (a model's bad key) fails at once.
+            retry=tenacity.retry_if_exception_type(cfg.retry_on)
+            & tenacity.retry_if_exception(lambda e: getattr(e, "retryable", True) is not False),
             sleep=clock.sleep,
             before_sleep=before_sleep,
             reraise=True,
@@ -441,7 +475,7 @@ class WorkflowRun:
             outputs=outputs, tasks=self._every_task(status),
             error=None if exc is None else _describe(exc), exception=exc,
             errors=dict(self.errors), transcript=list(self.transcript),
-            started_at=self.started_at, finished_at=self.finished_at,
+            started_at=self.started_at, finished_at=self.finished_at, usage=self.usage,
         )
 
 
@@ -519,9 +553,13 @@ def check_runnable(workflow: Workflow) -> list[Workflow]:
                 )
             if type(agent) is WorkflowAgent:
                 nested.append(agent.workflow)
+            elif isinstance(agent, InstructionAgent):
+                agent.resolve_model()  # no model configured: refused now, before any agent runs
             fallback = task.fallback_agent
             if fallback is not None and type(fallback) is WorkflowAgent:
                 nested.append(fallback.workflow)
+            elif isinstance(fallback, InstructionAgent):
+                fallback.resolve_model()
     return nested
 
 

@@ -68,15 +68,28 @@ def check_timeout(value: Any, setting: str = "timeout") -> float | None:
 
 
 async def call_agent(agent: Any, input: Any, ctx: RunContext, *, timeout: float | None = None,
-                     setting: str = "timeout") -> Any:
+                     setting: str = "timeout", output_type: Any = None) -> Any:
     """The agent's output; past ``timeout`` seconds the call is cancelled and ``TimeoutError`` raised.
 
     Team patterns call agents through this so an agent that never answers cannot hang them.
+    With ``output_type``, a language-model agent is asked for structured output of that type
+    (a plan, a verdict, a vote) and its answer comes back as that type; when the model answers
+    in prose instead, the text comes back, for the pattern to read as before. Other agents
+    are called as they are.
     """
+    if output_type is not None:
+        from pyagent.model.agents import InstructionAgent
+
+        if isinstance(agent, InstructionAgent):
+            call = agent.run(input, ctx, output_type=output_type, lenient=True)
+        else:
+            call = agent.run(input, ctx)
+    else:
+        call = agent.run(input, ctx)
     if timeout is None:
-        return await agent.run(input, ctx)
+        return await call
     import anyio
 
     with anyio.move_on_after(timeout):
-        return await agent.run(input, ctx)
+        return await call
     raise TimeoutError(f"no answer from {agent.name!r} within {setting}={timeout:g}s (the call was cancelled)")

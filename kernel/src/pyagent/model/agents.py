@@ -14,6 +14,9 @@ from typing import Any, Protocol, overload, runtime_checkable
 
 from pyagent.errors import ConfigurationError
 from pyagent.model.context import RunContext
+from pyagent.model.language import Model
+
+_UNSET: Any = object()
 
 
 @runtime_checkable
@@ -24,15 +27,6 @@ class Agent(Protocol):
     description: str
 
     async def run(self, input: Any, ctx: RunContext) -> Any: ...
-
-
-@runtime_checkable
-class Model(Protocol):
-    """A language model: takes chat messages, returns the reply text."""
-
-    name: str
-
-    async def complete(self, messages: list[dict[str, str]]) -> str: ...
 
 
 def _wants_context(fn: Callable[..., Any]) -> bool:
@@ -182,7 +176,12 @@ class InstructionAgent:
     """An agent whose behaviour is text instructions answered by a language model.
 
     The instructions double as its description for routing. The model is resolved when the
-    agent first runs, so building one never needs a model plugin.
+    agent first runs (or when a workflow using it starts), so building one never needs a
+    model plugin. ``tools`` are functions the model may call (see :mod:`pyagent.model.tools`),
+    ``output_type`` makes the answer a validated object instead of text, ``stream=True`` emits
+    the answer's text as ``agent.delta`` events while it is written, and ``max_tool_calls``
+    bounds the tool calls of one run. ``tool_guards`` are checks that may refuse a tool call
+    before it runs (the refusal goes back to the model as the call's result).
     """
 
     def __init__(
@@ -192,29 +191,64 @@ class InstructionAgent:
         name: str | None = None,
         description: str | None = None,
         model: str | Model | None = None,
+        tools: Any = None,
+        output_type: Any = None,
+        stream: bool = False,
+        max_tool_calls: int | None = None,
+        tool_guards: Any = None,
     ) -> None:
         if not instructions.strip():
             raise ConfigurationError("agent(...) instructions are empty: describe what the agent does")
+        from pyagent.model.conversation import DEFAULT_MAX_TOOL_CALLS
+        from pyagent.model.tools import as_tools
+
         self.instructions = instructions
         self.name = name or _slug(instructions)
         self.description = description if description is not None else instructions
         self.model = model
         self._resolved: Model | None = model if (model is not None and not isinstance(model, str)) else None
+        self.tools = as_tools(tools)
+        self.output_type = output_type
+        if output_type is not None:
+            from pyagent.model.structured import OutputShape
+
+            OutputShape(output_type)  # an output_type without a JSON schema is refused now
+        self.stream = bool(stream)
+        limit = DEFAULT_MAX_TOOL_CALLS if max_tool_calls is None else max_tool_calls
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigurationError(f"max_tool_calls must be a whole number >= 0, got {max_tool_calls!r}")
+        self.max_tool_calls = limit
+        self.tool_guards: list[Any] = list(tool_guards or [])
 
     def resolve_model(self) -> Model:
+        """The model object this agent calls; raises, naming the fix, when none is configured."""
         if self._resolved is None:
             from pyagent.plugins import get_runtime
 
             self._resolved = get_runtime().resolve_model(self.model, agent_name=self.name)
         return self._resolved
 
-    async def run(self, input: Any, ctx: RunContext) -> Any:
-        model = self.resolve_model()
-        messages = [
+    def messages(self, input: Any, ctx: RunContext) -> list[dict[str, Any]]:
+        """The chat messages of a run: the instructions, then the input and context as the user turn."""
+        return [
             {"role": "system", "content": self.instructions},
             {"role": "user", "content": render_prompt(input, ctx)},
         ]
-        return await model.complete(messages)
+
+    async def run(self, input: Any, ctx: RunContext, *, output_type: Any = _UNSET,
+                  lenient: bool = False) -> Any:
+        """The model's answer: text, or an ``output_type`` object.
+
+        ``output_type=`` overrides the agent's own for this call (patterns ask for plans and
+        verdicts this way); with ``lenient=True`` an answer that does not match is returned as
+        text instead of asking the model again (for callers that can read prose themselves).
+        """
+        from pyagent.model.conversation import Conversation
+
+        model = self.resolve_model()
+        wanted = self.output_type if output_type is _UNSET else output_type
+        conversation = Conversation(self, model, ctx, output_type=wanted, lenient=lenient)
+        return await conversation.run(self.messages(input, ctx))
 
     def __repr__(self) -> str:
         return f"InstructionAgent(name={self.name!r})"
@@ -230,6 +264,10 @@ def agent(
     name: str | None = ...,
     description: str | None = ...,
     model: str | Model | None = ...,
+    tools: Any = ...,
+    output_type: Any = ...,
+    stream: bool = ...,
+    max_tool_calls: int | None = ...,
 ) -> InstructionAgent: ...
 @overload
 def agent(
@@ -254,22 +292,41 @@ def agent(
     description: str | None = None,
     model: str | Model | None = None,
     thread: bool = False,
+    tools: Any = None,
+    output_type: Any = None,
+    stream: bool = False,
+    max_tool_calls: int | None = None,
 ) -> Any:
     """Build an agent from a function or from instructions; bare ``@agent(...)`` decorates.
 
     ``thread=True`` runs a blocking sync function in a worker thread, so a task timeout or a
     cancellation ends the task at once (the thread is left to finish in the background).
+    ``tools``, ``output_type``, ``stream`` and ``max_tool_calls`` configure an instruction
+    agent (see :class:`InstructionAgent`).
     """
+    llm_options = {"tools": tools, "output_type": output_type, "stream": stream or None,
+                   "max_tool_calls": max_tool_calls}
     if fn_or_instructions is None:
+        if any(v is not None for v in llm_options.values()):
+            raise ConfigurationError("tools=, output_type=, stream= and max_tool_calls= apply to instruction "
+                                     "agents: agent('instructions', tools=[...]), not @agent(...)")
 
         def decorate(fn: Callable[..., Any]) -> FunctionAgent:
             return FunctionAgent(fn, name=name, description=description, thread=thread)
 
         return decorate
     if isinstance(fn_or_instructions, str):
-        return InstructionAgent(fn_or_instructions, name=name, description=description, model=model)
+        return InstructionAgent(fn_or_instructions, name=name, description=description, model=model,
+                                tools=tools, output_type=output_type, stream=stream,
+                                max_tool_calls=max_tool_calls)
     if model is not None:
         raise ConfigurationError("model= applies to instruction agents only; a function agent is its own model")
+    given = sorted(k for k, v in llm_options.items() if v is not None)
+    if given:
+        raise ConfigurationError(
+            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to instruction (language-model) agents "
+            "only: agent('instructions', tools=[...]); a function agent calls its functions itself"
+        )
     return FunctionAgent(fn_or_instructions, name=name, description=description, thread=thread)
 
 
@@ -351,6 +408,17 @@ def as_agents(values: Any, *, what: str, param: str = "agents",
                 "pass name= to agent(...)"
             )
     return agents
+
+
+def check_models(agents: Any) -> None:
+    """Resolve the model of every instruction agent in ``agents``: one without a model raises now.
+
+    Patterns call this before any agent runs, so a missing model plugin or setting is a
+    configuration error, not a failure halfway through.
+    """
+    for a in agents:
+        if isinstance(a, InstructionAgent):
+            a.resolve_model()
 
 
 AsyncAgentFn = Callable[[Any, RunContext], Awaitable[Any]]

@@ -6,14 +6,35 @@ so it sits on the hot path.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from typing import TYPE_CHECKING, Any
 
 from pyagent.model.text import short_repr
 
 if TYPE_CHECKING:
+    from pyagent.engine.run import WorkflowRun
     from pyagent.model.tasks import Task
     from pyagent.workflow import Workflow
+
+
+# Set by the engine while a run (and one of its tasks) executes; read by code that runs inside
+# it without being handed a context (a team pattern in a workflow step, a model's tool loop).
+_current_run: contextvars.ContextVar[WorkflowRun | None] = contextvars.ContextVar(
+    "pyagent_current_run", default=None)
+
+
+def current_run() -> WorkflowRun | None:
+    """The workflow run the calling code is part of (an agent, a handoff inside a task), or None."""
+    return _current_run.get()
+
+
+_current_task: contextvars.ContextVar[str | None] = contextvars.ContextVar("pyagent_current_task", default=None)
+
+
+def current_task() -> str | None:
+    """The name of the task whose agent the calling code runs in (a team pattern inside a step), or None."""
+    return _current_task.get()
 
 
 class Message:

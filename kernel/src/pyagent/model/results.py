@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pyagent.model.context import Message
+from pyagent.model.language import Usage
 from pyagent.model.tasks import TaskStatus
 from pyagent.model.text import short_repr
 
@@ -57,6 +58,8 @@ class TaskResult:
         "reused",
         "started_at",
         "status",
+        "tool_calls",
+        "usage",
     )
 
     def __init__(self, name: str, status: TaskStatus = TaskStatus.PENDING, agent: str = "") -> None:
@@ -73,6 +76,8 @@ class TaskResult:
         self.fallback_strategy: str | None = None
         self.primary_error: str | None = None
         self.primary_output: Any = None
+        self.usage: Usage | None = None  # tokens the task's model calls used, summed (None: no model called)
+        self.tool_calls: list[dict[str, Any]] | None = None  # the task's tool calls, in order
 
     @property
     def attempts(self) -> list[Attempt]:
@@ -130,6 +135,8 @@ class TaskResult:
             "fallback_strategy": self.fallback_strategy,
             "primary_error": self.primary_error,
             "primary_output": self.primary_output,
+            "usage": None if self.usage is None else self.usage.to_dict(),
+            "tool_calls": list(self.tool_calls or []),
         }
 
     def __repr__(self) -> str:
@@ -158,6 +165,7 @@ class WorkflowResult(BaseModel):
     transcript: list[Message] = Field(default_factory=list)
     started_at: float = Field(default_factory=time.time)
     finished_at: float | None = None
+    usage: Usage | None = None
 
     @property
     def ok(self) -> bool:

@@ -31,8 +31,10 @@ class RetryConfig(BaseModel):
 
     The delay before retry *n* (n = 1, 2, ...) is ``initial_delay * 2**(n-1)`` (exponential),
     ``initial_delay * n`` (linear) or ``initial_delay`` (constant), plus a random
-    ``0..jitter`` seconds, and never more than ``max_delay``. Only errors that are instances
-    of ``retry_on`` are retried; others fail the task at once.
+    ``0..jitter`` seconds, and never more than ``max_delay``, except that an error carrying
+    ``retry_after`` (a model's rate limit) waits at least that long. Only errors that are
+    instances of ``retry_on`` are retried, and never one whose ``retryable`` is False (a bad
+    API key); others fail the task at once.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
@@ -87,7 +89,14 @@ class RetryConfig(BaseModel):
         cap = self.max_delay
 
         def capped(retry_state: Any) -> float:
-            return min(float(wait(retry_state)), cap)
+            delay = min(float(wait(retry_state)), cap)
+            # A server that said when to come back (HTTP 429/503 Retry-After) is not asked sooner.
+            outcome = retry_state.outcome
+            error = outcome.exception() if outcome is not None else None
+            after = getattr(error, "retry_after", None)
+            if isinstance(after, (int, float)) and not isinstance(after, bool) and after > delay:
+                return float(after)
+            return delay
 
         return capped
 

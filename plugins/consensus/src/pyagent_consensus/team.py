@@ -6,6 +6,8 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from pyagent.plugin import (
     Agent,
     ConfigurationError,
@@ -31,6 +33,14 @@ from .result import ConsensusResult
 
 # Agreement is a ratio of small integers; compare with a tolerance so 4/5 meets 0.8.
 _EPSILON = 1e-9
+
+
+class Vote(BaseModel):
+    """What a model agent is asked for as structured output: a short answer to compare, and why."""
+
+    answer: str = Field(description="your answer, as short as it can be while complete (e.g. 'yes', "
+                                    "'adopt it in Q3'): answers are compared to measure agreement")
+    reasoning: str = Field(description="why, in a few sentences")
 
 
 class AgentFailedError(PyAgentError):
@@ -61,16 +71,21 @@ def _labels(agents: list[Agent]) -> list[str]:
     return labels
 
 
-def _revision_prompt(task: Any, label: str, round: int, max_rounds: int) -> str:
+def _revision_prompt(task: Any, label: str, round: int, max_rounds: int,
+                     transcript: list[Message] | None = None) -> str:
     """What an instruction agent reads as its input in rounds after the first.
 
-    The transcript itself is rendered below this text by the agent (``render_prompt``).
+    The transcript itself is rendered below this text by the agent (``render_prompt``); the
+    reasons model agents gave for their last answers are listed here.
     """
+    reasons = [f"- {m.agent}: {m.metadata['reasoning']}" for m in transcript or []
+               if m.round == round - 1 and m.metadata.get("reasoning")]
+    why = ("\n\nTheir reasons:\n" + "\n".join(reasons)) if reasons else ""
     return (
         f"{render_input(task)}\n\n"
         f"Round {round} of {max_rounds}. You are {label}. The transcript below holds every "
         "agent's answer so far. Give your answer again: keep it, or revise it if the other "
-        "answers convinced you."
+        f"answers convinced you.{why}"
     )
 
 
@@ -117,10 +132,11 @@ class ConsensusTeam:
         transcript: list[Message] = []
         try:
             for round in range(1, self.max_rounds + 1):
-                answers = await self._round(task, round, transcript, run_id)
+                answers, reasons = await self._round(task, round, transcript, run_id)
                 transcript.extend(
-                    Message(label, answer, round, role="answer" if round == 1 else "revision")
-                    for label, answer in zip(self.labels, answers, strict=True)
+                    Message(label, answer, round, role="answer" if round == 1 else "revision",
+                            metadata={"reasoning": why} if why else None)
+                    for label, answer, why in zip(self.labels, answers, reasons, strict=True)
                 )
                 try:
                     agreement = measure(answers, self.same)
@@ -162,9 +178,11 @@ class ConsensusTeam:
              agreement=result.agreement, rounds=result.rounds, reached=result.reached)
         return result
 
-    async def _round(self, task: Any, round: int, transcript: list[Message], run_id: str) -> list[Any]:
-        """Every agent answers once, concurrently; answers come back in agent order."""
+    async def _round(self, task: Any, round: int, transcript: list[Message],
+                     run_id: str) -> tuple[list[Any], list[str | None]]:
+        """Every agent answers once, concurrently; answers (and a model's reasons) come back in agent order."""
         answers: list[Any] = [None] * len(self.agents)
+        reasons: list[str | None] = [None] * len(self.agents)
         phase = "answer" if round == 1 else "revise"
         previous = {m.agent: m.content for m in transcript if m.round == round - 1}
 
@@ -177,11 +195,15 @@ class ConsensusTeam:
             )
             prompt = task
             if round > 1 and isinstance(agent, InstructionAgent):
-                prompt = _revision_prompt(task, label, round, self.max_rounds)
+                prompt = _revision_prompt(task, label, round, self.max_rounds, transcript)
             try:
-                reply = await call_agent(agent, prompt, ctx, timeout=self.timeout)
+                # A model agent votes as structured output, so its short answer is what is
+                # compared; one that answers in prose anyway is compared on its whole text.
+                reply = await call_agent(agent, prompt, ctx, timeout=self.timeout, output_type=Vote)
             except Exception as exc:
                 raise AgentFailedError(label, round, exc) from exc
+            if isinstance(reply, Vote):
+                reply, reasons[index] = reply.answer, reply.reasoning
             answers[index] = reply
             emit(ev.TEAM_TURN, run_id, agent=label, status="completed", round=round, phase=phase,
                  output=reply)
@@ -189,7 +211,7 @@ class ConsensusTeam:
         async with TaskGroup() as tg:
             for index in range(len(self.agents)):
                 tg.start_soon(turn, index)
-        return answers
+        return answers, reasons
 
 
 def _check_rounds(value: Any) -> int:

@@ -24,7 +24,7 @@ from pyagent.plugin import events as ev
 
 from .events import emit
 from .result import DebateResult
-from .verdict import parse_verdict
+from .verdict import JudgeVerdict, parse_verdict
 
 
 class DebaterFailedError(PyAgentError):
@@ -149,7 +149,8 @@ class DebateTeam:
                          run_id=run_id, extra=self._extra(topic, "judge"))
         prompt = self._judge_prompt(topic) if isinstance(self.judge, InstructionAgent) else topic
         try:
-            output = await call_agent(self.judge, prompt, ctx, timeout=self.timeout)
+            # A model judge answers as structured output; prose is still read by parse_verdict.
+            output = await call_agent(self.judge, prompt, ctx, timeout=self.timeout, output_type=JudgeVerdict)
         except Exception as exc:
             raise DebaterFailedError("judge", self.labels["judge"], None, exc) from exc
         if output is None:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 Winner = Literal["pro", "con", "balanced"]
 
@@ -63,6 +63,13 @@ class Verdict(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.winner}: {self.conclusion}"
+
+
+class JudgeVerdict(BaseModel):
+    """What a model judge is asked for as structured output."""
+
+    winner: Winner = Field(description="the side whose arguments were stronger, or balanced")
+    conclusion: str = Field(description="the judge's conclusion on the topic, in a few sentences")
 
 
 def _side(word: str, names: Mapping[str, Winner]) -> Winner | None:

@@ -270,17 +270,19 @@ class _SupervisorRun:
                                      data={"pattern": "supervisor", "team": self.team.name, **data}))
 
     async def _ask_for_subtasks(self, phase: str, rnd: int) -> list[str]:
-        raw = await self._ask(phase, rnd)
+        # A model supervisor is asked for structured output (a JSON list of strings); one that
+        # answers in prose anyway is read by parse_plan, as a code supervisor's output is.
+        raw = await self._ask(phase, rnd, output_type=list[str])
         subtasks = parse_plan(raw, supervisor=self.team.supervisor.name, phase=phase)
         self._say(self.team.supervisor.name, subtasks, rnd, phase)
         return subtasks
 
-    async def _ask(self, phase: str, rnd: int) -> Any:
+    async def _ask(self, phase: str, rnd: int, output_type: Any = None) -> Any:
         sup = self.team.supervisor
         ctx = RunContext(run_id=self.run_id, phase=phase, round=rnd, results=dict(self.result.results),
                          state=self.state, extra=self._extra())
         try:
-            return await sup.run(self._supervisor_input(phase, rnd), ctx)
+            return await call_agent(sup, self._supervisor_input(phase, rnd), ctx, output_type=output_type)
         except Exception as exc:
             raise SupervisorError(
                 f"supervisor '{sup.name}' failed in the {phase} phase: {type(exc).__name__}: {exc}"
