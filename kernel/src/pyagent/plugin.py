@@ -29,8 +29,13 @@ What is here, by kind of plugin:
   :func:`render_input`, :func:`current_run`, :func:`run_or_await` (the one-call helpers that
   return a result from sync code and an awaitable inside a loop)
 - handoffs: :class:`HandoffSession` (runs agents, follows their transfers within the hop
-  limit, keeps the audit trail), :class:`HandoffResult`, :class:`HandoffRecord`,
-  :class:`HandoffFailure`, :class:`Transfer`, :func:`max_hops_setting`, :func:`announce_handoff`
+  limit and the agents' ``can_handoff_to`` grants, keeps the audit trail), :class:`HandoffResult`,
+  :class:`HandoffRecord`, :class:`HandoffFailure`, :class:`Transfer`, :func:`max_hops_setting`,
+  :func:`announce_handoff`
+- model plugins (a tool-call loop): :func:`check_tool_call` before running a tool the model
+  asked for (raises :class:`CapabilityError` unless the tool is in the agent's ``tools=``), then
+  :func:`record_denial` to audit the refusal and ``error.refusal`` as the text the model is
+  given back; :class:`GuardrailError` is what an agent's guardrails raise from its ``run()``
 - routers: :func:`score_agents`, :func:`resolve_router`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
   :class:`StoredRun`
@@ -44,10 +49,12 @@ from typing import TYPE_CHECKING, Any
 
 # Light names, imported at once: every plugin module imports this module at discovery.
 from pyagent.errors import (
+    CapabilityError,
     CheckpointConflictError,
     CircuitOpenError,
     ConfigurationError,
     DriverLoadFailure,
+    GuardrailError,
     HandoffLoopError,
     ModelNotConfiguredError,
     PluginLoadError,
@@ -94,6 +101,7 @@ if TYPE_CHECKING:
         render_input,
         render_prompt,
     )
+    from pyagent.model.capabilities import check_tool_call, record_denial
     from pyagent.model.context import Message, RunContext
     from pyagent.model.results import Attempt, TaskResult, WorkflowResult
     from pyagent.model.tasks import ConditionalTask, RetryConfig, Step, Task, TaskStatus
@@ -113,6 +121,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["in_event_loop", "run_or_await"], "pyagent._sync"),
     **dict.fromkeys(["Agent", "FunctionAgent", "InstructionAgent", "Model", "agent", "as_agent",
                      "as_agents", "render_input", "render_prompt"], "pyagent.model.agents"),
+    **dict.fromkeys(["check_tool_call", "record_denial"], "pyagent.model.capabilities"),
     **dict.fromkeys(["Message", "RunContext"], "pyagent.model.context"),
     **dict.fromkeys(["Attempt", "TaskResult", "WorkflowResult"], "pyagent.model.results"),
     "short_repr": "pyagent.model.text",
@@ -138,6 +147,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "Agent",
     "Attempt",
+    "CapabilityError",
     "Checkpoint",
     "CheckpointConflictError",
     "CircuitOpenError",
@@ -146,6 +156,7 @@ __all__ = [
     "DriverLoadFailure",
     "Event",
     "FunctionAgent",
+    "GuardrailError",
     "HandoffFailure",
     "HandoffLoopError",
     "HandoffRecord",
@@ -183,6 +194,7 @@ __all__ = [
     "call_agent",
     "cancels_unstarted_children",
     "check_timeout",
+    "check_tool_call",
     "current_run",
     "events",
     "find_cycle",
@@ -193,6 +205,7 @@ __all__ = [
     "in_event_loop",
     "large_fanout",
     "max_hops_setting",
+    "record_denial",
     "render_input",
     "render_prompt",
     "resolve_router",

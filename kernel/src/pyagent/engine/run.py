@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from pyagent.engine.concurrency import first_error
-from pyagent.errors import ConfigurationError, TaskFailedError
+from pyagent.errors import ConfigurationError, GuardrailError, TaskFailedError
+from pyagent.model import audit
 from pyagent.model import events as ev
 from pyagent.model.agents import FunctionAgent, WorkflowAgent
 from pyagent.model.context import Message, RunContext
 from pyagent.model.events import Event
+from pyagent.model.guardrails import apply_guardrails
 from pyagent.model.results import Attempt, TaskResult, WorkflowResult
 from pyagent.model.tasks import ConditionalTask, Task, TaskStatus
 
@@ -47,6 +49,11 @@ _current_run: contextvars.ContextVar[WorkflowRun | None] = contextvars.ContextVa
 def current_run() -> WorkflowRun | None:
     """The workflow run the calling code is part of (an agent, a handoff inside a task), or None."""
     return _current_run.get()
+
+
+# Policies of the data model (an agent's own guardrails, a denied tool call) report to the run
+# their agent is part of; that layer cannot import this one, so it is told how to find it.
+audit.use_current_run(current_run)
 
 
 def new_run_id() -> str:
@@ -92,6 +99,7 @@ class WorkflowRun:
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []
         self.handoffs: list[dict[str, Any]] = []
+        self.audit_trail: list[dict[str, Any]] = []
 
     # -- events --------------------------------------------------------------------------
 
@@ -128,12 +136,32 @@ class WorkflowRun:
 
     def record_handoff(self, from_agent: Any, to_agent: Any, reason: str | None = None,
                        **data: Any) -> None:
-        """Note a handoff between agents in this run's audit trail and announce it as an event."""
+        """Note a handoff between agents in this run's audit trail and announce it as an event.
+
+        A handoff refused by the agent's ``can_handoff_to`` (``denied=True``, ``denial=`` why) is
+        kept in the same trail and announced as ``capability.denied`` instead of ``handoff``.
+        """
         entry = {"from_agent": getattr(from_agent, "name", from_agent),
                  "to_agent": getattr(to_agent, "name", to_agent), "reason": reason,
                  "timestamp": time.time(), **data}
         self.handoffs.append(entry)
+        if data.get("denied"):
+            self.emit(ev.CAPABILITY_DENIED, self.current_task, capability="handoff",
+                      agent=entry["from_agent"], target=entry["to_agent"], **entry)
+            return
         self.emit(ev.HANDOFF, self.current_task, **entry)
+
+    def audit(self, kind: str, task: str | None = None, **data: Any) -> dict[str, Any]:
+        """Keep ``kind`` (a guardrail block or replacement, a denied tool call, ...) in this run's
+        audit trail, which its history saves, and deliver it to the run's listeners as an event.
+
+        ``data`` should be plain JSON-able values; others are saved as their repr.
+        """
+        entry = {"kind": kind, "task": task, "timestamp": self.runtime.clock.time(), **data}
+        self.audit_trail.append(entry)
+        if self._listeners:
+            self.emit(kind, task, **{k: v for k, v in entry.items() if k not in ("kind", "task")})
+        return entry
 
     def _task_done(self, rec: TaskResult, kind: str) -> None:
         if self._listeners:
@@ -239,8 +267,10 @@ class WorkflowRun:
         try:
             if self._listeners:  # inside the try: whatever a monitor raises, the record still ends
                 self.emit(ev.TASK_STARTED, name, "running", input=input)
-            if task.retry_config is None and task.timeout is None:
-                if self._local and type(agent) is FunctionAgent and not agent.thread:
+            if (task.retry_config is None and task.timeout is None and not task.input_guardrails
+                    and not task.output_guardrails):
+                if (self._local and type(agent) is FunctionAgent and not agent.thread
+                        and agent._guardrails is None):
                     # Hot path: call the function directly; a context only if it takes one.
                     fn = agent._call
                     if agent.wants_context:
@@ -268,7 +298,9 @@ class WorkflowRun:
                 att.error = f"{type(exc).__name__}: {exc}"
                 att.finished_at = time.time()
                 rec.attempts = [att]
-            if task.fallback_agent is not None:
+            if task.fallback_agent is not None and not isinstance(exc, GuardrailError):
+                # A block is final: the fallback would get the same refused input, or be asked
+                # to replace an answer the guardrail refused rather than the agent failing.
                 if ctx is None:
                     ctx = self._context(task, input, previous)
                 return await self._fallback(task, input, ctx, rec, exc)
@@ -338,12 +370,38 @@ class WorkflowRun:
             return await self._invoke(agent, input, ctx)
         raise TimeoutError(f"task '{task.name}' ({agent.name}) timed out after {task.timeout:g}s")
 
+    async def _guarded_call(self, task: Task, agent: Any, input: Any, ctx: RunContext) -> Any:
+        """One call of ``agent`` with the task's guardrails around it (and its timeout inside)."""
+        if not (task.input_guardrails or task.output_guardrails):
+            return await self._call_once(task, agent, input, ctx)
+        name = task.name
+
+        def report(kind: str, data: dict[str, Any]) -> None:
+            self.audit(kind, name, attempt=ctx.attempt, **data)
+
+        if task.input_guardrails:
+            input = await apply_guardrails(task.input_guardrails, input, side="input", report=report,
+                                           agent=agent.name, task=name)
+        output = await self._call_once(task, agent, input, ctx)
+        if task.output_guardrails:
+            output = await apply_guardrails(task.output_guardrails, output, side="output",
+                                            report=report, agent=agent.name, task=name)
+        return output
+
     async def _with_policies(self, task: Task, agent: Any, input: Any, ctx: RunContext,
                              rec: TaskResult) -> Any:
         cfg = task.retry_config
         if cfg is None:
             return await self._attempt(task, agent, input, ctx, rec, 1)
         import tenacity
+
+        retry_on = cfg.retry_on
+
+        def retryable(exc: BaseException) -> bool:
+            # A guardrail's block is retried only when the guardrail says it may be.
+            if isinstance(exc, GuardrailError) and not exc.retry:
+                return False
+            return isinstance(exc, retry_on)
 
         clock = self.runtime.clock
 
@@ -356,7 +414,7 @@ class WorkflowRun:
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(cfg.max_retries + 1),
             wait=cfg.wait_strategy(),
-            retry=tenacity.retry_if_exception_type(cfg.retry_on),
+            retry=tenacity.retry_if_exception(retryable),
             sleep=clock.sleep,
             before_sleep=before_sleep,
             reraise=True,
@@ -373,7 +431,7 @@ class WorkflowRun:
         att = Attempt(number, agent.name, time.time())
         rec.attempts.append(att)
         try:
-            out = await self._call_once(task, agent, input, ctx)
+            out = await self._guarded_call(task, agent, input, ctx)
         except Exception as exc:
             att.error = f"{type(exc).__name__}: {exc}"
             raise
@@ -400,7 +458,7 @@ class WorkflowRun:
         att = Attempt(len(rec.attempts) + 1, fallback.name, time.time())
         rec.attempts.append(att)
         try:
-            output = await self._call_once(task, fallback, input, fctx)
+            output = await self._guarded_call(task, fallback, input, fctx)
         except self._cancelled_exc:
             rec.status = TaskStatus.CANCELLED
             rec.finished_at = att.finished_at = time.time()

@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, overload, runtime_checkable
 
 from pyagent.errors import ConfigurationError
+from pyagent.model.capabilities import handoff_grant
 from pyagent.model.context import RunContext
+from pyagent.model.guardrails import AgentGuardrails, Guardrail, guarded
 
 
 @runtime_checkable
@@ -80,7 +82,29 @@ def _callable_name(fn: Callable[..., Any]) -> str:
     return "agent" if name == "<lambda>" else name
 
 
-class FunctionAgent:
+class _Bounds:
+    """What agents built by ``agent(...)`` share: their own guardrails and their handoff grant."""
+
+    __slots__ = ("_guardrails", "can_handoff_to")
+
+    def _bound(self, input_guardrails: Any, output_guardrails: Any, guardrails: Any,
+               can_handoff_to: Any) -> None:
+        self._guardrails: AgentGuardrails | None = AgentGuardrails.build(
+            input_guardrails, output_guardrails, guardrails)
+        self.can_handoff_to: frozenset[str] | None = handoff_grant(can_handoff_to)
+
+    @property
+    def input_guardrails(self) -> tuple[Guardrail, ...]:
+        """The checks on what the agent is given, in order (set when the agent is built)."""
+        return self._guardrails.inputs if self._guardrails is not None else ()
+
+    @property
+    def output_guardrails(self) -> tuple[Guardrail, ...]:
+        """The checks on what the agent answers, in order (set when the agent is built)."""
+        return self._guardrails.outputs if self._guardrails is not None else ()
+
+
+class FunctionAgent(_Bounds):
     """An agent backed by a Python callable."""
 
     __slots__ = ("_call", "description", "fn", "is_async", "name", "thread", "wants_context")
@@ -92,6 +116,10 @@ class FunctionAgent:
         name: str | None = None,
         description: str | None = None,
         thread: bool = False,
+        input_guardrails: Any = None,
+        output_guardrails: Any = None,
+        guardrails: Any = None,
+        can_handoff_to: Any = None,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(
@@ -109,7 +137,9 @@ class FunctionAgent:
         keyword = _context_keyword(fn) if self.wants_context else None
         # What the engine calls: the function itself, or an adapter passing ctx by keyword.
         self._call: Callable[..., Any] = fn if keyword is None else _by_keyword(fn, keyword)
+        self._bound(input_guardrails, output_guardrails, guardrails, can_handoff_to)
 
+    @guarded
     async def run(self, input: Any, ctx: RunContext) -> Any:
         fn = self._call
         if self.is_async:
@@ -178,7 +208,7 @@ def _slug(text: str, words: int = 4) -> str:
     return "-".join(tokens[:words]) or "agent"
 
 
-class InstructionAgent:
+class InstructionAgent(_Bounds):
     """An agent whose behaviour is text instructions answered by a language model.
 
     The instructions double as its description for routing. The model is resolved when the
@@ -192,6 +222,10 @@ class InstructionAgent:
         name: str | None = None,
         description: str | None = None,
         model: str | Model | None = None,
+        input_guardrails: Any = None,
+        output_guardrails: Any = None,
+        guardrails: Any = None,
+        can_handoff_to: Any = None,
     ) -> None:
         if not instructions.strip():
             raise ConfigurationError("agent(...) instructions are empty: describe what the agent does")
@@ -200,6 +234,7 @@ class InstructionAgent:
         self.description = description if description is not None else instructions
         self.model = model
         self._resolved: Model | None = model if (model is not None and not isinstance(model, str)) else None
+        self._bound(input_guardrails, output_guardrails, guardrails, can_handoff_to)
 
     def resolve_model(self) -> Model:
         if self._resolved is None:
@@ -208,6 +243,7 @@ class InstructionAgent:
             self._resolved = get_runtime().resolve_model(self.model, agent_name=self.name)
         return self._resolved
 
+    @guarded
     async def run(self, input: Any, ctx: RunContext) -> Any:
         model = self.resolve_model()
         messages = [
@@ -230,6 +266,10 @@ def agent(
     name: str | None = ...,
     description: str | None = ...,
     model: str | Model | None = ...,
+    input_guardrails: Any = ...,
+    output_guardrails: Any = ...,
+    guardrails: Any = ...,
+    can_handoff_to: Any = ...,
 ) -> InstructionAgent: ...
 @overload
 def agent(
@@ -238,6 +278,10 @@ def agent(
     name: str | None = ...,
     description: str | None = ...,
     thread: bool = ...,
+    input_guardrails: Any = ...,
+    output_guardrails: Any = ...,
+    guardrails: Any = ...,
+    can_handoff_to: Any = ...,
 ) -> FunctionAgent: ...
 @overload
 def agent(
@@ -246,6 +290,10 @@ def agent(
     name: str | None = ...,
     description: str | None = ...,
     thread: bool = ...,
+    input_guardrails: Any = ...,
+    output_guardrails: Any = ...,
+    guardrails: Any = ...,
+    can_handoff_to: Any = ...,
 ) -> Callable[[Callable[..., Any]], FunctionAgent]: ...
 def agent(
     fn_or_instructions: Any = None,
@@ -254,23 +302,34 @@ def agent(
     description: str | None = None,
     model: str | Model | None = None,
     thread: bool = False,
+    input_guardrails: Any = None,
+    output_guardrails: Any = None,
+    guardrails: Any = None,
+    can_handoff_to: Any = None,
 ) -> Any:
     """Build an agent from a function or from instructions; bare ``@agent(...)`` decorates.
 
     ``thread=True`` runs a blocking sync function in a worker thread, so a task timeout or a
     cancellation ends the task at once (the thread is left to finish in the background).
+
+    Bounds (see docs/guardrails.md): ``input_guardrails=`` check what the agent is given,
+    ``output_guardrails=`` what it answers (``guardrails=`` is short for ``output_guardrails=``),
+    wherever the agent runs; ``can_handoff_to=`` (agents or names) limits whom it may hand off to.
     """
+    bounds = {"input_guardrails": input_guardrails, "output_guardrails": output_guardrails,
+              "guardrails": guardrails, "can_handoff_to": can_handoff_to}
     if fn_or_instructions is None:
 
         def decorate(fn: Callable[..., Any]) -> FunctionAgent:
-            return FunctionAgent(fn, name=name, description=description, thread=thread)
+            return FunctionAgent(fn, name=name, description=description, thread=thread, **bounds)
 
         return decorate
     if isinstance(fn_or_instructions, str):
-        return InstructionAgent(fn_or_instructions, name=name, description=description, model=model)
+        return InstructionAgent(fn_or_instructions, name=name, description=description, model=model,
+                                **bounds)
     if model is not None:
         raise ConfigurationError("model= applies to instruction agents only; a function agent is its own model")
-    return FunctionAgent(fn_or_instructions, name=name, description=description, thread=thread)
+    return FunctionAgent(fn_or_instructions, name=name, description=description, thread=thread, **bounds)
 
 
 class WorkflowAgent:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pyagent.model.agents import Agent, as_agent
+from pyagent.model.guardrails import Guardrail, as_guardrails
 
 
 class TaskStatus(enum.StrEnum):
@@ -114,7 +115,11 @@ def _task_name(value: Any) -> str:
 
 
 class Task(BaseModel):
-    """One agent operation with its policies (retry, timeout, fallback)."""
+    """One agent operation with its policies (retry, timeout, fallback, guardrails).
+
+    ``input_guardrails`` check the task's input before each attempt, ``output_guardrails``
+    the output of each attempt (the fallback agent's too); see :mod:`pyagent.model.guardrails`.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", validate_assignment=False)
 
@@ -128,6 +133,13 @@ class Task(BaseModel):
     fallback_agent: Any = None
     fallback_strategy: Literal["substitute", "supplement"] = "substitute"
     continue_on_error: bool = False
+    input_guardrails: tuple[Guardrail, ...] = ()
+    output_guardrails: tuple[Guardrail, ...] = ()
+
+    @field_validator("input_guardrails", "output_guardrails", mode="before")
+    @classmethod
+    def _guardrails(cls, value: Any, info: Any) -> tuple[Guardrail, ...]:
+        return as_guardrails(value, param=info.field_name)
 
     @field_validator("agent", "fallback_agent", mode="before")
     @classmethod
