@@ -157,6 +157,12 @@ class Task(BaseModel):
             value = [value]
         return [_task_name(v) for v in value]
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Guardrails set after construction are checked and wrapped like those given to it.
+        if name in ("input_guardrails", "output_guardrails"):
+            value = as_guardrails(value, param=name)
+        super().__setattr__(name, value)
+
     def __hash__(self) -> int:
         return id(self)
 
