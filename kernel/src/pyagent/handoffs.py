@@ -239,12 +239,16 @@ class HandoffSession:
             if not isinstance(out, Transfer):
                 return current, out
             self.transfers += 1
+            # A name is checked against the grant before it is looked up: a denial is the answer
+            # whether or not an agent of that name is known here.
+            named = out.target if isinstance(out.target, str) else None
+            if named is not None and (denied := self.deny(current, named, out.reason, "transfer")):
+                raise denied
             try:
                 target = self.resolve(out.target, current)
             except ConfigurationError as exc:
                 raise HandoffFailure(current, exc) from exc
-            denied = self.deny(current, target.name, out.reason, "transfer")
-            if denied is not None:
+            if named is None and (denied := self.deny(current, target.name, out.reason, "transfer")):
                 raise denied
             if self.base + self.transfers > self.max_hops:
                 raise HandoffFailure(current, self._loop_error(current, target))

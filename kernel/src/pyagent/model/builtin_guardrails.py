@@ -71,7 +71,7 @@ def deny_regex(*patterns: str | re.Pattern[str], flags: int = 0, name: str | Non
         for text in _strings(value):
             for rx in compiled:
                 if rx.search(text):
-                    raise GuardrailError(f"matches the denied pattern {rx.pattern!r}")
+                    raise GuardrailError(f"matches the denied pattern '{rx.pattern}'")
         return True
 
     return Guardrail(check, name=name or "deny_regex", retry=retry)
