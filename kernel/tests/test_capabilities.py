@@ -272,3 +272,17 @@ def test_a_denied_tool_call_in_a_workflow_is_audited_and_exported(monitor: Monit
     assert {r["workflow"] for r in only_desk} == {"Desk"} and len(only_desk) == 2
     future = CliRunner().invoke(main, ["history", "--storage", store_url, "--handoffs", "--since", "2999-01-01"])
     assert json.loads(future.output) == []
+
+
+def test_the_errors_survive_a_process_boundary() -> None:
+    import pickle
+
+    from pyagent import GuardrailError
+
+    denied = CapabilityError(agent="clerk", capability="tool", target="rm", granted=["ls"], mode="tool")
+    copy = pickle.loads(pickle.dumps(denied))
+    assert (str(copy), copy.granted, copy.refusal) == (str(denied), ["ls"], denied.refusal)
+    blocked = GuardrailError("too long", guardrail="max_length(5)", side="output", agent="w", task="T",
+                             retry=True)
+    again = pickle.loads(pickle.dumps(blocked))
+    assert (str(again), again.guardrail, again.task, again.retry) == (str(blocked), "max_length(5)", "T", True)

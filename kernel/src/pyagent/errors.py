@@ -6,6 +6,8 @@ traceback to learn which setting was bad.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PyAgentError(Exception):
     """Base class of every pyagent error."""
@@ -115,6 +117,12 @@ class GuardrailError(PyAgentError):
             whose = f" of agent '{agent}'" if agent is not None else ""
         super().__init__(f"{side} guardrail '{guardrail}' blocked the {side}{whose}: {reason}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only fields: rebuilt from them when the error crosses a process boundary.
+        return (_rebuild, (GuardrailError, (self.reason,), {
+            "guardrail": self.guardrail, "side": self.side, "agent": self.agent, "task": self.task,
+            "retry": self.retry}))
+
 
 class CapabilityError(PyAgentError, PermissionError):
     """An agent tried to hand off, or call a tool, outside what it was granted.
@@ -140,6 +148,11 @@ class CapabilityError(PyAgentError, PermissionError):
                        f"can_handoff_to= (allowed: {allowed}); add it there if the handoff is legitimate")
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (CapabilityError, (), {
+            "agent": self.agent, "capability": self.capability, "target": self.target,
+            "granted": self.granted, "mode": self.mode}))
+
     @property
     def refusal(self) -> str:
         """What a model is told when its tool call is refused."""
@@ -147,3 +160,7 @@ class CapabilityError(PyAgentError, PermissionError):
         if self.capability == "tool":
             return f"Refused: you may not call the tool '{self.target}'. Tools you may call: {allowed}."
         return f"Refused: you may not hand off to '{self.target}'. Agents you may hand off to: {allowed}."
+
+
+def _rebuild(cls: type[Exception], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Exception:
+    return cls(*args, **kwargs)
