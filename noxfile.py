@@ -89,7 +89,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the kernel."""
-    session.install("mypy", "./kernel[test,encryption]")
+    session.install("mypy", "types-jsonschema", "./kernel[test,encryption]")
     session.run("mypy", "kernel/src/pyagent")
 
 
