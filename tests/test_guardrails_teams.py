@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 from pyagent import (
@@ -139,9 +140,14 @@ def test_grants_hold_in_routing_and_chains(monitor: Monitor) -> None:
     chained = handoff.chain(agents=[billing, triage], task="go")
     assert chained.status is TaskStatus.FAILED and isinstance(chained.exception, CapabilityError)
     assert len(monitor.of(CAPABILITY_DENIED)) == 2
-    # A chain's own steps are planned by the code that built it: no grant applies to them.
+    # A chain's own steps and a supervisor's delegations are planned by the code that built the
+    # team, which names every member: no grant applies to them.
     bounded = agent(lambda x: "first", name="bounded", can_handoff_to=[])
     assert handoff.chain(agents=[bounded, billing], task="go").ok
+    boss = agent(lambda x, ctx: ["bill it"] if ctx.phase == "plan" else "done", name="boss",
+                 can_handoff_to=[])
+    delegated = anyio.run(AgentPatterns.supervisor(supervisor=boss, workers=[billing]).run, "invoice")
+    assert delegated.ok and delegated.assignments == {"bill it": "billing"}
 
 
 @pytest.mark.anyio
