@@ -98,7 +98,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the kernel; ruff and mypy --strict on the plugins `pyagent plugin new` writes."""
-    session.install("mypy", "ruff", "./kernel[test,encryption]")
+    session.install("mypy", "ruff", "types-jsonschema", "./kernel[test,encryption]")
     session.run("mypy", "kernel/src/pyagent")
     session.run("pytest", "kernel/tests/test_cli_scaffold.py", "-k", "ruff or mypy", "-p", "no:cacheprovider")
 

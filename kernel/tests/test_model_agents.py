@@ -166,9 +166,14 @@ async def test_a_tools_exception_goes_back_to_the_model(mini_runtime: Any) -> No
     assert await a.run("refund 1", RunContext()) == "I could not refund it."
     first_error = model.requests[1].messages[-1]["content"]
     assert first_error == "Error: PermissionError: refunds above 100 EUR need approval"
-    assert "no tool named 'nosuch'" in model.requests[2].messages[-1]["content"]
+    # A tool outside the agent's grant is refused, not run, and the refusal is audited.
+    assert model.requests[2].messages[-1]["content"] == (
+        "Error: refused: Refused: you may not call the tool 'nosuch'. Tools you may call: refund.")
     failed = [e for e in recorder.events if e.kind == ev.TOOL_FAILED]
     assert [e.data["tool"] for e in failed] == ["refund", "nosuch"]
+    assert failed[1].data.get("refused") is True
+    (denied,) = [e for e in recorder.events if e.kind == ev.CAPABILITY_DENIED]
+    assert (denied.data["agent"], denied.data["target"], denied.data["capability"]) == ("billing", "nosuch", "tool")
     assert "approval" in failed[0].data["error"] and failed[0].data["duration"] >= 0
 
 
@@ -436,3 +441,25 @@ async def test_request_timeout_is_the_time_left_of_the_task(mini_runtime: Any) -
     model = ScriptedModel(["ok"])
     await agent("x", model=model).run("go", RunContext())
     assert model.requests[0].timeout is None
+
+
+async def test_a_tool_outside_the_grant_is_denied_and_in_the_runs_history(mini_runtime: Any) -> None:
+    from pyagent import Task, Workflow
+    from pyagent.orchestrator import Orchestrator
+
+    calls: list[str] = []
+
+    def lookup(invoice_id: int) -> str:
+        """Look an invoice up."""
+        calls.append("lookup")
+        return "paid"
+
+    model = ScriptedModel([tool_call("delete_all_invoices"), tool_call("lookup", invoice_id=7), "It is paid."])
+    billing = agent("You handle billing", name="billing", model=model, tools=[lookup])
+    result = await Workflow(name="desk", steps=[Task(name="answer", agent=billing)]).run("invoice 7?")
+    assert result.ok and result.output == "It is paid."
+    assert calls == ["lookup"]  # the denied tool never ran; the granted one did
+    (record,) = Orchestrator().get_history(workflow="desk")
+    denials = [a for a in record.audit if a.kind == ev.CAPABILITY_DENIED]
+    assert len(denials) == 1 and denials[0].data["target"] == "delete_all_invoices"
+    assert denials[0].task == "answer" and denials[0].data["denied"] is True

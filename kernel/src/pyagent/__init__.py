@@ -11,7 +11,7 @@ The kernel is layered, bottom to top; a lower layer never imports a higher one a
 3. ``engine/``: one run of a workflow, task policies, task groups, the circuit breaker
 4. ``durability/``: encoding, the store protocol, state files, checkpoints, history, metrics
 5. api: ``workflow``, ``runner``, ``controller`` (Orchestrator), ``patterns``, ``handoffs``,
-   ``cli``, and the public modules above
+   ``cli``, and the public modules above and :mod:`pyagent.guardrails` (the built-in guardrails)
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 from pyagent import _compat
 from pyagent.controller import Orchestrator
 from pyagent.errors import (
+    CapabilityError,
     CheckpointConflictError,
     CircuitOpenError,
     ConfigurationError,
+    GuardrailError,
     HandoffLoopError,
     ModelError,
     ModelNotConfiguredError,
@@ -74,6 +76,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Agent",
+    "CapabilityError",
     "CheckpointConflictError",
     "CircuitOpenError",
     "ConditionalTask",
@@ -81,6 +84,7 @@ __all__ = [
     "Event",
     "ExecutionPattern",
     "FunctionAgent",
+    "GuardrailError",
     "HandoffLoopError",
     "InstructionAgent",
     "Message",

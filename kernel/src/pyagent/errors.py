@@ -6,6 +6,8 @@ traceback to learn which setting was bad.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PyAgentError(Exception):
     """Base class of every pyagent error."""
@@ -112,3 +114,79 @@ class CheckpointConflictError(PyAgentError, ValueError):
 
 class StateError(PyAgentError, ValueError):
     """A saved state or checkpoint is corrupt, truncated, of another version or workflow."""
+
+
+class GuardrailError(PyAgentError):
+    """A guardrail blocked an agent's input or output.
+
+    ``guardrail`` names the check, ``side`` is ``"input"`` or ``"output"``, ``reason`` says why,
+    ``agent`` and ``task`` say where. A block is final: the task is not retried and its fallback
+    does not run, unless ``retry`` is True (set by ``Guardrail(check, retry=True)``, or by a check
+    that raises ``GuardrailError(reason, retry=True)`` itself), in which case the task's
+    ``retry_config`` retries it like any other error.
+    """
+
+    def __init__(self, reason: str, *, guardrail: str = "", side: str = "", agent: str | None = None,
+                 task: str | None = None, retry: bool = False) -> None:
+        self.reason = reason
+        self.guardrail = guardrail
+        self.side = side
+        self.agent = agent
+        self.task = task
+        self.retry = retry
+        if not guardrail:  # raised by a check itself: the engine fills in the rest
+            super().__init__(reason)
+            return
+        if task is not None:
+            whose = f" of task '{task}'" + (f" (agent '{agent}')" if agent is not None else "")
+        else:
+            whose = f" of agent '{agent}'" if agent is not None else ""
+        super().__init__(f"{side} guardrail '{guardrail}' blocked the {side}{whose}: {reason}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only fields: rebuilt from them when the error crosses a process boundary.
+        return (_rebuild, (GuardrailError, (self.reason,), {
+            "guardrail": self.guardrail, "side": self.side, "agent": self.agent, "task": self.task,
+            "retry": self.retry}))
+
+
+class CapabilityError(PyAgentError, PermissionError):
+    """An agent tried to hand off, or call a tool, outside what it was granted.
+
+    ``capability`` is ``"handoff"`` or ``"tool"``, ``target`` the agent or tool it asked for,
+    ``granted`` the names its ``can_handoff_to=`` or ``tools=`` allow. ``refusal`` is a short
+    text for a model that asked for a tool: the tool-call loop returns it to the model.
+    """
+
+    def __init__(self, *, agent: str, capability: str, target: str, granted: list[str],
+                 mode: str = "") -> None:
+        self.agent = agent
+        self.capability = capability
+        self.target = target
+        self.granted = granted
+        self.mode = mode
+        allowed = ", ".join(granted) or "none"
+        if capability == "tool":
+            message = (f"agent '{agent}' may not call tool '{target}': it is not in the agent's "
+                       f"tools= (allowed: {allowed}); add it to tools=[...] if the agent needs it")
+        else:
+            message = (f"agent '{agent}' may not hand off to '{target}': it is not in the agent's "
+                       f"can_handoff_to= (allowed: {allowed}); add it there if the handoff is legitimate")
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (CapabilityError, (), {
+            "agent": self.agent, "capability": self.capability, "target": self.target,
+            "granted": self.granted, "mode": self.mode}))
+
+    @property
+    def refusal(self) -> str:
+        """What a model is told when its tool call is refused."""
+        allowed = ", ".join(self.granted) or "none"
+        if self.capability == "tool":
+            return f"Refused: you may not call the tool '{self.target}'. Tools you may call: {allowed}."
+        return f"Refused: you may not hand off to '{self.target}'. Agents you may hand off to: {allowed}."
+
+
+def _rebuild(cls: type[Exception], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Exception:
+    return cls(*args, **kwargs)

@@ -12,6 +12,14 @@ whole path of nested calls; planned handoffs (a chain's steps, a route, an expli
 Every handoff, planned or requested, is recorded on the result (from, to, reason, time) and
 announced to monitors as a ``handoff`` event, inside a workflow run in its audit trail.
 
+An agent built with ``can_handoff_to=[...]`` may start handoffs only to those agents: a
+transfer it returns, or a ``handoff()`` call naming it as ``from_agent`` (or made while a
+handoff call runs it), to anyone else is denied with :class:`CapabilityError`. The denial is
+recorded in the same audit trail (``denied=True``, ``denial`` says why) and announced as a
+``capability.denied`` event. Planned handoffs (a chain's steps, a route, a supervisor's
+delegation) are decided by the code that built the team, which names every member, so grants
+do not bound them.
+
 Routing (``handoff.team([...]).route(query)``) and chains (``handoff.chain(...)``) are patterns
 built on :class:`HandoffSession`; the pyagent-handoffs plugin provides them, and
 ``handoff.team``/``handoff.chain`` resolve it through the pattern registry. The router helpers
@@ -31,10 +39,11 @@ from pydantic import BaseModel, Field
 
 from pyagent._sync import run_or_await
 from pyagent.engine.teams import TeamResult
-from pyagent.errors import ConfigurationError, HandoffLoopError
+from pyagent.errors import CapabilityError, ConfigurationError, HandoffLoopError
 from pyagent.model.agents import Agent, as_agent
+from pyagent.model.capabilities import check_handoff
 from pyagent.model.context import Message, RunContext
-from pyagent.model.events import HANDOFF, Event
+from pyagent.model.events import CAPABILITY_DENIED, HANDOFF, Event
 from pyagent.model.tasks import TaskStatus
 from pyagent.plugins import get_runtime, not_installed
 
@@ -58,6 +67,8 @@ class HandoffRecord(BaseModel):
     timestamp: float
     hop: int
     mode: str = "handoff"  # handoff | route | chain | transfer
+    denied: bool = False
+    denial: str | None = None  # why it was denied (the CapabilityError's message)
 
 
 class HandoffResult(TeamResult):
@@ -75,7 +86,7 @@ class HandoffResult(TeamResult):
     @property
     def transfers(self) -> int:
         """How many handoffs the agents requested themselves (the hops ``max_hops`` bounds)."""
-        return sum(1 for r in self.handoffs if r.mode == "transfer")
+        return sum(1 for r in self.handoffs if r.mode == "transfer" and not r.denied)
 
 
 R = TypeVar("R", bound=HandoffResult)
@@ -90,6 +101,7 @@ class Transfer:
     """An agent's request to pass control on; build one with ``handoff.to(agent, reason=...)``."""
 
     __slots__ = ("input", "reason", "target")
+    __pyagent_control__ = True  # steers the handoff call; output guardrails leave it alone
 
     def __init__(self, target: Any, *, reason: str = "", input: Any = _MISSING) -> None:
         if target is None:
@@ -154,13 +166,26 @@ class HandoffSession:
             self.path = [*parent.path, caller]
             self.max_hops = min(max_hops, parent.max_hops)
 
-    def record(self, from_agent: str, to_agent: str, reason: str, mode: str) -> HandoffRecord:
+    def record(self, from_agent: str, to_agent: str, reason: str, mode: str,
+               denial: CapabilityError | None = None) -> HandoffRecord:
+        """Add a handoff to the audit trail and announce it; with ``denial``, as a denied one."""
         rec = HandoffRecord(from_agent=from_agent, to_agent=to_agent, reason=reason,
-                            timestamp=self.runtime.clock.time(), hop=len(self.records) + 1, mode=mode)
+                            timestamp=self.runtime.clock.time(), hop=len(self.records) + 1, mode=mode,
+                            denied=denial is not None, denial=None if denial is None else str(denial))
         self.records.append(rec)
+        extra: dict[str, Any] = {} if denial is None else {"denied": True, "denial": rec.denial}
         announce_handoff(from_agent, to_agent, reason, mode=mode, source=self.name, run_id=self.run_id,
-                         timestamp=rec.timestamp, hop=rec.hop)
+                         timestamp=rec.timestamp, hop=rec.hop, **extra)
         return rec
+
+    def deny(self, agent: Agent, target: str, reason: str, mode: str) -> HandoffFailure | None:
+        """Check ``agent``'s grant for a handoff to ``target``; a denial is recorded and returned."""
+        try:
+            check_handoff(agent, target, mode=mode)
+        except CapabilityError as exc:
+            self.record(agent.name, target, reason, mode, denial=exc)
+            return HandoffFailure(agent, exc)
+        return None
 
     def resolve(self, target: Any, source: Agent) -> Agent:
         if isinstance(target, str):
@@ -214,10 +239,17 @@ class HandoffSession:
             if not isinstance(out, Transfer):
                 return current, out
             self.transfers += 1
+            # A name is checked against the grant before it is looked up: a denial is the answer
+            # whether or not an agent of that name is known here.
+            named = out.target if isinstance(out.target, str) else None
+            if named is not None and (denied := self.deny(current, named, out.reason, "transfer")):
+                raise denied
             try:
                 target = self.resolve(out.target, current)
             except ConfigurationError as exc:
                 raise HandoffFailure(current, exc) from exc
+            if named is None and (denied := self.deny(current, target.name, out.reason, "transfer")):
+                raise denied
             if self.base + self.transfers > self.max_hops:
                 raise HandoffFailure(current, self._loop_error(current, target))
             via = self.record(current.name, target.name, out.reason, "transfer")
@@ -242,7 +274,7 @@ class HandoffSession:
         result.status = TaskStatus.FAILED
         result.exception = failure.error
         cause = failure.error
-        if isinstance(cause, HandoffLoopError):
+        if isinstance(cause, (HandoffLoopError, CapabilityError)):
             result.error = str(cause)
         else:
             result.error = f"agent '{failure.agent.name}' failed: {type(cause).__name__}: {cause}"
@@ -253,6 +285,15 @@ _RUNNING: ContextVar[tuple[HandoffSession, str] | None] = ContextVar("pyagent_ha
 """The handoff call and the agent it is running, so a handoff that agent starts is nested in it."""
 
 
+def running_agent() -> Agent | None:
+    """The agent a handoff call is running right now (the caller of a nested handoff), if any."""
+    enclosing = _RUNNING.get()
+    if enclosing is None:
+        return None
+    session, name = enclosing
+    return session.known.get(name)
+
+
 class HandoffFailure(Exception):
     """Raised by :meth:`HandoffSession.run` when an agent fails: which agent, and its error."""
 
@@ -260,6 +301,15 @@ class HandoffFailure(Exception):
         super().__init__(str(error))
         self.agent = agent
         self.error = error
+
+
+def _bounded_callers(origin: Agent | None) -> list[Agent]:
+    """Whose grants bound an explicit handoff: ``from_agent``, and the agent whose run makes the call."""
+    out = [] if origin is None else [origin]
+    caller = running_agent()
+    if caller is not None and caller is not origin:
+        out.append(caller)
+    return out
 
 
 def announce_handoff(from_agent: str, to_agent: str, reason: str, *, mode: str, source: str,
@@ -277,11 +327,15 @@ def announce_handoff(from_agent: str, to_agent: str, reason: str, *, mode: str, 
         run.record_handoff(from_agent, to_agent, reason, mode=mode, source=source, **data)
         return
     when = get_runtime().clock.time() if timestamp is None else timestamp
-    get_runtime().broadcast(Event(
-        HANDOFF, workflow=source, run_id=run_id, task=to_agent, timestamp=when,
-        data={"from_agent": from_agent, "to_agent": to_agent, "reason": reason, "timestamp": when,
-              "mode": mode, **data},
-    ))
+    payload = {"from_agent": from_agent, "to_agent": to_agent, "reason": reason, "timestamp": when,
+               "mode": mode, **data}
+    if data.get("denied"):  # a handoff refused by the agent's can_handoff_to (see record_handoff)
+        get_runtime().broadcast(Event(
+            CAPABILITY_DENIED, workflow=source, run_id=run_id, task=to_agent, timestamp=when,
+            data={"capability": "handoff", "agent": from_agent, "target": to_agent, **payload}))
+        return
+    get_runtime().broadcast(Event(HANDOFF, workflow=source, run_id=run_id, task=to_agent,
+                                  timestamp=when, data=payload))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,6 +431,10 @@ class Handoff:
             session = HandoffSession(name="handoff", max_hops=hops, known=known)
             result = HandoffResult()
             previous = None
+            for bounded in _bounded_callers(origin):
+                denied = session.deny(bounded, target.name, why, "handoff")
+                if denied is not None:
+                    return session.finish(result, None, None, denied)
             if from_output is not _MISSING:
                 previous = from_output
                 session.transcript.append(Message(source, from_output, role="handoff"))

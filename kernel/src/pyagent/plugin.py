@@ -29,8 +29,13 @@ What is here, by kind of plugin:
   :func:`render_input`, :func:`current_run`, :func:`run_or_await` (the one-call helpers that
   return a result from sync code and an awaitable inside a loop)
 - handoffs: :class:`HandoffSession` (runs agents, follows their transfers within the hop
-  limit, keeps the audit trail), :class:`HandoffResult`, :class:`HandoffRecord`,
-  :class:`HandoffFailure`, :class:`Transfer`, :func:`max_hops_setting`, :func:`announce_handoff`
+  limit and the agents' ``can_handoff_to`` grants, keeps the audit trail), :class:`HandoffResult`,
+  :class:`HandoffRecord`, :class:`HandoffFailure`, :class:`Transfer`, :func:`max_hops_setting`,
+  :func:`announce_handoff`
+- model plugins (a tool-call loop): :func:`check_tool_call` before running a tool the model
+  asked for (raises :class:`CapabilityError` unless the tool is in the agent's ``tools=``), then
+  :func:`record_denial` to audit the refusal and ``error.refusal`` as the text the model is
+  given back; :class:`GuardrailError` is what an agent's guardrails raise from its ``run()``
 - routers: :func:`score_agents`, :func:`resolve_router`
 - models: :class:`Model` and what it exchanges with an agent (:class:`ModelRequest`,
   :class:`ModelResponse`, :class:`ToolCall`, :class:`ToolSpec`, :class:`OutputSpec`,
@@ -47,10 +52,12 @@ from typing import TYPE_CHECKING, Any
 
 # Light names, imported at once: every plugin module imports this module at discovery.
 from pyagent.errors import (
+    CapabilityError,
     CheckpointConflictError,
     CircuitOpenError,
     ConfigurationError,
     DriverLoadFailure,
+    GuardrailError,
     HandoffLoopError,
     ModelError,
     ModelNotConfiguredError,
@@ -99,6 +106,7 @@ if TYPE_CHECKING:
         render_input,
         render_prompt,
     )
+    from pyagent.model.capabilities import check_tool_call, record_denial
     from pyagent.model.context import Message, RunContext, current_run
     from pyagent.model.language import (
         Model,
@@ -132,6 +140,7 @@ _LAZY: dict[str, str] = {
                     "pyagent.model.language"),
     **dict.fromkeys(["Tool", "tool"], "pyagent.model.tools"),
     **dict.fromkeys(["Message", "RunContext", "current_run"], "pyagent.model.context"),
+    **dict.fromkeys(["check_tool_call", "record_denial"], "pyagent.model.capabilities"),
     **dict.fromkeys(["Attempt", "TaskResult", "WorkflowResult"], "pyagent.model.results"),
     "short_repr": "pyagent.model.text",
     **dict.fromkeys(["ConditionalTask", "RetryConfig", "Step", "Task", "TaskStatus"],
@@ -156,6 +165,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "Agent",
     "Attempt",
+    "CapabilityError",
     "Checkpoint",
     "CheckpointConflictError",
     "CircuitOpenError",
@@ -164,6 +174,7 @@ __all__ = [
     "DriverLoadFailure",
     "Event",
     "FunctionAgent",
+    "GuardrailError",
     "HandoffFailure",
     "HandoffLoopError",
     "HandoffRecord",
@@ -211,6 +222,7 @@ __all__ = [
     "cancels_unstarted_children",
     "check_models",
     "check_timeout",
+    "check_tool_call",
     "current_run",
     "events",
     "find_cycle",
@@ -221,6 +233,7 @@ __all__ = [
     "in_event_loop",
     "large_fanout",
     "max_hops_setting",
+    "record_denial",
     "render_input",
     "render_prompt",
     "resolve_router",

@@ -22,12 +22,14 @@ from pyagent.cli.progress import progress
 @click.option("--since", default=None, help="Only runs started at or after this ISO date/datetime.")
 @click.option("--limit", default=50, show_default=True, help="At most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--handoffs", is_flag=True,
+              help="Export the runs' handoffs and denied handoffs/tool calls as JSON, one object each, oldest first.")
 def history(storage: str, workflow_name: str | None, status: str | None, since: str | None,
-            limit: int, as_json: bool) -> None:
-    """List past workflow runs recorded in a store, newest first."""
+            limit: int, as_json: bool, handoffs: bool) -> None:
+    """List past workflow runs recorded in a store, newest first (--handoffs: their handoffs)."""
     import anyio
 
-    from pyagent.durability.history import parse_since, parse_status, query_store
+    from pyagent.durability.history import handoff_rows, parse_since, parse_status, query_store
     from pyagent.errors import PyAgentError
 
     try:
@@ -39,6 +41,9 @@ def history(storage: str, workflow_name: str | None, status: str | None, since: 
         records = anyio.run(go)
     except PyAgentError as exc:
         raise ConfigError(one_line(exc)) from exc
+    if handoffs:  # a compliance export: JSON whatever --json says
+        click.echo(json.dumps(handoff_rows(records), indent=2))
+        return
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return

@@ -114,7 +114,7 @@ class RunRecorder:
                 await self._flush_final(result)
                 if result is not None:
                     summary = summary_of_result(result, self.run.workflow.task_count,
-                                                self.run.handoffs)
+                                                self.run.handoffs, self.run.audit_trail)
                 else:
                     summary = summary_of_run(self.run)
                 await self._save_header(summary)

@@ -1,4 +1,5 @@
-"""The audit trail: one record per workflow execution, with its task attempts and handoffs.
+"""The audit trail: one record per workflow execution, with its task attempts, handoffs and
+what its policies did (guardrail blocks and replacements, denied tool calls: ``audit``).
 
 Every finished run is kept in process memory (the last ``PYAGENT_HISTORY_LIMIT`` runs,
 default 1000, per runtime). When a store is configured (``Orchestrator(store=URL)`` or a
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from pyagent.durability import codec
 from pyagent.errors import ConfigurationError, StateError
+from pyagent.model.events import CAPABILITY_DENIED
 from pyagent.model.tasks import TaskStatus
 
 if TYPE_CHECKING:
@@ -108,6 +110,16 @@ class HandoffRecord(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class AuditRecord(BaseModel):
+    """Something a policy did during an execution: ``kind`` is its event kind (``guardrail.blocked``,
+    ``guardrail.replaced``, ``capability.denied``, ...), ``task`` where, ``data`` the details."""
+
+    kind: str
+    task: str | None = None
+    timestamp: float | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
 class ExecutionRecord(BaseModel):
     """One execution of a workflow as the audit trail shows it.
 
@@ -130,6 +142,7 @@ class ExecutionRecord(BaseModel):
     tasks: list[TaskRecord] = Field(default_factory=list)
     handoffs: list[HandoffRecord] = Field(default_factory=list)
     usage: UsageRecord | None = None
+    audit: list[AuditRecord] = Field(default_factory=list)
 
     @classmethod
     def from_payload(cls, blob: bytes, what: str) -> ExecutionRecord:
@@ -199,10 +212,22 @@ def _handoffs(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "to_agent": _agent_name(data.pop("to_agent", data.pop("to", None))),
             "reason": _text(data.pop("reason", None)),
             "timestamp": data.pop("timestamp", None),
-            "data": {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
-                     for k, v in data.items()},
+            "data": _plain(data),
         })
     return out
+
+
+def _audit(raw: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    out = []
+    for entry in raw:
+        data = dict(entry)
+        out.append({"kind": str(data.pop("kind", "")), "task": _text(data.pop("task", None)),
+                    "timestamp": data.pop("timestamp", None), "data": _plain(data)})
+    return out
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for k, v in data.items()}
 
 
 def _agent_name(value: Any) -> str | None:
@@ -216,7 +241,8 @@ def _text(value: Any) -> str | None:
 
 
 def summary_of_result(result: WorkflowResult, tasks_total: int,
-                      handoffs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                      handoffs: list[dict[str, Any]] | None = None,
+                      audit: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The audit record of a finished run, as plain JSON-able data."""
     recs = list(result.tasks.values())
     return {
@@ -226,6 +252,7 @@ def summary_of_result(result: WorkflowResult, tasks_total: int,
         "finished_at": result.finished_at, "resumed": any(r.reused for r in recs),
         "tasks": [_task_dict(r) for r in recs], "handoffs": _handoffs(handoffs or []),
         "usage": None if result.usage is None else result.usage.to_dict(),
+        "audit": _audit(audit or []),
     }
 
 
@@ -241,6 +268,7 @@ def summary_of_run(run: WorkflowRun) -> dict[str, Any]:
         "started_at": run.started_at, "finished_at": None, "resumed": any(r.reused for r in recs),
         "tasks": [_task_dict(r) for r in recs], "handoffs": _handoffs(run.handoffs),
         "usage": None if run.usage is None else run.usage.to_dict(),
+        "audit": _audit(list(run.audit_trail)),
     }
 
 
@@ -257,9 +285,43 @@ def record(summary: dict[str, Any]) -> ExecutionRecord:
 
 
 def record_of_result(result: WorkflowResult, tasks_total: int,
-                     handoffs: list[dict[str, Any]] | None = None) -> ExecutionRecord:
+                     handoffs: list[dict[str, Any]] | None = None,
+                     audit: list[dict[str, Any]] | None = None) -> ExecutionRecord:
     """The audit record of a finished run."""
-    return record(summary_of_result(result, tasks_total, handoffs))
+    return record(summary_of_result(result, tasks_total, handoffs, audit))
+
+
+def handoff_rows(records: list[ExecutionRecord]) -> list[dict[str, Any]]:
+    """Every handoff and every denial of ``records``, one flat JSON-able row each, oldest first.
+
+    A row has ``run_id``, ``workflow``, ``from``, ``to``, ``reason`` (why the handoff was made),
+    ``time`` (ISO 8601) and ``timestamp``, ``mode`` (handoff, transfer, route, chain, delegate,
+    or ``tool`` for a refused tool call), ``denied`` and ``denial`` (why it was refused), and
+    ``source`` (the call or team that made it): the compliance export of ``pyagent history
+    --handoffs``.
+    """
+    rows = []
+    for rec in records:
+        for h in rec.handoffs:
+            data = h.data
+            rows.append(_row(rec, h.from_agent, h.to_agent, h.reason, h.timestamp, data.get("mode"),
+                             bool(data.get("denied", False)), data.get("denial"), data.get("source")))
+        for entry in rec.audit:
+            if entry.kind != CAPABILITY_DENIED:
+                continue
+            data = entry.data
+            rows.append(_row(rec, data.get("agent"), data.get("target"), data.get("reason"),
+                             entry.timestamp, data.get("mode") or data.get("capability"), True,
+                             data.get("denial"), data.get("source", entry.task)))
+    rows.sort(key=lambda r: r["timestamp"] if r["timestamp"] is not None else 0.0)
+    return rows
+
+
+def _row(rec: ExecutionRecord, source: Any, target: Any, reason: Any, when: float | None, mode: Any,
+         denied: bool, denial: Any, origin: Any) -> dict[str, Any]:
+    return {"run_id": rec.run_id, "workflow": rec.workflow, "from": source, "to": target,
+            "reason": reason, "time": None if when is None else _local(when).isoformat(),
+            "timestamp": when, "mode": mode, "denied": denied, "denial": denial, "source": origin}
 
 
 # -- the in-memory log ----------------------------------------------------------------------------
@@ -271,17 +333,19 @@ class HistoryLog:
     def __init__(self, limit: int | None = None) -> None:
         if limit is None:
             limit = int(os.environ.get("PYAGENT_HISTORY_LIMIT", "1000") or 1000)
-        self._entries: deque[tuple[WorkflowResult, int, list[dict[str, Any]]]] = deque(maxlen=max(limit, 1))
+        self._entries: deque[tuple[WorkflowResult, int, list[dict[str, Any]], list[dict[str, Any]]]] = \
+            deque(maxlen=max(limit, 1))
         self._lock = threading.Lock()
 
-    def add(self, result: WorkflowResult, tasks_total: int, handoffs: list[dict[str, Any]]) -> None:
+    def add(self, result: WorkflowResult, tasks_total: int, handoffs: list[dict[str, Any]],
+            audit: list[dict[str, Any]] | None = None) -> None:
         with self._lock:
-            self._entries.append((result, tasks_total, handoffs))
+            self._entries.append((result, tasks_total, handoffs, audit or []))
 
     def records(self) -> list[ExecutionRecord]:
         with self._lock:
             entries = list(self._entries)
-        return [record_of_result(r, total, h) for r, total, h in entries]
+        return [record_of_result(r, total, h, a) for r, total, h, a in entries]
 
     def clear(self) -> None:
         with self._lock:

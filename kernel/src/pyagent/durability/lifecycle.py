@@ -34,7 +34,7 @@ def _announce(run: WorkflowRun, changes: list[Transition]) -> None:
 
 
 def _remember(run: WorkflowRun, result: WorkflowResult) -> None:
-    history_log(run.runtime).add(result, run.workflow.task_count, run.handoffs)
+    history_log(run.runtime).add(result, run.workflow.task_count, run.handoffs, run.audit_trail)
 
 
 async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = None,

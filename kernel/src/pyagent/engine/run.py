@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from pyagent.engine.concurrency import first_error
-from pyagent.errors import ConfigurationError, TaskFailedError
+from pyagent.errors import ConfigurationError, GuardrailError, TaskFailedError
 from pyagent.model import events as ev
 from pyagent.model.agents import FunctionAgent, InstructionAgent, WorkflowAgent
 from pyagent.model.context import (
@@ -29,6 +29,7 @@ from pyagent.model.context import (
     _current_task,
 )
 from pyagent.model.events import Event
+from pyagent.model.guardrails import apply_guardrails
 from pyagent.model.language import Usage
 from pyagent.model.results import Attempt, TaskResult, WorkflowResult
 from pyagent.model.tasks import ConditionalTask, Task, TaskStatus
@@ -91,6 +92,7 @@ class WorkflowRun:
         self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []
         self.handoffs: list[dict[str, Any]] = []
         self.usage: Usage | None = None  # tokens of every model call in the run
+        self.audit_trail: list[dict[str, Any]] = []
 
     # -- events --------------------------------------------------------------------------
 
@@ -127,11 +129,19 @@ class WorkflowRun:
 
     def record_handoff(self, from_agent: Any, to_agent: Any, reason: str | None = None,
                        **data: Any) -> None:
-        """Note a handoff between agents in this run's audit trail and announce it as an event."""
+        """Note a handoff between agents in this run's audit trail and announce it as an event.
+
+        A handoff refused by the agent's ``can_handoff_to`` (``denied=True``, ``denial=`` why) is
+        kept in the same trail and announced as ``capability.denied`` instead of ``handoff``.
+        """
         entry = {"from_agent": getattr(from_agent, "name", from_agent),
                  "to_agent": getattr(to_agent, "name", to_agent), "reason": reason,
                  "timestamp": time.time(), **data}
         self.handoffs.append(entry)
+        if data.get("denied"):
+            self.emit(ev.CAPABILITY_DENIED, self.current_task, capability="handoff",
+                      agent=entry["from_agent"], target=entry["to_agent"], **entry)
+            return
         self.emit(ev.HANDOFF, self.current_task, **entry)
 
     def record_usage(self, task: str | None, usage: Usage) -> None:
@@ -157,6 +167,18 @@ class WorkflowRun:
         if rec.tool_calls is None:
             rec.tool_calls = []
         rec.tool_calls.append(entry)
+
+    def audit(self, kind: str, task: str | None = None, **data: Any) -> dict[str, Any]:
+        """Keep ``kind`` (a guardrail block or replacement, a denied tool call, ...) in this run's
+        audit trail, which its history saves, and deliver it to the run's listeners as an event.
+
+        ``data`` should be plain JSON-able values; others are saved as their repr.
+        """
+        entry = {"kind": kind, "task": task, "timestamp": self.runtime.clock.time(), **data}
+        self.audit_trail.append(entry)
+        if self._listeners:
+            self.emit(kind, task, **{k: v for k, v in entry.items() if k not in ("kind", "task")})
+        return entry
 
     def _task_done(self, rec: TaskResult, kind: str) -> None:
         if self._listeners:
@@ -247,7 +269,7 @@ class WorkflowRun:
                           state=self.state, transcript=self.transcript, run_id=self.run_id, run=self, **fields)
 
     async def run_task(self, task: Task, input: Any, *, previous: Any = None) -> TaskResult:
-        """Run one task with its timeout, retries and fallback; record and announce every transition."""
+        """Run one task with its timeout, retries, fallback and guardrails; record and announce every transition."""
         # The task's name is visible to what its agent calls (a model agent inside a team
         # pattern reports its usage to this task), through a context variable.
         token = _current_task.set(task.name)
@@ -257,12 +279,16 @@ class WorkflowRun:
             _current_task.reset(token)
 
     async def _run_task(self, task: Task, input: Any, previous: Any) -> TaskResult:
-        name = task.name
+        # Fields are read from the instance dict, where pydantic keeps them: an attribute read
+        # on a model costs ~25 ns (its __getattr__ hook defeats attribute caching) and these
+        # six run on every task.
+        fields = task.__dict__
+        name = fields["name"]
         if self._resumed:
             done = self._resumed.get(name)
             if done is not None and done.status is _COMPLETED:
                 return self._reuse(done)
-        agent = task.agent
+        agent = fields["agent"]
         rec = TaskResult(name, _RUNNING, agent.name)
         rec.started_at = time.time()
         self.records[name] = rec
@@ -271,8 +297,10 @@ class WorkflowRun:
         try:
             if self._listeners:  # inside the try: whatever a monitor raises, the record still ends
                 self.emit(ev.TASK_STARTED, name, "running", input=input)
-            if task.retry_config is None and task.timeout is None:
-                if self._local and type(agent) is FunctionAgent and not agent.thread:
+            if (fields["retry_config"] is None and fields["timeout"] is None
+                    and not fields["input_guardrails"] and not fields["output_guardrails"]):
+                if (self._local and type(agent) is FunctionAgent and not agent.thread
+                        and agent._guardrails is None):
                     # Hot path: call the function directly; a context only if it takes one.
                     fn = agent._call
                     if agent.wants_context:
@@ -300,7 +328,9 @@ class WorkflowRun:
                 att.error = f"{type(exc).__name__}: {exc}"
                 att.finished_at = time.time()
                 rec.attempts = [att]
-            if task.fallback_agent is not None:
+            if task.fallback_agent is not None and not isinstance(exc, GuardrailError):
+                # A block is final: the fallback would get the same refused input, or be asked
+                # to replace an answer the guardrail refused rather than the agent failing.
                 if ctx is None:
                     ctx = self._context(task, input, previous)
                 return await self._fallback(task, input, ctx, rec, exc)
@@ -370,12 +400,41 @@ class WorkflowRun:
             return await self._invoke(agent, input, ctx)
         raise TimeoutError(f"task '{task.name}' ({agent.name}) timed out after {task.timeout:g}s")
 
+    async def _guarded_call(self, task: Task, agent: Any, input: Any, ctx: RunContext) -> Any:
+        """One call of ``agent`` with the task's guardrails around it (and its timeout inside)."""
+        if not (task.input_guardrails or task.output_guardrails):
+            return await self._call_once(task, agent, input, ctx)
+        name = task.name
+
+        def report(kind: str, data: dict[str, Any]) -> None:
+            self.audit(kind, name, attempt=ctx.attempt, **data)
+
+        if task.input_guardrails:
+            input = await apply_guardrails(task.input_guardrails, input, side="input", report=report,
+                                           agent=agent.name, task=name)
+        output = await self._call_once(task, agent, input, ctx)
+        if task.output_guardrails:
+            output = await apply_guardrails(task.output_guardrails, output, side="output",
+                                            report=report, agent=agent.name, task=name)
+        return output
+
     async def _with_policies(self, task: Task, agent: Any, input: Any, ctx: RunContext,
                              rec: TaskResult) -> Any:
         cfg = task.retry_config
         if cfg is None:
             return await self._attempt(task, agent, input, ctx, rec, 1)
         import tenacity
+
+        retry_on = cfg.retry_on
+
+        def retryable(exc: BaseException) -> bool:
+            # A guardrail's block is retried only when the guardrail says it may be.
+            if isinstance(exc, GuardrailError) and not exc.retry:
+                return False
+            # An error that says trying again cannot help (a model's bad key) fails at once.
+            if getattr(exc, "retryable", True) is False:
+                return False
+            return isinstance(exc, retry_on)
 
         clock = self.runtime.clock
 
@@ -388,9 +447,7 @@ class WorkflowRun:
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(cfg.max_retries + 1),
             wait=cfg.wait_strategy(),
-            # An error that says trying again cannot help (a model's bad key) fails at once.
-            retry=tenacity.retry_if_exception_type(cfg.retry_on)
-            & tenacity.retry_if_exception(lambda e: getattr(e, "retryable", True) is not False),
+            retry=tenacity.retry_if_exception(retryable),
             sleep=clock.sleep,
             before_sleep=before_sleep,
             reraise=True,
@@ -407,7 +464,7 @@ class WorkflowRun:
         att = Attempt(number, agent.name, time.time())
         rec.attempts.append(att)
         try:
-            out = await self._call_once(task, agent, input, ctx)
+            out = await self._guarded_call(task, agent, input, ctx)
         except Exception as exc:
             att.error = f"{type(exc).__name__}: {exc}"
             raise
@@ -434,7 +491,7 @@ class WorkflowRun:
         att = Attempt(len(rec.attempts) + 1, fallback.name, time.time())
         rec.attempts.append(att)
         try:
-            output = await self._call_once(task, fallback, input, fctx)
+            output = await self._guarded_call(task, fallback, input, fctx)
         except self._cancelled_exc:
             rec.status = TaskStatus.CANCELLED
             rec.finished_at = att.finished_at = time.time()

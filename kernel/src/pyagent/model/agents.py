@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, overload, runtime_checkable
 
 from pyagent.errors import ConfigurationError
+from pyagent.model.capabilities import handoff_grant
 from pyagent.model.context import RunContext
+from pyagent.model.guardrails import AgentGuardrails, Guardrail, guarded
 from pyagent.model.language import Model
 
 _UNSET: Any = object()
@@ -74,7 +76,29 @@ def _callable_name(fn: Callable[..., Any]) -> str:
     return "agent" if name == "<lambda>" else name
 
 
-class FunctionAgent:
+class _Bounds:
+    """What agents built by ``agent(...)`` share: their own guardrails and their handoff grant."""
+
+    __slots__ = ("_guardrails", "can_handoff_to")
+
+    def _bound(self, input_guardrails: Any, output_guardrails: Any, guardrails: Any,
+               can_handoff_to: Any) -> None:
+        self._guardrails: AgentGuardrails | None = AgentGuardrails.build(
+            input_guardrails, output_guardrails, guardrails)
+        self.can_handoff_to: frozenset[str] | None = handoff_grant(can_handoff_to)
+
+    @property
+    def input_guardrails(self) -> tuple[Guardrail, ...]:
+        """The checks on what the agent is given, in order (set when the agent is built)."""
+        return self._guardrails.inputs if self._guardrails is not None else ()
+
+    @property
+    def output_guardrails(self) -> tuple[Guardrail, ...]:
+        """The checks on what the agent answers, in order (set when the agent is built)."""
+        return self._guardrails.outputs if self._guardrails is not None else ()
+
+
+class FunctionAgent(_Bounds):
     """An agent backed by a Python callable."""
 
     __slots__ = ("_call", "description", "fn", "is_async", "name", "thread", "wants_context")
@@ -86,6 +110,10 @@ class FunctionAgent:
         name: str | None = None,
         description: str | None = None,
         thread: bool = False,
+        input_guardrails: Any = None,
+        output_guardrails: Any = None,
+        guardrails: Any = None,
+        can_handoff_to: Any = None,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(
@@ -103,7 +131,9 @@ class FunctionAgent:
         keyword = _context_keyword(fn) if self.wants_context else None
         # What the engine calls: the function itself, or an adapter passing ctx by keyword.
         self._call: Callable[..., Any] = fn if keyword is None else _by_keyword(fn, keyword)
+        self._bound(input_guardrails, output_guardrails, guardrails, can_handoff_to)
 
+    @guarded
     async def run(self, input: Any, ctx: RunContext) -> Any:
         fn = self._call
         if self.is_async:
@@ -172,7 +202,7 @@ def _slug(text: str, words: int = 4) -> str:
     return "-".join(tokens[:words]) or "agent"
 
 
-class InstructionAgent:
+class InstructionAgent(_Bounds):
     """An agent whose behaviour is text instructions answered by a language model.
 
     The instructions double as its description for routing. The model is resolved when the
@@ -196,6 +226,10 @@ class InstructionAgent:
         stream: bool = False,
         max_tool_calls: int | None = None,
         tool_guards: Any = None,
+        input_guardrails: Any = None,
+        output_guardrails: Any = None,
+        guardrails: Any = None,
+        can_handoff_to: Any = None,
     ) -> None:
         if not instructions.strip():
             raise ConfigurationError("agent(...) instructions are empty: describe what the agent does")
@@ -219,6 +253,7 @@ class InstructionAgent:
             raise ConfigurationError(f"max_tool_calls must be a whole number >= 0, got {max_tool_calls!r}")
         self.max_tool_calls = limit
         self.tool_guards: list[Any] = list(tool_guards or [])
+        self._bound(input_guardrails, output_guardrails, guardrails, can_handoff_to)
 
     def resolve_model(self) -> Model:
         """The model object this agent calls; raises, naming the fix, when none is configured."""
@@ -235,6 +270,7 @@ class InstructionAgent:
             {"role": "user", "content": render_prompt(input, ctx)},
         ]
 
+    @guarded
     async def run(self, input: Any, ctx: RunContext, *, output_type: Any = _UNSET,
                   lenient: bool = False) -> Any:
         """The model's answer: text, or an ``output_type`` object.
@@ -268,6 +304,10 @@ def agent(
     output_type: Any = ...,
     stream: bool = ...,
     max_tool_calls: int | None = ...,
+    input_guardrails: Any = ...,
+    output_guardrails: Any = ...,
+    guardrails: Any = ...,
+    can_handoff_to: Any = ...,
 ) -> InstructionAgent: ...
 @overload
 def agent(
@@ -276,6 +316,10 @@ def agent(
     name: str | None = ...,
     description: str | None = ...,
     thread: bool = ...,
+    input_guardrails: Any = ...,
+    output_guardrails: Any = ...,
+    guardrails: Any = ...,
+    can_handoff_to: Any = ...,
 ) -> FunctionAgent: ...
 @overload
 def agent(
@@ -284,6 +328,10 @@ def agent(
     name: str | None = ...,
     description: str | None = ...,
     thread: bool = ...,
+    input_guardrails: Any = ...,
+    output_guardrails: Any = ...,
+    guardrails: Any = ...,
+    can_handoff_to: Any = ...,
 ) -> Callable[[Callable[..., Any]], FunctionAgent]: ...
 def agent(
     fn_or_instructions: Any = None,
@@ -296,6 +344,10 @@ def agent(
     output_type: Any = None,
     stream: bool = False,
     max_tool_calls: int | None = None,
+    input_guardrails: Any = None,
+    output_guardrails: Any = None,
+    guardrails: Any = None,
+    can_handoff_to: Any = None,
 ) -> Any:
     """Build an agent from a function or from instructions; bare ``@agent(...)`` decorates.
 
@@ -303,22 +355,28 @@ def agent(
     cancellation ends the task at once (the thread is left to finish in the background).
     ``tools``, ``output_type``, ``stream`` and ``max_tool_calls`` configure an instruction
     agent (see :class:`InstructionAgent`).
+
+    Bounds (see docs/guardrails.md): ``input_guardrails=`` check what the agent is given,
+    ``output_guardrails=`` what it answers (``guardrails=`` is short for ``output_guardrails=``),
+    wherever the agent runs; ``can_handoff_to=`` (agents or names) limits whom it may hand off to.
     """
     llm_options = {"tools": tools, "output_type": output_type, "stream": stream or None,
                    "max_tool_calls": max_tool_calls}
+    bounds = {"input_guardrails": input_guardrails, "output_guardrails": output_guardrails,
+              "guardrails": guardrails, "can_handoff_to": can_handoff_to}
     if fn_or_instructions is None:
         if any(v is not None for v in llm_options.values()):
             raise ConfigurationError("tools=, output_type=, stream= and max_tool_calls= apply to instruction "
                                      "agents: agent('instructions', tools=[...]), not @agent(...)")
 
         def decorate(fn: Callable[..., Any]) -> FunctionAgent:
-            return FunctionAgent(fn, name=name, description=description, thread=thread)
+            return FunctionAgent(fn, name=name, description=description, thread=thread, **bounds)
 
         return decorate
     if isinstance(fn_or_instructions, str):
         return InstructionAgent(fn_or_instructions, name=name, description=description, model=model,
                                 tools=tools, output_type=output_type, stream=stream,
-                                max_tool_calls=max_tool_calls)
+                                max_tool_calls=max_tool_calls, **bounds)
     if model is not None:
         raise ConfigurationError("model= applies to instruction agents only; a function agent is its own model")
     given = sorted(k for k, v in llm_options.items() if v is not None)
@@ -327,7 +385,7 @@ def agent(
             f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to instruction (language-model) agents "
             "only: agent('instructions', tools=[...]); a function agent calls its functions itself"
         )
-    return FunctionAgent(fn_or_instructions, name=name, description=description, thread=thread)
+    return FunctionAgent(fn_or_instructions, name=name, description=description, thread=thread, **bounds)
 
 
 class WorkflowAgent:

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from pyagent.errors import CapabilityError
 from pyagent.model import events as ev
+from pyagent.model.capabilities import check_tool_call, record_denial
 from pyagent.model.context import current_run, current_task
 from pyagent.model.language import ModelRequest, ModelResponse, ToolCall, Usage, ask, render_json
 from pyagent.model.structured import OutputShape
@@ -213,8 +215,16 @@ class Conversation:
             refusal = (f"this agent may make at most {self.agent.max_tool_calls} tool calls per run "
                        "(max_tool_calls); answer with what you have")
         elif tool is None:
-            known = ", ".join(self.tools) or "none"
-            problem = f"there is no tool named {call.name!r} (the tools are: {known})"
+            # A tool outside the agent's grant (its tools=): denied, audited, and the refusal is
+            # the call's result, so the model can go on without it.
+            try:
+                check_tool_call(self.agent, call.name)
+            except CapabilityError as denied:
+                record_denial(denied, ctx=self.ctx, call_id=call.id)
+                refusal = denied.refusal
+            else:  # granted by name but not callable here: say so plainly
+                known = ", ".join(self.tools) or "none"
+                problem = f"there is no tool named {call.name!r} (the tools are: {known})"
         else:
             try:
                 kwargs = tool.parse(call.arguments)

@@ -25,6 +25,14 @@ TASK_REUSED = "task.reused"
 TASK_RETRYING = "task.retrying"
 TASK_FALLBACK = "task.fallback"
 HANDOFF = "handoff"
+# Guardrails and capabilities. ``task`` is the task (None outside a workflow); data: guardrail,
+# side ("input"/"output"), agent, reason (blocked) or note (replaced), retry. Neither carries
+# the value itself: it may be exactly what the guardrail keeps out of logs.
+GUARDRAIL_BLOCKED = "guardrail.blocked"
+GUARDRAIL_REPLACED = "guardrail.replaced"
+# A handoff or tool call outside the agent's grant; data: capability ("handoff"/"tool"), agent
+# (who asked), target, reason (why it was denied), and for handoffs the handoff record's fields.
+CAPABILITY_DENIED = "capability.denied"
 # Team patterns (consensus, debate, chain of thought, ...): ``workflow`` is the pattern name,
 # ``task`` the agent that spoke, ``data`` carries pattern, round, phase/step and output.
 TEAM_STARTED = "team.started"

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pyagent.model.agents import Agent, as_agent
+from pyagent.model.guardrails import Guardrail, as_guardrails
 
 
 class TaskStatus(enum.StrEnum):
@@ -123,7 +124,11 @@ def _task_name(value: Any) -> str:
 
 
 class Task(BaseModel):
-    """One agent operation with its policies (retry, timeout, fallback)."""
+    """One agent operation with its policies (retry, timeout, fallback, guardrails).
+
+    ``input_guardrails`` check the task's input before each attempt, ``output_guardrails``
+    the output of each attempt (the fallback agent's too); see :mod:`pyagent.model.guardrails`.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", validate_assignment=False)
 
@@ -137,6 +142,13 @@ class Task(BaseModel):
     fallback_agent: Any = None
     fallback_strategy: Literal["substitute", "supplement"] = "substitute"
     continue_on_error: bool = False
+    input_guardrails: tuple[Guardrail, ...] = ()
+    output_guardrails: tuple[Guardrail, ...] = ()
+
+    @field_validator("input_guardrails", "output_guardrails", mode="before")
+    @classmethod
+    def _guardrails(cls, value: Any, info: Any) -> tuple[Guardrail, ...]:
+        return as_guardrails(value, param=info.field_name)
 
     @field_validator("agent", "fallback_agent", mode="before")
     @classmethod
@@ -153,6 +165,12 @@ class Task(BaseModel):
         if isinstance(value, (str, Task, ConditionalTask)):
             value = [value]
         return [_task_name(v) for v in value]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Guardrails set after construction are checked and wrapped like those given to it.
+        if name in ("input_guardrails", "output_guardrails"):
+            value = as_guardrails(value, param=name)
+        super().__setattr__(name, value)
 
     def __hash__(self) -> int:
         return id(self)
