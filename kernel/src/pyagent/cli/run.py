@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from pyagent.cli.loading import find_workflow, load_module
-from pyagent.cli.progress import TOP, progress
+from pyagent.cli.progress import progress_monitor
 
 
 @click.command()
@@ -35,15 +35,18 @@ def run(target: str, input_: str | None, quiet: bool, as_json: bool) -> None:
     if not quiet and not as_json:
         click.echo(f"Running workflow {workflow.name!r} ({workflow.pattern_name}, {len(workflow.steps)} steps)")
 
-    TOP[:] = [workflow.name]
+    monitor = None if (quiet or as_json) else progress_monitor(workflow.name)
 
     async def go() -> Any:
-        return await workflow.run(value, on_event=None if (quiet or as_json) else progress)
+        return await workflow.run(value, on_event=None if monitor is None else monitor.on_event)
 
     try:
         result = anyio.run(go)
     except Exception as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        if monitor is not None:
+            monitor.close()
     if as_json:
         click.echo(json.dumps({"workflow": result.workflow, "run_id": result.run_id,
                                "status": result.status.value, "output": result.output,
