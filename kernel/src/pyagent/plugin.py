@@ -30,7 +30,9 @@ What is here, by kind of plugin:
 - routers: :func:`score_agents`, :func:`resolve_router`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
   :class:`StoredRun`
-- monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``)
+- monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``);
+  for metrics monitors, :class:`MetricFold`, :data:`METRICS` (the catalogue) and
+  :func:`bind_meter` (the catalogue on an OpenTelemetry meter)
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ if TYPE_CHECKING:
     from pyagent.model.context import Message, RunContext
     from pyagent.model.results import Attempt, TaskResult, WorkflowResult, short_repr
     from pyagent.model.tasks import ConditionalTask, RetryConfig, Step, Task, TaskStatus
+    from pyagent.telemetry import BUCKETS, MetricFold, MetricInfo, bind_meter
+    from pyagent.telemetry import CATALOGUE as METRICS
     from pyagent.workflow import Workflow, find_cycle
 
 # The rest is loaded on first use, so discovering plugins stays fast.
@@ -99,14 +103,18 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["ConditionalTask", "RetryConfig", "Step", "Task", "TaskStatus"],
                     "pyagent.model.tasks"),
     **dict.fromkeys(["Workflow", "find_cycle"], "pyagent.workflow"),
+    **dict.fromkeys(["BUCKETS", "MetricFold", "MetricInfo", "bind_meter"], "pyagent.telemetry"),
 }
+_RENAMED = {"METRICS": ("pyagent.telemetry", "CATALOGUE")}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module, attr = _LAZY.get(name), name
+    if module is None and name in _RENAMED:
+        module, attr = _RENAMED[name]
     if module is None:
         raise AttributeError(f"module 'pyagent.plugin' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), attr)
     globals()[name] = value
     return value
 
@@ -116,6 +124,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BUCKETS",
+    "METRICS",
     "Agent",
     "Attempt",
     "Checkpoint",
@@ -129,6 +139,8 @@ __all__ = [
     "HandoffLoopError",
     "InstructionAgent",
     "Message",
+    "MetricFold",
+    "MetricInfo",
     "Model",
     "ModelNotConfiguredError",
     "PluginLoadError",
@@ -155,6 +167,7 @@ __all__ = [
     "announce_handoff",
     "as_agent",
     "as_agents",
+    "bind_meter",
     "call_agent",
     "cancels_unstarted_children",
     "check_timeout",

@@ -176,7 +176,7 @@ class WorkflowRun:
             targets = self._route(kind)
         if targets:
             self.emit(kind, rec.name, rec.status.value, output=rec.output, error=rec.error_message,
-                      duration=rec.duration, attempts=rec.attempt_count)
+                      duration=rec.duration, attempts=rec.attempt_count, agent=rec.agent)
 
     async def _completed_callback(self, run: WorkflowRun, rec: TaskResult) -> None:
         """Call ``on_task_complete`` for a completed task; its failure is logged, never the run's."""
@@ -276,7 +276,7 @@ class WorkflowRun:
         ctx: RunContext | None = None
         try:
             if self._announce_start:  # inside the try: whatever a monitor raises, the record still ends
-                self.emit(ev.TASK_STARTED, name, "running", input=input)
+                self.emit(ev.TASK_STARTED, name, "running", input=input, agent=agent.name)
             if task.retry_config is None and task.timeout is None:
                 if self._local and type(agent) is FunctionAgent and not agent.thread:
                     # Hot path: call the function directly; a context only if it takes one.

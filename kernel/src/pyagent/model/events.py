@@ -33,6 +33,8 @@ TEAM_ROUND = "team.round"
 TEAM_COMPLETED = "team.completed"
 TEAM_FAILED = "team.failed"
 CHECKPOINT_SAVED = "checkpoint.saved"
+# A run paused for a person (``ctx.interrupt``); the same run id ends later, here or elsewhere.
+WORKFLOW_WAITING = "workflow.waiting"
 CIRCUIT_CHANGED = "circuit.changed"
 # Language-model agents. ``task`` is the task the agent runs in (None outside a workflow) and
 # ``data["agent"]`` the agent's name; ``call_id`` pairs a tool's start with its end.
