@@ -7,6 +7,7 @@ the end of every run.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import time
@@ -122,10 +123,9 @@ class PlainLines:
     def _task_ended(self, e: Event) -> None:
         token = self._tokens.pop((e.run_id, e.task), None)
         if token is not None:
-            try:
+            # Ended in another context than it started: nothing to undo there.
+            with contextlib.suppress(ValueError):
                 depth_var.reset(token)
-            except ValueError:  # ended in another context than it started: nothing to undo here
-                pass
         counts = self._runs.get(e.run_id)
         status = e.status or e.kind.rsplit(".", 1)[1]
         if e.kind == events.TASK_REUSED:

@@ -7,6 +7,7 @@ A long run shows its running tasks and its latest finished ones (``max_rows``), 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import threading
 import time
@@ -240,10 +241,9 @@ class LiveView:
     def _task_ended(self, e: Event) -> None:
         token = self._tokens.pop((e.run_id, e.task), None)
         if token is not None:
-            try:
+            # Ended in another context than it started: nothing to undo there.
+            with contextlib.suppress(ValueError):
                 where_var.reset(token)
-            except ValueError:  # ended in another context than it started: nothing to undo here
-                pass
         run = self._runs.get(e.run_id)
         if run is None or e.task is None:
             return
