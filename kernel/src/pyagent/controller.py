@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pyagent.errors import ConfigurationError
+from pyagent.monitors import listener_of, resolve
 
 if TYPE_CHECKING:
     from pyagent.durability.history import ExecutionRecord
@@ -118,8 +119,6 @@ class Orchestrator:
         monitor name (``"console"``) or a table with a name and options
         (``{"name": "prometheus", "port": 9464}``); names are built by their plugins.
         """
-        from pyagent.monitors import listener_of, resolve
-
         objects = [resolve(m, source="Orchestrator monitors") for m in monitors]
         listeners = [listener_of(m) for m in objects]
         self.monitors = objects
@@ -127,8 +126,6 @@ class Orchestrator:
 
     def add_monitor(self, monitor: Any) -> None:
         """Add one monitor (an object, a function, a name or a table, as for set_monitors)."""
-        from pyagent.monitors import listener_of, resolve
-
         obj = resolve(monitor, source="Orchestrator monitors")
         self._listeners.append(listener_of(obj))
         self.monitors.append(obj)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pyagent.config import MonitorSpec, get_settings, monitor_specs
 from pyagent.errors import ConfigurationError, PluginNotInstalledError
 from pyagent.model.events import sync_listener, wanted_kinds
-from pyagent.plugins import KNOWN_DISTRIBUTIONS, Runtime, get_runtime
+from pyagent.plugins import KNOWN_DISTRIBUTIONS, Runtime, get_runtime, set_configured_listeners
 
 if TYPE_CHECKING:
     from pyagent.model.events import Event
@@ -172,6 +172,7 @@ def configured_listeners(runtime: Runtime) -> list[Callable[[Event], Any]]:
     return [listener for _, listener in _build(runtime, specs)]
 
 
+set_configured_listeners(configured_listeners)  # team events outside any run reach them too
 _build_lock = threading.Lock()
 
 

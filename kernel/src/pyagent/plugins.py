@@ -350,7 +350,7 @@ class Runtime:
             run.deliver(event)
             listeners = list(extra)
         else:
-            listeners = [*self.monitor_hooks_as_listeners(), *extra]
+            listeners = [*self.monitor_hooks_as_listeners(), *_configured_listeners(self), *extra]
         for listener in listeners:
             try:
                 listener(event)
@@ -389,6 +389,20 @@ def set_run_lookup(lookup: Callable[[], Any]) -> None:
     """Install the function that tells which workflow run the calling code belongs to."""
     global _caller_run
     _caller_run = lookup
+
+
+def _no_listeners(runtime: Runtime) -> list[Callable[[Any], Any]]:
+    return []
+
+
+# The monitors named in the settings, as listeners; installed by ``pyagent.monitors``.
+_configured_listeners: Callable[[Runtime], list[Callable[[Any], Any]]] = _no_listeners
+
+
+def set_configured_listeners(lookup: Callable[[Runtime], list[Callable[[Any], Any]]]) -> None:
+    """Install the function that gives the configured monitors' listeners of a runtime."""
+    global _configured_listeners
+    _configured_listeners = lookup
 
 
 def _hook_names(plugin: Any) -> list[str]:

@@ -153,7 +153,7 @@ def test_a_failed_run_in_plain_lines(chain_runtime: Runtime) -> None:
     orch.add_workflow(Workflow(name="W", steps=[Task(name="a", agent=boom), Task(name="b", agent=lambda x: x)]))
     anyio.run(orch.run_workflow, "W")
     text = out.getvalue()
-    assert "  ✗ a: ValueError: no data  (1 attempts)" in text
+    assert "  ✗ a: ValueError: no data  (1 attempt)" in text
     assert "✗ workflow 'W' failed" in text and "1 failed; error: task 'a' failed: ValueError: no data" in text
 
 

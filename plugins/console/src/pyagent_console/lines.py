@@ -140,7 +140,8 @@ class PlainLines:
             extra = f"  ({attempts} attempts)" if attempts > 1 else ""
             self._write(depth, f"✓ {e.task}{_ms(data.get('duration'))}{extra}")
         elif kind == events.TASK_FAILED:
-            self._write(depth, f"✗ {e.task}: {data.get('error')}  ({data.get('attempts') or 1} attempts)")
+            attempts = data.get("attempts") or 1
+            self._write(depth, f"✗ {e.task}: {data.get('error')}  ({attempts} attempt{'s' if attempts != 1 else ''})")
         elif kind == events.TASK_SKIPPED:
             reason = data.get("reason")
             self._write(depth, f"- {e.task} skipped" + (f" ({reason})" if reason else ""))
