@@ -7,9 +7,6 @@ the end of every run.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import threading
 import time
 from typing import Any, TextIO
 
@@ -32,20 +29,19 @@ class PlainLines:
 
     def __init__(self, file: TextIO) -> None:
         self.file = file
-        self._lock = threading.Lock()
         self._second = -1
         self._stamp = ""
         self._flushed = time.monotonic()
         self._runs: dict[str, dict[str, int]] = {}  # run id -> tasks by status
         self._depths: dict[str, int] = {}
-        self._tokens: dict[tuple[str, str | None], contextvars.Token[int]] = {}
+        self._indents: dict[str, str] = {}  # run id -> the indent of its tasks' lines
         self._handlers = {
             events.WORKFLOW_STARTED: self._run_started,
             events.WORKFLOW_COMPLETED: self._run_ended,
             events.WORKFLOW_FAILED: self._run_ended,
             events.WORKFLOW_CANCELLED: self._run_ended,
             events.TASK_STARTED: self._task_started,
-            events.TASK_COMPLETED: self._task_ended,
+            events.TASK_COMPLETED: self._task_completed,
             events.TASK_FAILED: self._task_ended,
             events.TASK_CANCELLED: self._task_ended,
             events.TASK_SKIPPED: self._task_ended,
@@ -72,24 +68,25 @@ class PlainLines:
             handler(event)
 
     def close(self) -> None:
-        with self._lock:
-            self.file.flush()
+        self.file.flush()
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _write(self, depth: int, text: str, flush: bool = False) -> None:
-        now = time.time()
-        second = int(now)
+    def _write(self, depth: int, text: str, flush: bool = False, when: float | None = None) -> None:
+        self._line(time.time() if when is None else when, "  " * depth, text, flush)
+
+    def _line(self, when: float, indent: str, text: str, flush: bool = False) -> None:
+        second = int(when)
         if second != self._second:
             self._second = second
-            self._stamp = time.strftime("%H:%M:%S", time.localtime(now))
-        line = f"{self._stamp}  {'  ' * depth}{text}\n"
-        with self._lock:
-            self.file.write(line)
-            mono = time.monotonic()
-            if flush or mono - self._flushed > _FLUSH_EVERY:
-                self._flushed = mono
-                self.file.flush()
+            self._stamp = time.strftime("%H:%M:%S", time.localtime(when))
+        # One write() per whole line and no lock of ours: a text file's write holds the GIL for
+        # the line, so lines from several threads interleave but never mix (and a lock costs
+        # more than the write on this path).
+        self.file.write(f"{self._stamp}  {indent}{text}\n")
+        if flush or when - self._flushed > _FLUSH_EVERY:
+            self._flushed = when
+            self.file.flush()
 
     def _depth(self, e: Event) -> int:
         return self._depths.get(e.run_id, 0) + 1
@@ -99,11 +96,13 @@ class PlainLines:
     def _run_started(self, e: Event) -> None:
         depth = depth_var.get()
         self._depths[e.run_id] = depth
+        self._indents[e.run_id] = "  " * (depth + 1)
         self._runs[e.run_id] = {}
-        self._write(depth, f"▶ workflow '{e.workflow}' started (run {e.run_id[:8]})")
+        self._write(depth, f"▶ workflow '{e.workflow}' started (run {e.run_id[:8]})", when=e.timestamp)
 
     def _run_ended(self, e: Event) -> None:
         depth = self._depths.pop(e.run_id, 0)
+        self._indents.pop(e.run_id, None)
         counts = self._runs.pop(e.run_id, {})
         done = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no tasks"
         status = e.kind.rsplit(".", 1)[1]
@@ -115,31 +114,39 @@ class PlainLines:
             text += f"; error: {e.data['error']}"
         self._write(depth, text, flush=True)
 
+    # The two events every task sends: kept short, they are most of what a long run logs.
+
     def _task_started(self, e: Event) -> None:
-        depth = self._depth(e)
-        self._tokens[(e.run_id, e.task)] = depth_var.set(depth + 1)
-        self._write(depth, f"▶ {e.task}")
+        indent = self._indents.get(e.run_id, "  ")
+        # In the task's own context: what its agent starts (a sub-workflow, a team) nests deeper.
+        depth_var.set((len(indent) >> 1) + 1)
+        self._line(e.timestamp, indent, f"▶ {e.task}")
+
+    def _task_completed(self, e: Event) -> None:
+        indent = self._indents.get(e.run_id, "  ")
+        depth_var.set((len(indent) >> 1) - 1)  # back to the run's own depth, in the task's context
+        counts = self._runs.get(e.run_id)
+        if counts is not None:
+            counts["completed"] = counts.get("completed", 0) + 1
+        data = e.data
+        took = data.get("duration")
+        text = f"✓ {e.task}" if took is None else (
+            f"✓ {e.task}  {took * 1000:.1f} ms" if took < 1 else f"✓ {e.task}  {took:.2f} s")
+        attempts = data.get("attempts")
+        if attempts is not None and attempts > 1:
+            text = f"{text}  ({attempts} attempts)"
+        self._line(e.timestamp, indent, text)
 
     def _task_ended(self, e: Event) -> None:
-        token = self._tokens.pop((e.run_id, e.task), None)
-        if token is not None:
-            # Ended in another context than it started: nothing to undo there.
-            with contextlib.suppress(ValueError):
-                depth_var.reset(token)
+        depth_var.set(self._depths.get(e.run_id, 0))
         counts = self._runs.get(e.run_id)
-        status = e.status or e.kind.rsplit(".", 1)[1]
-        if e.kind == events.TASK_REUSED:
-            status = "reused"
+        status = "reused" if e.kind == events.TASK_REUSED else (e.status or e.kind.rsplit(".", 1)[1])
         if counts is not None:
             counts[status] = counts.get(status, 0) + 1
         data = e.data
         depth = self._depth(e)
         kind = e.kind
-        if kind == events.TASK_COMPLETED:
-            attempts = data.get("attempts") or 1
-            extra = f"  ({attempts} attempts)" if attempts > 1 else ""
-            self._write(depth, f"✓ {e.task}{_ms(data.get('duration'))}{extra}")
-        elif kind == events.TASK_FAILED:
+        if kind == events.TASK_FAILED:
             attempts = data.get("attempts") or 1
             self._write(depth, f"✗ {e.task}: {data.get('error')}  ({attempts} attempt{'s' if attempts != 1 else ''})")
         elif kind == events.TASK_SKIPPED:

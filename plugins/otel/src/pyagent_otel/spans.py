@@ -37,10 +37,10 @@ def error_type(error: Any) -> str:
 
 
 class _Attempt:
-    __slots__ = ("agent", "number", "span", "token")
+    __slots__ = ("agent", "ctx", "number", "span", "token")
 
-    def __init__(self, span: Any, token: Any, number: int, agent: str) -> None:
-        self.span, self.token, self.number, self.agent = span, token, number, agent
+    def __init__(self, span: Any, ctx: Any, token: Any, number: int, agent: str) -> None:
+        self.span, self.ctx, self.token, self.number, self.agent = span, ctx, token, number, agent
 
 
 class _Run:
@@ -67,7 +67,7 @@ class SpanBuilder:
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         self.tracer = tracer
-        self._attach, self._detach = context.attach, context.detach
+        self._attach, self._detach, self._now = context.attach, context.detach, context.get_current
         self._in_context = trace.set_span_in_context
         self._current = trace.get_current_span
         self._internal = SpanKind.INTERNAL
@@ -134,15 +134,17 @@ class SpanBuilder:
 
     # -- task attempts ---------------------------------------------------------------------
 
-    def _start_attempt(self, e: Event, agent: str, number: int, **extra: Any) -> None:
+    def _start_attempt(self, e: Event, agent: str, number: int, extra: dict[str, Any] | None = None) -> None:
         run = self.runs.get(e.run_id)
         attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent,
                       "gen_ai.workflow.name": e.workflow, "pyagent.run_id": e.run_id,
-                      "pyagent.task": e.task or "", "pyagent.attempt": number, **extra}
-        span = self.tracer.start_span(f"invoke_agent {agent}", context=None if run is None else run.ctx,
-                                      kind=self._internal, attributes=attributes)
-        token = self._attach(self._in_context(span))
-        self.attempts[(e.run_id, e.task)] = _Attempt(span, token, number, agent)
+                      "pyagent.task": e.task or "", "pyagent.attempt": number}
+        if extra:
+            attributes.update(extra)
+        span = self.tracer.start_span(f"invoke_agent {agent}", None if run is None else run.ctx,
+                                      self._internal, attributes)
+        ctx = self._in_context(span)
+        self.attempts[(e.run_id, e.task)] = _Attempt(span, ctx, self._attach(ctx), number, agent)
 
     def _end_attempt(self, key: tuple[str, str | None], error: Any = None,
                      kind: str | None = None) -> _Attempt | None:
@@ -153,7 +155,7 @@ class SpanBuilder:
         if error is not None:
             span.set_attribute("error.type", kind or error_type(error))
             span.set_status(self._error(error))
-        if self._current() is span:
+        if self._now() is attempt.ctx:  # still the current context here: undo our attach
             self._detach(attempt.token)
         span.end()
         return attempt
@@ -189,8 +191,7 @@ class SpanBuilder:
             attempt.span.add_event("pyagent.fallback", {"pyagent.fallback.agent": fallback,
                                                         "pyagent.fallback.strategy": str(e.data.get("strategy"))})
             self._end_attempt(key, e.data.get("error"))
-        self._start_attempt(e, fallback, number + 1,
-                            **{"pyagent.fallback.strategy": str(e.data.get("strategy"))})
+        self._start_attempt(e, fallback, number + 1, {"pyagent.fallback.strategy": str(e.data.get("strategy"))})
 
     def task_noted(self, e: Event) -> None:
         run = self.runs.get(e.run_id)
