@@ -70,7 +70,29 @@ def plugin(session: nox.Session, name: str) -> None:
         session.install("./kernel[test]", f"./plugins/{name}[test]")
         if NO_DEPS.get(name):
             session.install("--no-deps", *NO_DEPS[name])
+    for package, binaries in DEBIAN_PACKAGES.get(name, {}).items():
+        _install_debian(session, package, binaries)
     session.run("pytest", f"plugins/{name}/tests", *session.posargs, env=_env())
+
+
+# Debian packages a plugin's tests need, with the programs they provide: the real Prometheus
+# server and promtool for pyagent-prometheus's end-to-end and exposition tests.
+DEBIAN_PACKAGES: dict[str, dict[str, list[str]]] = {"prometheus": {"prometheus": ["prometheus", "promtool"]}}
+
+
+def _install_debian(session: nox.Session, package: str, binaries: list[str]) -> None:
+    """Install a Debian package when one of its programs is missing (as root, or with sudo)."""
+    import shutil
+
+    if all(shutil.which(b) for b in binaries):
+        return
+    if shutil.which("apt-get") is None:
+        session.warn(f"{package}: apt-get is not available here, so tests that need {', '.join(binaries)} skip")
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run(*sudo, "apt-get", "update", "-qq", external=True, env=env)
+    session.run(*sudo, "apt-get", "install", "-y", "-qq", "--no-install-recommends", package, external=True, env=env)
 
 
 def _install_everything(session: nox.Session, **kwargs: object) -> None:
@@ -84,6 +106,9 @@ def _install_everything(session: nox.Session, **kwargs: object) -> None:
 def all_(session: nox.Session) -> None:
     """Everything installed: integration tests, meta-tests, and every suite again together."""
     _install_everything(session)
+    for name in PLUGINS:
+        for package, binaries in DEBIAN_PACKAGES.get(name, {}).items():
+            _install_debian(session, package, binaries)
     session.run("pytest", "tests", "kernel/tests", *(f"plugins/{p}/tests" for p in TESTED_PLUGINS),
                 *session.posargs, env=_env())
 

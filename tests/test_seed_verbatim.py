@@ -259,3 +259,37 @@ def test_8_1_and_8_3_metrics_and_history(runtime: Any, capsys: Any) -> None:
     run("8.3", {"orchestrator": orchestrator})
     out = capsys.readouterr().out
     assert out.count(": failed") == 2 and "Tasks: 0/1" in out and "quota exceeded" in out
+
+
+def test_8_2_real_time_monitoring(runtime: Any, capsys: Any, caplog: Any) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:  # the seed's port: a busy one is this machine's, not the seed's, problem
+        if probe.connect_ex(("127.0.0.1", 9090)) == 0:
+            pytest.skip("port 9090, which the seed's PrometheusMonitor(port=9090) serves on, is in use here")
+    orchestrator = Orchestrator()
+    ns: dict[str, Any] = {"orchestrator": orchestrator}
+    exec("from pyagent.monitors import ConsoleMonitor, SlackMonitor, PrometheusMonitor", ns)
+    run("8.2", ns)
+    console, slack, prometheus = orchestrator.monitors
+    try:
+        assert (type(console).__name__, type(slack).__name__, prometheus.port) == (
+            "ConsoleMonitor", "SlackMonitor", 9090)
+        assert not slack.enabled and "not an http(s) URL" in caplog.text  # webhook_url="..." is a placeholder
+
+        def boom(x: Any) -> Any:
+            raise RuntimeError("quota exceeded")
+
+        orchestrator.add_workflow(Workflow(name="Research Report", steps=[Task(name="Research", agent=boom)]))
+        result = anyio.run(orchestrator.run_workflow, "Research Report")
+        assert result.status is TaskStatus.FAILED  # reported by the monitors, not changed by them
+        out = capsys.readouterr().out
+        assert "✗ Research: RuntimeError: quota exceeded" in out and "workflow 'Research Report' failed" in out
+        with urllib.request.urlopen("http://127.0.0.1:9090/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert 'pyagent_runs_total{status="failed",workflow="Research Report"} 1.0' in metrics
+        assert slack.sent == 0 and slack.failed == 0 and slack.dropped == 0
+    finally:
+        for monitor in orchestrator.monitors:
+            monitor.close()

@@ -101,6 +101,34 @@ async def test_hook_pyagent_on_event(mini_runtime: Any) -> None:
     assert kinds == ["workflow.started", "task.started", "task.failed", "workflow.failed"]
 
 
+async def test_hook_pyagent_register_monitors(mini_runtime: Any) -> None:
+    from pyagent.monitors import create, monitor_class
+
+    kinds: list[str] = []
+
+    class Recorder:
+        def __init__(self, prefix: str = "") -> None:
+            self.prefix = prefix
+
+        def on_event(self, event: Event) -> None:
+            kinds.append(self.prefix + event.kind)
+
+    class Plugin:
+        @hookimpl
+        def pyagent_register_monitors(self, register: Any) -> None:
+            register("recorder", Recorder)
+
+    mini_runtime.register(Plugin(), "recorder-plugin")
+    assert monitor_class("recorder") is Recorder
+    assert create("recorder", prefix="x:").prefix == "x:"
+    orch = Orchestrator(monitors=[{"name": "recorder", "prefix": "by name:"}])
+    orch.add_workflow(Workflow(name="w", steps=[Task(name="a", agent=lambda x: 1)]))
+    await orch.run_workflow("w")
+    assert kinds == ["by name:workflow.started", "by name:task.started", "by name:task.completed",
+                     "by name:workflow.completed"]
+    assert mini_runtime.plugins["recorder-plugin"].provides == {"monitors": ["recorder"]}
+
+
 def test_hook_pyagent_register_triggers(bare_runtime: Any) -> None:
     made: list[dict[str, Any]] = []
 

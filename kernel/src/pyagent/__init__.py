@@ -1,8 +1,9 @@
 """pyagent: a plugin microkernel for multi-agent workflows.
 
 The public API: this module (building and running workflows), :mod:`pyagent.orchestrator`
-(the names the specification imports), :mod:`pyagent.plugin` (everything a plugin author
-needs) and :mod:`pyagent.testing`. Everything else is private and may change.
+(the names the specification imports), :mod:`pyagent.monitors` (monitors by class name and
+by configured name), :mod:`pyagent.plugin` (everything a plugin author needs) and
+:mod:`pyagent.testing`. Everything else is private and may change.
 
 The kernel is layered, bottom to top; a lower layer never imports a higher one at run time:
 

@@ -7,6 +7,7 @@ upwards; the first ``pyagent.toml`` or ``pyproject.toml`` with a ``[tool.pyagent
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,76 @@ ENV = {
     "storage": "PYAGENT_STORAGE",
     "disable_plugins": "PYAGENT_DISABLE_PLUGINS",
     "strict_plugins": "PYAGENT_STRICT_PLUGINS",
+    "monitors": "PYAGENT_MONITORS",
 }
+
+
+class MonitorSpec(BaseModel):
+    """One monitor named in the settings: its registered kind and the options for its factory."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="the monitor kind, as registered by its plugin: console, slack, ...")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the monitor")
+
+    @field_validator("name")
+    @classmethod
+    def _a_word(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", value):
+            raise ValueError(f"monitor name {value!r} is not a monitor kind: use one like 'console' or 'prometheus'")
+        return value
+
+
+def monitor_specs(value: Any) -> list[MonitorSpec]:
+    """Monitors as written in configuration, in any of its shapes, as a list of specs.
+
+    - ``"console,prometheus"`` (the environment variable) or ``["console", "prometheus"]``;
+    - tables by name, ``[tool.pyagent.monitors.prometheus]`` with ``port = 9464`` (an empty
+      table, or ``true``, takes the defaults; ``false`` leaves it out);
+    - a list of tables with ``name`` and the options, ``[[tool.pyagent.monitors]]``, which
+      can name one kind twice (two Slack channels); strings and tables may be mixed.
+    """
+    if isinstance(value, MonitorSpec):
+        return [value]
+    if isinstance(value, str):
+        return [MonitorSpec(name=part.strip()) for part in value.split(",") if part.strip()]
+    if isinstance(value, dict):
+        specs = []
+        for name, options in value.items():
+            if options is False:
+                continue
+            if options is True or options is None:
+                options = {}
+            if not isinstance(options, dict):
+                raise ValueError(
+                    f"the options of monitor {name!r} must be a table (e.g. [tool.pyagent.monitors.{name}] "
+                    f"with port = 9464), or true for the defaults; got {options!r}"
+                )
+            specs.append(MonitorSpec(name=name, options=options))
+        return specs
+    if isinstance(value, (list, tuple)):
+        specs = []
+        for index, item in enumerate(value):
+            if isinstance(item, (str, MonitorSpec)):
+                specs.extend(monitor_specs(item))
+            elif isinstance(item, dict):
+                options = dict(item)
+                name = options.pop("name", None)
+                if not isinstance(name, str):
+                    raise ValueError(
+                        f"monitor {index} is a table without a name: write name = \"prometheus\" "
+                        "(the monitor kind) beside its options"
+                    )
+                specs.append(MonitorSpec(name=name, options=options))
+            else:
+                raise ValueError(
+                    f"monitor {index} is {item!r}: give a monitor name (\"console\") or a table "
+                    "with name and options ({name = \"prometheus\", port = 9464})"
+                )
+        return specs
+    raise ValueError(
+        f"monitors must be a list of names or tables, or a table of tables by name; got {value!r}"
+    )
 
 
 class Settings(BaseModel):
@@ -41,6 +111,7 @@ class Settings(BaseModel):
     prices: dict[str, dict[str, float]] = Field(
         default_factory=dict,
         description="USD per million tokens by model, e.g. 'openai:gpt-4o-mini' = {input = 0.15, output = 0.6}")
+    monitors: list[MonitorSpec] = Field(default_factory=list, description="monitors every run in the process reports to")
     source: str = Field(default="defaults", description="where the file settings came from")
 
     @field_validator("disable_plugins", mode="before")
@@ -49,6 +120,11 @@ class Settings(BaseModel):
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
+
+    @field_validator("monitors", mode="before")
+    @classmethod
+    def _monitors(cls, value: Any) -> Any:
+        return monitor_specs(value)
 
     @field_validator("strict_plugins", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pyagent.errors import ConfigurationError
+from pyagent.monitors import listener_of, resolve
 
 if TYPE_CHECKING:
     from pyagent.durability.history import ExecutionRecord
@@ -13,26 +14,13 @@ if TYPE_CHECKING:
     from pyagent.workflow import Workflow
 
 
-def _listener(monitor: Any) -> Callable[[Any], Any]:
-    from pyagent.model.events import sync_listener
-
-    on_event = getattr(monitor, "on_event", None)
-    if callable(on_event):
-        return sync_listener(on_event, "monitor")
-    if callable(monitor):
-        return sync_listener(monitor, "monitor")
-    raise ConfigurationError(
-        f"monitor {monitor!r} has no on_event(event) method and is not callable: "
-        "pass a monitor object (ConsoleMonitor(), ...) or a function taking one event"
-    )
-
-
 class Orchestrator:
     """Manages workflows: runs them by name, delivers their events to monitors, starts triggers."""
 
     def __init__(self, *, monitors: Iterable[Any] = (), store: str | None = None) -> None:
         """``store``: a store URL (``sqlite://runs.db``, ``memory://``) where every run of this
-        orchestrator's workflows is recorded, so ``get_history`` survives the process."""
+        orchestrator's workflows is recorded, so ``get_history`` survives the process.
+        ``monitors``: as for :meth:`set_monitors`."""
         self.workflows: dict[str, Workflow] = {}
         self.store = store
         self.monitors: list[Any] = []
@@ -125,14 +113,22 @@ class Orchestrator:
     # -- monitors --------------------------------------------------------------------------
 
     def set_monitors(self, monitors: list[Any]) -> None:
-        """Replace the monitors that receive every event of this orchestrator's runs."""
-        listeners = [_listener(m) for m in monitors]
-        self.monitors = list(monitors)
+        """Replace the monitors that receive every event of this orchestrator's runs.
+
+        Each is a monitor object (``ConsoleMonitor()``), a function taking one event, a
+        monitor name (``"console"``) or a table with a name and options
+        (``{"name": "prometheus", "port": 9464}``); names are built by their plugins.
+        """
+        objects = [resolve(m, source="Orchestrator monitors") for m in monitors]
+        listeners = [listener_of(m) for m in objects]
+        self.monitors = objects
         self._listeners = listeners
 
     def add_monitor(self, monitor: Any) -> None:
-        self._listeners.append(_listener(monitor))
-        self.monitors.append(monitor)
+        """Add one monitor (an object, a function, a name or a table, as for set_monitors)."""
+        obj = resolve(monitor, source="Orchestrator monitors")
+        self._listeners.append(listener_of(obj))
+        self.monitors.append(obj)
 
     # -- triggers --------------------------------------------------------------------------
 

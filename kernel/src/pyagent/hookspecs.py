@@ -90,6 +90,18 @@ def pyagent_register_stores(register: Register) -> None:
 
 
 @hookspec
+def pyagent_register_monitors(register: Register) -> None:
+    """Register monitor kinds by name: ``register("prometheus", PrometheusMonitor)``.
+
+    ``factory(**options)`` returns a monitor: an object with ``on_event(event)``, optionally
+    ``event_kinds`` (the event kinds it wants; the others are never built for it) and
+    ``close()``. Named in configuration (``[tool.pyagent] monitors = ["prometheus"]``), in
+    ``Orchestrator(monitors=["console"])`` and by class in :mod:`pyagent.monitors`. Called once
+    per plugin at discovery (broadcast).
+    """
+
+
+@hookspec
 def pyagent_on_event(event: Event) -> None:
     """Observe one event (a task or workflow transition, a retry, a handoff).
 
@@ -136,6 +148,7 @@ HOOK_KINDS: dict[str, str] = {
     "pyagent_register_patterns": "patterns",
     "pyagent_register_routers": "routers",
     "pyagent_register_stores": "stores",
+    "pyagent_register_monitors": "monitors",
     "pyagent_on_event": "monitors",
     "pyagent_register_triggers": "triggers",
     "pyagent_register_models": "models",

@@ -42,7 +42,9 @@ What is here, by kind of plugin:
   :class:`Usage`), :class:`ModelError` for failed calls, :func:`check_models`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
   :class:`StoredRun`
-- monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``)
+- monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``);
+  for metrics monitors, :class:`MetricFold`, :data:`METRICS` (the catalogue) and
+  :func:`bind_meter` (the catalogue on an OpenTelemetry meter)
 """
 
 from __future__ import annotations
@@ -121,6 +123,8 @@ if TYPE_CHECKING:
     from pyagent.model.tasks import ConditionalTask, RetryConfig, Step, Task, TaskStatus
     from pyagent.model.text import short_repr
     from pyagent.model.tools import Tool, tool
+    from pyagent.telemetry import BUCKETS, MetricFold, MetricInfo, bind_meter
+    from pyagent.telemetry import CATALOGUE as METRICS
     from pyagent.workflow import Workflow, find_cycle
 
 # The rest is loaded on first use, so discovering plugins stays fast.
@@ -146,14 +150,18 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["ConditionalTask", "RetryConfig", "Step", "Task", "TaskStatus"],
                     "pyagent.model.tasks"),
     **dict.fromkeys(["Workflow", "find_cycle"], "pyagent.workflow"),
+    **dict.fromkeys(["BUCKETS", "MetricFold", "MetricInfo", "bind_meter"], "pyagent.telemetry"),
 }
+_RENAMED = {"METRICS": ("pyagent.telemetry", "CATALOGUE")}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module, attr = _LAZY.get(name), name
+    if module is None and name in _RENAMED:
+        module, attr = _RENAMED[name]
     if module is None:
         raise AttributeError(f"module 'pyagent.plugin' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), attr)
     globals()[name] = value
     return value
 
@@ -163,6 +171,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BUCKETS",
+    "METRICS",
     "Agent",
     "Attempt",
     "CapabilityError",
@@ -182,6 +192,8 @@ __all__ = [
     "HandoffSession",
     "InstructionAgent",
     "Message",
+    "MetricFold",
+    "MetricInfo",
     "Model",
     "ModelError",
     "ModelNotConfiguredError",
@@ -218,6 +230,7 @@ __all__ = [
     "announce_handoff",
     "as_agent",
     "as_agents",
+    "bind_meter",
     "call_agent",
     "cancels_unstarted_children",
     "check_models",

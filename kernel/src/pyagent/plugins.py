@@ -43,8 +43,9 @@ KNOWN_DISTRIBUTIONS: dict[str, dict[str, str]] = {
     "store": {"sqlite": "pyagent-sql", "postgresql": "pyagent-sql", "postgres": "pyagent-sql"},
     "executor": {},
     "trigger": {},
-    "monitor": {},
     "model": {"openai": "pyagent-openai"},
+    "monitor": {"console": "pyagent-console", "slack": "pyagent-slack",
+                "prometheus": "pyagent-prometheus", "otel": "pyagent-otel"},
 }
 
 
@@ -120,6 +121,8 @@ class Runtime:
         self._drivers: dict[tuple[str, str], Any] = {}
         self._models: dict[str, Any] = {}
         self._fresh_namespaces: set[str] = set()
+        # Monitors named in the settings, built once: (their specs, the monitor objects).
+        self.configured_monitors: tuple[Any, list[Any]] | None = None
         from pyagent.clock import Clock
 
         self.clock = Clock()
@@ -384,8 +387,19 @@ class Runtime:
         return [_as_listener(fn) for fn in self.monitor_hooks()]
 
     def broadcast(self, event: Any, extra: Iterable[Callable[[Any], Any]] = ()) -> None:
-        """Deliver an event outside a workflow run (team patterns, handoffs) to every monitor."""
-        for listener in [*self.monitor_hooks_as_listeners(), *extra]:
+        """Deliver an event from outside a task's own transitions (team patterns, handoffs) to every monitor.
+
+        Called from inside a workflow run (a team pattern running as a task's agent), the run
+        delivers it: its listeners are the process-wide monitors plus the run's own (an
+        orchestrator's monitors, ``on_event``), so they all see the team's rounds.
+        """
+        run = _caller_run()
+        if run is not None:
+            run.deliver(event)
+            listeners = list(extra)
+        else:
+            listeners = [*self.monitor_hooks_as_listeners(), *_configured_listeners(self), *extra]
+        for listener in listeners:
             try:
                 listener(event)
             except Exception as exc:
@@ -408,6 +422,35 @@ class Runtime:
     def iter_plugins(self) -> Iterator[PluginInfo]:
         self.registry("patterns")  # builds "provides"
         yield from self.plugins.values()
+
+
+def _no_run() -> Any:
+    return None
+
+
+# The workflow run the calling code is part of, or None. The engine installs its own lookup
+# (``engine.run.current_run``) when it is imported: this layer must not import the engine.
+_caller_run: Callable[[], Any] = _no_run
+
+
+def set_run_lookup(lookup: Callable[[], Any]) -> None:
+    """Install the function that tells which workflow run the calling code belongs to."""
+    global _caller_run
+    _caller_run = lookup
+
+
+def _no_listeners(runtime: Runtime) -> list[Callable[[Any], Any]]:
+    return []
+
+
+# The monitors named in the settings, as listeners; installed by ``pyagent.monitors``.
+_configured_listeners: Callable[[Runtime], list[Callable[[Any], Any]]] = _no_listeners
+
+
+def set_configured_listeners(lookup: Callable[[Runtime], list[Callable[[Any], Any]]]) -> None:
+    """Install the function that gives the configured monitors' listeners of a runtime."""
+    global _configured_listeners
+    _configured_listeners = lookup
 
 
 def _hook_names(plugin: Any) -> list[str]:

@@ -9,6 +9,7 @@ from pyagent.durability.lifecycle import drive
 from pyagent.engine.run import WorkflowRun, check_runnable
 from pyagent.errors import StateError
 from pyagent.model.events import sync_listener
+from pyagent.monitors import configured_listeners
 from pyagent.plugins import get_runtime
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ async def run_workflow(
     runtime = get_runtime()
     pattern = resolve_pattern(workflow)
     executor = runtime.executor(workflow.executor, workflow.executor_options)
-    all_listeners = [*runtime.monitor_hooks_as_listeners(), *listeners]
+    all_listeners = [*runtime.monitor_hooks_as_listeners(), *configured_listeners(runtime), *listeners]
     if on_event is not None:
         all_listeners.append(sync_listener(on_event, "on_event"))
     run = WorkflowRun(workflow, runtime=runtime, input=input, run_id=run_id,

@@ -191,3 +191,34 @@ class ManualClock(Clock):
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+
+
+class PassForward:
+    """The smallest sequential pattern: each step gets the previous completed step's output.
+
+    For the tests of plugins that need runs but no pattern plugin (monitors, stores):
+    ``runtime.register(PassForward.plugin(), "pass-forward")`` makes it the ``sequential``
+    pattern of that runtime.
+    """
+
+    async def execute(self, run: Any) -> Any:
+        value = run.input
+        for step in run.workflow.steps:
+            rec = await run.run_step(step, value)
+            if rec.status.value == "completed":
+                value = rec.output
+        return value
+
+    @classmethod
+    def plugin(cls, name: str = "sequential") -> Any:
+        """A plugin object registering this pattern as ``name``."""
+        from pyagent.hookspecs import hookimpl
+
+        pattern = cls()
+
+        class Plugin:
+            @hookimpl
+            def pyagent_register_patterns(self, register: Any) -> None:
+                register(name, pattern)
+
+        return Plugin()

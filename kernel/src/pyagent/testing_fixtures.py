@@ -56,3 +56,13 @@ def clock(runtime: Runtime) -> ManualClock:
     c = ManualClock()
     runtime.clock = c
     return c
+
+
+@pytest.fixture
+def chain_runtime(runtime: Runtime) -> Runtime:
+    """The discovering runtime with a pass-forward ``sequential`` pattern of its own, for plugin
+    tests that need runs without installing a pattern plugin."""
+    from pyagent.testing import PassForward
+
+    runtime.register(PassForward.plugin(), "pass-forward")
+    return runtime

@@ -11,7 +11,7 @@ import click
 
 from pyagent.cli.errors import ConfigError, one_line, plural
 from pyagent.cli.loading import find_workflow, load_module
-from pyagent.cli.progress import progress
+from pyagent.cli.progress import progress_monitor
 
 
 @click.command()
@@ -90,14 +90,19 @@ def resume(run_id: str, target: str, storage: str, quiet: bool) -> None:
         click.echo(f"Resuming run {run_id} of {workflow.name!r}: {plural(len(state.completed), 'task')} "
                    f"done, {len(state.pending) + len(state.failed)} to go")
 
+    monitor = None if quiet else progress_monitor(workflow.name)
+
     async def go() -> Any:
         return await resume_state(workflow, state, checkpoint_url=storage, next_seq=seq,
-                                  on_event=None if quiet else progress)
+                                  on_event=None if monitor is None else monitor.on_event)
 
     try:
         result = anyio.run(go)
     except PyAgentError as exc:
         raise ConfigError(one_line(exc)) from exc
+    finally:
+        if monitor is not None:
+            monitor.close()
     click.echo(f"{result.status.value.upper()}  run_id={result.run_id}")
     if result.ok:
         click.echo(f"output: {result.output!r}")

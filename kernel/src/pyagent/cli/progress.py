@@ -1,4 +1,8 @@
-"""Plain live progress for ``pyagent run`` and ``pyagent resume``: one line per task event."""
+"""Live progress for ``pyagent run``, ``pyagent resume`` and ``pyagent serve``.
+
+:func:`progress_monitor` makes the one choice they share: the console monitor of
+``pyagent-console`` when it is installed, else the plain lines of :func:`progress`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,36 @@ from typing import Any
 import click
 
 TOP: list[str] = []
+
+
+class PlainProgress:
+    """The plain progress lines as a monitor, for when no console monitor is installed."""
+
+    def on_event(self, event: Any) -> None:
+        progress(event)
+
+    def close(self) -> None:
+        """Nothing to flush: every line is written as its event happens."""
+
+
+def progress_monitor(top: str | None = None) -> Any | None:
+    """The monitor that shows progress in the terminal for ``pyagent run`` and ``pyagent serve``.
+
+    ``ConsoleMonitor()`` when ``pyagent-console`` is installed, else :class:`PlainProgress`;
+    None when a console monitor is configured already (``[tool.pyagent] monitors``), since it
+    reports on every run by itself. ``top`` names the workflow being run, so that the plain
+    lines mark events of nested workflows. Call ``close()`` on the result when done.
+    """
+    from pyagent.config import get_settings
+    from pyagent.plugins import get_runtime
+
+    if any(spec.name == "console" for spec in get_settings().monitors):
+        return None
+    TOP[:] = [top] if top else []
+    factory = get_runtime().registry("monitors").get("console")
+    if factory is None:
+        return PlainProgress()
+    return factory.obj()
 
 
 def progress(event: Any) -> None:

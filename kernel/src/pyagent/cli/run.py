@@ -11,7 +11,7 @@ import click
 
 from pyagent.cli.errors import ConfigError, one_line, plural
 from pyagent.cli.loading import find_workflow, load_module
-from pyagent.cli.progress import TOP, progress
+from pyagent.cli.progress import progress_monitor
 from pyagent.engine import new_run_id
 from pyagent.errors import PyAgentError
 from pyagent.runner import resolve_pattern
@@ -47,15 +47,19 @@ def run(target: str, input_: str | None, quiet: bool, as_json: bool, run_id: str
         click.echo(f"Running workflow {workflow.name!r} ({workflow.pattern_name}, "
                    f"{plural(len(workflow.steps), 'step')}), run_id={run_id}")
 
-    TOP[:] = [workflow.name]
+    monitor = None if (quiet or as_json) else progress_monitor(workflow.name)
 
     async def go() -> Any:
-        return await workflow.run(value, on_event=None if (quiet or as_json) else progress, run_id=run_id)
+        return await workflow.run(value, on_event=None if monitor is None else monitor.on_event,
+                                  run_id=run_id)
 
     try:
         result = anyio.run(go)
     except PyAgentError as exc:  # refused before any agent ran: a missing plugin, a bad setting
         raise ConfigError(one_line(exc)) from exc
+    finally:
+        if monitor is not None:
+            monitor.close()
     if as_json:
         click.echo(json.dumps({"workflow": result.workflow, "run_id": result.run_id,
                                "status": result.status.value, "output": result.output,

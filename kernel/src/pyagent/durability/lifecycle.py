@@ -68,14 +68,22 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
 
     wf._active.append(run)
     result: WorkflowResult | None = None
+    released = False
+
+    def release(status: TaskStatus | None) -> None:
+        # Inside the run, before its last event: "this failure opened the circuit".
+        nonlocal released
+        if ticket is not None and breaker is not None and not released:
+            released = True
+            outcome = None if status is None else status is TaskStatus.COMPLETED
+            _announce(run, breaker.release(ticket, outcome))
+
     try:
-        result = await execute(run, pattern)
+        result = await execute(run, pattern, release if ticket is not None else None)
     finally:
         wf._active.remove(run)
         wf._last = run
-        if ticket is not None and breaker is not None:
-            outcome = None if result is None else result.status is TaskStatus.COMPLETED
-            _announce(run, breaker.release(ticket, outcome))
+        release(None if result is None else result.status)
         ended = result
         if ended is None and run.status is TaskStatus.CANCELLED:
             # Cancelled: nothing is returned, but the run happened and belongs in the

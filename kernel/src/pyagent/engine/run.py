@@ -27,12 +27,14 @@ from pyagent.model.context import (
     RunContext,
     _current_run,
     _current_task,
+    current_run,
 )
-from pyagent.model.events import Event
+from pyagent.model.events import Event, wanted_kinds
 from pyagent.model.guardrails import apply_guardrails
 from pyagent.model.language import Usage
 from pyagent.model.results import Attempt, TaskResult, WorkflowResult
 from pyagent.model.tasks import ConditionalTask, Task, TaskStatus
+from pyagent.plugins import set_run_lookup
 
 if TYPE_CHECKING:
     from pyagent.plugins import Runtime
@@ -81,6 +83,9 @@ class WorkflowRun:
         self.finished_at: float | None = None
         self.errors: dict[str, str] = {}
         self._listeners = list(listeners)
+        self._kinds = [(listener, wanted_kinds(listener)) for listener in self._listeners]
+        self._routes: dict[str, list[Listener]] = {}  # event kind -> the listeners that want it
+        self._announce_start = bool(self._route(ev.TASK_STARTED))
         self._on_task_complete = on_task_complete
         self._emitting = bool(self._listeners) or on_task_complete is not None
         self._invoke = executor.call
@@ -96,29 +101,61 @@ class WorkflowRun:
 
     # -- events --------------------------------------------------------------------------
 
+    def _route(self, kind: str) -> list[Listener]:
+        """The listeners that want events of ``kind`` (computed once per kind and run)."""
+        targets = self._routes.get(kind)
+        if targets is None:
+            targets = [listener for listener, kinds in self._kinds if kinds is None or kind in kinds]
+            self._routes[kind] = targets
+        return targets
+
     def emit(self, kind: str, task: str | None = None, status: str | None = None, **data: Any) -> None:
-        """Deliver an event to every listener; a listener that raises is logged and skipped."""
-        if not self._listeners:
+        """Deliver an event to every listener that wants its kind; one that raises is logged and skipped."""
+        targets = self._routes.get(kind)
+        if targets is None:
+            targets = self._route(kind)
+        if not targets:
             return
         event = Event(kind, workflow=self.workflow.name, run_id=self.run_id, task=task,
                       status=status, data=data)
-        for listener in self._listeners:
+        for listener in targets:
             try:
                 listener(event)
             except Exception as exc:
                 self.runtime.monitor_errors += 1
                 log.warning("monitor %r failed on %s: %s", listener, kind, exc)
 
+    def deliver(self, event: Event) -> None:
+        """Deliver an event built elsewhere (a team pattern's, inside one of this run's tasks)."""
+        for listener in self._route(event.kind):
+            try:
+                listener(event)
+            except Exception as exc:
+                self.runtime.monitor_errors += 1
+                log.warning("monitor %r failed on %s: %s", listener, event.kind, exc)
+
     @property
     def listening(self) -> bool:
         return bool(self._listeners)
+
+    @property
+    def event_kinds(self) -> frozenset[str] | None:
+        """What ``forward`` delivers: the kinds this run's own (not process-wide) listeners want."""
+        union: set[str] = set()
+        for listener, kinds in self._kinds:
+            if getattr(listener, "process_wide", False):
+                continue
+            if kinds is None:
+                return None
+            union |= kinds
+        return frozenset(union)
 
     def forward(self, event: Event) -> None:
         """Deliver an event from elsewhere (a sub-workflow's) to this run's own listeners.
 
         The process-wide monitor hooks are left out: the sub-workflow's run delivered to them.
         """
-        for listener in self._listeners:
+        for listener in self._route(event.kind):
             if getattr(listener, "process_wide", False):
                 continue
             try:
@@ -181,9 +218,12 @@ class WorkflowRun:
         return entry
 
     def _task_done(self, rec: TaskResult, kind: str) -> None:
-        if self._listeners:
+        targets = self._routes.get(kind)
+        if targets is None:
+            targets = self._route(kind)
+        if targets:
             self.emit(kind, rec.name, rec.status.value, output=rec.output, error=rec.error_message,
-                      duration=rec.duration, attempts=rec.attempt_count)
+                      duration=rec.duration, attempts=rec.attempt_count, agent=rec.agent)
 
     async def _completed_callback(self, run: WorkflowRun, rec: TaskResult) -> None:
         """Call ``on_task_complete`` for a completed task; its failure is logged, never the run's."""
@@ -295,8 +335,8 @@ class WorkflowRun:
         self.current_task = name
         ctx: RunContext | None = None
         try:
-            if self._listeners:  # inside the try: whatever a monitor raises, the record still ends
-                self.emit(ev.TASK_STARTED, name, "running", input=input)
+            if self._announce_start:  # inside the try: whatever a monitor raises, the record still ends
+                self.emit(ev.TASK_STARTED, name, "running", input=input, agent=agent.name)
             if (fields["retry_config"] is None and fields["timeout"] is None
                     and not fields["input_guardrails"] and not fields["output_guardrails"]):
                 if (self._local and type(agent) is FunctionAgent and not agent.thread
@@ -620,19 +660,26 @@ def check_runnable(workflow: Workflow) -> list[Workflow]:
     return nested
 
 
-async def execute(run: WorkflowRun, pattern: Any) -> WorkflowResult:
+async def execute(run: WorkflowRun, pattern: Any,
+                  before_end: Callable[[TaskStatus], Any] | None = None) -> WorkflowResult:
     """Run ``pattern`` over ``run`` and turn its outcome into a WorkflowResult (failures included).
 
     While it runs, ``current_run()`` is ``run`` for everything the pattern and its agents call.
+    ``before_end(status)`` is called once the outcome is known, before the run's last event
+    (the circuit breaker announces what the outcome changed inside the run).
     """
     token = _current_run.set(run)
     try:
-        return await _execute(run, pattern)
+        return await _execute(run, pattern, before_end)
     finally:
         _current_run.reset(token)
 
 
-async def _execute(run: WorkflowRun, pattern: Any) -> WorkflowResult:
+set_run_lookup(current_run)
+
+
+async def _execute(run: WorkflowRun, pattern: Any,
+                   before_end: Callable[[TaskStatus], Any] | None) -> WorkflowResult:
     run.status = _RUNNING
     if run._on_task_complete is not None:
         # The last after-task hook, so a completed task is checkpointed before user code runs;
@@ -659,6 +706,8 @@ async def _execute(run: WorkflowRun, pattern: Any) -> WorkflowResult:
     run.current_task = None
     run.finished_at = time.time()
     result = run.result(output, status, exc)
+    if before_end is not None:
+        before_end(status)
     if status is _COMPLETED:
         run.emit(ev.WORKFLOW_COMPLETED, status="completed", output=output,
                  duration=result.duration)

@@ -41,6 +41,8 @@ TEAM_ROUND = "team.round"
 TEAM_COMPLETED = "team.completed"
 TEAM_FAILED = "team.failed"
 CHECKPOINT_SAVED = "checkpoint.saved"
+# A run paused for a person (``ctx.interrupt``); the same run id ends later, here or elsewhere.
+WORKFLOW_WAITING = "workflow.waiting"
 CIRCUIT_CHANGED = "circuit.changed"
 # Language-model agents. ``task`` is the task the agent runs in (None outside a workflow) and
 # ``data["agent"]`` the agent's name; ``call_id`` pairs a tool's start with its end.
@@ -113,3 +115,23 @@ def sync_listener(fn: Callable[[Event], Any], what: str) -> Callable[[Event], An
             "and hand slow work to a thread or a queue (e.g. an anyio memory stream's send_nowait)"
         )
     return fn
+
+
+def wanted_kinds(listener: Callable[[Event], Any]) -> frozenset[str] | None:
+    """The event kinds a listener asked for, or None for every kind.
+
+    A monitor says what it wants with an ``event_kinds`` attribute, read from the listener
+    itself or, for a bound ``monitor.on_event``, from the monitor. A run builds no event of a
+    kind that none of its listeners wants, so a monitor that only alerts on failed runs
+    costs nothing per task.
+    """
+    kinds = getattr(listener, "event_kinds", None)
+    if kinds is None:
+        owner = getattr(listener, "__self__", None)
+        if owner is not None:
+            kinds = getattr(owner, "event_kinds", None)
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):
+        return frozenset((kinds,))
+    return frozenset(kinds)
