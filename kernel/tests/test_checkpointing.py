@@ -220,7 +220,12 @@ async def test_disabled_checkpointing_writes_nothing(rt: Runtime, store_url: str
 
 @pytest.mark.anyio
 async def test_crashed_run_resumes_by_run_id_without_rerunning_completed_tasks(rt: Runtime, store_url: str) -> None:
-    """The first run hangs in t2 (as if the process died there); a fresh definition resumes it."""
+    """The first run hangs in t2. While its owner holds the run's lease a resume is refused;
+    once the lease expired (its owner stopped renewing it, as a dead or frozen process does) a
+    fresh definition takes the run over and finishes it, and the old owner can no longer write."""
+    from pyagent import RunOwnedError
+    from pyagent.durability.ownership import owner_id
+
     hang = anyio.Event()
     reached = anyio.Event()
     first_agents = Agents()
@@ -243,13 +248,18 @@ async def test_crashed_run_resumes_by_run_id_without_rerunning_completed_tasks(r
             # "A new process": the same definition, fresh agents, resumed from the store.
             fresh = Agents()
             again = chain(fresh, store_url, n=4)
+            with pytest.raises(RunOwnedError, match=r"run-that-crashed.*is owned by .*wait=True") as owned:
+                await again.resume_from(run_id)
+            assert owned.value.owner == owner_id() and fresh.calls == {}
+            rt.clock.advance(16)  # past the 15 s lease: the first run's owner never renewed it
             result = await again.resume_from(run_id)
             tg.cancel_scope.cancel()
     assert result.ok and result.output == "in>t0>t1>t2>t3"
     assert fresh.calls == {"t2": 1, "t3": 1}
     assert result.run_id == run_id
     assert [n for n, t in result.tasks.items() if t.reused] == ["t0", "t1"]
-    assert (await stored(store_url, run_id)).header.status in ("completed", "cancelled")
+    # The first run, cancelled after the takeover, could not overwrite the finished run.
+    assert (await stored(store_url, run_id)).header.status == "completed"
 
 
 @pytest.mark.anyio
@@ -415,13 +425,13 @@ class GatedStore(MemoryStore):
     hold_task = "slow-write"
     reached: anyio.Event | None = None
 
-    async def append_checkpoint(self, checkpoint: Any) -> None:
+    async def append_checkpoint(self, checkpoint: Any, **kw: Any) -> None:
         reached = GatedStore.reached
         record = f'"name":"{self.hold_task}"'.encode()
         if reached is not None and not reached.is_set() and record in checkpoint.payload:
             reached.set()
             await anyio.sleep_forever()  # the first write with that task: until cancelled
-        await super().append_checkpoint(checkpoint)
+        await super().append_checkpoint(checkpoint, **kw)
 
 
 class GatedStorePlugin:
@@ -482,6 +492,7 @@ async def test_a_damaged_checkpoint_is_a_state_error_and_nothing_runs(
         rt: Runtime, store_url: str, damage: Any) -> None:
     import json
 
+    from pyagent.durability.codec import seal, unseal
     from pyagent.durability.store import Checkpoint
 
     agents = Agents()
@@ -489,9 +500,9 @@ async def test_a_damaged_checkpoint_is_a_state_error_and_nothing_runs(
     wf = chain(agents, store_url)
     first = await wf.run("x")
     cps = MemoryStore(store_url)._checkpoints[first.run_id]
-    body = json.loads(cps[1].payload[1:])
+    body = json.loads(unseal(cps[1].payload, "checkpoint 1"))
     assert body["kind"] == "delta" and body["tasks"][0]["name"] == "t0"
-    cps[1] = Checkpoint(first.run_id, cps[1].seq, "delta", b"J" + json.dumps(damage(body)).encode())
+    cps[1] = Checkpoint(first.run_id, cps[1].seq, "delta", seal(json.dumps(damage(body)).encode()))
     calls = dict(agents.calls)
     with pytest.raises(StateError, match=r"checkpoint 1"):
         await wf.resume_from(first.run_id)

@@ -284,8 +284,9 @@ async def test_a_cancelled_run_is_in_the_history_and_the_metrics(rt: Runtime, st
 
 
 @pytest.mark.anyio
-async def test_a_damaged_history_record_in_a_store_is_a_state_error(rt: Runtime, store_url: str) -> None:
-    from pyagent import StateError
+async def test_a_damaged_history_record_in_a_store_is_listed_as_unreadable(rt: Runtime, store_url: str) -> None:
+    """A damaged record no longer breaks the whole history: it is listed from the store's plain
+    columns with the reason, and the readable runs are listed as usual."""
     from pyagent._defaults.memory_store import MemoryStore
     from pyagent.durability.codec import dumps, seal
 
@@ -293,14 +294,21 @@ async def test_a_damaged_history_record_in_a_store_is_a_state_error(rt: Runtime,
     wf = research({"on": False})
     orchestrator.add_workflow(wf)
     done = await orchestrator.run_workflow("Research Report")
+    fine = await orchestrator.run_workflow("Research Report")
     header = MemoryStore(store_url)._runs[done.run_id]
     header.payload = seal(dumps({"v": 1, "run_id": done.run_id, "tasks": "not a list"}))
     previous = set_runtime(_Runtime(discover=False))  # only the store knows the run now
     try:
-        with pytest.raises(StateError, match=f"history of run {done.run_id}"):
-            await Orchestrator(store=store_url).aget_history()
+        history = await Orchestrator(store=store_url).aget_history()
     finally:
         set_runtime(previous)
+    by_id = {e.run_id: e for e in history}
+    assert set(by_id) == {done.run_id, fine.run_id}
+    damaged = by_id[done.run_id]
+    assert damaged.status is TaskStatus.COMPLETED and damaged.workflow == "Research Report"
+    assert damaged.unreadable is not None and f"history of run {done.run_id}" in damaged.unreadable
+    assert "damaged" in damaged.unreadable
+    assert by_id[fine.run_id].unreadable is None and by_id[fine.run_id].tasks_completed == 3
 
 
 @pytest.mark.anyio

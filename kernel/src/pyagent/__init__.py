@@ -28,7 +28,9 @@ from pyagent.errors import (
     ModelNotConfiguredError,
     PluginNotInstalledError,
     PyAgentError,
+    RunOwnedError,
     StateError,
+    StoreError,
     TaskFailedError,
 )
 from pyagent.hookspecs import hookimpl
@@ -80,7 +82,9 @@ __all__ = [
     "PyAgentError",
     "RetryConfig",
     "RunContext",
+    "RunOwnedError",
     "StateError",
+    "StoreError",
     "Task",
     "TaskFailedError",
     "TaskResult",

@@ -21,6 +21,7 @@ ENV = {
     "storage": "PYAGENT_STORAGE",
     "disable_plugins": "PYAGENT_DISABLE_PLUGINS",
     "strict_plugins": "PYAGENT_STRICT_PLUGINS",
+    "owner_id": "PYAGENT_OWNER_ID",
 }
 
 
@@ -34,6 +35,7 @@ class Settings(BaseModel):
     storage: str | None = Field(default=None, description="store URL for run history, e.g. 'sqlite://pyagent.db'")
     disable_plugins: list[str] = Field(default_factory=list, description="plugins not to load")
     strict_plugins: bool = Field(default=False, description="a plugin that fails to import raises")
+    owner_id: str | None = Field(default=None, description="the id this process claims runs under (default host:pid:random)")
     source: str = Field(default="defaults", description="where the file settings came from")
 
     @field_validator("disable_plugins", mode="before")

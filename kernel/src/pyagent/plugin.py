@@ -29,7 +29,8 @@ What is here, by kind of plugin:
   :func:`render_input`, :func:`current_run`, :func:`announce_handoff`
 - routers: :func:`score_agents`, :func:`resolve_router`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
-  :class:`StoredRun`
+  :class:`StoredRun`, :class:`Lease`; :class:`StoreError`, :class:`RunOwnedError` and
+  :class:`CheckpointConflictError` to raise
 - monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``)
 """
 
@@ -49,7 +50,9 @@ from pyagent.errors import (
     PluginLoadError,
     PluginNotInstalledError,
     PyAgentError,
+    RunOwnedError,
     StateError,
+    StoreError,
     TaskFailedError,
 )
 from pyagent.hookspecs import hookimpl, hookspec
@@ -58,7 +61,7 @@ from pyagent.model.events import Event
 from pyagent.plugins import Runtime, get_runtime
 
 if TYPE_CHECKING:
-    from pyagent.durability.store import Checkpoint, RunHeader, Store, StoredRun
+    from pyagent.durability.store import Checkpoint, Lease, RunHeader, Store, StoredRun
     from pyagent.engine.concurrency import (
         TaskGroup,
         cancels_unstarted_children,
@@ -86,7 +89,7 @@ if TYPE_CHECKING:
 
 # The rest is loaded on first use, so discovering plugins stays fast.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(["Checkpoint", "RunHeader", "Store", "StoredRun"], "pyagent.durability.store"),
+    **dict.fromkeys(["Checkpoint", "Lease", "RunHeader", "Store", "StoredRun"], "pyagent.durability.store"),
     **dict.fromkeys(["TaskGroup", "cancels_unstarted_children", "first_error", "large_fanout"],
                     "pyagent.engine.concurrency"),
     **dict.fromkeys(["WorkflowRun", "current_run"], "pyagent.engine.run"),
@@ -128,6 +131,7 @@ __all__ = [
     "FunctionAgent",
     "HandoffLoopError",
     "InstructionAgent",
+    "Lease",
     "Message",
     "Model",
     "ModelNotConfiguredError",
@@ -138,7 +142,9 @@ __all__ = [
     "RunContext",
     "RunHeader",
     "Runtime",
+    "RunOwnedError",
     "StateError",
+    "StoreError",
     "Step",
     "Store",
     "StoredRun",
