@@ -24,7 +24,13 @@ import anyio
 from pyagent.durability import codec
 from pyagent.durability.state import WorkflowState, encode_record
 from pyagent.durability.store import Checkpoint, RunHeader, Store, StoredRun
-from pyagent.errors import DriverLoadFailure, PluginNotInstalledError, PyAgentError, StateError, StoreError
+from pyagent.errors import (
+    DriverLoadFailure,
+    PluginNotInstalledError,
+    PyAgentError,
+    StateError,
+    StoreError,
+)
 from pyagent.model import events as ev
 from pyagent.model.tasks import TaskStatus
 
