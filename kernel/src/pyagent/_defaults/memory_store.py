@@ -48,7 +48,7 @@ class MemoryStore:
         if lease is None or lease.token != fence:
             raise RunOwnedError(
                 f"run {run_id!r} in {self.url} is no longer owned by this process "
-                f"({'taken over by ' + lease.owner if lease is not None else 'its lease was released'}): "
+                f"({'its lease is held by ' + lease.owner if lease is not None else 'its lease was released'}): "
                 "the write was refused",
                 run_id=run_id, owner=None if lease is None else lease.owner,
                 expires_at=None if lease is None else lease.expires_at,

@@ -259,9 +259,10 @@ class Backend:
         self.claim = self.claim_statement()
         self.select_lease = select(leases).where(leases.c.run_id == bindparam("run_id"))
         self.select_token = select(leases.c.token).where(leases.c.run_id == bindparam("run_id"))
+        # UPDATE reserves the column names for its SET values: the WHERE takes other names.
         self.renew = (update(leases)
-                      .where(leases.c.run_id == bindparam("run_id"), leases.c.token == bindparam("token"))
-                      .values(expires_at=bindparam("expires_at", type_=Double)))
+                      .where(leases.c.run_id == bindparam("lease_run_id"), leases.c.token == bindparam("lease_token"))
+                      .values(expires_at=bindparam("new_expires_at", type_=Double)))
         self.release = delete(leases).where(leases.c.run_id == bindparam("run_id"),
                                             leases.c.token == bindparam("token"))
 

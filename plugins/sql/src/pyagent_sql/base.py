@@ -198,7 +198,7 @@ class SQLStore:
 
     async def renew_lease(self, run_id: str, token: str, *, now: float, ttl: float) -> bool:
         """Extend the lease if claim ``token`` still holds it; False when it was lost."""
-        params = {"run_id": run_id, "token": token, "expires_at": now + ttl}
+        params = {"lease_run_id": run_id, "lease_token": token, "new_expires_at": now + ttl}
         backend = await self._ready()
         return await self._call(f"renewing the lease of run {run_id!r}", run_id,
                                  lambda: backend.run(backend.renew_lease, params))

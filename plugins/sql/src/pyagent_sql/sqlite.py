@@ -432,7 +432,7 @@ class SQLiteStore(SQLStore):
 
     async def renew_lease(self, run_id: str, token: str, *, now: float, ttl: float) -> bool:
         """Extend the lease if claim ``token`` still holds it; False when it was lost."""
-        params = {"run_id": run_id, "token": token, "expires_at": now + ttl}
+        params = {"lease_run_id": run_id, "lease_token": token, "new_expires_at": now + ttl}
         b = await self._sqlite()
         return await self._call(f"renewing the lease of run {run_id!r}", run_id,
                                  lambda: b.write(b.count_inline(b.inline_renew, params), b.renew_lease, params))
