@@ -135,7 +135,10 @@ def _dead_here(owner: str) -> bool:
 
 
 def _when(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (ValueError, OverflowError, OSError):  # a clock far off (or a test's manual clock)
+        return f"{ts:.0f} (epoch seconds)"
 
 
 def owned_error(lease: Lease, where: str, now: float, *, waited: float | None = None) -> RunOwnedError:
@@ -237,10 +240,10 @@ class Ownership:
         holder = None
         with contextlib.suppress(Exception):
             holder = await self.store.get_lease(self.run_id)
-        by = f"taken over by {holder.owner}" if holder is not None else "released by someone else"
+        by = f" by {holder.owner}" if holder is not None and holder.token != self.token else ""
         self.lost = RunOwnedError(
-            f"run {self.run_id!r} in {self.where} was {by} while this process ran it (its lease "
-            "could not be renewed): this process stopped running it",
+            f"run {self.run_id!r} in {self.where} was taken over{by} while this process ran it "
+            "(it did not renew its lease in time): this process stopped running it",
             run_id=self.run_id, owner=None if holder is None else holder.owner,
             expires_at=None if holder is None else holder.expires_at,
         )
