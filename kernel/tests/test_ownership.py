@@ -258,7 +258,7 @@ async def test_the_owner_id_can_be_set_for_the_process(drt: Runtime, store_url: 
     from pyagent import config
 
     config.configure(owner_id="bad\x00id")
-    with pytest.raises(ConfigurationError, match="owner id .* NUL"):
+    with pytest.raises(ConfigurationError, match=r"owner id .* NUL"):
         owner_id()
 
 
@@ -306,7 +306,7 @@ async def test_an_owner_not_known_to_be_dead_is_waited_for(drt: Runtime, store_u
 
 
 def test_lease_settings_are_checked() -> None:
-    with pytest.raises(ValidationError, match="lease_renew_seconds .* must be shorter than lease_seconds"):
+    with pytest.raises(ValidationError, match=r"lease_renew_seconds .* must be shorter than lease_seconds"):
         Workflow(name="w", checkpointing={"lease_seconds": 5, "lease_renew_seconds": 5})
     with pytest.raises(ValidationError, match="lease_seconds"):
         Workflow(name="w", checkpointing={"lease_seconds": 0})
