@@ -337,3 +337,40 @@ def test_a_conditional_step_counts_once_in_tasks_total(rt: Runtime) -> None:
     anyio.run(wf.run)
     (record,) = Orchestrator().get_history(workflow="gate")
     assert (record.tasks_completed, record.tasks_total) == (2, 2)
+
+
+@pytest.mark.anyio
+async def test_history_lists_every_run_when_some_were_saved_under_another_key_or_none(
+        rt: Runtime, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs written under another key, or under no key, no longer make the whole history fail:
+    readable runs are listed as usual, unreadable ones from the store's columns with the reason."""
+    pytest.importorskip("cryptography")
+    from cryptography.fernet import Fernet
+
+    ours, theirs = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    orchestrator = Orchestrator(store=store_url)
+    wf = research({"on": False})
+    orchestrator.add_workflow(wf)
+    plain = await orchestrator.run_workflow("Research Report", run_id="plain")
+    monkeypatch.setenv("PYAGENT_STATE_KEY", theirs)
+    other = await orchestrator.run_workflow("Research Report", run_id="other-key")
+    monkeypatch.setenv("PYAGENT_STATE_KEY", ours)
+    mine = await orchestrator.run_workflow("Research Report", run_id="mine")
+    assert plain.ok and other.ok and mine.ok
+    previous = set_runtime(_Runtime(discover=False))  # only the store knows the runs now
+    try:
+        history = {e.run_id: e for e in await Orchestrator(store=store_url).aget_history()}
+        assert set(history) == {"plain", "other-key", "mine"}
+        assert history["mine"].unreadable is None and history["mine"].tasks_completed == 3
+        assert "could not be decrypted" in (history["other-key"].unreadable or "")
+        assert "is not encrypted, but PYAGENT_STATE_KEY is set" in (history["plain"].unreadable or "")
+        for run_id in ("plain", "other-key"):
+            e = history[run_id]
+            assert (e.workflow, e.status, e.tasks) == ("Research Report", TaskStatus.COMPLETED, [])
+        completed = await Orchestrator(store=store_url).aget_history(status="completed")
+        assert {e.run_id for e in completed} == {"plain", "other-key", "mine"}
+        monkeypatch.setenv("PYAGENT_STATE_ALLOW_PLAINTEXT", "1")
+        history = {e.run_id: e for e in await Orchestrator(store=store_url).aget_history()}
+        assert history["plain"].unreadable is None and history["plain"].tasks_completed == 3
+    finally:
+        set_runtime(previous)

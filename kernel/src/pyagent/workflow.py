@@ -343,7 +343,9 @@ class Workflow(BaseModel):
             source.check_workflow(self, f"the state of run {source.run_id!r}")
             return run_or_await(lambda: resume_state(self, source, **kwargs))
         text = os.fspath(source)
-        if isinstance(source, os.PathLike) or os.path.exists(text) or text.endswith(".json"):
+        # A NUL cannot be in a path (os.path.exists would raise): such text is a (bad) run id.
+        if "\x00" not in text and (isinstance(source, os.PathLike) or os.path.exists(text)
+                                   or text.endswith(".json")):
             state = WorkflowState.load(text, workflow=self.name, allow_plaintext=allow_plaintext)
             state.check_workflow(self, f"state file {text!r}")
             return run_or_await(lambda: resume_state(self, state, **kwargs))

@@ -128,6 +128,8 @@ def to_jsonable(value: Any, where: str) -> Any:
 
 
 def _too_deep(where: str) -> StateError:
+    if len(where) > 100:  # the path down a deep value is as long as the value is deep
+        where = where[:80] + "[...]"
     return StateError(
         f"{where} is nested more than {MAX_DEPTH} levels deep, or contains itself (a circular "
         "reference): it cannot be saved as JSON; return flatter data from the agent"
