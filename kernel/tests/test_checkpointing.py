@@ -19,7 +19,7 @@ from pyagent import (
     hookimpl,
 )
 from pyagent._defaults.memory_store import MemoryStore
-from pyagent.errors import DriverLoadFailure
+from pyagent.errors import DriverLoadFailure, StoreError
 from pyagent.model.events import Event
 from pyagent.model.policies import CheckpointConfig
 from pyagent.model.tasks import TaskStatus
@@ -598,3 +598,66 @@ def test_unknown_storage_scheme_names_the_setting_and_the_installed_stores(drt: 
     with pytest.raises(PluginNotInstalledError,
                        match=r"checkpointing\.storage='redis://cache\.local/0': store 'redis' is not installed.*installed stores: .*memory"):
         anyio.run(wf.run)
+
+
+# -- the run header and the first checkpoint ---------------------------------------------------
+
+
+class RecordingStore(MemoryStore):
+    """A memory store that notes every write, and can fail the first checkpoint of a run."""
+
+    writes: list[str] = []
+    fail_first = False
+
+    async def save_run(self, header: Any, **kw: Any) -> None:
+        RecordingStore.writes.append(f"header:{header.status}")
+        await super().save_run(header, **kw)
+
+    async def append_checkpoint(self, checkpoint: Any, **kw: Any) -> None:
+        RecordingStore.writes.append(f"checkpoint:{checkpoint.seq}")
+        await super().append_checkpoint(checkpoint, **kw)
+
+    async def begin_run(self, header: Any, checkpoint: Any, **kw: Any) -> None:
+        RecordingStore.writes.append(f"begin:{header.status}:{checkpoint.seq}:{checkpoint.kind}")
+        if RecordingStore.fail_first:
+            raise OSError("disk full")
+        await super().begin_run(header, checkpoint, **kw)
+
+
+class RecordingStorePlugin:
+    @hookimpl
+    def pyagent_register_stores(self, register: Any) -> None:
+        register("recording", RecordingStore)
+
+
+@pytest.mark.anyio
+async def test_the_header_and_the_first_checkpoint_are_written_together(rt: Runtime) -> None:
+    import uuid
+
+    rt.register(RecordingStorePlugin(), "recording")
+    url = f"recording://{uuid.uuid4().hex}"
+    RecordingStore.writes, RecordingStore.fail_first = [], False
+    agents = Agents()
+    result = await chain(agents, url, n=2).run("x")
+    assert result.ok
+    assert RecordingStore.writes == ["begin:running:0:full", "checkpoint:1", "checkpoint:2", "checkpoint:3",
+                                     "header:completed"]
+
+    RecordingStore.writes, RecordingStore.fail_first = [], True
+    with pytest.raises(StoreError, match=r"starting run 'never' in recording://.* failed: OSError \(its message is withheld"):
+        await chain(agents, url, n=2).run("x", run_id="never")
+    assert RecordingStore.writes == ["begin:running:0:full"]
+    assert await MemoryStore(url).load("never") is None and await MemoryStore(url).get_lease("never") is None
+    assert agents.calls == {"t0": 1, "t1": 1}
+
+
+@pytest.mark.anyio
+async def test_a_run_stored_without_any_checkpoint_says_how_to_start_it_again(rt: Runtime, store_url: str) -> None:
+    from pyagent.durability.store import RunHeader
+
+    await MemoryStore(store_url).save_run(RunHeader("header-only", "Long Running Process", "running", 1.0))
+    agents = Agents()
+    with pytest.raises(StateError, match=r"no checkpoints to resume from.*its input was never saved.*"
+                                         r"workflow\.run\(input, run_id='header-only'\)"):
+        await chain(agents, store_url).resume_from("header-only")
+    assert agents.calls == {} and await MemoryStore(store_url).get_lease("header-only") is None
