@@ -278,9 +278,27 @@ class Backend:
         """Whether ``exc`` means the connection is gone (so a fresh one may succeed)."""
         return False
 
+    _down_since: float | None = None  # when writes started failing to reach the server
+
+    def _deadline(self) -> float:
+        """Until when a write may retry: the full bound, or a last short try once the server
+        has been unreachable for that long already (a run's final writes then fail fast)."""
+        now = time.monotonic()
+        down = self._down_since
+        if down is not None and now - down >= self.retry_seconds:
+            return now + min(1.0, self.retry_seconds)
+        return now + self.retry_seconds
+
+    def _reached(self) -> None:
+        self._down_since = None
+
     async def _pause(self, attempt: int, deadline: float, exc: BaseException) -> None:
         """Wait before retry ``attempt``, or re-raise ``exc`` when retrying is over."""
-        if not self.is_disconnect(exc) or time.monotonic() >= deadline:
+        if not self.is_disconnect(exc):
+            raise exc
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        if time.monotonic() >= deadline:
             raise exc
         log.info("%s: the connection was lost (%s); retrying on a fresh one", self.display, describe(exc))
         await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))
@@ -299,16 +317,19 @@ class Backend:
     async def transaction(self, body: Callable[[AsyncConnection, int], Awaitable[T]]) -> T:
         """``body(conn, attempt)`` in one write transaction, retried on a fresh connection after a
         dropped one (within ``retry_seconds``)."""
-        deadline = time.monotonic() + self.retry_seconds
+        deadline = self._deadline()
         attempt = 0
         while True:
             try:
                 if self.serialize_transactions:
                     assert self.write_lock is not None
                     async with self.write_lock, self.transaction_engine().begin() as conn:
-                        return await body(conn, attempt)
-                async with self.transaction_engine().begin() as conn:
-                    return await body(conn, attempt)
+                        value = await body(conn, attempt)
+                else:
+                    async with self.transaction_engine().begin() as conn:
+                        value = await body(conn, attempt)
+                self._reached()
+                return value
             except (IntegrityError, Fenced):
                 raise
             except Exception as exc:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import time
 import zlib
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
@@ -124,7 +123,7 @@ class PostgresBackend(Backend):
 
     def unavailable_hint(self, exc: BaseException) -> str | None:
         if self.is_disconnect(exc):
-            return (f"the server could not be reached for {WRITE_RETRY_SECONDS:g} s: check that "
+            return (f"the server could not be reached for {self.retry_seconds:g} s: check that "
                     f"PostgreSQL is running ({_pg_isready(self.target.url)}) and reachable")
         return None
 
@@ -132,7 +131,7 @@ class PostgresBackend(Backend):
                             on_retry: Callable[[AsyncConnection], Awaitable[Any]] | None = None) -> Any:
         """One statement on the held autocommit connection, retried on fresh ones when it dropped."""
         assert self.write_lock is not None
-        deadline = time.monotonic() + self.retry_seconds
+        deadline = self._deadline()
         attempt = 0
         async with self.write_lock:
             while True:
@@ -148,8 +147,11 @@ class PostgresBackend(Backend):
                     if attempt and on_retry is not None:
                         done = await on_retry(conn)
                         if done is not None:
+                            self._reached()
                             return done
-                    return await _outcome(conn, statement, params)
+                    outcome = await _outcome(conn, statement, params)
+                    self._reached()
+                    return outcome
                 except IntegrityError:
                     raise  # the statement was refused; the connection is fine
                 except Exception as exc:
