@@ -59,7 +59,7 @@ def forged_delta(run_id: str, seq: int, output: str, *, legacy: bool) -> Checkpo
     body = json.dumps({"v": 1, "kind": "delta", "tasks": [
         {"name": "t2", "status": "completed", "agent": "t2", "output": output,
          "started_at": 1.0, "finished_at": 2.0}]}).encode()
-    payload = b"J" + body if legacy else b"S" + hashlib.sha256(body).hexdigest().encode() + body
+    payload = b"J" + body if legacy else b"S" + hashlib.sha256(body).digest() + body
     return Checkpoint(run_id, seq, "delta", payload)
 
 

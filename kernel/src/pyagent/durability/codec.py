@@ -54,7 +54,7 @@ _MAX_INT_BITS = 14_280
 
 # Store payloads start with one byte saying how the rest is encoded.
 _PLAIN = b"J"  # JSON, no checksum (written by earlier versions)
-_SUMMED = b"S"  # SHA-256 of the JSON (64 hex digits), then the JSON
+_SUMMED = b"S"  # the SHA-256 digest of the JSON (32 bytes), then the JSON
 _SEALED = b"F"  # a Fernet token
 
 
@@ -331,7 +331,7 @@ def seal(data: bytes) -> bytes:
     """A store payload: encrypted when a key is configured, else checksummed; tagged either way."""
     token = encrypt_text(data)
     if token is None:
-        return _SUMMED + hashlib.sha256(data).hexdigest().encode() + data
+        return _SUMMED + hashlib.sha256(data).digest() + data
     return _SEALED + token.encode()
 
 
@@ -346,8 +346,8 @@ def unseal(blob: bytes, what: str, *, allow_plaintext: bool | None = None) -> by
         return decrypt_text(blob[1:].decode("ascii", "replace"), what)
     if head == _SUMMED:
         refuse_plaintext(what, allow_plaintext)
-        digest, body = blob[1:65], blob[65:]
-        if hashlib.sha256(body).hexdigest().encode() != digest:
+        digest, body = blob[1:33], blob[33:]
+        if hashlib.sha256(body).digest() != digest:
             raise StateError(f"{what} failed its checksum: the stored data was altered or damaged")
         return body
     if head == _PLAIN:

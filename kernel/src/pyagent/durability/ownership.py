@@ -96,7 +96,7 @@ def owner_id() -> str:
     """The owner id claims are made under: the configured one, else :func:`default_owner`."""
     from pyagent.config import get_settings
 
-    configured = os.environ.get(OWNER_ENV) or get_settings().owner_id
+    configured = get_settings().owner_id  # keyword, pyagent.toml, then PYAGENT_OWNER_ID
     if configured:
         check_owner_id(configured)
         return configured
