@@ -222,8 +222,10 @@ class Ownership:
         while True:
             await anyio.sleep(interval)
             try:
-                renewed = await self.store.renew_lease(self.run_id, self.token, now=self.clock.time(),
-                                                       ttl=self.settings.ttl)
+                # Bounded: a store that hangs (a server gone silent) must not stall the keeper.
+                with anyio.fail_after(max(self.settings.ttl, 1.0)):
+                    renewed = await self.store.renew_lease(self.run_id, self.token, now=self.clock.time(),
+                                                           ttl=self.settings.ttl)
             except Exception as exc:
                 # The store may be back in a moment: try again sooner. The run goes on; its
                 # writes are fenced, so if someone takes it over meanwhile they are refused.
