@@ -119,7 +119,7 @@ get_runtime().ensure_loaded()
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped as they end
 
 
-def child(mode, storage, run_id, shape, retention, effects, seed, hang_in=None, big=0):
+def child(mode, storage, run_id, shape, retention, effects, seed, hang_in=None, big=0, pauses=(0.005, 0.04)):
     rnd = random.Random(seed)
     fd = os.open(effects, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
@@ -130,7 +130,7 @@ def child(mode, storage, run_id, shape, retention, effects, seed, hang_in=None, 
         if name == hang_in:
             print("HANGING", name, flush=True)
             return 3600
-        return rnd.uniform(0.005, 0.04)
+        return rnd.uniform(*pauses)
 
     wf = build(shape, storage, retention, note, pause)
     print("STARTED", os.getpid(), flush=True)
@@ -344,11 +344,12 @@ def test_two_processes_resuming_one_run_at_once_run_it_once(
         first.kill()
         killed_at = len(effects_of(effects))
 
-        a = zygote.spawn(mode="resume", seed=100 + trial, **common)
+        # Slow tasks: the winner is still running when the other one claims, however busy the machine.
+        a = zygote.spawn(mode="resume", seed=100 + trial, pauses=(0.1, 0.15), **common)
         if delay:
             a.wait_for("STARTED", 30)
             time.sleep(delay)
-        b = zygote.spawn(mode="resume", seed=200 + trial, **common)
+        b = zygote.spawn(mode="resume", seed=200 + trial, pauses=(0.1, 0.15), **common)
         deadline = time.monotonic() + 90
         while a.alive() and b.alive():  # the refused one ends at once; the winner goes on
             assert time.monotonic() < deadline
