@@ -19,7 +19,7 @@ from pyagent import (
     hookimpl,
 )
 from pyagent._defaults.memory_store import MemoryStore
-from pyagent.errors import DriverLoadFailure
+from pyagent.errors import DriverLoadFailure, StoreError
 from pyagent.model.events import Event
 from pyagent.model.policies import CheckpointConfig
 from pyagent.model.tasks import TaskStatus
@@ -220,7 +220,12 @@ async def test_disabled_checkpointing_writes_nothing(rt: Runtime, store_url: str
 
 @pytest.mark.anyio
 async def test_crashed_run_resumes_by_run_id_without_rerunning_completed_tasks(rt: Runtime, store_url: str) -> None:
-    """The first run hangs in t2 (as if the process died there); a fresh definition resumes it."""
+    """The first run hangs in t2. While its owner holds the run's lease a resume is refused;
+    once the lease expired (its owner stopped renewing it, as a dead or frozen process does) a
+    fresh definition takes the run over and finishes it, and the old owner can no longer write."""
+    from pyagent import RunOwnedError
+    from pyagent.durability.ownership import owner_id
+
     hang = anyio.Event()
     reached = anyio.Event()
     first_agents = Agents()
@@ -243,13 +248,18 @@ async def test_crashed_run_resumes_by_run_id_without_rerunning_completed_tasks(r
             # "A new process": the same definition, fresh agents, resumed from the store.
             fresh = Agents()
             again = chain(fresh, store_url, n=4)
+            with pytest.raises(RunOwnedError, match=r"run-that-crashed.*is owned by .*wait=True") as owned:
+                await again.resume_from(run_id)
+            assert owned.value.owner == owner_id() and fresh.calls == {}
+            rt.clock.advance(16)  # past the 15 s lease: the first run's owner never renewed it
             result = await again.resume_from(run_id)
             tg.cancel_scope.cancel()
     assert result.ok and result.output == "in>t0>t1>t2>t3"
     assert fresh.calls == {"t2": 1, "t3": 1}
     assert result.run_id == run_id
     assert [n for n, t in result.tasks.items() if t.reused] == ["t0", "t1"]
-    assert (await stored(store_url, run_id)).header.status in ("completed", "cancelled")
+    # The first run, cancelled after the takeover, could not overwrite the finished run.
+    assert (await stored(store_url, run_id)).header.status == "completed"
 
 
 @pytest.mark.anyio
@@ -415,13 +425,13 @@ class GatedStore(MemoryStore):
     hold_task = "slow-write"
     reached: anyio.Event | None = None
 
-    async def append_checkpoint(self, checkpoint: Any) -> None:
+    async def append_checkpoint(self, checkpoint: Any, **kw: Any) -> None:
         reached = GatedStore.reached
         record = f'"name":"{self.hold_task}"'.encode()
         if reached is not None and not reached.is_set() and record in checkpoint.payload:
             reached.set()
             await anyio.sleep_forever()  # the first write with that task: until cancelled
-        await super().append_checkpoint(checkpoint)
+        await super().append_checkpoint(checkpoint, **kw)
 
 
 class GatedStorePlugin:
@@ -482,6 +492,7 @@ async def test_a_damaged_checkpoint_is_a_state_error_and_nothing_runs(
         rt: Runtime, store_url: str, damage: Any) -> None:
     import json
 
+    from pyagent.durability.codec import seal, unseal
     from pyagent.durability.store import Checkpoint
 
     agents = Agents()
@@ -489,9 +500,9 @@ async def test_a_damaged_checkpoint_is_a_state_error_and_nothing_runs(
     wf = chain(agents, store_url)
     first = await wf.run("x")
     cps = MemoryStore(store_url)._checkpoints[first.run_id]
-    body = json.loads(cps[1].payload[1:])
+    body = json.loads(unseal(cps[1].payload, "checkpoint 1"))
     assert body["kind"] == "delta" and body["tasks"][0]["name"] == "t0"
-    cps[1] = Checkpoint(first.run_id, cps[1].seq, "delta", b"J" + json.dumps(damage(body)).encode())
+    cps[1] = Checkpoint(first.run_id, cps[1].seq, "delta", seal(json.dumps(damage(body)).encode()))
     calls = dict(agents.calls)
     with pytest.raises(StateError, match=r"checkpoint 1"):
         await wf.resume_from(first.run_id)
@@ -587,3 +598,66 @@ def test_unknown_storage_scheme_names_the_setting_and_the_installed_stores(drt: 
     with pytest.raises(PluginNotInstalledError,
                        match=r"checkpointing\.storage='redis://cache\.local/0': unknown store 'redis'.*installed stores: .*memory"):
         anyio.run(wf.run)
+
+
+# -- the run header and the first checkpoint ---------------------------------------------------
+
+
+class RecordingStore(MemoryStore):
+    """A memory store that notes every write, and can fail the first checkpoint of a run."""
+
+    writes: list[str] = []
+    fail_first = False
+
+    async def save_run(self, header: Any, **kw: Any) -> None:
+        RecordingStore.writes.append(f"header:{header.status}")
+        await super().save_run(header, **kw)
+
+    async def append_checkpoint(self, checkpoint: Any, **kw: Any) -> None:
+        RecordingStore.writes.append(f"checkpoint:{checkpoint.seq}")
+        await super().append_checkpoint(checkpoint, **kw)
+
+    async def begin_run(self, header: Any, checkpoint: Any, **kw: Any) -> None:
+        RecordingStore.writes.append(f"begin:{header.status}:{checkpoint.seq}:{checkpoint.kind}")
+        if RecordingStore.fail_first:
+            raise OSError("disk full")
+        await super().begin_run(header, checkpoint, **kw)
+
+
+class RecordingStorePlugin:
+    @hookimpl
+    def pyagent_register_stores(self, register: Any) -> None:
+        register("recording", RecordingStore)
+
+
+@pytest.mark.anyio
+async def test_the_header_and_the_first_checkpoint_are_written_together(rt: Runtime) -> None:
+    import uuid
+
+    rt.register(RecordingStorePlugin(), "recording")
+    url = f"recording://{uuid.uuid4().hex}"
+    RecordingStore.writes, RecordingStore.fail_first = [], False
+    agents = Agents()
+    result = await chain(agents, url, n=2).run("x")
+    assert result.ok
+    assert RecordingStore.writes == ["begin:running:0:full", "checkpoint:1", "checkpoint:2", "checkpoint:3",
+                                     "header:completed"]
+
+    RecordingStore.writes, RecordingStore.fail_first = [], True
+    with pytest.raises(StoreError, match=r"starting run 'never' in recording://.* failed: OSError \(its message is withheld"):
+        await chain(agents, url, n=2).run("x", run_id="never")
+    assert RecordingStore.writes == ["begin:running:0:full"]
+    assert await MemoryStore(url).load("never") is None and await MemoryStore(url).get_lease("never") is None
+    assert agents.calls == {"t0": 1, "t1": 1}
+
+
+@pytest.mark.anyio
+async def test_a_run_stored_without_any_checkpoint_says_how_to_start_it_again(rt: Runtime, store_url: str) -> None:
+    from pyagent.durability.store import RunHeader
+
+    await MemoryStore(store_url).save_run(RunHeader("header-only", "Long Running Process", "running", 1.0))
+    agents = Agents()
+    with pytest.raises(StateError, match=r"no checkpoints to resume from.*its input was never saved.*"
+                                         r"workflow\.run\(input, run_id='header-only'\)"):
+        await chain(agents, store_url).resume_from("header-only")
+    assert agents.calls == {} and await MemoryStore(store_url).get_lease("header-only") is None

@@ -79,3 +79,26 @@ def test_cli_errors_are_clear(mini_runtime: Any, tmp_path: Path, store_url: str)
     assert unknown.exit_code == 2 and "unknown store 'nosuch'" in unknown.output
     needs_storage = CliRunner().invoke(main, ["history"])
     assert needs_storage.exit_code == 2 and "--storage" in needs_storage.output
+
+
+def test_history_shows_runs_it_cannot_read_and_lists_the_others(
+        mini_runtime: Any, tmp_path: Path, store_url: str, monkeypatch: Any) -> None:
+    import pytest
+
+    pytest.importorskip("cryptography")
+    from cryptography.fernet import Fernet
+
+    flow = _flow(tmp_path, store_url)
+    monkeypatch.setenv("PYAGENT_STATE_KEY", Fernet.generate_key().decode())
+    other = json.loads(CliRunner().invoke(main, ["run", str(flow), "--input", "AI", "--json"]).output)["run_id"]
+    monkeypatch.setenv("PYAGENT_STATE_KEY", Fernet.generate_key().decode())
+    mine = json.loads(CliRunner().invoke(main, ["run", str(flow), "--input", "AI", "--json"]).output)["run_id"]
+
+    listed = CliRunner().invoke(main, ["history", "--storage", store_url])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert any(mine in line and "tasks 2/2" in line for line in lines)
+    assert any(other in line and "(unreadable)" in line for line in lines)
+    assert "unreadable: history of run" in listed.output and "could not be decrypted" in listed.output
+    data = json.loads(CliRunner().invoke(main, ["history", "--storage", store_url, "--json"]).output)
+    assert {d["run_id"]: d["unreadable"] is None for d in data} == {mine: True, other: False}

@@ -285,8 +285,9 @@ async def test_a_cancelled_run_is_in_the_history_and_the_metrics(rt: Runtime, st
 
 
 @pytest.mark.anyio
-async def test_a_damaged_history_record_in_a_store_is_a_state_error(rt: Runtime, store_url: str) -> None:
-    from pyagent import StateError
+async def test_a_damaged_history_record_in_a_store_is_listed_as_unreadable(rt: Runtime, store_url: str) -> None:
+    """A damaged record no longer breaks the whole history: it is listed from the store's plain
+    columns with the reason, and the readable runs are listed as usual."""
     from pyagent._defaults.memory_store import MemoryStore
     from pyagent.durability.codec import dumps, seal
 
@@ -294,14 +295,21 @@ async def test_a_damaged_history_record_in_a_store_is_a_state_error(rt: Runtime,
     wf = research({"on": False})
     orchestrator.add_workflow(wf)
     done = await orchestrator.run_workflow("Research Report")
+    fine = await orchestrator.run_workflow("Research Report")
     header = MemoryStore(store_url)._runs[done.run_id]
     header.payload = seal(dumps({"v": 1, "run_id": done.run_id, "tasks": "not a list"}))
     previous = set_runtime(_Runtime(discover=False))  # only the store knows the run now
     try:
-        with pytest.raises(StateError, match=f"history of run {done.run_id}"):
-            await Orchestrator(store=store_url).aget_history()
+        history = await Orchestrator(store=store_url).aget_history()
     finally:
         set_runtime(previous)
+    by_id = {e.run_id: e for e in history}
+    assert set(by_id) == {done.run_id, fine.run_id}
+    damaged = by_id[done.run_id]
+    assert damaged.status is TaskStatus.COMPLETED and damaged.workflow == "Research Report"
+    assert damaged.unreadable is not None and f"history of run {done.run_id}" in damaged.unreadable
+    assert "damaged" in damaged.unreadable
+    assert by_id[fine.run_id].unreadable is None and by_id[fine.run_id].tasks_completed == 3
 
 
 @pytest.mark.anyio
@@ -330,3 +338,40 @@ def test_a_conditional_step_counts_once_in_tasks_total(rt: Runtime) -> None:
     anyio.run(wf.run)
     (record,) = Orchestrator().get_history(workflow="gate")
     assert (record.tasks_completed, record.tasks_total) == (2, 2)
+
+
+@pytest.mark.anyio
+async def test_history_lists_every_run_when_some_were_saved_under_another_key_or_none(
+        rt: Runtime, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs written under another key, or under no key, no longer make the whole history fail:
+    readable runs are listed as usual, unreadable ones from the store's columns with the reason."""
+    pytest.importorskip("cryptography")
+    from cryptography.fernet import Fernet
+
+    ours, theirs = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    orchestrator = Orchestrator(store=store_url)
+    wf = research({"on": False})
+    orchestrator.add_workflow(wf)
+    plain = await orchestrator.run_workflow("Research Report", run_id="plain")
+    monkeypatch.setenv("PYAGENT_STATE_KEY", theirs)
+    other = await orchestrator.run_workflow("Research Report", run_id="other-key")
+    monkeypatch.setenv("PYAGENT_STATE_KEY", ours)
+    mine = await orchestrator.run_workflow("Research Report", run_id="mine")
+    assert plain.ok and other.ok and mine.ok
+    previous = set_runtime(_Runtime(discover=False))  # only the store knows the runs now
+    try:
+        history = {e.run_id: e for e in await Orchestrator(store=store_url).aget_history()}
+        assert set(history) == {"plain", "other-key", "mine"}
+        assert history["mine"].unreadable is None and history["mine"].tasks_completed == 3
+        assert "could not be decrypted" in (history["other-key"].unreadable or "")
+        assert "is not encrypted, but PYAGENT_STATE_KEY is set" in (history["plain"].unreadable or "")
+        for run_id in ("plain", "other-key"):
+            e = history[run_id]
+            assert (e.workflow, e.status, e.tasks) == ("Research Report", TaskStatus.COMPLETED, [])
+        completed = await Orchestrator(store=store_url).aget_history(status="completed")
+        assert {e.run_id for e in completed} == {"plain", "other-key", "mine"}
+        monkeypatch.setenv("PYAGENT_STATE_ALLOW_PLAINTEXT", "1")
+        history = {e.run_id: e for e in await Orchestrator(store=store_url).aget_history()}
+        assert history["plain"].unreadable is None and history["plain"].tasks_completed == 3
+    finally:
+        set_runtime(previous)

@@ -10,7 +10,8 @@ The kernel is layered, bottom to top; a lower layer never imports a higher one a
 1. base: ``errors``, ``config``, ``clock``, ``hookspecs``, ``plugins`` (discovery and registries)
 2. ``model/``: agents, tasks, the run context, results, events, policies
 3. ``engine/``: one run of a workflow, task policies, task groups, the circuit breaker
-4. ``durability/``: encoding, the store protocol, state files, checkpoints, history, metrics
+4. ``durability/``: encoding, the store protocol, state files, checkpoints, run ownership (leases),
+   history, metrics
 5. api: ``workflow``, ``runner``, ``controller`` (Orchestrator), ``patterns``, ``handoffs``,
    ``cli``, and the public modules above and :mod:`pyagent.guardrails` (the built-in guardrails)
 """
@@ -32,7 +33,9 @@ from pyagent.errors import (
     ModelNotConfiguredError,
     PluginNotInstalledError,
     PyAgentError,
+    RunOwnedError,
     StateError,
+    StoreError,
     StructuredOutputError,
     TaskFailedError,
 )
@@ -97,7 +100,9 @@ __all__ = [
     "PyAgentError",
     "RetryConfig",
     "RunContext",
+    "RunOwnedError",
     "StateError",
+    "StoreError",
     "StructuredOutputError",
     "Task",
     "TaskFailedError",

@@ -23,6 +23,7 @@ ENV = {
     "disable_plugins": "PYAGENT_DISABLE_PLUGINS",
     "strict_plugins": "PYAGENT_STRICT_PLUGINS",
     "monitors": "PYAGENT_MONITORS",
+    "owner_id": "PYAGENT_OWNER_ID",
 }
 
 
@@ -112,6 +113,7 @@ class Settings(BaseModel):
         default_factory=dict,
         description="USD per million tokens by model, e.g. 'openai:gpt-4o-mini' = {input = 0.15, output = 0.6}")
     monitors: list[MonitorSpec] = Field(default_factory=list, description="monitors every run in the process reports to")
+    owner_id: str | None = Field(default=None, description="the id this process claims runs under (default host:pid:random)")
     source: str = Field(default="defaults", description="where the file settings came from")
 
     @field_validator("disable_plugins", mode="before")

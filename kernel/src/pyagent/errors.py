@@ -116,6 +116,34 @@ class StateError(PyAgentError, ValueError):
     """A saved state or checkpoint is corrupt, truncated, of another version or workflow."""
 
 
+class StoreError(PyAgentError, RuntimeError):
+    """A store failed while reading or writing.
+
+    The message names the store (never its password) and the operation, and never carries
+    the data being written: task outputs must not leak into ``result.error`` or logs.
+    """
+
+
+class RunOwnedError(PyAgentError, RuntimeError):
+    """Another process owns the run: it holds the run's lease in the store.
+
+    A run has one owner at a time. ``owner`` is the holder's owner id (``host:pid:random`` by
+    default), ``expires_at`` when its lease runs out (epoch seconds) unless the owner renews
+    it. Resume with ``wait=True`` to wait for the claim instead.
+    """
+
+    def __init__(self, message: str, *, run_id: str = "", owner: str | None = None,
+                 expires_at: float | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.owner = owner
+        self.expires_at = expires_at
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only fields survive pickling (errors cross process boundaries in executors).
+        return (type(self), (str(self),), dict(self.__dict__))
+
+
 class GuardrailError(PyAgentError):
     """A guardrail blocked an agent's input or output.
 

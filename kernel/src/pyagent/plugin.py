@@ -41,7 +41,8 @@ What is here, by kind of plugin:
   :class:`ModelResponse`, :class:`ToolCall`, :class:`ToolSpec`, :class:`OutputSpec`,
   :class:`Usage`), :class:`ModelError` for failed calls, :func:`check_models`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
-  :class:`StoredRun`
+  :class:`StoredRun`, :class:`Lease`; :class:`StoreError`, :class:`RunOwnedError` and
+  :class:`CheckpointConflictError` to raise
 - monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``);
   for metrics monitors, :class:`MetricFold`, :data:`METRICS` (the catalogue) and
   :func:`bind_meter` (the catalogue on an OpenTelemetry meter)
@@ -66,7 +67,9 @@ from pyagent.errors import (
     PluginLoadError,
     PluginNotInstalledError,
     PyAgentError,
+    RunOwnedError,
     StateError,
+    StoreError,
     StructuredOutputError,
     TaskFailedError,
 )
@@ -77,7 +80,7 @@ from pyagent.plugins import Runtime, get_runtime
 
 if TYPE_CHECKING:
     from pyagent._sync import in_event_loop, run_or_await
-    from pyagent.durability.store import Checkpoint, RunHeader, Store, StoredRun
+    from pyagent.durability.store import Checkpoint, Lease, RunHeader, Store, StoredRun
     from pyagent.engine.concurrency import (
         TaskGroup,
         cancels_unstarted_children,
@@ -129,7 +132,7 @@ if TYPE_CHECKING:
 
 # The rest is loaded on first use, so discovering plugins stays fast.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(["Checkpoint", "RunHeader", "Store", "StoredRun"], "pyagent.durability.store"),
+    **dict.fromkeys(["Checkpoint", "Lease", "RunHeader", "Store", "StoredRun"], "pyagent.durability.store"),
     **dict.fromkeys(["TaskGroup", "cancels_unstarted_children", "first_error", "large_fanout"],
                     "pyagent.engine.concurrency"),
     "WorkflowRun": "pyagent.engine.run",
@@ -191,6 +194,7 @@ __all__ = [
     "HandoffResult",
     "HandoffSession",
     "InstructionAgent",
+    "Lease",
     "Message",
     "MetricFold",
     "MetricInfo",
@@ -206,10 +210,12 @@ __all__ = [
     "RetryConfig",
     "RunContext",
     "RunHeader",
+    "RunOwnedError",
     "Runtime",
     "StateError",
     "Step",
     "Store",
+    "StoreError",
     "StoredRun",
     "StructuredOutputError",
     "Task",

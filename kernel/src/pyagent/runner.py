@@ -13,6 +13,8 @@ from pyagent.monitors import configured_listeners
 from pyagent.plugins import get_runtime
 
 if TYPE_CHECKING:
+    from pyagent.durability.lifecycle import Claimed
+    from pyagent.durability.ownership import LeaseSettings
     from pyagent.durability.state import WorkflowState
     from pyagent.model.results import TaskResult, WorkflowResult
     from pyagent.workflow import Workflow
@@ -59,17 +61,29 @@ async def run_workflow(
     checkpoint_url: str | None = None,
     history_url: str | None = None,
     next_seq: int | None = None,
+    claimed: Claimed | None = None,
+    wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> WorkflowResult:
     """Run ``workflow`` once. Configuration errors raise; a failure while running is returned.
 
     ``resumed`` (completed tasks to reuse) and ``shared_state`` (the saved ``ctx.state``)
     continue an earlier run; ``checkpoint_url`` overrides the workflow's checkpoint storage
     (a run resumed from a store keeps checkpointing there); ``history_url`` saves the run's
-    audit record in a store even without checkpointing.
+    audit record in a store even without checkpointing. A run recorded in a store is claimed
+    there before any agent runs (``claimed``: already claimed by a resume): RunOwnedError if
+    another process owns it, unless ``wait`` (up to ``wait_timeout`` seconds).
     """
-    runtime = get_runtime()
-    pattern = resolve_pattern(workflow)
-    executor = runtime.executor(workflow.executor, workflow.executor_options)
+    try:
+        if run_id is not None:
+            check_run_id(run_id)
+        runtime = get_runtime()
+        pattern = resolve_pattern(workflow)
+        executor = runtime.executor(workflow.executor, workflow.executor_options)
+    except BaseException:
+        if claimed is not None:  # refused before it could run: give the claim back
+            await abandon(claimed)
+        raise
     all_listeners = [*runtime.monitor_hooks_as_listeners(), *configured_listeners(runtime), *listeners]
     if on_event is not None:
         all_listeners.append(sync_listener(on_event, "on_event"))
@@ -79,7 +93,19 @@ async def run_workflow(
     if shared_state:
         run.state.update(shared_state)
     return await drive(run, pattern, checkpoint_url=checkpoint_url, history_url=history_url,
-                       next_seq=next_seq)
+                       next_seq=next_seq, claimed=claimed, wait=wait, wait_timeout=wait_timeout)
+
+
+def check_run_id(run_id: Any) -> None:
+    """ConfigurationError for a run id no store can keep (the same rule for every store)."""
+    from pyagent.errors import ConfigurationError
+    from pyagent.workflow import unstorable
+
+    if not isinstance(run_id, str) or not run_id:
+        raise ConfigurationError(f"run_id must be a non-empty string, got {run_id!r}")
+    problem = unstorable(run_id)
+    if problem:
+        raise ConfigurationError(f"run_id {run_id!r} {problem}: choose another run id")
 
 
 # -- resuming ---------------------------------------------------------------------------------
@@ -88,21 +114,72 @@ async def run_workflow(
 async def resume_state(workflow: Workflow, state: WorkflowState, *, checkpoint_url: str | None = None,
                        next_seq: int | None = None, **kwargs: Any) -> WorkflowResult:
     """Continue the run saved in ``state``: completed tasks are reused, the rest run."""
-    state.check_workflow(workflow, f"the saved state of run {state.run_id!r}")
+    try:
+        state.check_workflow(workflow, f"the saved state of run {state.run_id!r}")
+    except BaseException:
+        claimed = kwargs.get("claimed")
+        if claimed is not None:
+            await abandon(claimed)
+        raise
     return await run_workflow(
         workflow, state.input, run_id=state.run_id, resumed=state.completed_results(),
         shared_state=state.shared, checkpoint_url=checkpoint_url, next_seq=next_seq, **kwargs,
     )
 
 
-async def resume_run(workflow: Workflow, run_id: str, url: str, **kwargs: Any) -> WorkflowResult:
-    """Load ``run_id`` from the store at ``url`` and continue it there."""
-    from pyagent.durability.checkpoint import load_run
+async def claim_stored_run(url: str, run_id: str, *, wait: bool = False, wait_timeout: float | None = None,
+                           allow_plaintext: bool | None = None,
+                           settings: LeaseSettings | None = None) -> tuple[WorkflowState, Claimed]:
+    """Claim ``run_id`` in the store at ``url``, then load its saved state.
 
-    state, seq = await load_run(url, run_id)
-    if state.workflow != workflow.name:
-        raise StateError(
-            f"run {run_id!r} belongs to workflow {state.workflow!r}, not {workflow.name!r}: "
-            "resume it with the workflow it was started from"
-        )
-    return await resume_state(workflow, state, checkpoint_url=url, next_seq=seq, **kwargs)
+    In that order: state loaded before the claim could be overtaken by the owner that held it.
+    The caller runs the returned claim (``run_workflow(claimed=...)``), which releases it.
+    """
+    from pyagent.durability.checkpoint import _close, _load, open_store, safe_url, state_of
+    from pyagent.durability.lifecycle import Claimed
+    from pyagent.durability.ownership import Ownership
+
+    check_run_id(run_id)
+    store = await open_store(url)
+    own = Ownership(store, run_id, clock=get_runtime().clock, settings=settings, where=safe_url(url))
+    try:
+        await own.claim(wait=wait, timeout=wait_timeout)
+        try:
+            state, seq = state_of(await _load(store, run_id), run_id, url, allow_plaintext=allow_plaintext)
+        except BaseException:
+            await own.release()
+            raise
+    except BaseException:
+        await _close(store)
+        raise
+    return state, Claimed(store, own, seq)
+
+
+async def resume_run(workflow: Workflow, run_id: str, url: str, *, wait: bool = False,
+                     wait_timeout: float | None = None, allow_plaintext: bool | None = None,
+                     **kwargs: Any) -> WorkflowResult:
+    """Claim ``run_id`` in the store at ``url``, load it and continue it there."""
+    from pyagent.durability.ownership import LeaseSettings
+
+    state, claimed = await claim_stored_run(url, run_id, wait=wait, wait_timeout=wait_timeout,
+                                            allow_plaintext=allow_plaintext,
+                                            settings=LeaseSettings.of(workflow.checkpointing))
+    try:
+        if state.workflow != workflow.name:
+            raise StateError(
+                f"run {run_id!r} belongs to workflow {state.workflow!r}, not {workflow.name!r}: "
+                "resume it with the workflow it was started from"
+            )
+        state.check_workflow(workflow, f"the saved state of run {state.run_id!r}")
+    except BaseException:
+        await abandon(claimed)
+        raise
+    return await resume_state(workflow, state, checkpoint_url=url, claimed=claimed, **kwargs)
+
+
+async def abandon(claimed: Claimed) -> None:
+    """Release a claim that will not be run, and close its store."""
+    from pyagent.durability.checkpoint import _close
+
+    await claimed.ownership.release()
+    await _close(claimed.store)

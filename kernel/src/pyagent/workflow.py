@@ -64,6 +64,22 @@ def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
+def unstorable(text: str) -> str | None:
+    """Why ``text`` cannot be a workflow name or run id in every store (None if it can).
+
+    Names and run ids are text columns: PostgreSQL refuses NUL characters in text, and no
+    UTF-8 database can hold a lone surrogate. The rule is the same for every store, so a
+    workflow that runs on ``memory://`` or SQLite also runs on PostgreSQL.
+    """
+    if "\x00" in text:
+        return "contains a NUL character (\\x00), which stores cannot keep in a name"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate, which is not valid UTF-8 and cannot be stored"
+    return None
+
+
 def branch_owners(steps: list[Step]) -> dict[str, str]:
     """Branch task name → the ConditionalTask step that runs it."""
     return {b.name: s.name for s in steps if isinstance(s, ConditionalTask) for b in s.branches}
@@ -94,6 +110,14 @@ class Workflow(BaseModel):
     _active: list[Any] = PrivateAttr(default_factory=list)
     _last: Any = PrivateAttr(default=None)
     _runtime_data: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _storable_name(cls, value: str) -> str:
+        problem = unstorable(value)
+        if problem:
+            raise ValueError(f"workflow name {value!r} {problem}: rename the workflow")
+        return value
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -295,6 +319,9 @@ class Workflow(BaseModel):
         storage: str | None = None,
         on_task_complete: Callable[[TaskResult], Any] | None = None,
         on_event: Callable[[Any], Any] | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = None,
+        allow_plaintext: bool | None = None,
     ) -> Any:
         """Continue a saved run: completed tasks are skipped and their outputs reused.
 
@@ -303,19 +330,28 @@ class Workflow(BaseModel):
         ``checkpointing["storage"]``). Returns the WorkflowResult from synchronous code and
         an awaitable inside a running event loop. A corrupt, foreign or incompatible state
         raises StateError before anything runs.
+
+        The run is claimed in the store before anything is loaded or run: if another process
+        owns it (it is running there, or was killed on another machine less than its lease
+        ago) RunOwnedError names the owner, unless ``wait=True``, which waits up to
+        ``wait_timeout`` seconds (default 60) for the claim. ``allow_plaintext=True`` reads
+        unencrypted state saved before ``PYAGENT_STATE_KEY`` was set (refused otherwise).
         """
         from pyagent._sync import run_or_await
         from pyagent.durability.state import WorkflowState
         from pyagent.errors import StateError
         from pyagent.runner import resume_run, resume_state
 
-        kwargs: dict[str, Any] = {"on_task_complete": on_task_complete, "on_event": on_event}
+        kwargs: dict[str, Any] = {"on_task_complete": on_task_complete, "on_event": on_event,
+                                  "wait": wait, "wait_timeout": wait_timeout}
         if isinstance(source, WorkflowState):
             source.check_workflow(self, f"the state of run {source.run_id!r}")
             return run_or_await(lambda: resume_state(self, source, **kwargs))
         text = os.fspath(source)
-        if isinstance(source, os.PathLike) or os.path.exists(text) or text.endswith(".json"):
-            state = WorkflowState.load(text, workflow=self.name)
+        # A NUL cannot be in a path (os.path.exists would raise): such text is a (bad) run id.
+        if "\x00" not in text and (isinstance(source, os.PathLike) or os.path.exists(text)
+                                   or text.endswith(".json")):
+            state = WorkflowState.load(text, workflow=self.name, allow_plaintext=allow_plaintext)
             state.check_workflow(self, f"state file {text!r}")
             return run_or_await(lambda: resume_state(self, state, **kwargs))
         url = storage or (self.checkpointing.storage if self.checkpointing is not None else None)
@@ -325,4 +361,4 @@ class Workflow(BaseModel):
                 "storage to look it up as a run id: pass a file path, or storage='sqlite://...', "
                 "or configure checkpointing={'storage': ...}"
             )
-        return run_or_await(lambda: resume_run(self, text, url, **kwargs))
+        return run_or_await(lambda: resume_run(self, text, url, allow_plaintext=allow_plaintext, **kwargs))

@@ -102,3 +102,29 @@ async def _pg_query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 def db_query() -> Callable[..., list[tuple[Any, ...]]]:
     """``db_query(url, sql, *args)``: look inside a test database with the plain drivers."""
     return query_database
+
+
+class _Chain:
+    """A pass-forward pattern, so these tests can run workflows with only the kernel and this plugin."""
+
+    async def execute(self, run: Any) -> Any:
+        value = run.input
+        for step in run.workflow.steps:
+            rec = await run.run_step(step, value)
+            value = rec.output
+        return value
+
+
+class _ChainPlugin:
+    from pyagent import hookimpl as _hookimpl
+
+    @_hookimpl
+    def pyagent_register_patterns(self, register: Any) -> None:
+        register("sql-test-chain", _Chain())
+
+
+@pytest.fixture
+def chain_runtime(runtime: Any) -> Any:
+    """A fresh runtime (installed plugins discovered) with the pattern ``sql-test-chain``."""
+    runtime.register(_ChainPlugin(), "sql-test-chain")
+    return runtime

@@ -254,3 +254,121 @@ async def test_a_closed_store_can_be_opened_again(url: str) -> None:
     finally:
         await store.close()
 
+
+
+# -- run ownership: leases ----------------------------------------------------------------------
+
+
+async def test_a_run_is_claimed_by_one_claim_at_a_time_until_its_lease_expires(url: str) -> None:
+    async with opened(url) as store:
+        mine = await store.claim_run("r1", "host-a:1:x", "tok-a", now=100.0, ttl=10.0)
+        assert (mine.owner, mine.token, mine.claimed_at, mine.expires_at) == ("host-a:1:x", "tok-a", 100.0, 110.0)
+        # Another claim before expiry gets the holder's lease back, unchanged.
+        theirs = await store.claim_run("r1", "host-b:2:y", "tok-b", now=105.0, ttl=10.0)
+        assert theirs == mine
+        # Claiming again with the same token is idempotent (a retried claim) and extends it.
+        again = await store.claim_run("r1", "host-a:1:x", "tok-a", now=106.0, ttl=10.0)
+        assert again.token == "tok-a" and again.expires_at == 116.0
+        # Once expired, anyone may take it.
+        taken = await store.claim_run("r1", "host-b:2:y", "tok-b", now=116.0, ttl=10.0)
+        assert (taken.owner, taken.token, taken.expires_at) == ("host-b:2:y", "tok-b", 126.0)
+        assert await store.get_lease("r1") == taken
+        assert await store.get_lease("nobody") is None
+
+
+async def test_a_claim_can_replace_exactly_the_lease_it_names(url: str) -> None:
+    async with opened(url) as store:
+        await store.claim_run("r1", "dead", "tok-dead", now=100.0, ttl=60.0)
+        wrong = await store.claim_run("r1", "me", "tok-me", now=101.0, ttl=60.0, replace="tok-other")
+        assert wrong.token == "tok-dead"
+        right = await store.claim_run("r1", "me", "tok-me", now=101.0, ttl=60.0, replace="tok-dead")
+        assert (right.owner, right.token) == ("me", "tok-me")
+
+
+async def test_renewing_and_releasing_work_only_for_the_claim_holding_the_lease(url: str) -> None:
+    async with opened(url) as store:
+        await store.claim_run("r1", "a", "tok-a", now=100.0, ttl=10.0)
+        assert await store.renew_lease("r1", "tok-a", now=108.0, ttl=10.0)
+        lease = await store.get_lease("r1")
+        assert lease is not None and lease.expires_at == 118.0 and lease.claimed_at == 100.0
+        assert not await store.renew_lease("r1", "tok-b", now=108.0, ttl=10.0)
+        # Expired but not claimed by anyone since: still the holder's to renew.
+        assert await store.renew_lease("r1", "tok-a", now=500.0, ttl=10.0)
+        assert not await store.release_run("r1", "tok-b")
+        assert await store.release_run("r1", "tok-a")
+        assert await store.get_lease("r1") is None
+        assert not await store.release_run("r1", "tok-a")
+        assert not await store.renew_lease("r1", "tok-a", now=501.0, ttl=10.0)
+        # Released: claimable at once, whatever the time.
+        assert (await store.claim_run("r1", "b", "tok-b", now=0.0, ttl=10.0)).token == "tok-b"
+
+
+async def test_many_simultaneous_claims_have_exactly_one_winner(url: str) -> None:
+    async with opened(url) as store:
+        won: list[str] = []
+
+        async def claim(i: int) -> None:
+            lease = await store.claim_run("contested", f"owner-{i}", f"tok-{i}", now=100.0, ttl=30.0)
+            if lease.token == f"tok-{i}":
+                won.append(lease.owner)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(12):
+                tg.start_soon(claim, i)
+        assert len(won) == 1
+        lease = await store.get_lease("contested")
+        assert lease is not None and lease.owner == won[0]
+
+
+async def test_list_leases_by_owner_and_by_expiry(url: str) -> None:
+    async with opened(url) as store:
+        await store.claim_run("r1", "a", "t1", now=100.0, ttl=10.0)
+        await store.claim_run("r2", "b", "t2", now=100.0, ttl=5.0)
+        await store.claim_run("r3", "a", "t3", now=100.0, ttl=50.0)
+        assert [x.run_id for x in await store.list_leases()] == ["r2", "r1", "r3"]
+        assert [x.run_id for x in await store.list_leases(owner="a")] == ["r1", "r3"]
+        assert [x.run_id for x in await store.list_leases(expired_at=110.0)] == ["r2", "r1"]
+        assert [x.run_id for x in await store.list_leases(owner="a", expired_at=110.0)] == ["r1"]
+        assert [x.run_id for x in await store.list_leases(limit=1)] == ["r2"]
+
+
+async def test_fenced_writes_are_refused_once_the_lease_passed_to_another_claim(url: str) -> None:
+    from pyagent import RunOwnedError
+
+    async with opened(url) as store:
+        await store.claim_run("r1", "old", "tok-old", now=100.0, ttl=10.0)
+        await store.begin_run(header("r1"), cp("r1", 0, "full"), fence="tok-old")
+        await store.append_checkpoint(cp("r1", 1), fence="tok-old")
+        await store.save_run(header("r1", status="running", payload=b"old"), fence="tok-old")
+        await store.claim_run("r1", "new", "tok-new", now=200.0, ttl=10.0)  # the old one expired
+        with pytest.raises(RunOwnedError, match=r"run 'r1' .*no longer owned.*held by new") as refused:
+            await store.append_checkpoint(cp("r1", 2), fence="tok-old")
+        assert refused.value.owner == "new"
+        with pytest.raises(RunOwnedError):
+            await store.save_run(header("r1", status="cancelled"), fence="tok-old")
+        with pytest.raises(RunOwnedError):
+            await store.begin_run(header("r1", status="cancelled"), cp("r1", 5, "full"), fence="tok-old")
+        await store.append_checkpoint(cp("r1", 2), fence="tok-new")
+        loaded = await store.load("r1")
+        assert loaded is not None and loaded.header.payload == b"old"
+        assert [c.seq for c in loaded.checkpoints] == [0, 1, 2]
+        assert loaded.checkpoints[2].payload == b"r1:2"
+        # Released: no claim holds it, so fenced writes are refused too.
+        assert await store.release_run("r1", "tok-new")
+        with pytest.raises(RunOwnedError, match="released"):
+            await store.append_checkpoint(cp("r1", 3), fence="tok-new")
+
+
+async def test_begin_run_writes_header_and_first_checkpoint_together_or_not_at_all(url: str) -> None:
+    from pyagent import CheckpointConflictError
+
+    async with opened(url) as store:
+        await store.begin_run(header("r1", payload=b"h1"), cp("r1", 0, "full"))
+        loaded = await store.load("r1")
+        assert loaded is not None and loaded.header.payload == b"h1"
+        assert [(c.seq, c.kind) for c in loaded.checkpoints] == [(0, "full")]
+        # The checkpoint cannot be stored (seq taken): the new header is not stored either.
+        with pytest.raises(CheckpointConflictError):
+            await store.begin_run(header("r1", status="completed", payload=b"h2"), cp("r1", 0, "full"))
+        loaded = await store.load("r1")
+        assert loaded is not None and loaded.header.payload == b"h1" and loaded.header.status == "running"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 from pyagent_sql import CheckpointConflictError, SchemaVersionError, schema
 from sqlalchemy import Connection, text
@@ -33,8 +34,8 @@ async def test_the_schema_is_created_on_first_open_and_recorded_once(url: str, d
     finally:
         for store in stores:
             await store.close()
-    assert db_query(url, "SELECT version, description FROM pyagent_schema_version") == [
-        (1, "runs and checkpoints tables")
+    assert db_query(url, "SELECT version, description FROM pyagent_schema_version ORDER BY version") == [
+        (1, "runs and checkpoints tables"), (2, "run leases (one owner per run)")
     ]
     assert db_query(url, "SELECT count(*) FROM pyagent_runs") == [(0,)]
 
@@ -48,7 +49,7 @@ async def test_a_database_from_a_newer_version_is_refused_and_left_unchanged(url
     with pytest.raises(SchemaVersionError) as info:
         await store.open()
     message = str(info.value)
-    assert "version 7" in message and "up to 1" in message and "pip install -U pyagent-sql" in message
+    assert "version 7" in message and f"up to {schema.LATEST}" in message and "pip install -U pyagent-sql" in message
     assert db_query(url, "SELECT max(version) FROM pyagent_schema_version") == [(7,)]
     assert db_query(url, "SELECT run_id, status FROM pyagent_runs") == [("r1", "completed")]
 
@@ -60,18 +61,45 @@ async def test_an_older_database_is_migrated_forward_keeping_its_data(
         await store.save_run(RunHeader("r1", "wf", "completed", 1.0))
         await store.append_checkpoint(Checkpoint("r1", 0, "full", b"state", 1.0))
 
-    def to_2(conn: Connection) -> None:
+    def to_3(conn: Connection) -> None:
         where = conn.schema_for_object(schema.define_tables().runs)  # the store's schema, if any
         prefix = f'"{where}".' if where else ""
-        conn.execute(text(f"ALTER TABLE {prefix}pyagent_runs ADD COLUMN owner TEXT"))
+        conn.execute(text(f"ALTER TABLE {prefix}pyagent_runs ADD COLUMN note TEXT"))
 
-    monkeypatch.setattr(schema, "LATEST", 2)
-    monkeypatch.setitem(schema.MIGRATIONS, 2, ("runs get an owner", to_2))
+    monkeypatch.setattr(schema, "LATEST", 3)
+    monkeypatch.setitem(schema.MIGRATIONS, 3, ("runs get a note", to_3))
     async with make_store(url) as store:
         loaded = await store.load("r1")
     assert loaded is not None and loaded.checkpoints[0].payload == b"state"
+    assert db_query(url, "SELECT version FROM pyagent_schema_version ORDER BY version") == [(1,), (2,), (3,)]
+    assert db_query(url, "SELECT run_id, note FROM pyagent_runs") == [("r1", None)]
+
+
+async def test_a_version_1_database_gets_the_lease_table_and_keeps_its_runs(
+    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Databases written before run ownership existed are upgraded in place on first open."""
+    with monkeypatch.context() as old:
+        old.setattr(schema, "LATEST", 1)
+        async with make_store(url) as store:
+            await store.save_run(RunHeader("r1", "wf", "running", 1.0))
+            await store.append_checkpoint(Checkpoint("r1", 0, "full", b"state", 1.0))
+    assert db_query(url, "SELECT max(version) FROM pyagent_schema_version") == [(1,)]
+    await _forget_backends()
+    async with make_store(url) as store:
+        lease = await store.claim_run("r1", "me", "t1", now=10.0, ttl=5.0)
+        loaded = await store.load("r1")
+    assert lease.token == "t1" and lease.expires_at == 15.0
+    assert loaded is not None and loaded.checkpoints[0].payload == b"state"
     assert db_query(url, "SELECT version FROM pyagent_schema_version ORDER BY version") == [(1,), (2,)]
-    assert db_query(url, "SELECT run_id, owner FROM pyagent_runs") == [("r1", None)]
+    assert db_query(url, "SELECT run_id, owner, token FROM pyagent_leases") == [("r1", "me", "t1")]
+
+
+async def _forget_backends() -> None:
+    """Start over as a new process would: no connections or schema checks kept from before."""
+    from pyagent_sql.backend import dispose_all
+
+    await anyio.to_thread.run_sync(dispose_all)
 
 
 async def test_a_repeated_checkpoint_seq_is_a_clear_error_and_keeps_the_first(url: str) -> None:

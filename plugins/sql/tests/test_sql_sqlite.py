@@ -189,3 +189,92 @@ async def test_connections_are_shared_per_file_and_idle_ones_are_bounded(tmp_pat
     for i, url in enumerate(urls):
         async with sqlite(url) as store:
             assert [h.run_id for h in await store.list_runs()] == [f"r{i}"]
+
+
+READ_ONLY_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from pyagent import Task, Workflow, hookimpl
+    from pyagent.plugins import get_runtime
+
+    class Chain:
+        async def execute(self, run):
+            value = run.input
+            for step in run.workflow.steps:
+                value = (await run.run_step(step, value)).output
+            return value
+
+    class Plugin:
+        @hookimpl
+        def pyagent_register_patterns(self, register):
+            register("chain", Chain())
+
+    get_runtime().register(Plugin(), "chain")
+    url, run_id = sys.argv[1], sys.argv[2]
+    ran = []
+    wf = Workflow(name="ro", pattern="chain", checkpointing={"storage": url},
+                  steps=[Task(name="t0", agent=lambda x: ran.append("t0") or x)])
+    out = {}
+    for what, call in (("run", lambda: wf.run_sync("x")), ("resume", lambda: wf.resume_from(run_id))):
+        try:
+            call()
+            out[what] = ["no error"]
+        except Exception as exc:
+            out[what] = [type(exc).__name__, [c.__name__ for c in type(exc).__mro__], str(exc)]
+    out["ran"] = ran
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.parametrize("read_only", ["file", "directory"])
+def test_a_read_only_database_is_a_store_unavailable_error_naming_the_file(read_only: str) -> None:
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    command = [sys.executable, "-c", READ_ONLY_CHILD]
+    if os.geteuid() == 0:
+        # Root writes anywhere: the child runs without the capability that lets it.
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv (util-linux): cannot make a file read-only to the test")
+        command = [setpriv, "--inh-caps=-dac_override", "--bounding-set=-dac_override", *command]
+    folder = Path(tempfile.mkdtemp(prefix="pyagent-ro-"))
+    try:
+        os.chmod(folder, 0o755)
+        db = folder / "checkpoints.db"
+        url = f"sqlite:///{db}"
+
+        async def failed_run() -> str:
+            from pyagent.durability.checkpoint import _close, open_store
+            from pyagent.durability.store import RunHeader
+
+            store = await open_store(url)
+            try:
+                await store.begin_run(RunHeader("failed-run", "ro", "failed", 1.0),
+                                      Checkpoint("failed-run", 0, "full", b"x", 1.0))
+            finally:
+                await _close(store)
+            return "failed-run"
+
+        run_id = anyio.run(failed_run)
+        from pyagent_sql.backend import dispose_all
+
+        dispose_all()  # the file is closed: no -wal or -shm left behind
+        os.chmod(db, 0o444)
+        os.chmod(folder, 0o777 if read_only == "file" else 0o555)
+        child = subprocess.run([*command, url, run_id], capture_output=True, text=True, timeout=120)
+        assert child.returncode == 0, child.stderr
+        out = json.loads(child.stdout.strip().splitlines()[-1])
+    finally:
+        os.chmod(folder, 0o755)
+        shutil.rmtree(folder, ignore_errors=True)
+    assert out["ran"] == []  # refused before any agent ran
+    for what in ("run", "resume"):
+        name, mro, message = out[what]
+        assert name == "StoreUnavailableError", out[what]
+        assert "StoreError" in mro and "DriverLoadFailure" in mro
+        assert str(db) in message, message
+        assert "writable" in message or "cannot be opened" in message, message

@@ -1,23 +1,39 @@
-"""The default store: keeps runs and checkpoints in process memory (``memory://``)."""
+"""The default store: keeps runs, checkpoints and leases in process memory (``memory://``)."""
 
 from __future__ import annotations
 
 import threading
 
-from pyagent.durability.store import Checkpoint, RunHeader, StoredRun
-from pyagent.errors import CheckpointConflictError
+from pyagent.durability.store import Checkpoint, Lease, RunHeader, StoredRun
+from pyagent.errors import CheckpointConflictError, RunOwnedError
+
+
+class _Data:
+    """What one ``memory://NAME`` holds; ``lock`` makes each operation atomic across threads."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunHeader] = {}
+        self.checkpoints: dict[str, list[Checkpoint]] = {}
+        self.leases: dict[str, Lease] = {}
+        self.lock = threading.RLock()
 
 
 class MemoryStore:
     """An in-process store; every ``memory://NAME`` URL with the same name shares one instance's data."""
 
-    _shared: dict[str, tuple[dict[str, RunHeader], dict[str, list[Checkpoint]]]] = {}
+    _shared: dict[str, _Data] = {}
     _lock = threading.Lock()
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         with self._lock:
-            self._runs, self._checkpoints = self._shared.setdefault(url, ({}, {}))
+            data = self._shared.get(url)
+            if data is None:
+                data = self._shared[url] = _Data()
+        self._data = data
+        self._runs = data.runs
+        self._checkpoints = data.checkpoints
+        self._leases = data.leases
 
     async def open(self) -> None:
         return None
@@ -25,23 +41,50 @@ class MemoryStore:
     async def close(self) -> None:
         return None
 
-    async def save_run(self, header: RunHeader) -> None:
-        self._runs[header.run_id] = header
+    def _check_fence(self, run_id: str, fence: str | None) -> None:
+        if fence is None:
+            return
+        lease = self._leases.get(run_id)
+        if lease is None or lease.token != fence:
+            raise RunOwnedError(
+                f"run {run_id!r} in {self.url} is no longer owned by this process "
+                f"({'its lease is held by ' + lease.owner if lease is not None else 'its lease was released'}): "
+                "the write was refused",
+                run_id=run_id, owner=None if lease is None else lease.owner,
+                expires_at=None if lease is None else lease.expires_at,
+            )
 
-    async def append_checkpoint(self, checkpoint: Checkpoint) -> None:
-        stored = self._checkpoints.setdefault(checkpoint.run_id, [])
-        if any(c.seq == checkpoint.seq for c in stored):
+    def _check_seq(self, checkpoint: Checkpoint) -> None:
+        if any(c.seq == checkpoint.seq for c in self._checkpoints.get(checkpoint.run_id, ())):
             raise CheckpointConflictError(
                 f"checkpoint {checkpoint.seq} of run {checkpoint.run_id!r} is already stored in {self.url}: "
                 "is another task resuming the same run? Resume a run from one place at a time"
             )
-        stored.append(checkpoint)
+
+    async def save_run(self, header: RunHeader, *, fence: str | None = None) -> None:
+        with self._data.lock:
+            self._check_fence(header.run_id, fence)
+            self._runs[header.run_id] = header
+
+    async def append_checkpoint(self, checkpoint: Checkpoint, *, fence: str | None = None) -> None:
+        with self._data.lock:
+            self._check_fence(checkpoint.run_id, fence)
+            self._check_seq(checkpoint)
+            self._checkpoints.setdefault(checkpoint.run_id, []).append(checkpoint)
+
+    async def begin_run(self, header: RunHeader, checkpoint: Checkpoint, *, fence: str | None = None) -> None:
+        with self._data.lock:
+            self._check_fence(header.run_id, fence)
+            self._check_seq(checkpoint)
+            self._runs[header.run_id] = header
+            self._checkpoints.setdefault(checkpoint.run_id, []).append(checkpoint)
 
     async def load(self, run_id: str) -> StoredRun | None:
-        header = self._runs.get(run_id)
-        if header is None:
-            return None
-        cps = sorted(self._checkpoints.get(run_id, []), key=lambda c: c.seq)
+        with self._data.lock:
+            header = self._runs.get(run_id)
+            if header is None:
+                return None
+            cps = sorted(self._checkpoints.get(run_id, []), key=lambda c: c.seq)
         start = max((i for i, c in enumerate(cps) if c.kind == "full"), default=0)
         return StoredRun(header, cps[start:])
 
@@ -53,9 +96,11 @@ class MemoryStore:
         status: str | None = None,
         limit: int | None = None,
     ) -> list[RunHeader]:
+        with self._data.lock:
+            headers = list(self._runs.values())
         rows = [
             h
-            for h in self._runs.values()
+            for h in headers
             if (workflow is None or h.workflow == workflow)
             and (since is None or h.started_at >= since)
             and (status is None or h.status == status)
@@ -64,11 +109,54 @@ class MemoryStore:
         return rows[:limit] if limit is not None else rows
 
     async def prune(self, run_id: str, keep: int) -> int:
-        cps = sorted(self._checkpoints.get(run_id, []), key=lambda c: c.seq)
-        if len(cps) <= keep:
-            return 0
-        # A delta builds on every checkpoint back to its full one: keep from the full
-        # checkpoint the oldest kept one builds on (nothing can go if there is none).
-        start = next((i for i in range(len(cps) - keep, -1, -1) if cps[i].kind == "full"), 0)
-        self._checkpoints[run_id] = cps[start:]
-        return start
+        with self._data.lock:
+            cps = sorted(self._checkpoints.get(run_id, []), key=lambda c: c.seq)
+            if len(cps) <= keep:
+                return 0
+            # A delta builds on every checkpoint back to its full one: keep from the full
+            # checkpoint the oldest kept one builds on (nothing can go if there is none).
+            start = next((i for i in range(len(cps) - keep, -1, -1) if cps[i].kind == "full"), 0)
+            self._checkpoints[run_id] = cps[start:]
+            return start
+
+    # -- ownership --------------------------------------------------------------------------
+
+    async def claim_run(self, run_id: str, owner: str, token: str, *, now: float, ttl: float,
+                        replace: str | None = None) -> Lease:
+        with self._data.lock:
+            held = self._leases.get(run_id)
+            if (held is None or held.expires_at <= now or held.token == token
+                    or (replace is not None and held.token == replace)):
+                held = Lease(run_id, owner, token, now, now + ttl)
+                self._leases[run_id] = held
+            return held
+
+    async def renew_lease(self, run_id: str, token: str, *, now: float, ttl: float) -> bool:
+        with self._data.lock:
+            held = self._leases.get(run_id)
+            if held is None or held.token != token:
+                return False
+            self._leases[run_id] = Lease(run_id, held.owner, token, held.claimed_at, now + ttl)
+            return True
+
+    async def release_run(self, run_id: str, token: str) -> bool:
+        with self._data.lock:
+            held = self._leases.get(run_id)
+            if held is None or held.token != token:
+                return False
+            del self._leases[run_id]
+            return True
+
+    async def get_lease(self, run_id: str) -> Lease | None:
+        with self._data.lock:
+            return self._leases.get(run_id)
+
+    async def list_leases(self, *, owner: str | None = None, expired_at: float | None = None,
+                          limit: int | None = None) -> list[Lease]:
+        with self._data.lock:
+            leases = list(self._leases.values())
+        rows = [lease for lease in leases
+                if (owner is None or lease.owner == owner)
+                and (expired_at is None or lease.expires_at <= expired_at)]
+        rows.sort(key=lambda lease: (lease.expires_at, lease.run_id))
+        return rows[:limit] if limit is not None else rows

@@ -53,6 +53,10 @@ def history(storage: str, workflow_name: str | None, status: str | None, since: 
     for r in records:
         stamp = r.timestamp.strftime("%Y-%m-%d %H:%M:%S")
         dur = f"{r.duration:.3f}s" if r.duration is not None else "-"
+        if r.unreadable:
+            click.echo(f"{stamp}  {r.run_id}  {r.workflow:<24} {r.status.value:<10} (unreadable)")
+            click.echo(f"    unreadable: {r.unreadable}")
+            continue
         click.echo(f"{stamp}  {r.run_id}  {r.workflow:<24} {r.status.value:<10} "
                    f"tasks {r.tasks_completed}/{r.tasks_total}  {dur}")
         if r.error:
@@ -64,44 +68,55 @@ def history(storage: str, workflow_name: str | None, status: str | None, since: 
 @click.argument("target")
 @click.option("--storage", required=True, envvar="PYAGENT_STORAGE",
               help="Store URL the run was checkpointed to (or $PYAGENT_STORAGE).")
+@click.option("--wait", is_flag=True,
+              help="If another process owns the run, wait for its lease to end instead of failing.")
+@click.option("--wait-timeout", type=float, default=None, show_default="60",
+              help="With --wait: give up after this many seconds.")
+@click.option("--allow-plaintext", is_flag=True,
+              help="Read unencrypted checkpoints although PYAGENT_STATE_KEY is set (saved before it was).")
 @click.option("--quiet", is_flag=True, help="Print only the result.")
-def resume(run_id: str, target: str, storage: str, quiet: bool) -> None:
+def resume(run_id: str, target: str, storage: str, wait: bool, wait_timeout: float | None,
+           allow_plaintext: bool, quiet: bool) -> None:
     """Continue a checkpointed run: RUN_ID from --storage, with the workflow in TARGET (FILE[:WORKFLOW]).
 
     The store keeps a run's progress, not its code, so the workflow definition comes from
     the file it was run from. Without :WORKFLOW the file's workflow whose name matches the
-    run is used.
+    run is used. The run is claimed first: if another process owns it, this fails naming
+    the owner (or waits, with --wait).
     """
     import anyio
 
-    from pyagent.durability.checkpoint import load_run
     from pyagent.errors import PyAgentError
-    from pyagent.runner import resume_state
+    from pyagent.runner import abandon, claim_stored_run, resume_state
 
     file_part, _, wanted = target.partition(":") if not Path(target).exists() else (target, "", "")
     path = Path(file_part)
-    try:
-        state, seq = anyio.run(load_run, storage, run_id)
-    except PyAgentError as exc:
-        raise ConfigError(one_line(exc)) from exc
     module = load_module(path)
-    workflow = find_workflow(module, wanted or state.workflow, path)
-    if not quiet:
-        click.echo(f"Resuming run {run_id} of {workflow.name!r}: {plural(len(state.completed), 'task')} "
-                   f"done, {len(state.pending) + len(state.failed)} to go")
-
-    monitor = None if quiet else progress_monitor(workflow.name)
+    monitors: list[Any] = []  # the progress monitor, once the run's workflow is known
 
     async def go() -> Any:
-        return await resume_state(workflow, state, checkpoint_url=storage, next_seq=seq,
-                                  on_event=None if monitor is None else monitor.on_event)
+        state, claimed = await claim_stored_run(storage, run_id, wait=wait, wait_timeout=wait_timeout,
+                                                allow_plaintext=True if allow_plaintext else None)
+        try:
+            workflow = find_workflow(module, wanted or state.workflow, path)
+        except BaseException:
+            await abandon(claimed)
+            raise
+        if not quiet:
+            click.echo(f"Resuming run {run_id} of {workflow.name!r}: {plural(len(state.completed), 'task')} "
+                       f"done, {len(state.pending) + len(state.failed)} to go")
+            monitor = progress_monitor(workflow.name)
+            if monitor is not None:
+                monitors.append(monitor)
+        return await resume_state(workflow, state, checkpoint_url=storage, claimed=claimed,
+                                  on_event=monitors[0].on_event if monitors else None)
 
     try:
         result = anyio.run(go)
     except PyAgentError as exc:
         raise ConfigError(one_line(exc)) from exc
     finally:
-        if monitor is not None:
+        for monitor in monitors:
             monitor.close()
     click.echo(f"{result.status.value.upper()}  run_id={result.run_id}")
     if result.ok:

@@ -9,11 +9,21 @@ as they are. Tuples, dicts with other keys, sets, ``bytes``, ``datetime``/``date
 ``Decimal`` and ``UUID`` are written as tagged objects and come back as the same type.
 Anything else raises :class:`~pyagent.errors.StateError` at save time, naming the task (or
 state key) and the path inside the value, unless a serializer is registered for its type
-with :func:`register_serializer`.
+with :func:`register_serializer`. So do values JSON cannot carry back: integers longer than
+Python's int-to-text limit (4,300 digits), and values nested more than ``MAX_DEPTH`` levels
+deep or containing themselves. Strings with lone surrogates (``os.fsdecode`` makes them from
+file names that are not UTF-8) are written as ``\\udcxx`` escapes and come back unchanged.
+
+Store payloads start with one byte saying how they are encoded: ``S`` plain JSON after its
+SHA-256 checksum (an edited or damaged row is detected), ``F`` a Fernet token, and ``J``
+plain JSON without a checksum (written by earlier versions; still read).
 
 Encryption: when ``PYAGENT_STATE_KEY`` holds a Fernet key (several comma-separated keys
 allow rotation: the first encrypts, any decrypts) payloads are encrypted with the
-``cryptography`` package (``pip install 'pyagent-kernel[encryption]'``). Make a key with::
+``cryptography`` package (``pip install 'pyagent-kernel[encryption]'``). With a key set,
+data that is *not* encrypted is refused when read, since anyone with write access to the
+store (but no key) could have put it there; to read data saved before the key was set, opt
+in with ``allow_plaintext=True`` or ``PYAGENT_STATE_ALLOW_PLAINTEXT=1``. Make a key with::
 
     python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"
 """
@@ -22,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import hashlib
 import json
 import os
 import uuid
@@ -33,11 +44,18 @@ from typing import Any
 from pyagent.errors import ConfigurationError, StateError
 
 KEY_ENV = "PYAGENT_STATE_KEY"
+ALLOW_PLAINTEXT_ENV = "PYAGENT_STATE_ALLOW_PLAINTEXT"
 TAG = "__pyagent__"
+#: Containers nested deeper than this are refused when saved: reading them back would hit
+#: the interpreter's recursion limit, leaving a run that cannot be resumed.
+MAX_DEPTH = 400
+# Bits of the longest integer Python turns into text by default (4,300 decimal digits).
+_MAX_INT_BITS = 14_280
 
 # Store payloads start with one byte saying how the rest is encoded.
-_PLAIN = b"J"
-_SEALED = b"F"
+_PLAIN = b"J"  # JSON, no checksum (written by earlier versions)
+_SUMMED = b"S"  # the SHA-256 digest of the JSON (32 bytes), then the JSON
+_SEALED = b"F"  # a Fernet token
 
 
 @dataclass(frozen=True)
@@ -103,20 +121,52 @@ def _type_name(t: type) -> str:
 
 def to_jsonable(value: Any, where: str) -> Any:
     """``value`` as JSON-able data; ``where`` names it in the error if it cannot be saved."""
+    try:
+        return _to_jsonable(value, where, 0)
+    except RecursionError:  # a serializer that recursed on its own, or a very deep stack
+        raise _too_deep(where) from None
+
+
+def _too_deep(where: str) -> StateError:
+    if len(where) > 100:  # the path down a deep value is as long as the value is deep
+        where = where[:80] + "[...]"
+    return StateError(
+        f"{where} is nested more than {MAX_DEPTH} levels deep, or contains itself (a circular "
+        "reference): it cannot be saved as JSON; return flatter data from the agent"
+    )
+
+
+def _to_jsonable(value: Any, where: str, depth: int) -> Any:
+    # ``depth`` counts the JSON nesting written so far: tagged values nest deeper than the
+    # value itself (a tuple is an object holding an array).
     t = type(value)
-    if t is str or t is int or t is bool or t is float or value is None:
+    if t is str or t is bool or t is float or value is None:
         return value
+    if t is int:
+        if value.bit_length() > _MAX_INT_BITS:
+            raise StateError(
+                f"{where} is an integer of {value.bit_length()} bits, too long to save as JSON "
+                "(Python converts at most 4,300 digits to text): return it as a string, "
+                "e.g. str(n) after sys.set_int_max_str_digits(0), or hex(n)"
+            )
+        return value
+    if depth >= MAX_DEPTH:
+        raise _too_deep(where)
     if t is list:
-        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        depth += 1
+        return [_to_jsonable(v, f"{where}[{i}]", depth) for i, v in enumerate(value)]
     if t is dict:
         if TAG not in value and all(type(k) is str for k in value):
-            return {k: to_jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
+            depth += 1
+            return {k: _to_jsonable(v, f"{where}[{k!r}]", depth) for k, v in value.items()}
+        depth += 3
         return {TAG: "dict", "items": [
-            [to_jsonable(k, f"{where} key {k!r}"), to_jsonable(v, f"{where}[{k!r}]")]
+            [_to_jsonable(k, f"{where} key {k!r}", depth), _to_jsonable(v, f"{where}[{k!r}]", depth)]
             for k, v in value.items()
         ]}
     if t is tuple:
-        return {TAG: "tuple", "value": [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+        depth += 2
+        return {TAG: "tuple", "value": [_to_jsonable(v, f"{where}[{i}]", depth) for i, v in enumerate(value)]}
     ser = _find_serializer(t)
     if ser is None:
         raise StateError(
@@ -126,9 +176,11 @@ def to_jsonable(value: Any, where: str) -> Any:
         )
     try:
         data = ser.encode(value)
+    except RecursionError:
+        raise _too_deep(where) from None
     except Exception as exc:
         raise StateError(f"{where}: the serializer for {_type_name(t)} failed: {exc}") from exc
-    return {TAG: ser.name, "value": to_jsonable(data, where)}
+    return {TAG: ser.name, "value": _to_jsonable(data, where, depth + 1)}
 
 
 def _revive(obj: dict[str, Any]) -> Any:
@@ -156,9 +208,18 @@ def _hashable(key: Any) -> Any:
     return tuple(key) if isinstance(key, list) else key
 
 
-def dumps(data: Any) -> bytes:
-    """Compact JSON bytes of already JSON-able data."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode()
+def dumps(data: Any, where: str = "the data") -> bytes:
+    """Compact JSON bytes of already JSON-able data (StateError naming ``where`` if impossible)."""
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode()
+    except UnicodeEncodeError:
+        # Lone surrogates (os.fsdecode of a non-UTF-8 file name) have no UTF-8 form: written
+        # as \udcxx escapes instead, which json.loads turns back into the same string.
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode()
+    except RecursionError:
+        raise _too_deep(where) from None
+    except ValueError as exc:  # e.g. an integer over the int-to-text limit in a serializer's output
+        raise StateError(f"{where} cannot be saved as JSON: {exc}") from None
 
 
 def loads(raw: bytes | str, what: str) -> Any:
@@ -167,6 +228,9 @@ def loads(raw: bytes | str, what: str) -> Any:
         return json.loads(raw, object_hook=_revive)
     except StateError as exc:
         raise StateError(f"{what}: {exc}") from None
+    except RecursionError:
+        raise StateError(f"{what} is nested too deeply to read (more than the interpreter's "
+                         "recursion limit allows): corrupt or not written by pyagent") from None
     except (ValueError, TypeError, KeyError) as exc:
         raise StateError(f"{what} is corrupt or truncated (not valid JSON: {exc})") from None
 
@@ -245,17 +309,48 @@ def decrypt_text(token: str, what: str) -> bytes:
     return plain
 
 
+def plaintext_allowed(allow: bool | None = None) -> bool:
+    """Whether unencrypted data may be read while a key is set (``allow``, else the environment)."""
+    if allow is not None:
+        return allow
+    return os.environ.get(ALLOW_PLAINTEXT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def refuse_plaintext(what: str, allow: bool | None = None) -> None:
+    """StateError when a key is set and unencrypted data is not explicitly allowed."""
+    if encryption_enabled() and not plaintext_allowed(allow):
+        raise StateError(
+            f"{what} is not encrypted, but {KEY_ENV} is set: refused, because anyone who can "
+            "write to the storage without the key could have put it there. If it was saved "
+            "before encryption was turned on, read it with allow_plaintext=True (or "
+            f"{ALLOW_PLAINTEXT_ENV}=1) once to migrate it"
+        )
+
+
 def seal(data: bytes) -> bytes:
-    """A store payload: encrypted when a key is configured, tagged either way."""
+    """A store payload: encrypted when a key is configured, else checksummed; tagged either way."""
     token = encrypt_text(data)
-    return _PLAIN + data if token is None else _SEALED + token.encode()
+    if token is None:
+        return _SUMMED + hashlib.sha256(data).digest() + data
+    return _SEALED + token.encode()
 
 
-def unseal(blob: bytes, what: str) -> bytes:
-    """The plain bytes of a store payload written by :func:`seal`."""
-    head, body = blob[:1], blob[1:]
-    if head == _PLAIN:
-        return body
+def unseal(blob: bytes, what: str, *, allow_plaintext: bool | None = None) -> bytes:
+    """The plain bytes of a store payload written by :func:`seal`.
+
+    StateError when it is damaged, encrypted with another key, or not encrypted while a key
+    is set (unless ``allow_plaintext``).
+    """
+    head = blob[:1]
     if head == _SEALED:
-        return decrypt_text(body.decode("ascii", "replace"), what)
+        return decrypt_text(blob[1:].decode("ascii", "replace"), what)
+    if head == _SUMMED:
+        refuse_plaintext(what, allow_plaintext)
+        digest, body = blob[1:33], blob[33:]
+        if hashlib.sha256(body).digest() != digest:
+            raise StateError(f"{what} failed its checksum: the stored data was altered or damaged")
+        return body
+    if head == _PLAIN:
+        refuse_plaintext(what, allow_plaintext)
+        return blob[1:]
     raise StateError(f"{what} is not a pyagent payload (unknown encoding {head!r}): corrupt data?")

@@ -126,6 +126,8 @@ class ExecutionRecord(BaseModel):
     ``timestamp`` is when it started (a timezone-aware local datetime), ``status`` how it
     ended (``running`` for a run still going or killed before it finished),
     ``tasks_completed``/``tasks_total`` its progress, ``error`` why it failed.
+    ``unreadable`` says why a stored record could not be read (saved under another
+    encryption key, damaged, ...): then only the store's plain columns are shown.
     """
 
     run_id: str
@@ -143,11 +145,12 @@ class ExecutionRecord(BaseModel):
     handoffs: list[HandoffRecord] = Field(default_factory=list)
     usage: UsageRecord | None = None
     audit: list[AuditRecord] = Field(default_factory=list)
+    unreadable: str | None = None
 
     @classmethod
-    def from_payload(cls, blob: bytes, what: str) -> ExecutionRecord:
+    def from_payload(cls, blob: bytes, what: str, *, allow_plaintext: bool | None = None) -> ExecutionRecord:
         """Read a run header's payload written by :func:`to_payload`."""
-        data = codec.loads(codec.unseal(blob, what), what)
+        data = codec.loads(codec.unseal(blob, what, allow_plaintext=allow_plaintext), what)
         if not isinstance(data, dict) or data.get("v") != HISTORY_VERSION:
             raise StateError(f"{what} has an unknown history format: {str(data)[:80]}")
         data.pop("v")
@@ -443,43 +446,62 @@ def _rank(rec: ExecutionRecord) -> tuple[bool, float, int]:
 
 
 async def query_store(url: str, *, workflow: str | None, since: float | None, status: str | None,
-                      limit: int | None = None) -> list[ExecutionRecord]:
-    """Execution records kept in the store at ``url``."""
-    from pyagent.durability.checkpoint import open_store, safe_url
+                      limit: int | None = None, allow_plaintext: bool | None = None) -> list[ExecutionRecord]:
+    """Execution records kept in the store at ``url``.
+
+    A record that cannot be read (another key, no key, damaged) does not hide the others: it
+    is listed from the store's plain columns, with ``unreadable`` saying why.
+    """
+    from pyagent.durability.checkpoint import open_store, safe_url, store_failure
 
     store = await open_store(url, setting="storage")
     out = []
     try:
-        headers = await store.list_runs(workflow=workflow, since=since, status=status, limit=limit)
+        try:
+            headers = await store.list_runs(workflow=workflow, since=since, status=status, limit=limit)
+        except Exception as exc:
+            raise store_failure(store, "listing runs", exc) from exc
         for h in headers:
             what = f"history of run {h.run_id} in {safe_url(url)}"
+            rec = None
             if h.payload:
-                rec = ExecutionRecord.from_payload(h.payload, what)
-                if h.status in _STATUSES:  # the header's column is authoritative
-                    rec.status = TaskStatus(h.status)
+                try:
+                    rec = ExecutionRecord.from_payload(h.payload, what, allow_plaintext=allow_plaintext)
+                except StateError as exc:
+                    rec = _plain_record(h)
+                    rec.unreadable = str(exc)
+                else:
+                    if h.status in _STATUSES:  # the header's column is authoritative
+                        rec.status = TaskStatus(h.status)
             else:
-                rec = ExecutionRecord(run_id=h.run_id, workflow=h.workflow, timestamp=_local(h.started_at),
-                                      status=TaskStatus(h.status), started_at=h.started_at,
-                                      finished_at=h.finished_at)
-            if rec.status is TaskStatus.RUNNING:
-                await _progress_from_checkpoints(store, rec, what)
+                rec = _plain_record(h)
+            if rec.status is TaskStatus.RUNNING and rec.unreadable is None:
+                await _progress_from_checkpoints(store, rec, what, allow_plaintext)
             out.append(rec)
     finally:
         await store.close()
     return out
 
 
-async def _progress_from_checkpoints(store: Any, rec: ExecutionRecord, what: str) -> None:
+def _plain_record(h: Any) -> ExecutionRecord:
+    """A record from a run header's plain columns only."""
+    status = TaskStatus(h.status) if h.status in _STATUSES else TaskStatus.PENDING
+    return ExecutionRecord(run_id=h.run_id, workflow=h.workflow, timestamp=_local(h.started_at),
+                           status=status, started_at=h.started_at, finished_at=h.finished_at)
+
+
+async def _progress_from_checkpoints(store: Any, rec: ExecutionRecord, what: str,
+                                     allow_plaintext: bool | None = None) -> None:
     """A run still marked running (going on elsewhere, or killed): its progress from its checkpoints."""
     from pyagent.durability.checkpoint import fold
 
-    stored = await store.load(rec.run_id)
-    if stored is None or not stored.checkpoints:
-        return
     try:
-        state = fold(stored, what)
-    except StateError:
-        return  # unreadable here (e.g. another key): the header alone is shown
+        stored = await store.load(rec.run_id)
+        if stored is None or not stored.checkpoints:
+            return
+        state = fold(stored, what, allow_plaintext=allow_plaintext)
+    except Exception:
+        return  # unreadable here (e.g. another key, or the store failed): the header alone is shown
     rec.tasks_completed = len(state.completed)
     rec.tasks = [TaskRecord(name=t.name, status=t.status, agent=t.agent, error=t.error,
                             started_at=t.started_at, finished_at=t.finished_at, reused=t.reused,

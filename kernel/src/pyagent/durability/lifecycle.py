@@ -7,8 +7,10 @@ append to the in-memory history plus the metrics fold: nothing else runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyagent.durability.history import history_log
@@ -21,6 +23,8 @@ from pyagent.model.tasks import TaskStatus
 
 if TYPE_CHECKING:
     from pyagent.durability.checkpoint import RunRecorder
+    from pyagent.durability.ownership import Ownership
+    from pyagent.durability.store import Store
     from pyagent.engine.run import WorkflowRun
     from pyagent.model.results import WorkflowResult
     from pyagent.workflow import Workflow
@@ -37,9 +41,24 @@ def _remember(run: WorkflowRun, result: WorkflowResult) -> None:
     history_log(run.runtime).add(result, run.workflow.task_count, run.handoffs, run.audit_trail)
 
 
+@dataclass
+class Claimed:
+    """A store opened and a run claimed before ``drive`` (a resume claims before it loads)."""
+
+    store: Store
+    ownership: Ownership
+    next_seq: int
+
+
 async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = None,
-                history_url: str | None = None, next_seq: int | None = None) -> WorkflowResult:
-    """Run ``pattern`` over ``run`` with the workflow's breaker, checkpointing and history."""
+                history_url: str | None = None, next_seq: int | None = None,
+                claimed: Claimed | None = None, wait: bool = False,
+                wait_timeout: float | None = None) -> WorkflowResult:
+    """Run ``pattern`` over ``run`` with the workflow's breaker, checkpointing and history.
+
+    A run recorded in a store is claimed there first (``claimed``, or here: RunOwnedError if
+    another process owns it, unless ``wait``) and its lease is kept alive until it ends.
+    """
     wf = run.workflow
     breaker = None
     ticket = None
@@ -49,18 +68,20 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
         ticket, changes, refusal = breaker.admit()
         _announce(run, changes)
         if refusal is not None:
+            if claimed is not None:
+                await claimed.ownership.release()
+                await _close_store(claimed.store)
             return await _refuse(run, refusal, _checkpoint_url(wf, checkpoint_url)
                                  or history_url or wf._runtime_data.get("history_store"))
 
     recorder = None
+    own = None
     url = _checkpoint_url(wf, checkpoint_url)
     if history_url is None:
         history_url = wf._runtime_data.get("history_store")
     try:
-        if url is not None:
-            recorder = await _start_checkpointer(run, url, next_seq)
-        elif history_url is not None:
-            recorder = await _start_recorder(run, history_url)
+        if claimed is not None or url is not None or history_url is not None:
+            recorder, own = await _start(run, url, history_url, next_seq, claimed, wait, wait_timeout)
     except BaseException:
         if ticket is not None and breaker is not None:
             breaker.release(ticket, None)
@@ -79,20 +100,30 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
             _announce(run, breaker.release(ticket, outcome))
 
     try:
-        result = await execute(run, pattern, release if ticket is not None else None)
+        async with own.held() if own is not None else contextlib.nullcontext():
+            try:
+                with own.scope if own is not None else contextlib.nullcontext():
+                    result = await execute(run, pattern, release if ticket is not None else None)
+                if result is None and own is not None and own.lost is not None:
+                    result = run.result(None, TaskStatus.CANCELLED, own.lost)
+            finally:
+                wf._active.remove(run)
+                wf._last = run
+                release(None if result is None else result.status)
+                ended = result
+                if ended is None and run.status is TaskStatus.CANCELLED:
+                    # Cancelled: nothing is returned, but the run happened and belongs in the
+                    # history and the metrics (as it does in a store's history).
+                    ended = run.result(None, TaskStatus.CANCELLED)
+                    metrics_for(wf).record(ended)
+                    _remember(run, ended)
+                if recorder is not None:
+                    await recorder.finish(ended)
     finally:
-        wf._active.remove(run)
-        wf._last = run
-        release(None if result is None else result.status)
-        ended = result
-        if ended is None and run.status is TaskStatus.CANCELLED:
-            # Cancelled: nothing is returned, but the run happened and belongs in the
-            # history and the metrics (as it does in a store's history).
-            ended = run.result(None, TaskStatus.CANCELLED)
-            metrics_for(wf).record(ended)
-            _remember(run, ended)
+        if own is not None:
+            await own.release()
         if recorder is not None:
-            await recorder.finish(ended)
+            await _close_store(recorder.store)
     assert result is not None  # execute() returns or raises
     metrics_for(wf).record(result)
     _remember(run, result)
@@ -108,36 +139,74 @@ def _checkpoint_url(wf: Workflow, override: str | None) -> str | None:
     return None
 
 
-async def _start_checkpointer(run: WorkflowRun, url: str, next_seq: int | None) -> RunRecorder:
-    from pyagent.durability.checkpoint import Checkpointer, _close, open_store
+async def _start(run: WorkflowRun, url: str | None, history_url: str | None, next_seq: int | None,
+                 claimed: Claimed | None, wait: bool, wait_timeout: float | None,
+                 ) -> tuple[RunRecorder, Ownership]:
+    """Open the store, claim the run, and write its header (and first checkpoint)."""
+    from pyagent.durability.checkpoint import Checkpointer, RunRecorder, open_store
     from pyagent.durability.checkpoint import next_seq as find_next_seq
+    from pyagent.durability.ownership import LeaseSettings, Ownership
 
-    store = await open_store(url)
+    cfg = run.workflow.checkpointing
+    if claimed is not None:
+        store, own = claimed.store, claimed.ownership
+    else:
+        store = await open_store(url) if url is not None else await open_store(history_url or "", setting="store")
+        own = Ownership(store, run.run_id, clock=run.runtime.clock, settings=LeaseSettings.of(cfg),
+                        where=_display(store))
+    checkpointed = claimed is not None or url is not None
     try:
-        if next_seq is None:
-            # Not only when tasks are reused: a run resumed from a state file saved before any
-            # task completed (or run again under its run id) already has checkpoints here.
-            next_seq = await find_next_seq(store, run.run_id)
-        cp = Checkpointer(run, store, run.workflow.checkpointing, next_seq=next_seq)
-        await cp.begin()
-    except BaseException:
-        await _close(store)
-        raise
-    run.after_task.append(cp)
-    return cp
-
-
-async def _start_recorder(run: WorkflowRun, url: str) -> RunRecorder:
-    from pyagent.durability.checkpoint import RunRecorder, _close, open_store
-
-    store = await open_store(url, setting="store")
-    rec = RunRecorder(run, store)
-    try:
+        rec: RunRecorder
+        if checkpointed:
+            rec = Checkpointer(run, store, cfg, ownership=own, spawn=_spawner(own))
+        else:
+            rec = RunRecorder(run, store, own)
+        rec.prepare()  # an input that cannot be saved fails here: nothing claimed or written
+        if claimed is None:
+            await own.claim(wait=wait, timeout=wait_timeout)
+        else:
+            await own.adopt(LeaseSettings.of(cfg))
+        if isinstance(rec, Checkpointer):
+            if claimed is not None:
+                rec.seq = claimed.next_seq
+            elif next_seq is not None:
+                rec.seq = next_seq
+            else:
+                # Not only when tasks are reused: a run resumed from a state file saved before any
+                # task completed (or run again under its run id) already has checkpoints here.
+                rec.seq = await find_next_seq(store, run.run_id)
         await rec.begin()
     except BaseException:
-        await _close(store)
+        await own.release()
+        await _close_store(store)
         raise
-    return rec
+    if isinstance(rec, Checkpointer):
+        run.after_task.append(rec)
+    return rec, own
+
+
+def _spawner(own: Ownership) -> Any:
+    """Start background work (pruning) next to the lease keeper, inside the run's lifetime."""
+
+    def spawn(fn: Any) -> None:
+        tg = own.task_group
+        if tg is None:
+            raise RuntimeError("background work started outside the run's lifetime")
+        tg.start_soon(fn)
+
+    return spawn
+
+
+def _display(store: Store) -> str:
+    from pyagent.durability.checkpoint import safe_url
+
+    return safe_url(store.url)
+
+
+async def _close_store(store: Store) -> None:
+    from pyagent.durability.checkpoint import _close
+
+    await _close(store)
 
 
 async def _refuse(run: WorkflowRun, refusal: CircuitOpenError, url: str | None) -> WorkflowResult:
@@ -155,7 +224,10 @@ async def _refuse(run: WorkflowRun, refusal: CircuitOpenError, url: str | None) 
             from pyagent.durability.checkpoint import RunRecorder, open_store
 
             store = await open_store(url)
-            await RunRecorder(run, store).finish(result)
+            try:
+                await RunRecorder(run, store).finish(result)
+            finally:
+                await _close_store(store)
         except Exception as exc:  # the audit copy is best effort; the refusal stands
             log.warning("could not record refused run %s: %s", run.run_id, exc)
     return result

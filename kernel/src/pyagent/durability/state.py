@@ -250,7 +250,7 @@ class WorkflowState(BaseModel):
 
     def to_bytes(self) -> bytes:
         """The state file's bytes: a versioned envelope, checksummed, encrypted with a key set."""
-        body = codec.dumps(self.encode())
+        body = codec.dumps(self.encode(), f"the state of run {self.run_id!r}")
         envelope: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "workflow": self.workflow,
                                     "run_id": self.run_id}
         token = codec.encrypt_text(body)
@@ -259,18 +259,24 @@ class WorkflowState(BaseModel):
             envelope["state"] = body.decode()
         else:
             envelope["encrypted"] = token
-        return codec.dumps(envelope)
+        return codec.dumps(envelope, "the state file")
 
     @classmethod
-    def from_bytes(cls, raw: bytes, what: str = "state data", *, workflow: str | None = None) -> WorkflowState:
-        """Parse bytes written by :meth:`to_bytes`; every problem is a StateError."""
+    def from_bytes(cls, raw: bytes, what: str = "state data", *, workflow: str | None = None,
+                   allow_plaintext: bool | None = None) -> WorkflowState:
+        """Parse bytes written by :meth:`to_bytes`; every problem is a StateError.
+
+        With ``PYAGENT_STATE_KEY`` set, an unencrypted state is refused (its checksum has no
+        key, so whoever edits it can recompute it) unless ``allow_plaintext`` (or
+        ``PYAGENT_STATE_ALLOW_PLAINTEXT=1``) says it was saved before encryption was turned on.
+        """
         if not raw.strip():
             raise StateError(f"{what} is empty")
         import json
 
         try:
             envelope = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise StateError(f"{what} is corrupt or truncated (not valid JSON: {exc})") from None
         if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
             raise StateError(f"{what} is not a pyagent state file (no \"format\": \"{FORMAT}\")")
@@ -288,6 +294,7 @@ class WorkflowState(BaseModel):
         if "encrypted" in envelope:
             body = codec.decrypt_text(str(envelope["encrypted"]), what)
         else:
+            codec.refuse_plaintext(what, allow_plaintext)
             text = envelope.get("state")
             if not isinstance(text, str):
                 raise StateError(f"{what} has no state body: truncated or edited?")
@@ -318,8 +325,13 @@ class WorkflowState(BaseModel):
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, workflow: str | None = None) -> WorkflowState:
-        """Read a state file; ``workflow`` (a name) rejects files saved from another workflow."""
+    def load(cls, path: str | os.PathLike[str], *, workflow: str | None = None,
+             allow_plaintext: bool | None = None) -> WorkflowState:
+        """Read a state file; ``workflow`` (a name) rejects files saved from another workflow.
+
+        ``allow_plaintext``: read an unencrypted file although ``PYAGENT_STATE_KEY`` is set
+        (see :meth:`from_bytes`).
+        """
         p = Path(path)
         try:
             raw = p.read_bytes()
@@ -327,7 +339,7 @@ class WorkflowState(BaseModel):
             raise StateError(f"state file {str(p)!r} does not exist") from None
         except OSError as exc:
             raise StateError(f"state file {str(p)!r} cannot be read: {exc}") from None
-        return cls.from_bytes(raw, f"state file {str(p)!r}", workflow=workflow)
+        return cls.from_bytes(raw, f"state file {str(p)!r}", workflow=workflow, allow_plaintext=allow_plaintext)
 
     def check_workflow(self, workflow: Workflow, what: str) -> None:
         """StateError if this state cannot belong to ``workflow`` (other name, unknown tasks)."""

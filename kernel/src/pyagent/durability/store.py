@@ -1,4 +1,4 @@
-"""The store protocol: where run headers and checkpoints are persisted.
+"""The store protocol: where run headers, checkpoints and run leases are persisted.
 
 Stores are deliberately dumb: the kernel serialises (and, with a key, encrypts) every payload
 before it reaches a store, so a store keeps opaque bytes plus a few plain columns to query
@@ -10,14 +10,30 @@ whole state) or ``"delta"`` (only the task records that changed since the previo
 checkpoint), so storage grows linearly with tasks. ``load`` returns the checkpoints from
 the latest full one on, in order; folding them gives the run's last saved state.
 
+**Ownership.** A run has one owner at a time: whoever holds its *lease*. A lease is a row per
+run id (kept apart from the run header, so a run can be claimed before it has one) with the
+owner's id, a ``token`` chosen by the claimant, and an expiry. ``claim_run`` takes it
+atomically when nobody holds it or the holder's lease has expired; the owner renews it in the
+background (``renew_lease``) and gives it back when the run ends (``release_run``). An owner
+that dies stops renewing, so its lease expires and the run can be claimed again. Writes made
+on behalf of a lease carry its token as ``fence``: a store refuses them (``RunOwnedError``)
+once the lease has passed to someone else, so a stalled owner that wakes up after a takeover
+cannot overwrite the new owner's progress. Times are epoch seconds from the *caller's* clock
+(``now``), so every process sharing a store needs a reasonably synchronised clock; leases
+last many times the expected skew.
+
 Lifetime: the kernel opens a store when a checkpointed (or history-recording) run starts
 and closes it when the run ends; a history query or a resume opens and closes its own. So
 ``open()`` is called once per run: a driver whose connections are costly should share them
 per URL inside the process and make a repeated ``open()`` cheap.
 
 Payloads: checkpoint payloads and run-header payloads are opaque bytes produced by
-``pyagent.codec.seal`` (JSON, encrypted when ``PYAGENT_STATE_KEY`` is set). The header
-payload is the run's audit record (``pyagent.history``).
+``pyagent.codec.seal`` (JSON with a checksum, or encrypted when ``PYAGENT_STATE_KEY`` is
+set). The header payload is the run's audit record (``pyagent.history``).
+
+Errors: a store raises the kernel's error types (``StoreError`` or a subclass for a failed
+read or write, ``CheckpointConflictError``, ``RunOwnedError``), with messages that name the
+store and never carry the data written: task outputs must not leak into errors or logs.
 """
 
 from __future__ import annotations
@@ -53,6 +69,25 @@ class StoredRun:
     checkpoints: list[Checkpoint] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Who owns a run, until when: one row per claimed run.
+
+    ``token`` identifies one claim (the claimant picks it, unique per claim); writes fenced
+    with it are accepted only while this claim holds the lease. ``claimed_at`` is when the
+    claim was made, ``expires_at`` when it runs out unless renewed (epoch seconds).
+    """
+
+    run_id: str
+    owner: str
+    token: str
+    claimed_at: float
+    expires_at: float
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at <= now
+
+
 @runtime_checkable
 class Store(Protocol):
     """What the kernel needs from a store. All methods are coroutines; all are safe to call concurrently."""
@@ -65,11 +100,28 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections."""
 
-    async def save_run(self, header: RunHeader) -> None:
-        """Insert or replace the header of ``header.run_id``."""
+    async def save_run(self, header: RunHeader, *, fence: str | None = None) -> None:
+        """Insert or replace the header of ``header.run_id``.
 
-    async def append_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Append one checkpoint; ``seq`` increases per run."""
+        With ``fence`` (a lease token) the write happens only if that claim still holds the
+        run's lease, checked in the same statement or transaction; otherwise nothing is
+        written and ``RunOwnedError`` is raised.
+        """
+
+    async def append_checkpoint(self, checkpoint: Checkpoint, *, fence: str | None = None) -> None:
+        """Append one checkpoint; ``seq`` increases per run.
+
+        A checkpoint with the same (run_id, seq) already stored raises
+        ``CheckpointConflictError`` and changes nothing. ``fence``: as for :meth:`save_run`.
+        """
+
+    async def begin_run(self, header: RunHeader, checkpoint: Checkpoint, *, fence: str | None = None) -> None:
+        """Save ``header`` and append ``checkpoint`` (a run's first) in one transaction.
+
+        Either both are stored or neither is: a process killed in between never leaves a run
+        that has a header but no checkpoint to resume from. Raises like :meth:`save_run` and
+        :meth:`append_checkpoint`; on any error nothing is written.
+        """
 
     async def load(self, run_id: str) -> StoredRun | None:
         """The header and the checkpoints from the latest ``full`` one on (ordered by seq), or None."""
@@ -86,4 +138,49 @@ class Store(Protocol):
 
     async def prune(self, run_id: str, keep: int) -> int:
         """Keep the last ``keep`` checkpoints of a run and every older one back to the full checkpoint
-        they build on (a delta needs each checkpoint before it); return how many were deleted."""
+        they build on (a delta needs each checkpoint before it); return how many were deleted.
+
+        Called in the background while the run goes on: it must not hold a lock that keeps
+        the run's checkpoint writes waiting for longer than one short statement.
+        """
+
+    # -- ownership --------------------------------------------------------------------------
+
+    async def claim_run(self, run_id: str, owner: str, token: str, *, now: float, ttl: float,
+                        replace: str | None = None) -> Lease:
+        """Take the lease of ``run_id`` for ``owner``, atomically (one conditional write).
+
+        The claim succeeds when no lease is held, when the held one has expired
+        (``expires_at <= now``), when it already carries ``token`` (a retried claim is
+        idempotent), or when its token equals ``replace`` (a compare-and-swap, for taking over
+        from an owner known to be dead). On success the lease becomes
+        ``Lease(run_id, owner, token, claimed_at=now, expires_at=now + ttl)``.
+
+        Returns the lease as it stands after the call: ``lease.token == token`` means this
+        claim holds it; anything else is the current holder's lease, left unchanged. The run
+        need not exist: a fresh run is claimed before its header is written.
+        """
+
+    async def renew_lease(self, run_id: str, token: str, *, now: float, ttl: float) -> bool:
+        """Extend the lease to ``now + ttl`` if claim ``token`` still holds it.
+
+        True if renewed. A lease that expired but that nobody has claimed since is still the
+        caller's and is renewed. False means the lease was released or taken over: the caller
+        no longer owns the run and must stop.
+        """
+
+    async def release_run(self, run_id: str, token: str) -> bool:
+        """Give up the lease if claim ``token`` holds it (the run may be claimed at once).
+
+        True if it was held and is now released; False if it was not held by ``token``
+        (nothing is changed).
+        """
+
+    async def get_lease(self, run_id: str) -> Lease | None:
+        """The lease of ``run_id`` as stored (possibly expired), or None when nobody holds it."""
+
+    async def list_leases(self, *, owner: str | None = None, expired_at: float | None = None,
+                          limit: int | None = None) -> list[Lease]:
+        """Leases held, soonest expiry first: those of ``owner``, and/or those already expired
+        at ``expired_at`` (``expires_at <= expired_at``: runs whose owner stopped renewing, to
+        be taken over). A lease may exist for a run that has no header yet."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _EVERY = re.compile(r"^every_(\d+(?:\.\d+)?)_?(second|seconds|minute|minutes|hour|hours)$")
 _UNIT = {"second": 1, "seconds": 1, "minute": 60, "minutes": 60, "hour": 3600, "hours": 3600}
@@ -28,6 +28,9 @@ class CheckpointConfig(BaseModel):
     ``interval``: ``"after_each_task"``, ``"every_5_minutes"``-style text, or seconds.
     ``storage``: a store URL (``sqlite://checkpoints.db``, ``postgresql://...``, ``memory://``).
     ``retention``: keep the last N checkpoints per run (None keeps all).
+    ``lease_seconds``: how long a run's claim in the store lasts unless its owner renews it
+    (after a crash elsewhere, the run can be taken over that long after its owner's last
+    renewal); ``lease_renew_seconds``: how often the owner renews it (default a third of it).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,6 +39,8 @@ class CheckpointConfig(BaseModel):
     interval: str | float = "after_each_task"
     storage: str = "memory://"
     retention: int | None = Field(default=None, ge=1)
+    lease_seconds: float = Field(default=15.0, gt=0)
+    lease_renew_seconds: float | None = Field(default=None, gt=0)
 
     @field_validator("interval")
     @classmethod
@@ -60,6 +65,21 @@ class CheckpointConfig(BaseModel):
                 "'postgresql://user@host/db' or 'memory://'"
             )
         return value
+
+    @model_validator(mode="after")
+    def _renew_within_lease(self) -> CheckpointConfig:
+        if self.lease_renew_seconds is not None and self.lease_renew_seconds >= self.lease_seconds:
+            raise ValueError(
+                f"lease_renew_seconds ({self.lease_renew_seconds:g}) must be shorter than "
+                f"lease_seconds ({self.lease_seconds:g}), or the lease runs out between renewals: "
+                "a third of the lease is a good choice"
+            )
+        return self
+
+    @property
+    def renew_every(self) -> float:
+        """Seconds between two renewals of the run's lease."""
+        return self.lease_renew_seconds if self.lease_renew_seconds is not None else self.lease_seconds / 3
 
     @property
     def interval_seconds(self) -> float | None:

@@ -21,18 +21,34 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, bindparam, delete, func, select
+from sqlalchemy import (
+    BigInteger,
+    Double,
+    LargeBinary,
+    Row,
+    String,
+    Text,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pyagent.plugin import Checkpoint, RunHeader, StoredRun
+from pyagent.plugin import Checkpoint, Lease, RunHeader, StoredRun, StoreError
 
 from . import schema
 from ._loop import LoopThread, wait_future
-from .errors import SchemaVersionError, StoreUnavailableError
+from .errors import SchemaVersionError, StoreUnavailableError, describe
 from .schema import define_tables
 
 log = logging.getLogger("pyagent.sql")
@@ -74,7 +90,25 @@ class Backend:
         raise NotImplementedError
 
     def unavailable(self, exc: BaseException) -> StoreUnavailableError:
-        return StoreUnavailableError(f"cannot open the {self.kind} store {self.display}: {exc}")
+        return StoreUnavailableError(f"cannot open the {self.kind} store {self.display}: {describe(exc)}")
+
+    def failure(self, action: str, exc: BaseException) -> StoreError:
+        """A driver error met while ``action`` as the kernel's error type, without parameter values.
+
+        StoreUnavailableError when the database could not be reached or written (with what to
+        check), StoreError for anything else.
+        """
+        hint = self.unavailable_hint(exc)
+        if hint is not None:
+            return StoreUnavailableError(
+                f"{action} in the {self.kind} store {self.display} failed: {describe(exc)}; {hint}")
+        return StoreError(f"{action} in the {self.kind} store {self.display} failed: {describe(exc)}")
+
+    def unavailable_hint(self, exc: BaseException) -> str | None:
+        """What to check when ``exc`` means the database is unreachable or unwritable, else None."""
+        if self.is_disconnect(exc) or isinstance(getattr(exc, "orig", exc), OSError):
+            return "check that the database is reachable"
+        return None
 
     async def before_start(self) -> None:
         """Checks that need no connection (a missing directory, ...)."""
@@ -165,10 +199,40 @@ class Backend:
 
     # -- statements -------------------------------------------------------------------
 
+    def claim_statement(self) -> Any:
+        """INSERT ... ON CONFLICT DO UPDATE ... WHERE <free> RETURNING token (the dialect's upsert)."""
+        raise NotImplementedError
+
+    def _claim_statement(self, insert: Callable[[Any], Any]) -> Any:
+        leases = self.tables.leases
+        ins = insert(leases).values(
+            run_id=bindparam("run_id"), owner=bindparam("owner"), token=bindparam("token"),
+            claimed_at=bindparam("now", type_=Double), expires_at=bindparam("expires_at", type_=Double),
+        )
+        return ins.on_conflict_do_update(
+            index_elements=[leases.c.run_id],
+            set_={c: ins.excluded[c] for c in ("owner", "token", "claimed_at", "expires_at")},
+            # Free: expired, already this claim's (a retried claim), or the one to replace.
+            where=or_(leases.c.expires_at <= bindparam("now", type_=Double),
+                      leases.c.token == ins.excluded.token,
+                      leases.c.token == bindparam("replace", type_=Text)),
+        ).returning(leases.c.token)
+
     def _build_statements(self) -> None:
-        runs, cps = self.tables.runs, self.tables.checkpoints
+        runs, cps, leases = self.tables.runs, self.tables.checkpoints, self.tables.leases
         self.upsert_run = self.upsert_run_statement()
         self.insert_checkpoint = cps.insert()
+        # One statement, so the hot path stays one round trip: the checkpoint is inserted only
+        # while the writer's claim holds the run's lease.
+        held = exists().where(leases.c.run_id == bindparam("run_id"), leases.c.token == bindparam("fence"))
+        self.insert_checkpoint_fenced = cps.insert().from_select(
+            ["run_id", "seq", "kind", "payload", "created_at"],
+            select(bindparam("run_id", type_=Text), bindparam("seq", type_=BigInteger),
+                   bindparam("kind", type_=String), bindparam("payload", type_=LargeBinary),
+                   bindparam("created_at", type_=Double)).where(held),
+        )
+        self.select_payload = select(cps.c.payload).where(
+            cps.c.run_id == bindparam("run_id"), cps.c.seq == bindparam("seq"))
         self.select_header = select(runs).where(runs.c.run_id == bindparam("run_id"))
         latest_full = (
             select(func.max(cps.c.seq))
@@ -192,50 +256,236 @@ class Backend:
             cps.c.run_id == bindparam("run_id"), cps.c.kind == "full", cps.c.seq < bindparam("before")
         )
         self.delete_before = delete(cps).where(cps.c.run_id == bindparam("run_id"), cps.c.seq < bindparam("before"))
+        self.claim = self.claim_statement()
+        self.select_lease = select(leases).where(leases.c.run_id == bindparam("run_id"))
+        self.select_token = select(leases.c.token).where(leases.c.run_id == bindparam("run_id"))
+        # UPDATE reserves the column names for its SET values: the WHERE takes other names.
+        self.renew = (update(leases)
+                      .where(leases.c.run_id == bindparam("lease_run_id"), leases.c.token == bindparam("lease_token"))
+                      .values(expires_at=bindparam("new_expires_at", type_=Double)))
+        self.release = delete(leases).where(leases.c.run_id == bindparam("run_id"),
+                                            leases.c.token == bindparam("token"))
+
+    # -- running statements, with retries after a dropped connection ------------------
+
+    #: How long a write keeps retrying on fresh connections after the server dropped one
+    #: (PostgreSQL restarted, failed over, or terminated the session); 0: no retries.
+    retry_seconds = 0.0
+    #: Whether write transactions take ``write_lock`` (SQLite: one writer at a time).
+    serialize_transactions = True
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the connection is gone (so a fresh one may succeed)."""
+        return False
+
+    _down_since: float | None = None  # when writes started failing to reach the server
+
+    def _deadline(self) -> float:
+        """Until when a write may retry: the full bound, or a last short try once the server
+        has been unreachable for that long already (a run's final writes then fail fast)."""
+        now = time.monotonic()
+        down = self._down_since
+        if down is not None and now - down >= self.retry_seconds:
+            return now + min(1.0, self.retry_seconds)
+        return now + self.retry_seconds
+
+    def _reached(self) -> None:
+        self._down_since = None
+
+    async def _pause(self, attempt: int, deadline: float, exc: BaseException) -> None:
+        """Wait before retry ``attempt``, or re-raise ``exc`` when retrying is over."""
+        if not self.is_disconnect(exc):
+            raise exc
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        if time.monotonic() >= deadline:
+            raise exc
+        log.info("%s: the connection was lost (%s); retrying on a fresh one", self.display, describe(exc))
+        await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))
+
+    async def execute_write(self, statement: Any, params: dict[str, Any],
+                            on_retry: Callable[[AsyncConnection], Awaitable[Any]] | None = None) -> Any:
+        """One statement in its own transaction; returns ``(rowcount, rows)``.
+
+        ``on_retry(conn)``, run before a retry, may return a result that makes the retry
+        unnecessary (the first attempt was committed but its answer lost).
+        """
+        assert self.write_lock is not None
+        async with self.write_lock, self.writer().begin() as conn:
+            return await _outcome(conn, statement, params)
+
+    async def transaction(self, body: Callable[[AsyncConnection, int], Awaitable[T]]) -> T:
+        """``body(conn, attempt)`` in one write transaction, retried on a fresh connection after a
+        dropped one (within ``retry_seconds``)."""
+        deadline = self._deadline()
+        attempt = 0
+        while True:
+            try:
+                if self.serialize_transactions:
+                    assert self.write_lock is not None
+                    async with self.write_lock, self.transaction_engine().begin() as conn:
+                        value = await body(conn, attempt)
+                else:
+                    async with self.transaction_engine().begin() as conn:
+                        value = await body(conn, attempt)
+                self._reached()
+                return value
+            except (IntegrityError, Fenced):
+                raise
+            except Exception as exc:
+                await self._pause(attempt, deadline, exc)
+            attempt += 1
+
+    async def read(self, body: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """``body(conn)`` on a pooled connection, once more on a fresh one after a dropped one."""
+        for attempt in (0, 1):
+            try:
+                async with self.reader().connect() as conn:
+                    return await body(conn)
+            except Exception as exc:
+                if attempt or not self.is_disconnect(exc):
+                    raise
+                log.info("%s: the connection was lost (%s); reading again on a fresh one",
+                         self.display, describe(exc))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- operations, on the backend's loop ----------------------------------------------
 
-    async def save_run(self, params: dict[str, Any]) -> None:
-        assert self.write_lock is not None
-        async with self.write_lock, self.writer().begin() as conn:
+    async def save_run(self, params: dict[str, Any], fence: str | None = None) -> None:
+        if fence is None:
+            await self.execute_write(self.upsert_run, params)
+            return
+
+        async def body(conn: AsyncConnection, attempt: int) -> None:
+            await self._check_fence(conn, params["run_id"], fence)
             await conn.execute(self.upsert_run, params)
 
-    async def append(self, params: dict[str, Any]) -> None:
-        assert self.write_lock is not None
-        async with self.write_lock, self.writer().begin() as conn:
-            await conn.execute(self.insert_checkpoint, params)
+        await self.transaction(body)
+
+    async def append(self, params: dict[str, Any], fence: str | None = None) -> None:
+        async def already_there(conn: AsyncConnection) -> Any:
+            return (1, []) if await self._stored_same(conn, params) else None
+
+        if fence is None:
+            await self.execute_write(self.insert_checkpoint, params, already_there)
+            return
+        count, _ = await self.execute_write(self.insert_checkpoint_fenced, {**params, "fence": fence},
+                                            already_there)
+        if count == 0:
+            raise Fenced(params["run_id"])
+
+    async def begin_run(self, header: dict[str, Any], checkpoint: dict[str, Any], fence: str | None) -> None:
+        async def body(conn: AsyncConnection, attempt: int) -> None:
+            if fence is not None:
+                await self._check_fence(conn, header["run_id"], fence)
+            await conn.execute(self.upsert_run, header)
+            if attempt and await self._stored_same(conn, checkpoint):
+                return  # the first attempt committed; its answer was lost with the connection
+            await conn.execute(self.insert_checkpoint, checkpoint)
+
+        await self.transaction(body)
+
+    async def _check_fence(self, conn: AsyncConnection, run_id: str, fence: str) -> None:
+        token = (await conn.execute(self.select_token, {"run_id": run_id})).scalar()
+        if token != fence:
+            raise Fenced(run_id)
+
+    async def _stored_same(self, conn: AsyncConnection, params: dict[str, Any]) -> bool:
+        row = (await conn.execute(self.select_payload, {"run_id": params["run_id"], "seq": params["seq"]})).first()
+        return row is not None and bytes(row[0]) == params["payload"]
 
     async def load(self, run_id: str) -> StoredRun | None:
-        async with self.reader().connect() as conn:
+        async def body(conn: AsyncConnection) -> StoredRun | None:
             row = (await conn.execute(self.select_header, {"run_id": run_id})).first()
             if row is None:
                 return None
             rows = (await conn.execute(self.select_from_full, {"run_id": run_id})).all()
-        return StoredRun(to_header(row), [to_checkpoint(r) for r in rows])
+            return StoredRun(to_header(row), [to_checkpoint(r) for r in rows])
+
+        return await self.read(body)
 
     async def list_runs(self, query: Any) -> list[RunHeader]:
-        async with self.reader().connect() as conn:
-            rows = (await conn.execute(query)).all()
-        return [to_header(r) for r in rows]
+        async def body(conn: AsyncConnection) -> list[RunHeader]:
+            return [to_header(r) for r in (await conn.execute(query)).all()]
+
+        return await self.read(body)
 
     async def prune(self, run_id: str, keep: int) -> int:
-        assert self.write_lock is not None
-        async with self.write_lock, self.transaction_engine().begin() as conn:
+        # Reads first, outside any write lock; then one DELETE. Only the run's owner appends
+        # (to higher seqs) and prunes, so what the reads found still holds for the DELETE.
+        async def cutoff(conn: AsyncConnection) -> int | None:
             first = (await conn.execute(self.select_kept, {"run_id": run_id, "offset": keep - 1})).first()
             if first is None:
-                return 0
+                return None
             first_seq, first_kind = first
             # A delta builds on every checkpoint back to its full one: delete only what lies
             # before the full checkpoint the oldest kept one builds on.
-            base = first_seq
-            if first_kind != "full":
-                base = (
-                    await conn.execute(self.select_full_before, {"run_id": run_id, "before": first_seq})
-                ).scalar()
-                if base is None:
-                    return 0
-            result = await conn.execute(self.delete_before, {"run_id": run_id, "before": base})
+            if first_kind == "full":
+                return int(first_seq)
+            base = (await conn.execute(self.select_full_before, {"run_id": run_id, "before": first_seq})).scalar()
+            return None if base is None else int(base)
+
+        before = await self.read(cutoff)
+        if before is None:
+            return 0
+
+        async def body(conn: AsyncConnection, attempt: int) -> int:
+            result = await conn.execute(self.delete_before, {"run_id": run_id, "before": before})
             return int(result.rowcount or 0)
+
+        return await self.transaction(body)
+
+    async def claim_run(self, params: dict[str, Any]) -> Lease:
+        async def body(conn: AsyncConnection, attempt: int) -> Lease:
+            got = (await conn.execute(self.claim, params)).first()
+            if got is not None:
+                return lease_of_params(params)
+            row = (await conn.execute(self.select_lease, {"run_id": params["run_id"]})).first()
+            assert row is not None  # the conflicting lease is there: rows are only deleted by release
+            return to_lease(row)
+
+        return await self.transaction(body)
+
+    async def renew_lease(self, params: dict[str, Any]) -> bool:
+        count, _ = await self.execute_write(self.renew, params)
+        return bool(count)
+
+    async def release_run(self, params: dict[str, Any]) -> bool:
+        count, _ = await self.execute_write(self.release, params)
+        return bool(count)
+
+    async def get_lease(self, run_id: str) -> Lease | None:
+        async def body(conn: AsyncConnection) -> Lease | None:
+            row = (await conn.execute(self.select_lease, {"run_id": run_id})).first()
+            return None if row is None else to_lease(row)
+
+        return await self.read(body)
+
+    async def list_leases(self, query: Any) -> list[Lease]:
+        async def body(conn: AsyncConnection) -> list[Lease]:
+            return [to_lease(r) for r in (await conn.execute(query)).all()]
+
+        return await self.read(body)
+
+
+class Fenced(Exception):
+    """A fenced write found the run's lease held by another claim (or by none)."""
+
+
+async def _outcome(conn: AsyncConnection, statement: Any, params: dict[str, Any]) -> tuple[int, list[Any]]:
+    result = await conn.execute(statement, params)
+    rows = list(result.all()) if result.returns_rows else []
+    return int(result.rowcount or 0), rows
+
+
+def lease_of_params(params: dict[str, Any]) -> Lease:
+    return Lease(params["run_id"], params["owner"], params["token"], float(params["now"]),
+                 float(params["expires_at"]))
+
+
+def to_lease(row: Row[Any]) -> Lease:
+    m = row._mapping
+    return Lease(m["run_id"], m["owner"], m["token"], float(m["claimed_at"]), float(m["expires_at"]))
 
 
 def to_header(row: Row[Any]) -> RunHeader:

@@ -7,17 +7,29 @@ open it first.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from pyagent.plugin import Checkpoint, RunHeader, StoredRun
+from pyagent.plugin import (
+    Checkpoint,
+    Lease,
+    PyAgentError,
+    RunHeader,
+    RunOwnedError,
+    StoredRun,
+    StoreError,
+)
 
-from .backend import Backend, acquire, release
-from .errors import CheckpointConflictError
+from .backend import Backend, Fenced, acquire, release
+from .errors import CheckpointConflictError, describe
+
+T = TypeVar("T")
 
 
 class SQLStore:
@@ -78,24 +90,65 @@ class SQLStore:
 
     # -- the Store protocol -------------------------------------------------------------
 
-    async def save_run(self, header: RunHeader) -> None:
-        """Insert or replace the header of ``header.run_id``."""
-        backend = await self._ready()
-        await backend.run(backend.save_run, run_params(header))
+    async def _call(self, action: str, run_id: str, call: Callable[[], Awaitable[T]],
+                     checkpoint: Checkpoint | None = None) -> T:
+        """Run ``call`` and turn driver errors into the kernel's: no parameter values in messages."""
+        try:
+            return await call()
+        except Fenced:
+            raise await self._owned(run_id) from None
+        except (IntegrityError, sqlite3.IntegrityError) as exc:
+            if checkpoint is None:
+                raise self._failure(action, exc) from None
+            raise self._conflict(checkpoint) from None
+        except PyAgentError:
+            raise
+        except Exception as exc:
+            raise self._failure(action, exc) from None
 
-    async def append_checkpoint(self, checkpoint: Checkpoint) -> None:
+    def _failure(self, action: str, exc: BaseException) -> PyAgentError:
+        backend = self._backend
+        if backend is None:
+            return StoreError(f"{action} in {self.display_url} failed: {describe(exc)}")
+        return backend.failure(action, exc)
+
+    async def _owned(self, run_id: str) -> RunOwnedError:
+        lease = None
+        with contextlib.suppress(Exception):
+            lease = await self.get_lease(run_id)
+        holder = (f"its lease is held by {lease.owner}" if lease is not None
+                  else "its lease was released")
+        return RunOwnedError(
+            f"run {run_id!r} in {self.display_url} is no longer owned by this process ({holder}): "
+            "the write was refused", run_id=run_id, owner=None if lease is None else lease.owner,
+            expires_at=None if lease is None else lease.expires_at,
+        )
+
+    async def save_run(self, header: RunHeader, *, fence: str | None = None) -> None:
+        """Insert or replace the header of ``header.run_id`` (only under lease ``fence`` if given)."""
+        params = run_params(header)
+        backend = await self._ready()
+        await self._call(f"saving the header of run {header.run_id!r}", header.run_id,
+                          lambda: backend.run(backend.save_run, params, fence))
+
+    async def append_checkpoint(self, checkpoint: Checkpoint, *, fence: str | None = None) -> None:
         """Append one checkpoint; a second one with the same (run_id, seq) is an error."""
         params = checkpoint_params(checkpoint)
         backend = await self._ready()
-        try:
-            await backend.run(backend.append, params)
-        except IntegrityError:
-            raise self._conflict(checkpoint) from None
+        await self._call(f"writing checkpoint {checkpoint.seq} of run {checkpoint.run_id!r}",
+                          checkpoint.run_id, lambda: backend.run(backend.append, params, fence), checkpoint)
+
+    async def begin_run(self, header: RunHeader, checkpoint: Checkpoint, *, fence: str | None = None) -> None:
+        """Save the header and the first checkpoint in one transaction."""
+        hp, cp = run_params(header), checkpoint_params(checkpoint)
+        backend = await self._ready()
+        await self._call(f"starting run {header.run_id!r}", header.run_id,
+                          lambda: backend.run(backend.begin_run, hp, cp, fence), checkpoint)
 
     async def load(self, run_id: str) -> StoredRun | None:
         """The header and the checkpoints from the latest full one on, ordered by seq."""
         backend = await self._ready()
-        return await backend.run(backend.load, run_id)
+        return await self._call(f"loading run {run_id!r}", run_id, lambda: backend.run(backend.load, run_id))
 
     async def list_runs(
         self,
@@ -120,14 +173,65 @@ class SQLStore:
             if limit < 0:
                 raise ValueError(f"limit must be >= 0 or None, got {limit}")
             query = query.limit(limit)
-        return await backend.run(backend.list_runs, query)
+        return await self._call("listing runs", "", lambda: backend.run(backend.list_runs, query))
 
     async def prune(self, run_id: str, keep: int) -> int:
         """Keep the last ``keep`` checkpoints and the full one they build on; return how many went."""
         if not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be a whole number >= 1 (checkpoints to keep per run), got {keep!r}")
         backend = await self._ready()
-        return await backend.run(backend.prune, run_id, keep)
+        return await self._call(f"pruning the checkpoints of run {run_id!r}", run_id,
+                                 lambda: backend.run(backend.prune, run_id, keep))
+
+    # -- ownership --------------------------------------------------------------------------
+
+    async def claim_run(self, run_id: str, owner: str, token: str, *, now: float, ttl: float,
+                        replace: str | None = None) -> Lease:
+        """Take the run's lease unless another claim holds one that has not expired (one upsert)."""
+        if ttl <= 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        params = {"run_id": run_id, "owner": owner, "token": token, "now": now, "expires_at": now + ttl,
+                  "replace": replace}
+        backend = await self._ready()
+        return await self._call(f"claiming run {run_id!r}", run_id,
+                                 lambda: backend.run(backend.claim_run, params))
+
+    async def renew_lease(self, run_id: str, token: str, *, now: float, ttl: float) -> bool:
+        """Extend the lease if claim ``token`` still holds it; False when it was lost."""
+        params = {"lease_run_id": run_id, "lease_token": token, "new_expires_at": now + ttl}
+        backend = await self._ready()
+        return await self._call(f"renewing the lease of run {run_id!r}", run_id,
+                                 lambda: backend.run(backend.renew_lease, params))
+
+    async def release_run(self, run_id: str, token: str) -> bool:
+        """Give the lease up if claim ``token`` holds it."""
+        params = {"run_id": run_id, "token": token}
+        backend = await self._ready()
+        return await self._call(f"releasing run {run_id!r}", run_id,
+                                 lambda: backend.run(backend.release_run, params))
+
+    async def get_lease(self, run_id: str) -> Lease | None:
+        """The stored lease of ``run_id`` (possibly expired), or None."""
+        backend = await self._ready()
+        return await self._call(f"reading the lease of run {run_id!r}", run_id,
+                                 lambda: backend.run(backend.get_lease, run_id))
+
+    async def list_leases(self, *, owner: str | None = None, expired_at: float | None = None,
+                          limit: int | None = None) -> list[Lease]:
+        """Leases of ``owner`` and/or expired at ``expired_at``, soonest expiry first."""
+        backend = await self._ready()
+        leases = backend.tables.leases
+        query = select(leases)
+        if owner is not None:
+            query = query.where(leases.c.owner == owner)
+        if expired_at is not None:
+            query = query.where(leases.c.expires_at <= expired_at)
+        query = query.order_by(leases.c.expires_at, leases.c.run_id)
+        if limit is not None:
+            if limit < 0:
+                raise ValueError(f"limit must be >= 0 or None, got {limit}")
+            query = query.limit(limit)
+        return await self._call("listing leases", "", lambda: backend.run(backend.list_leases, query))
 
     def _conflict(self, cp: Checkpoint) -> CheckpointConflictError:
         return CheckpointConflictError(

@@ -3,6 +3,14 @@
 Single-statement writes run in autocommit mode: one round trip instead of three
 (BEGIN, statement, COMMIT). Opening takes a transaction-scoped advisory lock, so processes
 starting together create or migrate the schema exactly once.
+
+Connections the server dropped (a restart, a failover, an idle timeout,
+``pg_terminate_backend``) are replaced rather than reused: pooled connections are pinged when
+checked out, a read that still meets a dead connection is tried once more on a fresh one,
+and a write is retried on fresh connections for up to ``WRITE_RETRY_SECONDS``, so a server
+that came back is used at once and a run does not fail for one dropped connection. Retrying
+is safe: a checkpoint insert whose commit was acknowledged too late is recognised by its
+(run id, seq) and payload, and every other write is idempotent.
 """
 
 from __future__ import annotations
@@ -11,16 +19,16 @@ import asyncio
 import contextlib
 import socket
 import zlib
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .backend import Backend
+from .backend import Backend, _outcome
 from .base import SQLStore
 from .errors import StoreUnavailableError
 from .schema import migrate
@@ -28,12 +36,20 @@ from .urls import PostgresTarget, describe_postgres, parse_postgres
 
 # Advisory-lock namespace for schema migrations ("pyag").
 _LOCK_NAMESPACE = 0x70796167
+#: How long a write keeps retrying on fresh connections while the server is unreachable.
+WRITE_RETRY_SECONDS = 10.0
+# asyncpg errors that mean the connection (not the statement) failed.
+_DISCONNECTS = {"ConnectionDoesNotExistError", "ConnectionFailureError", "InterfaceError",
+                "InternalClientError", "AdminShutdownError", "CrashShutdownError",
+                "CannotConnectNowError", "ConnectionRejectionError", "TooManyConnectionsError"}
 
 
 class PostgresBackend(Backend):
     """One PostgreSQL database (and schema): an asyncpg pool on the backend's loop."""
 
     kind = "PostgreSQL"
+    retry_seconds = WRITE_RETRY_SECONDS
+    serialize_transactions = False  # row locks suffice; the hot path's held connection is apart
 
     def __init__(self, target: PostgresTarget) -> None:
         self.target = target
@@ -49,6 +65,8 @@ class PostgresBackend(Backend):
             connect_args=dict(self.target.connect_args),
             pool_size=5,
             max_overflow=10,
+            pool_pre_ping=True,  # a connection the server dropped while idle is replaced at checkout
+            hide_parameters=True,  # statement parameters are task outputs: never in messages
         )
         self._base_engine = base
         engine = base
@@ -60,6 +78,9 @@ class PostgresBackend(Backend):
     def writer(self) -> AsyncEngine:
         assert self._autocommit is not None
         return self._autocommit
+
+    def claim_statement(self) -> Any:
+        return self._claim_statement(pg_insert)
 
     def upsert_run_statement(self) -> Any:
         runs = self.tables.runs
@@ -85,23 +106,67 @@ class PostgresBackend(Backend):
         except ProgrammingError:  # the table was dropped since: start over
             return 0
 
-    async def _write_one(self, statement: Any, params: dict[str, Any]) -> None:
+    def is_disconnect(self, exc: BaseException) -> bool:
+        for e in _chain(exc):
+            if isinstance(e, DBAPIError) and e.connection_invalidated:
+                return True
+            if isinstance(e, (ConnectionError, socket.gaierror, TimeoutError)) or type(e) is OSError:
+                return True
+            if type(e).__name__ in _DISCONNECTS:
+                return True
+            state = getattr(e, "sqlstate", None)
+            if isinstance(state, str) and state[:2] in ("08", "57"):  # connection / operator intervention
+                return True
+            if "another operation is in progress" in str(e) or "connection is closed" in str(e):
+                return True
+        return False
+
+    def unavailable_hint(self, exc: BaseException) -> str | None:
+        if self.is_disconnect(exc):
+            return (f"the server could not be reached for {self.retry_seconds:g} s: check that "
+                    f"PostgreSQL is running ({_pg_isready(self.target.url)}) and reachable")
+        return None
+
+    async def execute_write(self, statement: Any, params: dict[str, Any],
+                            on_retry: Callable[[AsyncConnection], Awaitable[Any]] | None = None) -> Any:
+        """One statement on the held autocommit connection, retried on fresh ones when it dropped."""
         assert self.write_lock is not None
+        deadline = self._deadline()
+        attempt = 0
         async with self.write_lock:
-            if self._write_conn is None:
-                self._write_conn = await self.writer().connect()
-            conn = self._write_conn
-            try:
-                await conn.execute(statement, params)
-            except IntegrityError:
-                raise  # the statement was refused; the connection is fine
-            except BaseException:
-                # Cancelled mid-statement (a run cancelled while its checkpoint waited on the
-                # server) or a broken connection: SQLAlchemy has invalidated it, and reusing
-                # it would fail every later write. Reconnect on the next write instead.
-                self._write_conn = None
-                self._discard(conn)
-                raise
+            while True:
+                try:
+                    if self._write_conn is None:
+                        self._write_conn = await self.writer().connect()
+                    conn = self._write_conn
+                except Exception as exc:  # the server is still away
+                    await self._pause(attempt, deadline, exc)
+                    attempt += 1
+                    continue
+                try:
+                    if attempt and on_retry is not None:
+                        done = await on_retry(conn)
+                        if done is not None:
+                            self._reached()
+                            return done
+                    outcome = await _outcome(conn, statement, params)
+                    self._reached()
+                    return outcome
+                except IntegrityError:
+                    raise  # the statement was refused; the connection is fine
+                except Exception as exc:
+                    # A broken connection: SQLAlchemy has invalidated it, and reusing it would
+                    # fail every later write. Retry on a fresh one while that may help.
+                    self._write_conn = None
+                    self._discard(conn)
+                    await self._pause(attempt, deadline, exc)
+                except BaseException:
+                    # Cancelled mid-statement (a run cancelled while its checkpoint waited on
+                    # the server): the connection's state is unknown, so it is not reused.
+                    self._write_conn = None
+                    self._discard(conn)
+                    raise
+                attempt += 1
 
     def _discard(self, conn: AsyncConnection) -> None:
         """Close ``conn`` in a task of its own, so a cancellation in progress cannot stop it."""
@@ -113,12 +178,6 @@ class PostgresBackend(Backend):
         task = asyncio.get_running_loop().create_task(close())
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-
-    async def save_run(self, params: dict[str, Any]) -> None:
-        await self._write_one(self.upsert_run, params)
-
-    async def append(self, params: dict[str, Any]) -> None:
-        await self._write_one(self.insert_checkpoint, params)
 
     async def dispose(self) -> None:
         if self._write_conn is not None:

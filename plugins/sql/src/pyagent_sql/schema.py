@@ -4,9 +4,12 @@ The database records every migration applied in ``pyagent_schema_version``. ``mi
 an older database up to ``LATEST`` inside one transaction and refuses a database written by a
 newer pyagent-sql, so an old process never writes rows a newer one cannot read.
 
-Adding version 2: freeze ``_define_v1`` as it is, write ``_migrate_to_2`` (ALTER/CREATE on
-``conn``), register it in ``MIGRATIONS``, bump ``LATEST`` and describe the new shape in
-``define_tables``; fresh databases replay every migration in order.
+Versions: 1 created the runs and checkpoints tables; 2 added ``pyagent_leases`` (who owns
+each run, until when: see the kernel's store protocol).
+
+Adding version 3: freeze the ``_define_v*`` functions as they are, write ``_migrate_to_3``
+(ALTER/CREATE on ``conn``), register it in ``MIGRATIONS``, bump ``LATEST`` and describe the
+new shape in ``define_tables``; fresh databases replay every migration in order.
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ from sqlalchemy import (
 
 from .errors import SchemaVersionError
 
-LATEST = 1
+LATEST = 2
 RUNS = "pyagent_runs"
 CHECKPOINTS = "pyagent_checkpoints"
+LEASES = "pyagent_leases"
 VERSIONS = "pyagent_schema_version"
 
 
@@ -78,6 +82,21 @@ def _define_v1(md: MetaData) -> tuple[Table, Table]:
     return runs, checkpoints
 
 
+def _define_v2(md: MetaData) -> Table:
+    # One row per claimed run, apart from the header: a fresh run is claimed before it has one.
+    return Table(
+        LEASES,
+        md,
+        Column("run_id", Text, primary_key=True),
+        Column("owner", Text, nullable=False),
+        Column("token", Text, nullable=False),
+        Column("claimed_at", Double, nullable=False),
+        Column("expires_at", Double, nullable=False),
+        Index("ix_pyagent_leases_expires", "expires_at"),
+        Index("ix_pyagent_leases_owner", "owner", "expires_at"),
+    )
+
+
 @dataclass(frozen=True)
 class Tables:
     """The current shape of the tables the store queries."""
@@ -85,12 +104,14 @@ class Tables:
     runs: Table
     checkpoints: Table
     versions: Table
+    leases: Table
 
 
 def define_tables() -> Tables:
     md = MetaData()
     runs, checkpoints = _define_v1(md)
-    return Tables(runs, checkpoints, _define_version_table(md))
+    leases = _define_v2(md)
+    return Tables(runs, checkpoints, _define_version_table(md), leases)
 
 
 def _migrate_to_1(conn: Connection) -> None:
@@ -99,8 +120,15 @@ def _migrate_to_1(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _migrate_to_2(conn: Connection) -> None:
+    md = MetaData()
+    _define_v2(md)
+    md.create_all(conn)
+
+
 MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     1: ("runs and checkpoints tables", _migrate_to_1),
+    2: ("run leases (one owner per run)", _migrate_to_2),
 }
 
 

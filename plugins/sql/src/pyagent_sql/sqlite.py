@@ -20,20 +20,19 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from pyagent.plugin import Checkpoint, RunHeader
+from pyagent.plugin import Checkpoint, Lease, RunHeader
 
 from . import schema
-from .backend import Backend
+from .backend import Backend, Fenced, lease_of_params
 from .base import SQLStore, checkpoint_params, run_params
 from .errors import StoreUnavailableError
 from .schema import VERSIONS, migrate
@@ -49,6 +48,7 @@ WAL_CHECKPOINT_EVERY = 64
 #: The WAL file is truncated back to this size after a checkpoint.
 JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+T = TypeVar("T")
 
 
 def _pragmas(dbapi_conn: Any, busy_timeout_ms: int, autocheckpoint: bool) -> None:
@@ -109,13 +109,21 @@ class SQLiteBackend(Backend):
         self._maintenance: sqlite3.Connection | None = None  # WAL checkpoints, on the loop only
         self.inline_upsert_run = _Inline(self.upsert_run)
         self.inline_insert_checkpoint = _Inline(self.insert_checkpoint)
+        self.inline_insert_fenced = _Inline(self.insert_checkpoint_fenced)
+        self.inline_select_token = _Inline(self.select_token)
+        self.inline_select_payload = _Inline(self.select_payload)
+        self.inline_claim = _Inline(self.claim)
+        self.inline_select_lease = _Inline(self.select_lease)
+        self.inline_renew = _Inline(self.renew)
+        self.inline_release = _Inline(self.release)
 
     # -- engine -------------------------------------------------------------------------
 
     def create_engine(self) -> AsyncEngine:
         # NullPool: aiosqlite runs a (non-daemon) thread per connection; pooled ones would
         # keep the interpreter from exiting. The hot path does not use this engine.
-        engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}", poolclass=NullPool)
+        engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}", poolclass=NullPool,
+                                     hide_parameters=True)
         _explicit_transactions(engine.sync_engine, busy_timeout_ms=BUSY_TIMEOUT_MS, autocheckpoint=True)
         self._writer_engine = engine.execution_options(pyagent_begin="IMMEDIATE")
         return engine
@@ -126,6 +134,9 @@ class SQLiteBackend(Backend):
 
     def transaction_engine(self) -> AsyncEngine:
         return self.writer()
+
+    def claim_statement(self) -> Any:
+        return self._claim_statement(sqlite_insert)
 
     def upsert_run_statement(self) -> Any:
         runs = self.tables.runs
@@ -182,6 +193,26 @@ class SQLiteBackend(Backend):
             f"{type(orig).__name__}: {text}; {hint}"
         )
 
+    def unavailable_hint(self, exc: BaseException) -> str | None:
+        orig = getattr(exc, "orig", None) or exc
+        text = str(orig)
+        folder = os.path.dirname(self.path)
+        if "readonly" in text or "read-only" in text or isinstance(orig, PermissionError):
+            return (f"the file {self.path} cannot be written: check that it and its directory "
+                    f"{folder} are writable by this process and not on a read-only file system")
+        if "disk is full" in text or "disk I/O error" in text:
+            return f"the disk holding {self.path} is full or failing: free space there"
+        if "unable to open" in text:
+            return f"the file {self.path} cannot be opened: check that {folder} exists and is accessible"
+        if "not a database" in text or "malformed" in text:
+            return f"the file {self.path} is not an SQLite database (or is damaged)"
+        if _is_busy(orig):
+            return (f"another process held the write lock of {self.path} for more than "
+                    f"{BUSY_TIMEOUT_MS // 1000} s; check for a stuck process using the same file")
+        if isinstance(orig, (sqlite3.OperationalError, OSError)):
+            return f"check the file {self.path}"
+        return None
+
     # -- the inline write path ----------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
@@ -192,39 +223,123 @@ class SQLiteBackend(Backend):
             self._conn = conn
         return self._conn
 
-    async def write(self, inline: _Inline, params: dict[str, Any], on_loop: Any) -> None:
+    async def write(self, inline: Callable[[sqlite3.Connection], T],
+                    on_loop: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Commit inline when the write lock is free, else queue the write on the backend's loop."""
         if self._queued == 0 and self._sync_lock.acquire(blocking=False):
             try:
-                if self._queued == 0 and self._try_inline(inline, params):
-                    return
+                if self._queued == 0:
+                    done, value = self._try_inline(inline)
+                    if done:
+                        return value
             finally:
                 self._sync_lock.release()
         with self._queue_lock:
             self._queued += 1
         try:
-            await self.run(on_loop, params)
+            return await self.run(on_loop, *args)
         finally:
             with self._queue_lock:
                 self._queued -= 1
 
-    def _try_inline(self, inline: _Inline, params: dict[str, Any]) -> bool:
-        """Commit on this thread; False when another connection holds the write lock.
-
-        In autocommit mode one statement is one transaction: nothing to begin or commit.
-        """
+    def _try_inline(self, inline: Callable[[sqlite3.Connection], T]) -> tuple[bool, Any]:
+        """Run ``inline`` on this thread; ``(False, None)`` when another connection holds the write lock."""
         try:
-            self._connection().execute(inline.sql, inline.args(params))
+            value = inline(self._connection())
         except sqlite3.OperationalError as exc:
             if _is_busy(exc):
-                return False
+                return False, None
             raise
         self._since_wal_checkpoint += 1
         if self._since_wal_checkpoint >= WAL_CHECKPOINT_EVERY:
             self._since_wal_checkpoint = 0
             with contextlib.suppress(RuntimeError):  # RuntimeError: shutting down
                 self.loop.submit(self._wal_checkpoint, "PASSIVE").add_done_callback(_log_failure)
-        return True
+        return True, value
+
+    # Inline forms of the Backend's operations. In autocommit mode one statement is one
+    # transaction; several go between BEGIN IMMEDIATE (busy at once if another process writes:
+    # then the operation is queued on the loop instead) and COMMIT.
+
+    @staticmethod
+    def _exec(conn: sqlite3.Connection, inline: _Inline, params: dict[str, Any]) -> tuple[int, list[Any]]:
+        cursor = conn.execute(inline.sql, inline.args(params))
+        rows = cursor.fetchall()  # a RETURNING statement ends (and commits) once read
+        return cursor.rowcount, rows
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, body: Callable[[], T]) -> T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            value = body()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # a failed COMMIT (disk full) leaves it open too
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return value
+
+    def _fence_inline(self, conn: sqlite3.Connection, run_id: str, fence: str) -> None:
+        row = conn.execute(self.inline_select_token.sql, self.inline_select_token.args({"run_id": run_id})).fetchone()
+        if row is None or row[0] != fence:
+            raise Fenced(run_id)
+
+    def save_run_inline(self, params: dict[str, Any], fence: str | None) -> Callable[[sqlite3.Connection], None]:
+        def go(conn: sqlite3.Connection) -> None:
+            if fence is None:
+                self._exec(conn, self.inline_upsert_run, params)
+                return
+
+            def body() -> None:
+                self._fence_inline(conn, params["run_id"], fence)
+                self._exec(conn, self.inline_upsert_run, params)
+
+            self._transaction(conn, body)
+
+        return go
+
+    def append_inline(self, params: dict[str, Any], fence: str | None) -> Callable[[sqlite3.Connection], None]:
+        def go(conn: sqlite3.Connection) -> None:
+            if fence is None:
+                self._exec(conn, self.inline_insert_checkpoint, params)
+            elif self._exec(conn, self.inline_insert_fenced, {**params, "fence": fence})[0] == 0:
+                raise Fenced(params["run_id"])
+
+        return go
+
+    def begin_run_inline(self, header: dict[str, Any], checkpoint: dict[str, Any],
+                         fence: str | None) -> Callable[[sqlite3.Connection], None]:
+        def go(conn: sqlite3.Connection) -> None:
+            def body() -> None:
+                if fence is not None:
+                    self._fence_inline(conn, header["run_id"], fence)
+                self._exec(conn, self.inline_upsert_run, header)
+                self._exec(conn, self.inline_insert_checkpoint, checkpoint)
+
+            self._transaction(conn, body)
+
+        return go
+
+    def claim_inline(self, params: dict[str, Any]) -> Callable[[sqlite3.Connection], Lease]:
+        def go(conn: sqlite3.Connection) -> Lease:
+            def body() -> Lease:
+                if self._exec(conn, self.inline_claim, params)[1]:
+                    return lease_of_params(params)
+                row = conn.execute(self.inline_select_lease.sql,
+                                   self.inline_select_lease.args(params)).fetchone()
+                assert row is not None
+                return Lease(row[0], row[1], row[2], float(row[3]), float(row[4]))
+
+            return self._transaction(conn, body)
+
+        return go
+
+    def count_inline(self, inline: _Inline, params: dict[str, Any]) -> Callable[[sqlite3.Connection], bool]:
+        def go(conn: sqlite3.Connection) -> bool:
+            return self._exec(conn, inline, params)[0] > 0
+
+        return go
 
     def _raw(self, sql: str) -> Any:
         """One statement on the inline connection (callers hold ``_sync_lock``); the first
@@ -281,21 +396,60 @@ class SQLiteStore(SQLStore):
     def _make_backend(self) -> Backend:
         return SQLiteBackend(self.path, self.url)
 
-    async def save_run(self, header: RunHeader) -> None:
-        """Insert or replace the header of ``header.run_id``."""
-        backend = await self._ready()
-        assert isinstance(backend, SQLiteBackend)
-        await backend.write(backend.inline_upsert_run, run_params(header), backend.save_run)
+    # Writes go inline when they can (see the module docstring), else through the Backend's
+    # async operations on its loop.
 
-    async def append_checkpoint(self, checkpoint: Checkpoint) -> None:
+    async def save_run(self, header: RunHeader, *, fence: str | None = None) -> None:
+        """Insert or replace the header of ``header.run_id`` (only under lease ``fence`` if given)."""
+        params = run_params(header)
+        b = await self._sqlite()
+        await self._call(f"saving the header of run {header.run_id!r}", header.run_id,
+                          lambda: b.write(b.save_run_inline(params, fence), b.save_run, params, fence))
+
+    async def append_checkpoint(self, checkpoint: Checkpoint, *, fence: str | None = None) -> None:
         """Append one checkpoint; a second one with the same (run_id, seq) is an error."""
         params = checkpoint_params(checkpoint)
+        b = await self._sqlite()
+        await self._call(f"writing checkpoint {checkpoint.seq} of run {checkpoint.run_id!r}", checkpoint.run_id,
+                          lambda: b.write(b.append_inline(params, fence), b.append, params, fence), checkpoint)
+
+    async def begin_run(self, header: RunHeader, checkpoint: Checkpoint, *, fence: str | None = None) -> None:
+        """Save the header and the first checkpoint in one transaction."""
+        hp, cp = run_params(header), checkpoint_params(checkpoint)
+        b = await self._sqlite()
+        await self._call(f"starting run {header.run_id!r}", header.run_id,
+                          lambda: b.write(b.begin_run_inline(hp, cp, fence), b.begin_run, hp, cp, fence),
+                          checkpoint)
+
+    async def claim_run(self, run_id: str, owner: str, token: str, *, now: float, ttl: float,
+                        replace: str | None = None) -> Lease:
+        """Take the run's lease unless another claim holds one that has not expired (one upsert)."""
+        if ttl <= 0:
+            raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+        params = {"run_id": run_id, "owner": owner, "token": token, "now": now, "expires_at": now + ttl,
+                  "replace": replace}
+        b = await self._sqlite()
+        return await self._call(f"claiming run {run_id!r}", run_id,
+                                 lambda: b.write(b.claim_inline(params), b.claim_run, params))
+
+    async def renew_lease(self, run_id: str, token: str, *, now: float, ttl: float) -> bool:
+        """Extend the lease if claim ``token`` still holds it; False when it was lost."""
+        params = {"lease_run_id": run_id, "lease_token": token, "new_expires_at": now + ttl}
+        b = await self._sqlite()
+        return await self._call(f"renewing the lease of run {run_id!r}", run_id,
+                                 lambda: b.write(b.count_inline(b.inline_renew, params), b.renew_lease, params))
+
+    async def release_run(self, run_id: str, token: str) -> bool:
+        """Give the lease up if claim ``token`` holds it."""
+        params = {"run_id": run_id, "token": token}
+        b = await self._sqlite()
+        return await self._call(f"releasing run {run_id!r}", run_id,
+                                 lambda: b.write(b.count_inline(b.inline_release, params), b.release_run, params))
+
+    async def _sqlite(self) -> SQLiteBackend:
         backend = await self._ready()
         assert isinstance(backend, SQLiteBackend)
-        try:
-            await backend.write(backend.inline_insert_checkpoint, params, backend.append)
-        except (IntegrityError, sqlite3.IntegrityError):
-            raise self._conflict(checkpoint) from None
+        return backend
 
 
 def _log_failure(future: Any) -> None:
