@@ -313,7 +313,7 @@ def effects_of(path: Path) -> list[tuple[str, int, str]]:
 def saved_tasks(storage: str, run_id: str) -> set[str] | None:
     """The tasks the store holds as completed for ``run_id`` (what a resume must not run
     again), or None when the run was never stored (killed before its first checkpoint)."""
-    from pyagent.durability.checkpoint import load_run
+    from pyagent.durability.replay import load_run
     from pyagent.errors import StateError
 
     try:

@@ -349,7 +349,7 @@ async def test_run_sync_inside_an_event_loop_says_to_await(rt: Any) -> None:
 
 
 async def test_a_completed_task_is_checkpointed_before_an_async_callback_runs(rt: Any, store_url: str) -> None:
-    from pyagent.durability.checkpoint import load_run
+    from pyagent.durability.replay import load_run
 
     in_callback = anyio.Event()
 

@@ -78,3 +78,42 @@ def test_the_engine_does_not_know_the_default_executor() -> None:
     # The engine's fast path asks the executor (``inline``), it does not import the default one.
     imported = {m for m, _ in runtime_imports(PACKAGE / "engine" / "run.py")}
     assert not any(m.startswith("pyagent._defaults") for m in imported)
+
+
+def test_no_two_kernel_modules_import_each_other_in_a_circle() -> None:
+    # A circle (even through imports inside functions) means neither module can be read,
+    # tested or replaced without the other: the layers and the one-job modules would be a lie.
+    names = modules()
+    edges = {name: {m for m, _ in runtime_imports(path) if m in names and m != name}
+             for name, path in names.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for name in names:
+        if name not in index:
+            visit(name)
+    assert not circles, circles

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from pyagent import Task, TaskStatus, Workflow, hookimpl
-from pyagent.durability.checkpoint import open_store
 from pyagent.durability.history import history_log
+from pyagent.durability.stores import open_store
 from pyagent.orchestrator import Orchestrator
 from pyagent.plugins import Runtime
 

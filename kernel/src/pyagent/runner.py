@@ -98,8 +98,8 @@ async def run_workflow(
 
 def check_run_id(run_id: Any) -> None:
     """ConfigurationError for a run id no store can keep (the same rule for every store)."""
+    from pyagent.durability.store import unstorable
     from pyagent.errors import ConfigurationError
-    from pyagent.workflow import unstorable
 
     if not isinstance(run_id, str) or not run_id:
         raise ConfigurationError(f"run_id must be a non-empty string, got {run_id!r}")
@@ -135,9 +135,10 @@ async def claim_stored_run(url: str, run_id: str, *, wait: bool = False, wait_ti
     In that order: state loaded before the claim could be overtaken by the owner that held it.
     The caller runs the returned claim (``run_workflow(claimed=...)``), which releases it.
     """
-    from pyagent.durability.checkpoint import _close, _load, open_store, safe_url, state_of
     from pyagent.durability.lifecycle import Claimed
     from pyagent.durability.ownership import Ownership
+    from pyagent.durability.replay import _load, state_of
+    from pyagent.durability.stores import _close, open_store, safe_url
 
     check_run_id(run_id)
     store = await open_store(url)
@@ -179,7 +180,7 @@ async def resume_run(workflow: Workflow, run_id: str, url: str, *, wait: bool = 
 
 async def abandon(claimed: Claimed) -> None:
     """Release a claim that will not be run, and close its store."""
-    from pyagent.durability.checkpoint import _close
+    from pyagent.durability.stores import _close
 
     await claimed.ownership.release()
     await _close(claimed.store)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from pyagent.durability.store import unstorable
 from pyagent.model.agents import WorkflowAgent
 from pyagent.model.policies import CheckpointConfig, CircuitBreakerConfig
 from pyagent.model.tasks import ConditionalTask, Step, Task
@@ -61,22 +62,6 @@ def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
             else:
                 color[path.pop()] = BLACK
                 todo.pop()
-    return None
-
-
-def unstorable(text: str) -> str | None:
-    """Why ``text`` cannot be a workflow name or run id in every store (None if it can).
-
-    Names and run ids are text columns: PostgreSQL refuses NUL characters in text, and no
-    UTF-8 database can hold a lone surrogate. The rule is the same for every store, so a
-    workflow that runs on ``memory://`` or SQLite also runs on PostgreSQL.
-    """
-    if "\x00" in text:
-        return "contains a NUL character (\\x00), which stores cannot keep in a name"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "contains a lone surrogate, which is not valid UTF-8 and cannot be stored"
     return None
 
 

@@ -248,8 +248,8 @@ def test_a_read_only_database_is_a_store_unavailable_error_naming_the_file(read_
         url = f"sqlite:///{db}"
 
         async def failed_run() -> str:
-            from pyagent.durability.checkpoint import _close, open_store
             from pyagent.durability.store import RunHeader
+            from pyagent.durability.stores import _close, open_store
 
             store = await open_store(url)
             try:

@@ -7,29 +7,30 @@ a **delta** holding only the task records finished since the previous checkpoint
 linearly. With ``retention=N`` a full checkpoint is written every N checkpoints and older
 ones are pruned, so a run keeps between N and 2N checkpoints.
 
-Folding the checkpoints from the latest full one on gives the state the run last saved;
-``workflow.resume_from(run_id)`` continues from it. The kernel encodes (and, with
-``PYAGENT_STATE_KEY``, encrypts) every payload; stores only see bytes.
+Folding the checkpoints from the latest full one on gives the state the run last saved
+(:mod:`pyagent.durability.replay`); ``workflow.resume_from(run_id)`` continues from it. The
+kernel encodes (and, with ``PYAGENT_STATE_KEY``, encrypts) every payload; stores only see
+bytes. Stores are opened by URL in :mod:`pyagent.durability.stores`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from pyagent.durability import codec
-from pyagent.durability.state import WorkflowState, encode_record
-from pyagent.durability.store import Checkpoint, RunHeader, Store, StoredRun
+from pyagent.durability.replay import PAYLOAD_VERSION
+from pyagent.durability.state import encode_record
+from pyagent.durability.store import Checkpoint, RunHeader, Store
+from pyagent.durability.stores import (
+    safe_url,
+    store_failure,
+)
 from pyagent.errors import (
-    DriverLoadFailure,
-    PluginNotInstalledError,
-    PyAgentError,
     StateError,
-    StoreError,
 )
 from pyagent.model import events as ev
 from pyagent.model.tasks import TaskStatus
@@ -42,67 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyagent.checkpoint")
 
-PAYLOAD_VERSION = 1
-_CREDENTIALS = re.compile(r"(://[^:/@]+):[^@/]*@")
-
-
-def safe_url(url: str) -> str:
-    """``url`` with any password masked, for messages and logs."""
-    return _CREDENTIALS.sub(r"\1:***@", url)
-
-
-def store_scheme(url: str) -> str:
-    """The driver name for a store URL: ``postgresql+asyncpg://`` → ``postgresql``."""
-    scheme, sep, _ = url.partition("://")
-    if not sep:
-        scheme, sep, _ = url.partition(":")
-    return scheme.split("+", 1)[0].lower()
-
-
-async def open_store(url: str, *, setting: str = "checkpointing.storage") -> Store:
-    """Create and open the store for ``url`` (PluginNotInstalledError names the plugin to install)."""
-    from pyagent.plugins import get_runtime
-
-    try:
-        factory = get_runtime().driver("stores", store_scheme(url))
-    except PluginNotInstalledError as exc:
-        # Name the setting the URL came from, not only the missing store.
-        exc.args = (f"{setting}={safe_url(url)!r}: {exc}",)
-        raise
-    try:
-        store: Store = factory(url)
-        await store.open()
-    except PyAgentError:
-        raise
-    except Exception as exc:
-        raise DriverLoadFailure(
-            f"{setting} {safe_url(url)!r} could not be opened: {type(exc).__name__}: {exc} "
-            "(is the database reachable and the URL right?)"
-        ) from exc
-    return store
-
-
-async def _close(store: Store) -> None:
-    try:
-        await store.close()
-    except Exception as exc:  # closing must never hide the run's outcome
-        log.warning("closing store %s failed: %s", safe_url(store.url), exc)
 
 
 # -- writing ----------------------------------------------------------------------------------
-
-
-def store_failure(store: Store, action: str, exc: Exception) -> PyAgentError:
-    """A store's own exception as a kernel error, without its text.
-
-    Stores raise kernel errors with messages safe to show; anything else (a third-party store
-    letting a driver error through) may carry the data being written, so only its type is kept
-    in the message (the exception stays attached as the cause).
-    """
-    if isinstance(exc, PyAgentError):
-        return exc
-    return StoreError(f"{action} in {safe_url(store.url)} failed: {type(exc).__name__} "
-                      "(its message is withheld: driver errors may carry the data written)")
 
 
 class RunRecorder:
@@ -452,115 +395,3 @@ def _keyed(encoded: dict[Any, Any]) -> Any:
         [codec.to_jsonable(k, f"ctx.state key {k!r}"), v] for k, v in encoded.items()]}
 
 
-# -- reading ----------------------------------------------------------------------------------
-
-
-def fold(stored: StoredRun, what: str, *, allow_plaintext: bool | None = None) -> WorkflowState:
-    """The state a run last saved: its latest full checkpoint with every later delta applied.
-
-    ``allow_plaintext``: accept unencrypted checkpoints although ``PYAGENT_STATE_KEY`` is set
-    (see :func:`pyagent.durability.codec.unseal`).
-    """
-    cps = sorted(stored.checkpoints, key=lambda c: c.seq)
-    if not cps:
-        raise StateError(f"{what} has no checkpoints to resume from")
-    base: dict[str, Any] | None = None
-    tasks: dict[str, dict[str, Any]] = {}
-    for cp in cps:
-        where = f"{what} (checkpoint {cp.seq})"
-        body = codec.loads(codec.unseal(cp.payload, where, allow_plaintext=allow_plaintext), where)
-        if not isinstance(body, dict) or body.get("v") != PAYLOAD_VERSION:
-            raise StateError(
-                f"{where} has payload version {body.get('v') if isinstance(body, dict) else None!r}; "
-                f"this pyagent reads version {PAYLOAD_VERSION}"
-            )
-        try:
-            kind = body["kind"]
-            records = _records(body.get("tasks", []))
-            if kind == "full":
-                base = dict(body)
-                if not isinstance(base.setdefault("shared", {}), dict):
-                    raise TypeError("ctx.state is not a mapping")
-                tasks = records
-                continue
-            if kind != "delta":
-                raise ValueError(f"unknown checkpoint kind {kind!r}")
-            if base is None:
-                raise StateError(f"{what} has no full checkpoint before checkpoint {cp.seq}: corrupt storage")
-            tasks.update(records)
-            shared = base["shared"]
-            shared.update(body.get("shared_set", {}))
-            for k in body.get("shared_del", []):
-                shared.pop(k, None)
-        except StateError:
-            raise
-        except Exception as exc:  # the payload parsed but is not what pyagent writes
-            raise StateError(f"{where} is damaged: {type(exc).__name__}: {exc}") from None
-        for field in ("status", "finished_at", "error"):
-            if field in body:
-                base[field] = body[field]
-    if base is None:
-        raise StateError(f"{what} has no full checkpoint: corrupt storage")
-    # A killed run's last saved status says "running": that is what it was.
-    base["tasks"] = list(tasks.values())
-    return WorkflowState.decode(base, what)
-
-
-def _records(raw: Any) -> dict[str, dict[str, Any]]:
-    """A checkpoint's task records by name; ValueError/TypeError for anything pyagent does not write."""
-    if not isinstance(raw, list):
-        raise TypeError(f"its task records are a {type(raw).__name__}, not a list")
-    out: dict[str, dict[str, Any]] = {}
-    for t in raw:
-        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
-            raise ValueError(f"a task record has no name: {str(t)[:80]}")
-        TaskStatus(str(t.get("status")))  # ValueError for an unknown status
-        out[t["name"]] = t
-    return out
-
-
-async def load_run(url: str, run_id: str, *, allow_plaintext: bool | None = None) -> tuple[WorkflowState, int]:
-    """The saved state of ``run_id`` in the store at ``url`` and the next free checkpoint seq.
-
-    Reads only: it does not claim the run (a resume claims it before loading, see
-    :func:`pyagent.runner.resume_run`).
-    """
-    store = await open_store(url)
-    try:
-        stored = await _load(store, run_id)
-    finally:
-        await _close(store)
-    return state_of(stored, run_id, url, allow_plaintext=allow_plaintext)
-
-
-async def _load(store: Store, run_id: str) -> StoredRun | None:
-    try:
-        return await store.load(run_id)
-    except Exception as exc:
-        raise store_failure(store, f"loading run {run_id!r}", exc) from exc
-
-
-def state_of(stored: StoredRun | None, run_id: str, url: str, *,
-             allow_plaintext: bool | None = None) -> tuple[WorkflowState, int]:
-    """The folded state of a loaded run and its next checkpoint seq; StateError when there is none."""
-    what = f"run {run_id!r} in {safe_url(url)}"
-    if stored is None:
-        raise StateError(f"no run {run_id!r} in {safe_url(url)}: check the run id (pyagent history --storage URL)")
-    if not stored.checkpoints:
-        # Only runs written before the header and first checkpoint were one transaction.
-        raise StateError(
-            f"{what} has no checkpoints to resume from: it was stopped before its first "
-            f"checkpoint, so its input was never saved; start it again with "
-            f"workflow.run(input, run_id={run_id!r})"
-        )
-    state = fold(stored, what, allow_plaintext=allow_plaintext)
-    next_seq = max(c.seq for c in stored.checkpoints) + 1
-    return state, next_seq
-
-
-async def next_seq(store: Store, run_id: str) -> int:
-    """The seq a new checkpoint of ``run_id`` gets (0 for a run the store does not have)."""
-    stored = await _load(store, run_id)
-    if stored is None or not stored.checkpoints:
-        return 0
-    return max(c.seq for c in stored.checkpoints) + 1

@@ -452,7 +452,7 @@ async def query_store(url: str, *, workflow: str | None, since: float | None, st
     A record that cannot be read (another key, no key, damaged) does not hide the others: it
     is listed from the store's plain columns, with ``unreadable`` saying why.
     """
-    from pyagent.durability.checkpoint import open_store, safe_url, store_failure
+    from pyagent.durability.stores import open_store, safe_url, store_failure
 
     store = await open_store(url, setting="storage")
     out = []
@@ -493,7 +493,7 @@ def _plain_record(h: Any) -> ExecutionRecord:
 async def _progress_from_checkpoints(store: Any, rec: ExecutionRecord, what: str,
                                      allow_plaintext: bool | None = None) -> None:
     """A run still marked running (going on elsewhere, or killed): its progress from its checkpoints."""
-    from pyagent.durability.checkpoint import fold
+    from pyagent.durability.replay import fold
 
     try:
         stored = await store.load(rec.run_id)

@@ -143,9 +143,10 @@ async def _start(run: WorkflowRun, url: str | None, history_url: str | None, nex
                  claimed: Claimed | None, wait: bool, wait_timeout: float | None,
                  ) -> tuple[RunRecorder, Ownership]:
     """Open the store, claim the run, and write its header (and first checkpoint)."""
-    from pyagent.durability.checkpoint import Checkpointer, RunRecorder, open_store
-    from pyagent.durability.checkpoint import next_seq as find_next_seq
+    from pyagent.durability.checkpoint import Checkpointer, RunRecorder
     from pyagent.durability.ownership import LeaseSettings, Ownership
+    from pyagent.durability.replay import next_seq as find_next_seq
+    from pyagent.durability.stores import open_store
 
     cfg = run.workflow.checkpointing
     if claimed is not None:
@@ -198,13 +199,13 @@ def _spawner(own: Ownership) -> Any:
 
 
 def _display(store: Store) -> str:
-    from pyagent.durability.checkpoint import safe_url
+    from pyagent.durability.stores import safe_url
 
     return safe_url(store.url)
 
 
 async def _close_store(store: Store) -> None:
-    from pyagent.durability.checkpoint import _close
+    from pyagent.durability.stores import _close
 
     await _close(store)
 
@@ -221,7 +222,8 @@ async def _refuse(run: WorkflowRun, refusal: CircuitOpenError, url: str | None) 
     run.workflow._last = run
     if url is not None:
         try:
-            from pyagent.durability.checkpoint import RunRecorder, open_store
+            from pyagent.durability.checkpoint import RunRecorder
+            from pyagent.durability.stores import open_store
 
             store = await open_store(url)
             try:

@@ -184,3 +184,19 @@ class Store(Protocol):
         """Leases held, soonest expiry first: those of ``owner``, and/or those already expired
         at ``expired_at`` (``expires_at <= expired_at``: runs whose owner stopped renewing, to
         be taken over). A lease may exist for a run that has no header yet."""
+
+
+def unstorable(text: str) -> str | None:
+    """Why ``text`` cannot be a workflow name or run id in every store (None if it can).
+
+    Names and run ids are text columns: PostgreSQL refuses NUL characters in text, and no
+    UTF-8 database can hold a lone surrogate. The rule is the same for every store, so a
+    workflow that runs on ``memory://`` or SQLite also runs on PostgreSQL.
+    """
+    if "\x00" in text:
+        return "contains a NUL character (\\x00), which stores cannot keep in a name"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate, which is not valid UTF-8 and cannot be stored"
+    return None
