@@ -94,3 +94,40 @@ async def test_a_killed_runs_progress_read_from_checkpoints_has_durations(drt: R
     for name in ("A", "B"):
         assert tasks[name].duration is not None
         assert tasks[name].duration == tasks[name].finished_at - tasks[name].started_at  # type: ignore[operator]
+
+
+async def test_a_resumed_run_keeps_its_first_start_and_lists_each_resume(drt: Runtime, store_url: str) -> None:
+    from click.testing import CliRunner
+
+    from pyagent.cli import main
+    from pyagent.orchestrator import CheckpointConfig
+    from pyagent.testing import CountingAgents
+
+    agents = CountingAgents()
+    agents.failing.update({"B", "C"})
+    wf = Workflow(name="resumable", checkpointing=CheckpointConfig(storage=store_url),
+                  steps=[Task(name=n, agent=agents[n]) for n in ("A", "B", "C")])
+    first = await wf.run("in")
+    assert first.status is TaskStatus.FAILED
+    agents.failing.discard("B")
+    second = await wf.resume_from(first.run_id)
+    assert second.status is TaskStatus.FAILED and second.started_at > first.started_at
+    agents.failing.clear()
+    third = await wf.resume_from(first.run_id)
+    assert third.ok and agents.calls == {"A": 1, "B": 2, "C": 2}
+
+    for source in ("memory", "store"):
+        if source == "store":
+            history_log(drt).clear()  # only the store remembers now
+        (record,) = await Orchestrator(store=store_url).aget_history(workflow="resumable")
+        assert record.run_id == first.run_id and record.status is TaskStatus.COMPLETED
+        assert record.started_at == first.started_at  # the first start, not a resume's
+        assert record.timestamp.timestamp() == pytest.approx(first.started_at)
+        assert record.resumes == [second.started_at, third.started_at]
+        assert record.resumed
+        assert record.duration == pytest.approx(third.finished_at - first.started_at)  # type: ignore[operator]
+    import anyio.to_thread
+
+    # The command line runs its own event loop: from a worker thread, as from a shell.
+    out = await anyio.to_thread.run_sync(lambda: CliRunner().invoke(main, ["history", "--storage", store_url]))
+    assert "resumed 2 times:" in out.output, out.output

@@ -64,6 +64,8 @@ async def run_workflow(
     claimed: Claimed | None = None,
     wait: bool = False,
     wait_timeout: float | None = None,
+    first_started_at: float | None = None,
+    earlier_resumes: Iterable[float] = (),
 ) -> WorkflowResult:
     """Run ``workflow`` once. Configuration errors raise; a failure while running is returned.
 
@@ -73,6 +75,8 @@ async def run_workflow(
     audit record in a store even without checkpointing. A run recorded in a store is claimed
     there before any agent runs (``claimed``: already claimed by a resume): RunOwnedError if
     another process owns it, unless ``wait`` (up to ``wait_timeout`` seconds).
+    ``first_started_at`` and ``earlier_resumes`` carry a resumed run's history (when it first
+    started, when it was resumed before), so it stays one run in history.
     """
     try:
         if run_id is not None:
@@ -89,7 +93,8 @@ async def run_workflow(
         all_listeners.append(sync_listener(on_event, "on_event"))
     run = WorkflowRun(workflow, runtime=runtime, input=input, run_id=run_id,
                       listeners=all_listeners, on_task_complete=on_task_complete,
-                      executor=executor, resumed=resumed)
+                      executor=executor, resumed=resumed,
+                      first_started_at=first_started_at, earlier_resumes=earlier_resumes)
     if shared_state:
         run.state.update(shared_state)
     return await drive(run, pattern, checkpoint_url=checkpoint_url, history_url=history_url,
@@ -123,7 +128,8 @@ async def resume_state(workflow: Workflow, state: WorkflowState, *, checkpoint_u
         raise
     return await run_workflow(
         workflow, state.input, run_id=state.run_id, resumed=state.completed_results(),
-        shared_state=state.shared, checkpoint_url=checkpoint_url, next_seq=next_seq, **kwargs,
+        shared_state=state.shared, checkpoint_url=checkpoint_url, next_seq=next_seq,
+        first_started_at=state.started_at, earlier_resumes=state.resumes, **kwargs,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,9 @@ def history(storage: str, workflow_name: str | None, status: str | None, since: 
             continue
         click.echo(f"{stamp}  {r.run_id}  {r.workflow:<24} {r.status.value:<10} "
                    f"tasks {r.tasks_completed}/{r.tasks_total}  {dur}")
+        if r.resumes:
+            when = ", ".join(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) for at in r.resumes)
+            click.echo(f"    resumed {plural(len(r.resumes), 'time')}: {when}")
         if r.error:
             click.echo(f"    error: {r.error}")
 

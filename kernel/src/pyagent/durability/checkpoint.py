@@ -78,7 +78,7 @@ class RunRecorder:
         run = self.run
         return RunHeader(
             run_id=run.run_id, workflow=run.workflow.name, status=summary["status"],
-            started_at=run.started_at, finished_at=summary["finished_at"], payload=to_payload(summary),
+            started_at=run.first_started_at, finished_at=summary["finished_at"], payload=to_payload(summary),
         )
 
     async def _save_header(self, summary: dict[str, Any]) -> None:
@@ -107,7 +107,9 @@ class RunRecorder:
             try:
                 if result is not None:
                     summary = summary_of_result(result, self.run.workflow.task_count,
-                                                self.run.handoffs, self.run.audit_trail)
+                                                self.run.handoffs, self.run.audit_trail,
+                                                first_started_at=self.run.first_started_at,
+                                                resumes=self.run.resumes)
                 else:
                     summary = summary_of_run(self.run)
                 await self._save_header(summary)
@@ -345,7 +347,7 @@ class Checkpointer(RunRecorder):
         self._shared_changes()
         body = {
             "workflow": run.workflow.name, "run_id": run.run_id, "status": run.status.value,
-            "started_at": run.started_at, "order": run.workflow.task_names,
+            "started_at": run.first_started_at, "resumes": run.resumes, "order": run.workflow.task_names,
             "input": codec.to_jsonable(run.input, "the run's input"),
             "shared": shared,
             "tasks": tasks,

@@ -123,9 +123,11 @@ class AuditRecord(BaseModel):
 class ExecutionRecord(BaseModel):
     """One execution of a workflow as the audit trail shows it.
 
-    ``timestamp`` is when it started (a timezone-aware local datetime), ``status`` how it
+    ``timestamp`` is when it first started (a timezone-aware local datetime), ``status`` how it
     ended (``running`` for a run still going or killed before it finished),
-    ``tasks_completed``/``tasks_total`` its progress, ``error`` why it failed.
+    ``tasks_completed``/``tasks_total`` its progress, ``error`` why it failed. A run resumed
+    after a crash or a failure stays one record: ``resumes`` lists when it was resumed (epoch
+    seconds, in order) and ``duration`` runs from its first start to its end.
     ``unreadable`` says why a stored record could not be read (saved under another
     encryption key, damaged, ...): then only the store's plain columns are shown.
     """
@@ -141,6 +143,7 @@ class ExecutionRecord(BaseModel):
     started_at: float = 0.0
     finished_at: float | None = None
     resumed: bool = False
+    resumes: list[float] = Field(default_factory=list)
     tasks: list[TaskRecord] = Field(default_factory=list)
     handoffs: list[HandoffRecord] = Field(default_factory=list)
     usage: UsageRecord | None = None
@@ -245,14 +248,23 @@ def _text(value: Any) -> str | None:
 
 def summary_of_result(result: WorkflowResult, tasks_total: int,
                       handoffs: list[dict[str, Any]] | None = None,
-                      audit: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The audit record of a finished run, as plain JSON-able data."""
+                      audit: list[dict[str, Any]] | None = None, *,
+                      first_started_at: float | None = None,
+                      resumes: list[float] | None = None) -> dict[str, Any]:
+    """The audit record of a finished run, as plain JSON-able data.
+
+    A resumed run is one run: ``first_started_at`` is when it first started (the result's own
+    start is this execution's), ``resumes`` when it was resumed; its duration runs from the first start.
+    """
     recs = list(result.tasks.values())
+    started = result.started_at if first_started_at is None else first_started_at
+    finished = result.finished_at
     return {
         "run_id": result.run_id, "workflow": result.workflow, "status": result.status.value,
         "tasks_completed": result.tasks_completed, "tasks_total": tasks_total,
-        "error": result.error, "duration": result.duration, "started_at": result.started_at,
-        "finished_at": result.finished_at, "resumed": any(r.reused for r in recs),
+        "error": result.error, "duration": None if finished is None else finished - started,
+        "started_at": started, "finished_at": finished, "resumes": list(resumes or []),
+        "resumed": bool(resumes) or any(r.reused for r in recs),
         "tasks": [_task_dict(r) for r in recs], "handoffs": _handoffs(handoffs or []),
         "usage": None if result.usage is None else result.usage.to_dict(),
         "audit": _audit(audit or []),
@@ -268,7 +280,8 @@ def summary_of_run(run: WorkflowRun) -> dict[str, Any]:
         "run_id": run.run_id, "workflow": run.workflow.name, "status": status.value,
         "tasks_completed": sum(1 for r in recs if r.status is TaskStatus.COMPLETED),
         "tasks_total": run.workflow.task_count, "error": None, "duration": None,
-        "started_at": run.started_at, "finished_at": None, "resumed": any(r.reused for r in recs),
+        "started_at": run.first_started_at, "finished_at": None, "resumes": list(run.resumes),
+        "resumed": bool(run.resumes) or any(r.reused for r in recs),
         "tasks": [_task_dict(r) for r in recs], "handoffs": _handoffs(run.handoffs),
         "usage": None if run.usage is None else run.usage.to_dict(),
         "audit": _audit(list(run.audit_trail)),
@@ -336,19 +349,21 @@ class HistoryLog:
     def __init__(self, limit: int | None = None) -> None:
         if limit is None:
             limit = int(os.environ.get("PYAGENT_HISTORY_LIMIT", "1000") or 1000)
-        self._entries: deque[tuple[WorkflowResult, int, list[dict[str, Any]], list[dict[str, Any]]]] = \
-            deque(maxlen=max(limit, 1))
+        self._entries: deque[tuple[WorkflowResult, int, dict[str, Any]]] = deque(maxlen=max(limit, 1))
         self._lock = threading.Lock()
 
     def add(self, result: WorkflowResult, tasks_total: int, handoffs: list[dict[str, Any]],
-            audit: list[dict[str, Any]] | None = None) -> None:
+            audit: list[dict[str, Any]] | None = None, *, first_started_at: float | None = None,
+            resumes: list[float] | None = None) -> None:
+        facts = {"handoffs": handoffs, "audit": audit or [], "first_started_at": first_started_at,
+                 "resumes": resumes}
         with self._lock:
-            self._entries.append((result, tasks_total, handoffs, audit or []))
+            self._entries.append((result, tasks_total, facts))
 
     def records(self) -> list[ExecutionRecord]:
         with self._lock:
             entries = list(self._entries)
-        return [record_of_result(r, total, h, a) for r, total, h, a in entries]
+        return [record(summary_of_result(r, total, **facts)) for r, total, facts in entries]
 
     def clear(self) -> None:
         with self._lock:

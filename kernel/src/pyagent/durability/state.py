@@ -161,8 +161,9 @@ class WorkflowState(BaseModel):
     # Keys as the agents wrote them: ctx.state is a plain dict, so 7 or ("region", 2) are keys too.
     shared: dict[Any, Any] = Field(default_factory=dict, description="the run's ctx.state")
     error: str | None = None
-    started_at: float | None = None
+    started_at: float | None = Field(default=None, description="when the run first started")
     finished_at: float | None = None
+    resumes: list[float] = Field(default_factory=list, description="when it was resumed, in order")
     circuit: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
@@ -182,8 +183,8 @@ class WorkflowState(BaseModel):
         return cls.from_records(
             run.workflow.name, names, records, run_id=run.run_id, status=run.status,
             current_task=run.current_task, input=run.input, shared=dict(run.state),
-            error=_run_error(run), started_at=run.started_at, finished_at=run.finished_at,
-            circuit=circuit,
+            error=_run_error(run), started_at=run.first_started_at, finished_at=run.finished_at,
+            resumes=list(run.resumes), circuit=circuit,
         )
 
     @classmethod
@@ -221,7 +222,7 @@ class WorkflowState(BaseModel):
         return {
             "workflow": self.workflow, "run_id": self.run_id, "status": self.status.value,
             "current_task": self.current_task, "error": self.error,
-            "started_at": self.started_at, "finished_at": self.finished_at,
+            "started_at": self.started_at, "finished_at": self.finished_at, "resumes": self.resumes,
             "input": codec.to_jsonable(self.input, "the run's input"),
             "shared": codec.to_jsonable(self.shared, "ctx.state"),
             "tasks": [t.encode() for t in self.tasks.values()],
@@ -241,7 +242,7 @@ class WorkflowState(BaseModel):
                 status=TaskStatus(body["status"]), current_task=body.get("current_task"),
                 input=body.get("input"), shared=body.get("shared") or {},
                 error=body.get("error"), started_at=body.get("started_at"),
-                finished_at=body.get("finished_at"),
+                finished_at=body.get("finished_at"), resumes=list(body.get("resumes") or []),
             )
         except StateError:
             raise

@@ -68,6 +68,8 @@ class WorkflowRun:
         on_task_complete: Callable[[TaskResult], Any] | None = None,
         executor: Any = None,
         resumed: dict[str, TaskResult] | None = None,
+        first_started_at: float | None = None,
+        earlier_resumes: Iterable[float] = (),
     ) -> None:
         self.workflow = workflow
         self.runtime = runtime
@@ -80,6 +82,10 @@ class WorkflowRun:
         self.status = TaskStatus.PENDING
         self.current_task: str | None = None
         self.started_at = time.time()
+        # A resumed run is one run to history: it keeps when it first started, and lists when it
+        # was resumed (this execution's start included). ``started_at`` is this execution's.
+        self.first_started_at = self.started_at if first_started_at is None else first_started_at
+        self.resumes: list[float] = [] if first_started_at is None else [*earlier_resumes, self.started_at]
         self.finished_at: float | None = None
         self.errors: dict[str, str] = {}
         self._listeners = list(listeners)
