@@ -15,6 +15,8 @@ from pyagent.plugins import get_runtime
 if TYPE_CHECKING:
     from pyagent.durability.state import WorkflowState
     from pyagent.model.results import TaskResult, WorkflowResult
+    from pyagent.model.tasks import Task
+    from pyagent.plugins import Runtime
     from pyagent.workflow import Workflow
 
 
@@ -69,17 +71,101 @@ async def run_workflow(
     """
     runtime = get_runtime()
     pattern = resolve_pattern(workflow)
-    executor = runtime.executor(workflow.executor, workflow.executor_options)
+    executor, task_executors = resolve_executors(runtime, workflow)
+    await start_executors([executor, *task_executors.values()])
     all_listeners = [*runtime.monitor_hooks_as_listeners(), *configured_listeners(runtime), *listeners]
     if on_event is not None:
         all_listeners.append(sync_listener(on_event, "on_event"))
     run = WorkflowRun(workflow, runtime=runtime, input=input, run_id=run_id,
                       listeners=all_listeners, on_task_complete=on_task_complete,
-                      executor=executor, resumed=resumed)
+                      executor=executor, resumed=resumed, task_executors=task_executors)
     if shared_state:
         run.state.update(shared_state)
     return await drive(run, pattern, checkpoint_url=checkpoint_url, history_url=history_url,
                        next_seq=next_seq)
+
+
+# -- executors --------------------------------------------------------------------------------
+
+
+def executor_spec(workflow: Workflow, name: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The executor name and options for ``workflow``'s tasks, or for a task naming ``name``.
+
+    The workflow's executor is ``Workflow(executor=)``, else the ``executor`` setting, else
+    ``local``. Options are the configured ones (``[tool.pyagent.executors.NAME]``,
+    ``dask_address``), overridden by ``Workflow(executor_options=)`` for the workflow's own.
+    """
+    from pyagent.config import get_settings
+
+    settings = get_settings()
+    default = workflow.executor or settings.executor or "local"
+    chosen = name or default
+    options = settings.executor_options(chosen)
+    if chosen == default:
+        options.update(workflow.executor_options)
+    return chosen, options
+
+
+def executor_specs(workflow: Workflow) -> list[tuple[str, dict[str, Any]]]:
+    """Every executor a run of ``workflow`` uses: its own first, then those its tasks name."""
+    specs = [executor_spec(workflow)]
+    for task in _tasks(workflow):
+        name = task.__dict__["executor"]
+        if name is not None:
+            spec = executor_spec(workflow, name)
+            if spec not in specs:
+                specs.append(spec)
+    return specs
+
+
+def _tasks(workflow: Workflow) -> list[Task]:
+    from pyagent.model.tasks import ConditionalTask
+
+    tasks: list[Task] = []
+    for step in workflow.steps:
+        tasks.extend(step.branches if isinstance(step, ConditionalTask) else [step])
+    return tasks
+
+
+def resolve_executors(runtime: Runtime, workflow: Workflow) -> tuple[Any, dict[str, Any]]:
+    """The workflow's executor and, by task name, the executors of tasks that name another one.
+
+    A task asking for ``resources`` on an executor that cannot place work by resources (it
+    lacks ``supports_resources = True``) is refused here, before anything runs.
+    """
+    from pyagent.errors import ConfigurationError
+
+    name, options = executor_spec(workflow)
+    executor = runtime.executor(name, options)
+    task_executors: dict[str, Any] = {}
+    for task in _tasks(workflow):
+        fields = task.__dict__
+        own, resources = fields["executor"], fields["resources"]
+        if own is None and resources is None:
+            continue
+        chosen, task_executor = name, executor
+        if own is not None and own != name:
+            chosen, task_options = executor_spec(workflow, own)
+            task_executor = runtime.executor(chosen, task_options)
+            task_executors[task.name] = task_executor
+        if resources is not None and getattr(task_executor, "supports_resources", False) is not True:
+            raise ConfigurationError(
+                f"task '{task.name}' of workflow '{workflow.name}' asks for resources {resources} but "
+                f"its executor '{chosen}' cannot place work by resources, so they would be ignored: "
+                "run the task on an executor that can, e.g. Task(..., executor='dask') with pyagent-dask "
+                "installed, or remove resources="
+            )
+    return executor, task_executors
+
+
+async def start_executors(executors: Iterable[Any]) -> None:
+    """Await each executor's ``start()`` (connect, start a cluster); it must be cheap once started."""
+    seen: set[int] = set()
+    for executor in executors:
+        start = getattr(executor, "start", None)
+        if start is not None and id(executor) not in seen:
+            seen.add(id(executor))
+            await start()
 
 
 # -- resuming ---------------------------------------------------------------------------------

@@ -1,0 +1,184 @@
+"""The caller's side of a remote call: what is sent for one agent call, and what is done with the answer.
+
+Large values (the input, a previous result, a state value at or above the executor's
+``scatter_threshold``) are not put in the call: they travel as separate Dask arguments,
+scattered to the cluster once per run and reused by key by every later call of that run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cloudpickle
+
+from pyagent.plugin import RunContext
+from pyagent_dask.errors import PayloadError, RemoteTraceback
+from pyagent_dask.remote import REPLAYABLE, Call, Outcome, Ref, WorkflowInfo
+
+# Values that are never large, checked before asking dask.sizeof.
+_SMALL = (type(None), bool, int, float, complex)
+
+
+class RunCache:
+    """What the executor keeps per workflow run: the caller's own copies, and the scattered values.
+
+    ``local`` is used on the caller's thread only; ``remote`` (id of a value -> the value and
+    its scatter) on the Dask client's loop thread only, so neither needs a lock.
+    """
+
+    __slots__ = ("__weakref__", "local", "remote")
+
+    def __init__(self) -> None:
+        self.local: dict[Any, Any] = {}
+        self.remote: dict[Any, Any] = {}
+
+
+class Sizer:
+    """Finds the values worth scattering: at least ``threshold`` bytes by ``dask.sizeof``."""
+
+    def __init__(self, threshold: int) -> None:
+        from dask.sizeof import sizeof
+
+        self.threshold = threshold
+        self._sizeof = sizeof
+        self.large: list[Any] = []
+        self._index: dict[int, int] = {}
+
+    def place(self, value: Any) -> Any:
+        """``value`` itself, or a :class:`Ref` to it when it is large."""
+        if isinstance(value, _SMALL):
+            return value
+        if isinstance(value, (str, bytes, bytearray)):
+            if len(value) < self.threshold:
+                return value
+        index = self._index.get(id(value))
+        if index is not None:
+            return Ref(index)
+        if self._sizeof(value) < self.threshold:
+            return value
+        self._index[id(value)] = len(self.large)
+        self.large.append(value)
+        return Ref(len(self.large) - 1)
+
+
+def build_call(agent: Any, input: Any, ctx: RunContext, cache: RunCache | None,
+               threshold: int) -> tuple[bytes, list[Any]]:
+    """The pickled call and the large values that go with it as separate arguments."""
+    sizer = Sizer(threshold)
+    placed_input = sizer.place(input)
+    result = ctx.result
+    placed_result = placed_input if result is input else sizer.place(result)
+    results = {name: sizer.place(value) for name, value in ctx.results.items()}
+    state = ctx.state
+    state_blob = None
+    if state:
+        try:
+            state_blob = cloudpickle.dumps({k: sizer.place(v) for k, v in state.items()})
+        except Exception as exc:
+            raise _unpicklable(agent, ctx, "ctx.state", exc) from exc
+    snapshot = RunContext(
+        workflow=_workflow_info(ctx, cache), task=_task_copy(ctx, cache), results=results,
+        result=placed_result, state={}, transcript=list(ctx.transcript), round=ctx.round,
+        attempt=ctx.attempt, run_id=ctx.run_id, phase=ctx.phase, step=ctx.step,
+        error=_sendable_error(ctx.error), partial_output=ctx.partial_output, extra=dict(ctx.extra),
+    )
+    try:
+        blob = cloudpickle.dumps(Call(agent, placed_input, snapshot, state_blob))
+    except Exception as exc:
+        raise _diagnose(agent, placed_input, snapshot, exc) from exc
+    return blob, sizer.large
+
+
+def _workflow_info(ctx: RunContext, cache: RunCache | None) -> WorkflowInfo | None:
+    workflow = ctx.workflow
+    if workflow is None:
+        return None
+    if cache is not None:
+        info = cache.local.get("workflow")
+        if info is not None:
+            return info  # type: ignore[no-any-return]
+    info = WorkflowInfo(workflow.name, workflow.description, dict(workflow.metadata))
+    if cache is not None:
+        cache.local["workflow"] = info
+    return info
+
+
+def _task_copy(ctx: RunContext, cache: RunCache | None) -> Any:
+    """The task without what the agent does not need and may be costly to send (its fallback, guardrails)."""
+    task = ctx.task
+    if task is None:
+        return None
+    key = ("task", id(task))
+    if cache is not None:
+        copy = cache.local.get(key)
+        if copy is not None:
+            return copy[1]
+    copy = task.model_copy(update={"fallback_agent": None, "input_guardrails": (), "output_guardrails": ()})
+    if cache is not None:
+        cache.local[key] = (task, copy)  # the task is kept so its id is not reused
+    return copy
+
+
+def _sendable_error(error: BaseException | None) -> BaseException | None:
+    """The primary's error for a ``supplement`` fallback, or a stand-in when it cannot be pickled."""
+    if error is None:
+        return None
+    try:
+        cloudpickle.dumps(error)
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _unpicklable(agent: Any, ctx: RunContext, what: str, exc: Exception) -> PayloadError:
+    task = ctx.task.name if ctx.task is not None else "?"
+    return PayloadError(
+        f"task '{task}': {what} of agent '{getattr(agent, 'name', agent)}' cannot be sent to a Dask "
+        f"worker: {type(exc).__name__}: {exc}. What an agent gets must be picklable by cloudpickle "
+        "(no open files, sockets, locks or live clients: create those inside the agent)"
+    )
+
+
+def _diagnose(agent: Any, input: Any, snapshot: RunContext, exc: Exception) -> PayloadError:
+    """Name the part of the call that cannot be pickled: the agent, its input or a context field."""
+    parts: list[tuple[str, Any]] = [("the agent itself", agent), ("the input", input)]
+    parts += [(f"ctx.{name}", getattr(snapshot, name))
+              for name in ("task", "results", "result", "transcript", "partial_output", "extra")]
+    for what, value in parts:
+        try:
+            cloudpickle.dumps(value)
+        except Exception as error:
+            return _unpicklable(agent, snapshot, what, error)
+    return _unpicklable(agent, snapshot, "the call", exc)
+
+
+def settle(outcome: Outcome, ctx: RunContext) -> Any:
+    """Apply what came back to the run (reports, state, transcript); return the output or raise the error."""
+    run = ctx.run
+    if run is not None:
+        for method, args, kwargs in outcome.journal:
+            replay = getattr(run, method, None) if method in REPLAYABLE else None
+            if replay is not None:
+                replay(*args, **kwargs)
+    state = ctx.state
+    if outcome.state_set:
+        state.update(outcome.state_set)
+    if outcome.state_deleted:
+        for key in outcome.state_deleted:
+            state.pop(key, None)
+    if outcome.transcript_added:
+        ctx.transcript.extend(outcome.transcript_added)
+    if outcome.ok:
+        return outcome.value
+    error = outcome.error
+    assert error is not None
+    if outcome.traceback:
+        where = f"on Dask worker {outcome.worker}" if outcome.worker else "on a Dask worker"
+        error.__cause__ = RemoteTraceback(f"raised {where}:\n{outcome.traceback}")
+        try:
+            error.remote_traceback = outcome.traceback  # type: ignore[attr-defined]
+            error.worker = outcome.worker  # type: ignore[attr-defined]
+        except AttributeError:  # an exception class with __slots__
+            pass
+    raise error
+
