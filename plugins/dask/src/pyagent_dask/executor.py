@@ -81,8 +81,9 @@ class DaskExecutor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._runs: weakref.WeakKeyDictionary[Any, RunCache] = weakref.WeakKeyDictionary()
-        # Counters and the keys of cancelled futures, updated on the client's loop thread.
-        self.stats = {"submitted": 0, "scattered": 0, "cancelled": 0, "workers_lost": 0}
+        # Counters and the keys of cancelled futures (sent_bytes: pickled calls, without the
+        # scattered values), for tests and diagnostics.
+        self.stats = {"submitted": 0, "scattered": 0, "cancelled": 0, "workers_lost": 0, "sent_bytes": 0}
         self.cancelled_keys: deque[str] = deque(maxlen=1000)
 
     def __repr__(self) -> str:
@@ -191,16 +192,22 @@ class DaskExecutor:
         label = task.name if task is not None else getattr(agent, "name", "agent")
         key = f"pyagent-{label}-{ctx.attempt}-{uuid.uuid4().hex}"
         fn = run_threaded if runs_in_thread(agent) else run_async
+        self.stats["sent_bytes"] += len(blob)
         schedule = loop_scheduler()
         done = anyio.Event()
+        handle = _Handle()
         remote = asyncio.run_coroutine_threadsafe(
-            self._remote(fn, blob, large, cache.remote if cache is not None else {}, resources, key, label), loop)
+            self._remote(handle, fn, blob, large, cache.remote if cache is not None else {}, resources, key,
+                         label), loop)
         remote.add_done_callback(lambda _: notify(schedule, done.set))
         try:
             await done.wait()
         except BaseException:
-            # A timeout or a cancelled run: cancel the Dask future too (on the client's loop).
-            remote.cancel()
+            # A timeout or a cancelled run: cancel the Dask future too, and wait (briefly) until
+            # it is, so the task ends with nothing of it left running on the cluster.
+            loop.call_soon_threadsafe(self._abort, handle)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_CANCEL_WAIT):
+                await done.wait()
             raise
         outcome: Outcome = remote.result()
         return settle(outcome, ctx)
@@ -215,29 +222,39 @@ class DaskExecutor:
 
     # -- on the client's loop thread -----------------------------------------------------------
 
-    async def _remote(self, fn: Any, blob: bytes, large: list[Any], scattered: dict[Any, Any],
+    async def _remote(self, handle: _Handle, fn: Any, blob: bytes, large: list[Any], scattered: dict[Any, Any],
                       resources: dict[str, float] | None, key: str, label: str) -> Outcome:
         client = self.client
         args = [await self._scatter(value, scattered) for value in large]
         if resources and self.check_resources:
             await self._check_resources(resources, scattered, label)
-        future = client.submit(fn, blob, *args, key=key, pure=False, resources=resources, retries=0)
+        if handle.aborted:
+            raise asyncio.CancelledError
+        future = handle.future = client.submit(fn, key, blob, *args, key=key, pure=False, resources=resources,
+                                               retries=0)
         self.stats["submitted"] += 1
         try:
             outcome: Outcome = await client.gather(future, asynchronous=True)
             return outcome
-        except asyncio.CancelledError:
-            await self._cancel(future)
-            raise
         except Exception as exc:
+            if handle.aborted:
+                raise asyncio.CancelledError from None
             raise self._infrastructure_error(exc, label, future) from None
 
-    async def _cancel(self, future: Future) -> None:
-        try:
-            await self.client.cancel([future], asynchronous=True)
-        finally:
-            self.stats["cancelled"] += 1
-            self.cancelled_keys.append(str(future.key))
+    def _abort(self, handle: _Handle) -> None:
+        """Cancel a call whose caller gave up: its Dask future, or its submission if not made yet.
+
+        Cancelling the future (rather than the coroutine waiting for it) lets Dask's gather
+        end by itself.
+        """
+        handle.aborted = True
+        future = handle.future
+        if future is None:
+            return
+        self.stats["cancelled"] += 1
+        self.cancelled_keys.append(str(future.key))
+        cancel = self.client.cancel([future], asynchronous=True)
+        handle.cancelling = asyncio.ensure_future(cancel)
 
     def _infrastructure_error(self, exc: Exception, label: str, future: Future) -> Exception:
         from distributed.client import FutureCancelledError
@@ -284,6 +301,21 @@ class DaskExecutor:
                 "check_resources=False if workers with them are added on demand"
             )
         seen[wanted] = True
+
+
+# How long a cancelled call waits for its Dask future to be cancelled before it lets go.
+_CANCEL_WAIT = 5.0
+
+
+class _Handle:
+    """One call's Dask future, shared by the caller (which may abort it) and the client's loop."""
+
+    __slots__ = ("aborted", "cancelling", "future")
+
+    def __init__(self) -> None:
+        self.future: Future | None = None
+        self.aborted = False
+        self.cancelling: Any = None  # the cancel request in flight (kept so it is not collected)
 
 
 def _positive(value: Any, name: str) -> float:

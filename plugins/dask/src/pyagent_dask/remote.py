@@ -263,22 +263,51 @@ def _worker_address() -> str:
         return ""
 
 
-async def run_async(blob: bytes, *values: Any) -> Outcome:
-    """Run an async agent on the worker's event loop."""
+async def run_async(key: str, blob: bytes, *values: Any) -> Outcome:
+    """Run an async agent on the worker's event loop; cancelled when its Dask future is.
+
+    Dask does not interrupt a task that is running when its future is cancelled, so a
+    watcher checks the task's state on this worker and cancels the agent's coroutine (a
+    model call, a sleep) once the scheduler has let the key go.
+    """
     call = _Prepared(blob, values)
     with run_scope(call.run, call.task):
+        running = asyncio.ensure_future(call.agent.run(call.input, call.ctx))
+        watcher = asyncio.ensure_future(_cancel_when_released(key, running))
         try:
-            output = await call.agent.run(call.input, call.ctx)
+            output = await running
         except Exception as exc:
             return call.failed(exc)
+        finally:
+            watcher.cancel()
     return call.succeeded(output)
 
 
-def run_threaded(blob: bytes, *values: Any) -> Outcome:
+# How often a running async agent checks whether its Dask future was cancelled (seconds).
+WATCH_INTERVAL = 0.2
+
+
+async def _cancel_when_released(key: str, running: asyncio.Future[Any]) -> None:
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except Exception:  # not on a worker (called directly): nothing to watch
+        return
+    while not running.done():
+        await asyncio.sleep(WATCH_INTERVAL)
+        state = worker.state.tasks.get(key)
+        if state is None or state.state in ("cancelled", "released", "forgotten"):
+            running.cancel()
+            return
+
+
+def run_threaded(key: str, blob: bytes, *values: Any) -> Outcome:
     """Run a sync function agent in one of the worker's threads, off its event loop.
 
     A plain function is called directly; one with guardrails (which are async) runs its
-    ``run()`` on an event loop of its own in this thread.
+    ``run()`` on an event loop of its own in this thread. Python cannot stop a thread: if the
+    Dask future is cancelled meanwhile, the function runs to its end and its result is dropped.
     """
     call = _Prepared(blob, values)
     agent = call.agent
