@@ -52,7 +52,9 @@ def cluster() -> Iterator[Any]:
     from distributed import LocalCluster
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=2, processes=True, host="127.0.0.1",
-                           dashboard_address=None, scheduler_kwargs={"allowed_failures": 0})
+                           dashboard_address=None,
+                           scheduler_kwargs={"allowed_failures": 0, "dashboard": False,
+                                             "dashboard_address": "127.0.0.1:0"})
     try:
         yield cluster
     finally:

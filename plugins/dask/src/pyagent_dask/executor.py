@@ -150,6 +150,11 @@ class DaskExecutor:
                                    **self.cluster_options}
         scheduler = dict(options.pop("scheduler_kwargs", None) or {})
         scheduler.setdefault("allowed_failures", 0)  # a dead worker fails the attempt: the kernel retries
+        if options["dashboard_address"] is None:
+            # No dashboard; the scheduler's small HTTP server (health, metrics) still starts,
+            # so on an ephemeral port of 127.0.0.1 rather than Dask's default 8787.
+            scheduler.setdefault("dashboard", False)
+            scheduler.setdefault("dashboard_address", "127.0.0.1:0")
         try:
             return LocalCluster(scheduler_kwargs=scheduler, **options)
         except Exception as exc:

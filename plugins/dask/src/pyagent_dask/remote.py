@@ -21,6 +21,7 @@ from typing import Any
 import cloudpickle
 
 from pyagent.plugin import FunctionAgent, RunContext, run_scope
+from pyagent_dask.errors import PayloadError
 
 
 class Ref:
@@ -171,7 +172,15 @@ class _Prepared:
     """A call unpacked on the worker: placeholders replaced by the values Dask handed over."""
 
     def __init__(self, blob: bytes, values: tuple[Any, ...]) -> None:
-        call: Call = cloudpickle.loads(blob)
+        try:
+            call: Call = cloudpickle.loads(blob)
+        except Exception as exc:
+            raise PayloadError(
+                f"the call could not be unpickled on Dask worker {_worker_address() or '?'}: "
+                f"{type(exc).__name__}: {exc}. Workers need the modules the agent is defined in and "
+                "uses (install them there, as pyagent-kernel and pyagent-dask are), or send a module "
+                "by value with cloudpickle.register_pickle_by_value(module)"
+            ) from exc
         ctx = call.ctx
         self.agent = call.agent
         self.input = _resolve(call.input, values)
