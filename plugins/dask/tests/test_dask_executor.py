@@ -14,11 +14,11 @@ from typing import Any
 import anyio
 import cloudpickle
 import pytest
+from pyagent_dask import PayloadError, RemoteTraceback
 
 from pyagent import GuardrailError, RetryConfig, Task, TaskStatus, Workflow, agent
 from pyagent.guardrails import Replace
 from pyagent.testing import Reply, ScriptedModel
-from pyagent_dask import PayloadError, RemoteTraceback
 
 # The agents below live in this test module, which workers cannot import: send them by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -15,10 +15,10 @@ import anyio
 import cloudpickle
 import psutil
 import pytest
+from pyagent_dask import DaskConnectionError, DaskExecutor
 
 from pyagent import Orchestrator, Task, TaskStatus, Workflow
 from pyagent.plugin import DriverLoadFailure
-from pyagent_dask import DaskConnectionError, DaskExecutor
 
 # The agents below live in this test module, which workers cannot import: send them by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -107,7 +107,7 @@ async def test_an_unreachable_scheduler_is_a_clear_error_within_the_timeout(dask
 
 
 def test_options_are_checked_when_the_executor_is_built(dask_runtime: Any) -> None:
-    with pytest.raises(DriverLoadFailure, match="unknown option.* workers for the dask executor: valid are address"):
+    with pytest.raises(DriverLoadFailure, match=r"unknown option\(s\) workers for the dask executor: valid are address"):
         dask_runtime.executor("dask", {"workers": 3})
     with pytest.raises(DriverLoadFailure, match="connect_timeout must be a number > 0, got 0"):
         dask_runtime.executor("dask", {"connect_timeout": 0})

@@ -89,12 +89,13 @@ class WorkflowRun:
         self._announce_start = bool(self._route(ev.TASK_STARTED))
         self._on_task_complete = on_task_complete
         self._emitting = bool(self._listeners) or on_task_complete is not None
-        self._invoke = executor.call
+        self._invoke: Callable[..., Any] = executor.call
         # An inline executor calls agent.run on this loop, so the hot path may call a function
         # agent directly; any other executor (a process pool, a cluster) always gets the call.
         self._local = getattr(executor, "inline", False) is True
         # Tasks that name their own executor (Task(executor="dask")): task name -> its call.
-        self._task_invoke = {name: ex.call for name, ex in (task_executors or {}).items()}
+        self._task_invoke: dict[str, Callable[..., Any]] = {
+            name: ex.call for name, ex in (task_executors or {}).items()}
         self._resumed = resumed or {}
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []

@@ -9,6 +9,7 @@ blocks, so neither loop can ever wait on the other.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,5 @@ def loop_scheduler() -> Schedule:
 
 def notify(schedule: Schedule, callback: Callable[[], Any]) -> None:
     """Run ``callback`` on the loop behind ``schedule``; a loop that has closed is ignored."""
-    try:
+    with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody to wake
         schedule(callback)
-    except RuntimeError:  # the caller's loop is gone (its run was abandoned): nobody to wake
-        pass

@@ -48,9 +48,8 @@ class Sizer:
         """``value`` itself, or a :class:`Ref` to it when it is large."""
         if isinstance(value, _SMALL):
             return value
-        if isinstance(value, (str, bytes, bytearray)):
-            if len(value) < self.threshold:
-                return value
+        if isinstance(value, (str, bytes, bytearray)) and len(value) < self.threshold:
+            return value
         index = self._index.get(id(value))
         if index is not None:
             return Ref(index)
