@@ -191,18 +191,18 @@ class DaskExecutor:
         loop = self._loop
         assert loop is not None
         cache = self._cache(ctx.run)
-        blob, large = build_call(agent, input, ctx, cache, self.scatter_threshold)
+        call, large = build_call(agent, input, ctx, cache, self.scatter_threshold)
         task = ctx.task
         resources = task.resources if task is not None else None
         label = task.name if task is not None else getattr(agent, "name", "agent")
         key = f"pyagent-{label}-{ctx.attempt}-{uuid.uuid4().hex}"
         fn = run_threaded if runs_in_thread(agent) else run_async
-        self.stats["sent_bytes"] += len(blob)
+        self.stats["sent_bytes"] += sum(len(part) for part in call if part is not None)
         schedule = loop_scheduler()
         done = anyio.Event()
         handle = _Handle()
         remote = asyncio.run_coroutine_threadsafe(
-            self._remote(handle, fn, blob, large, cache.remote if cache is not None else {}, resources, key,
+            self._remote(handle, fn, call, large, cache.remote if cache is not None else {}, resources, key,
                          label), loop)
         remote.add_done_callback(lambda _: notify(schedule, done.set))
         try:
@@ -227,7 +227,7 @@ class DaskExecutor:
 
     # -- on the client's loop thread -----------------------------------------------------------
 
-    async def _remote(self, handle: _Handle, fn: Any, blob: bytes, large: list[Any], scattered: dict[Any, Any],
+    async def _remote(self, handle: _Handle, fn: Any, call: list[Any], large: list[Any], scattered: dict[Any, Any],
                       resources: dict[str, float] | None, key: str, label: str) -> Outcome:
         client = self.client
         args = [await self._scatter(value, scattered) for value in large]
@@ -235,7 +235,7 @@ class DaskExecutor:
             await self._check_resources(resources, scattered, label)
         if handle.aborted:
             raise asyncio.CancelledError
-        future = handle.future = client.submit(fn, key, blob, *args, key=key, pure=False, resources=resources,
+        future = handle.future = client.submit(fn, key, *call, *args, key=key, pure=False, resources=resources,
                                                retries=0)
         self.stats["submitted"] += 1
         try:

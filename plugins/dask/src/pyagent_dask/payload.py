@@ -13,7 +13,7 @@ import cloudpickle
 
 from pyagent.plugin import RunContext
 from pyagent_dask.errors import PayloadError, RemoteTraceback
-from pyagent_dask.remote import REPLAYABLE, Call, Outcome, Ref, WorkflowInfo
+from pyagent_dask.remote import REPLAYABLE, Call, Outcome, Ref, WorkflowInfo, dumps
 
 # Values that are never large, checked before asking dask.sizeof.
 _SMALL = (type(None), bool, int, float, complex)
@@ -61,8 +61,9 @@ class Sizer:
 
 
 def build_call(agent: Any, input: Any, ctx: RunContext, cache: RunCache | None,
-               threshold: int) -> tuple[bytes, list[Any]]:
-    """The pickled call and the large values that go with it as separate arguments."""
+               threshold: int) -> tuple[list[Any], list[Any]]:
+    """The arguments of the remote call (the pickled agent, task and call), and the large
+    values that go with them as separate arguments."""
     sizer = Sizer(threshold)
     placed_input = sizer.place(input)
     result = ctx.result
@@ -72,20 +73,52 @@ def build_call(agent: Any, input: Any, ctx: RunContext, cache: RunCache | None,
     state_blob = None
     if state:
         try:
-            state_blob = cloudpickle.dumps({k: sizer.place(v) for k, v in state.items()})
+            state_blob = dumps({k: sizer.place(v) for k, v in state.items()})
         except Exception as exc:
             raise _unpicklable(agent, ctx, "ctx.state", exc) from exc
+    agent_blob = _pickled_once(("agent", id(agent)), agent, cache, lambda: _agent_bytes(agent, ctx))
+    task = ctx.task
+    task_blob = None if task is None else _pickled_once(("task", id(task)), task, cache,
+                                                       lambda: _task_bytes(agent, ctx))
     snapshot = RunContext(
-        workflow=_workflow_info(ctx, cache), task=_task_copy(ctx, cache), results=results,
+        workflow=_workflow_info(ctx, cache), task=None, results=results,
         result=placed_result, state={}, transcript=list(ctx.transcript), round=ctx.round,
         attempt=ctx.attempt, run_id=ctx.run_id, phase=ctx.phase, step=ctx.step,
         error=_sendable_error(ctx.error), partial_output=ctx.partial_output, extra=dict(ctx.extra),
     )
     try:
-        blob = cloudpickle.dumps(Call(agent, placed_input, snapshot, state_blob))
+        blob = dumps(Call(placed_input, snapshot, state_blob))
     except Exception as exc:
-        raise _diagnose(agent, placed_input, snapshot, exc) from exc
-    return blob, sizer.large
+        raise _diagnose(agent, placed_input, snapshot, ctx, exc) from exc
+    return [agent_blob, task_blob, blob], sizer.large
+
+
+def _pickled_once(key: Any, value: Any, cache: RunCache | None, pickled: Any) -> bytes:
+    """``value`` pickled, once per run (an agent or a task is sent with each of its calls)."""
+    if cache is None:
+        return pickled()  # type: ignore[no-any-return]
+    entry = cache.local.get(key)
+    if entry is None:
+        entry = cache.local[key] = (value, pickled())  # the value is kept so its id is not reused
+    return entry[1]  # type: ignore[no-any-return]
+
+
+def _agent_bytes(agent: Any, ctx: RunContext) -> bytes:
+    try:
+        return dumps(agent)
+    except Exception as exc:
+        raise _unpicklable(agent, ctx, "the agent itself", exc) from exc
+
+
+def _task_bytes(agent: Any, ctx: RunContext) -> bytes:
+    task = ctx.task
+    assert task is not None
+    # Without what the agent does not need and may be costly to send: the fallback, guardrails.
+    copy = task.model_copy(update={"fallback_agent": None, "input_guardrails": (), "output_guardrails": ()})
+    try:
+        return dumps(copy)
+    except Exception as exc:
+        raise _unpicklable(agent, ctx, "ctx.task", exc) from exc
 
 
 def _workflow_info(ctx: RunContext, cache: RunCache | None) -> WorkflowInfo | None:
@@ -100,22 +133,6 @@ def _workflow_info(ctx: RunContext, cache: RunCache | None) -> WorkflowInfo | No
     if cache is not None:
         cache.local["workflow"] = info
     return info
-
-
-def _task_copy(ctx: RunContext, cache: RunCache | None) -> Any:
-    """The task without what the agent does not need and may be costly to send (its fallback, guardrails)."""
-    task = ctx.task
-    if task is None:
-        return None
-    key = ("task", id(task))
-    if cache is not None:
-        copy = cache.local.get(key)
-        if copy is not None:
-            return copy[1]
-    copy = task.model_copy(update={"fallback_agent": None, "input_guardrails": (), "output_guardrails": ()})
-    if cache is not None:
-        cache.local[key] = (task, copy)  # the task is kept so its id is not reused
-    return copy
 
 
 def _sendable_error(error: BaseException | None) -> BaseException | None:
@@ -138,17 +155,17 @@ def _unpicklable(agent: Any, ctx: RunContext, what: str, exc: Exception) -> Payl
     )
 
 
-def _diagnose(agent: Any, input: Any, snapshot: RunContext, exc: Exception) -> PayloadError:
+def _diagnose(agent: Any, input: Any, snapshot: RunContext, ctx: RunContext, exc: Exception) -> PayloadError:
     """Name the part of the call that cannot be pickled: the agent, its input or a context field."""
-    parts: list[tuple[str, Any]] = [("the agent itself", agent), ("the input", input)]
+    parts: list[tuple[str, Any]] = [("the input", input)]
     parts += [(f"ctx.{name}", getattr(snapshot, name))
-              for name in ("task", "results", "result", "transcript", "partial_output", "extra")]
+              for name in ("results", "result", "transcript", "partial_output", "extra")]
     for what, value in parts:
         try:
             cloudpickle.dumps(value)
         except Exception as error:
-            return _unpicklable(agent, snapshot, what, error)
-    return _unpicklable(agent, snapshot, "the call", exc)
+            return _unpicklable(agent, ctx, what, error)
+    return _unpicklable(agent, ctx, "the call", exc)
 
 
 def settle(outcome: Outcome, ctx: RunContext) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import pickle
 import traceback
 from typing import Any
 
@@ -121,22 +122,25 @@ REPLAYABLE = frozenset({"audit", "emit", "deliver", "forward", "record_usage", "
 
 
 class Call:
-    """One agent call as the caller sends it (pickled with cloudpickle into one blob)."""
+    """One agent call as the caller sends it: the input, the context snapshot and the state.
 
-    __slots__ = ("agent", "ctx", "input", "state", "transcript_length")
+    The agent and the task travel beside it, pickled once per run by the caller; the state is
+    pickled on its own, so the worker can tell what the agent changed in it.
+    """
 
-    def __init__(self, agent: Any, input: Any, ctx: RunContext, state: bytes | None) -> None:
-        self.agent = agent
+    __slots__ = ("ctx", "input", "state", "transcript_length")
+
+    def __init__(self, input: Any, ctx: RunContext, state: bytes | None) -> None:
         self.input = input
         self.ctx = ctx
-        self.state = state  # the run's state, pickled on its own so changes can be found
+        self.state = state
         self.transcript_length = len(ctx.transcript)
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.agent, self.input, self.ctx, self.state, self.transcript_length)
+        return (self.input, self.ctx, self.state, self.transcript_length)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.agent, self.input, self.ctx, self.state, self.transcript_length = state
+        self.input, self.ctx, self.state, self.transcript_length = state
 
 
 class Outcome:
@@ -164,6 +168,22 @@ class Outcome:
             setattr(self, name, value)
 
 
+def dumps(value: Any) -> bytes:
+    """Pickle with the standard pickler, which is fast, and cloudpickle where it is needed.
+
+    As Dask does: cloudpickle when the standard pickler fails (a lambda, a local function) or
+    refers to ``__main__`` (another module on a worker) or to a module registered with
+    ``cloudpickle.register_pickle_by_value``.
+    """
+    try:
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    if b"__main__" in data or any(name.encode() in data for name in cloudpickle.list_registry_pickle_by_value()):
+        return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return data
+
+
 def _resolve(value: Any, values: tuple[Any, ...]) -> Any:
     return values[value.index] if type(value) is Ref else value
 
@@ -171,9 +191,12 @@ def _resolve(value: Any, values: tuple[Any, ...]) -> Any:
 class _Prepared:
     """A call unpacked on the worker: placeholders replaced by the values Dask handed over."""
 
-    def __init__(self, blob: bytes, values: tuple[Any, ...]) -> None:
+    def __init__(self, agent_blob: bytes, task_blob: bytes | None, blob: bytes, values: tuple[Any, ...]) -> None:
         try:
             call: Call = cloudpickle.loads(blob)
+            agent = cloudpickle.loads(agent_blob)
+            if task_blob is not None:
+                call.ctx.task = cloudpickle.loads(task_blob)
         except Exception as exc:
             raise PayloadError(
                 f"the call could not be unpickled on Dask worker {_worker_address() or '?'}: "
@@ -182,7 +205,7 @@ class _Prepared:
                 "by value with cloudpickle.register_pickle_by_value(module)"
             ) from exc
         ctx = call.ctx
-        self.agent = call.agent
+        self.agent = agent
         self.input = _resolve(call.input, values)
         self.values = values
         ctx.result = _resolve(ctx.result, values)
@@ -241,7 +264,7 @@ def state_delta(state: dict[str, Any], blob: bytes | None,
     """
     # Put the placeholders back where the agent left a scattered value as it was.
     sent = {k: (refs[k][0] if k in refs and v is refs[k][1] else v) for k, v in state.items()}
-    if blob is not None and cloudpickle.dumps(sent) == blob:
+    if blob is not None and dumps(sent) == blob:
         return None, None
     before: dict[str, Any] = cloudpickle.loads(blob) if blob is not None else {}
     changed = {k: state[k] for k, v in sent.items() if k not in before or _changed(before[k], v)}
@@ -272,14 +295,14 @@ def _worker_address() -> str:
         return ""
 
 
-async def run_async(key: str, blob: bytes, *values: Any) -> Outcome:
+async def run_async(key: str, agent: bytes, task: bytes | None, blob: bytes, *values: Any) -> Outcome:
     """Run an async agent on the worker's event loop; cancelled when its Dask future is.
 
     Dask does not interrupt a task that is running when its future is cancelled, so a
     watcher checks the task's state on this worker and cancels the agent's coroutine (a
     model call, a sleep) once the scheduler has let the key go.
     """
-    call = _Prepared(blob, values)
+    call = _Prepared(agent, task, blob, values)
     with run_scope(call.run, call.task):
         running = asyncio.ensure_future(call.agent.run(call.input, call.ctx))
         watcher = asyncio.ensure_future(_cancel_when_released(key, running))
@@ -311,14 +334,14 @@ async def _cancel_when_released(key: str, running: asyncio.Future[Any]) -> None:
             return
 
 
-def run_threaded(key: str, blob: bytes, *values: Any) -> Outcome:
+def run_threaded(key: str, agent_blob: bytes, task: bytes | None, blob: bytes, *values: Any) -> Outcome:
     """Run a sync function agent in one of the worker's threads, off its event loop.
 
     A plain function is called directly; one with guardrails (which are async) runs its
     ``run()`` on an event loop of its own in this thread. Python cannot stop a thread: if the
     Dask future is cancelled meanwhile, the function runs to its end and its result is dropped.
     """
-    call = _Prepared(blob, values)
+    call = _Prepared(agent_blob, task, blob, values)
     agent = call.agent
     with run_scope(call.run, call.task):
         try:
