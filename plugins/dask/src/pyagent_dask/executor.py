@@ -12,6 +12,7 @@ Importing this module is cheap: ``distributed`` is imported when the executor st
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import uuid
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from pyagent.plugin import ConfigurationError, PyAgentError, RunContext
-from pyagent_dask.bridge import loop_scheduler, notify
+from pyagent_dask.bridge import Mailbox, current_mailbox
 from pyagent_dask.errors import DaskConnectionError, WorkerLostError
 from pyagent_dask.payload import RunCache, build_call, settle
 from pyagent_dask.remote import Outcome, run_async, run_threaded, runs_in_thread
@@ -79,7 +80,12 @@ class DaskExecutor:
         self._client: Client | None = None
         self._cluster: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._mailbox: Mailbox = Mailbox(_not_started, quiet=False)
         self._lock = threading.Lock()
+        # Dask keys: unique per process and executor without a uuid4 per call (os.urandom can
+        # cost hundreds of microseconds on a virtual machine).
+        self._key_prefix = uuid.uuid4().hex[:12] + "-"
+        self._key_numbers = itertools.count(1)
         self._runs: weakref.WeakKeyDictionary[Any, RunCache] = weakref.WeakKeyDictionary()
         # Counters and the keys of cancelled futures (sent_bytes: pickled calls, without the
         # scattered values), for tests and diagnostics.
@@ -141,6 +147,7 @@ class DaskExecutor:
                 _warn_if_dask_retries(client, self.address)
             self._cluster = cluster
             self._loop = client.loop.asyncio_loop  # type: ignore[attr-defined]
+            self._mailbox = Mailbox(self._loop.call_soon_threadsafe, quiet=False)
             self._client = client
 
     def _local_cluster(self) -> Any:
@@ -188,34 +195,31 @@ class DaskExecutor:
     async def _call(self, agent: Any, input: Any, ctx: RunContext) -> Any:
         if self._client is None:
             await self.start()
-        loop = self._loop
-        assert loop is not None
         cache = self._cache(ctx.run)
         call, large = build_call(agent, input, ctx, cache, self.scatter_threshold)
         task = ctx.task
         resources = task.resources if task is not None else None
         label = task.name if task is not None else getattr(agent, "name", "agent")
-        key = f"pyagent-{label}-{ctx.attempt}-{uuid.uuid4().hex}"
+        key = f"pyagent-{label}-{ctx.attempt}-{self._key_prefix}{next(self._key_numbers)}"
         fn = run_threaded if runs_in_thread(agent) else run_async
         self.stats["sent_bytes"] += sum(len(part) for part in call if part is not None)
-        schedule = loop_scheduler()
         done = anyio.Event()
-        handle = _Handle()
-        remote = asyncio.run_coroutine_threadsafe(
-            self._remote(handle, fn, call, large, cache.remote if cache is not None else {}, resources, key,
-                         label), loop)
-        remote.add_done_callback(lambda _: notify(schedule, done.set))
+        handle = _Handle(current_mailbox(), done.set)
+        scattered = cache.remote if cache is not None else {}
+        self._mailbox.post(lambda: self._start_remote(handle, fn, call, large, scattered, resources, key, label))
         try:
             await done.wait()
         except BaseException:
             # A timeout or a cancelled run: cancel the Dask future too, and wait (briefly) until
             # it is, so the task ends with nothing of it left running on the cluster.
-            loop.call_soon_threadsafe(self._abort, handle)
+            self._mailbox.post(lambda: self._abort(handle))
             with anyio.CancelScope(shield=True), anyio.move_on_after(_CANCEL_WAIT):
                 await done.wait()
             raise
-        outcome: Outcome = remote.result()
-        return settle(outcome, ctx)
+        if handle.error is not None:
+            raise handle.error
+        assert handle.outcome is not None
+        return settle(handle.outcome, ctx)
 
     def _cache(self, run: Any) -> RunCache | None:
         if run is None:
@@ -226,6 +230,21 @@ class DaskExecutor:
         return cache
 
     # -- on the client's loop thread -----------------------------------------------------------
+
+    def _start_remote(self, handle: _Handle, *args: Any) -> None:
+        task = asyncio.ensure_future(self._remote(handle, *args))
+        handle.task = task
+        task.add_done_callback(lambda _: self._finished(handle, task))
+
+    def _finished(self, handle: _Handle, task: asyncio.Task[Outcome]) -> None:
+        """Hand the outcome (or the error) back to the caller's loop."""
+        if task.cancelled():
+            handle.error = asyncio.CancelledError()
+        elif task.exception() is not None:
+            handle.error = task.exception()
+        else:
+            handle.outcome = task.result()
+        handle.mailbox.post(handle.wake)
 
     async def _remote(self, handle: _Handle, fn: Any, call: list[Any], large: list[Any], scattered: dict[Any, Any],
                       resources: dict[str, float] | None, key: str, label: str) -> Outcome:
@@ -308,17 +327,26 @@ class DaskExecutor:
         seen[wanted] = True
 
 
+def _not_started(callback: Any) -> None:
+    raise RuntimeError("the dask executor is not started")
+
+
 # How long a cancelled call waits for its Dask future to be cancelled before it lets go.
 _CANCEL_WAIT = 5.0
 
 
 class _Handle:
-    """One call's Dask future, shared by the caller (which may abort it) and the client's loop."""
+    """One call, shared by the caller (which may abort it) and the client's loop (which runs it)."""
 
-    __slots__ = ("aborted", "cancelling", "future")
+    __slots__ = ("aborted", "cancelling", "error", "future", "mailbox", "outcome", "task", "wake")
 
-    def __init__(self) -> None:
+    def __init__(self, mailbox: Mailbox, wake: Any) -> None:
+        self.mailbox = mailbox  # the caller's loop, where ``wake`` is called when the call ends
+        self.wake = wake
         self.future: Future | None = None
+        self.task: asyncio.Task[Outcome] | None = None
+        self.outcome: Outcome | None = None
+        self.error: BaseException | None = None
         self.aborted = False
         self.cancelling: Any = None  # the cancel request in flight (kept so it is not collected)
 

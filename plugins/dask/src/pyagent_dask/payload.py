@@ -113,8 +113,10 @@ def _agent_bytes(agent: Any, ctx: RunContext) -> bytes:
 def _task_bytes(agent: Any, ctx: RunContext) -> bytes:
     task = ctx.task
     assert task is not None
-    # Without what the agent does not need and may be costly to send: the fallback, guardrails.
-    copy = task.model_copy(update={"fallback_agent": None, "input_guardrails": (), "output_guardrails": ()})
+    # Without the agents (the one called travels on its own and is put back as ctx.task.agent
+    # on the worker) and the guardrails, which stay with the engine: the rest pickles fast.
+    copy = task.model_copy(update={"agent": None, "fallback_agent": None, "input_guardrails": (),
+                                   "output_guardrails": ()})
     try:
         return dumps(copy)
     except Exception as exc:

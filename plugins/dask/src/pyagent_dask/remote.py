@@ -196,7 +196,9 @@ class _Prepared:
             call: Call = cloudpickle.loads(blob)
             agent = cloudpickle.loads(agent_blob)
             if task_blob is not None:
-                call.ctx.task = cloudpickle.loads(task_blob)
+                task = cloudpickle.loads(task_blob)
+                task.__dict__["agent"] = agent  # the agent being called (the fallback, in a fallback call)
+                call.ctx.task = task
         except Exception as exc:
             raise PayloadError(
                 f"the call could not be unpickled on Dask worker {_worker_address() or '?'}: "
