@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyagent.dask")
 
 OPTIONS = ("address", "connect_timeout", "n_workers", "threads_per_worker", "processes",
-           "scatter_threshold", "check_resources", "cluster_options")
+           "scatter_threshold", "check_resources", "direct_to_workers", "cluster_options")
 
 
 class DaskExecutor:
@@ -54,6 +54,8 @@ class DaskExecutor:
       (default 256 KiB).
     - ``check_resources``: refuse a task whose ``resources`` no worker has, rather than let
       it wait for one (default True; turn it off for clusters that add such workers on demand).
+    - ``direct_to_workers``: fetch results from the workers rather than through the
+      scheduler (default: yes for the local cluster, Dask's choice for an address).
     """
 
     name = "dask"
@@ -72,6 +74,8 @@ class DaskExecutor:
         self.connect_timeout = _positive(options.get("connect_timeout", 10.0), "connect_timeout")
         self.scatter_threshold = int(_positive(options.get("scatter_threshold", 256 * 1024), "scatter_threshold"))
         self.check_resources = bool(options.get("check_resources", True))
+        self.direct_to_workers: bool | None = options.get("direct_to_workers")
+        self._direct: bool | None = None
         cluster_options = dict(options.get("cluster_options") or {})
         for name in ("n_workers", "threads_per_worker", "processes"):
             if options.get(name) is not None:
@@ -146,6 +150,9 @@ class DaskExecutor:
                     ) from None
                 _warn_if_dask_retries(client, self.address)
             self._cluster = cluster
+            # Results straight from the workers when they are reachable for sure (a local
+            # cluster, or when asked), else as Dask's client decides (through the scheduler).
+            self._direct = True if cluster is not None else self.direct_to_workers
             self._loop = client.loop.asyncio_loop  # type: ignore[attr-defined]
             self._mailbox = Mailbox(self._loop.call_soon_threadsafe, quiet=False)
             self._client = client
@@ -258,7 +265,7 @@ class DaskExecutor:
                                                retries=0)
         self.stats["submitted"] += 1
         try:
-            outcome: Outcome = await client.gather(future, asynchronous=True)
+            outcome: Outcome = await client.gather(future, direct=self._direct, asynchronous=True)
             return outcome
         except Exception as exc:
             if handle.aborted:
