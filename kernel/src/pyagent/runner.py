@@ -109,7 +109,7 @@ def executor_spec(workflow: Workflow, name: str | None = None) -> tuple[str, dic
 def executor_specs(workflow: Workflow) -> list[tuple[str, dict[str, Any]]]:
     """Every executor a run of ``workflow`` uses: its own first, then those its tasks name."""
     specs = [executor_spec(workflow)]
-    for task in _tasks(workflow):
+    for task in _placed_tasks(workflow):
         name = task.__dict__["executor"]
         if name is not None:
             spec = executor_spec(workflow, name)
@@ -118,13 +118,17 @@ def executor_specs(workflow: Workflow) -> list[tuple[str, dict[str, Any]]]:
     return specs
 
 
-def _tasks(workflow: Workflow) -> list[Task]:
-    from pyagent.model.tasks import ConditionalTask
-
-    tasks: list[Task] = []
+def _placed_tasks(workflow: Workflow) -> list[Task]:
+    """The tasks that name an executor or ask for resources (run once per run: kept tight)."""
+    found: list[Task] = []
     for step in workflow.steps:
-        tasks.extend(step.branches if isinstance(step, ConditionalTask) else [step])
-    return tasks
+        fields = step.__dict__
+        if "condition" in fields:  # a ConditionalTask: its branches are the tasks
+            found.extend(b for b in step.branches  # type: ignore[union-attr]
+                         if b.__dict__["executor"] is not None or b.__dict__["resources"] is not None)
+        elif fields["executor"] is not None or fields["resources"] is not None:
+            found.append(step)  # type: ignore[arg-type]
+    return found
 
 
 def resolve_executors(runtime: Runtime, workflow: Workflow) -> tuple[Any, dict[str, Any]]:
@@ -138,11 +142,9 @@ def resolve_executors(runtime: Runtime, workflow: Workflow) -> tuple[Any, dict[s
     name, options = executor_spec(workflow)
     executor = runtime.executor(name, options)
     task_executors: dict[str, Any] = {}
-    for task in _tasks(workflow):
+    for task in _placed_tasks(workflow):
         fields = task.__dict__
         own, resources = fields["executor"], fields["resources"]
-        if own is None and resources is None:
-            continue
         chosen, task_executor = name, executor
         if own is not None and own != name:
             chosen, task_options = executor_spec(workflow, own)
