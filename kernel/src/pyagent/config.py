@@ -24,7 +24,12 @@ ENV = {
     "strict_plugins": "PYAGENT_STRICT_PLUGINS",
     "monitors": "PYAGENT_MONITORS",
     "owner_id": "PYAGENT_OWNER_ID",
+    "executor": "PYAGENT_EXECUTOR",
+    "dask_address": "PYAGENT_DASK_ADDRESS",
 }
+
+# What a Dask scheduler address looks like: tcp://scheduler:8786, tls://10.0.0.5:8786, ...
+_DASK_ADDRESS = re.compile(r"(?:(tcp|tls|ucx|ws|wss|inproc)://)?[^\s/:]+(?::\d+)?/?")
 
 
 class MonitorSpec(BaseModel):
@@ -114,6 +119,14 @@ class Settings(BaseModel):
         description="USD per million tokens by model, e.g. 'openai:gpt-4o-mini' = {input = 0.15, output = 0.6}")
     monitors: list[MonitorSpec] = Field(default_factory=list, description="monitors every run in the process reports to")
     owner_id: str | None = Field(default=None, description="the id this process claims runs under (default host:pid:random)")
+    executor: str | None = Field(
+        default=None, description="executor of workflows that name none, e.g. 'dask' (default: 'local')")
+    dask_address: str | None = Field(
+        default=None, description="Dask scheduler the 'dask' executor connects to, e.g. 'tcp://scheduler:8786' "
+                                  "(unset: it starts a local cluster)")
+    executors: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="options by executor name, e.g. [tool.pyagent.executors.dask] n_workers = 4")
     source: str = Field(default="defaults", description="where the file settings came from")
 
     @field_validator("disable_plugins", mode="before")
@@ -127,6 +140,33 @@ class Settings(BaseModel):
     @classmethod
     def _monitors(cls, value: Any) -> Any:
         return monitor_specs(value)
+
+    @field_validator("executor")
+    @classmethod
+    def _executor_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", value):
+            raise ValueError(f"executor {value!r} is not an executor name: use one like 'local' or 'dask'")
+        return value
+
+    @field_validator("dask_address")
+    @classmethod
+    def _dask_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not _DASK_ADDRESS.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a Dask scheduler address: write it as tcp://host:8786 "
+                "(schemes: tcp, tls, ucx, ws, wss, inproc)"
+            )
+        return value
+
+    def executor_options(self, name: str) -> dict[str, Any]:
+        """The configured options of executor ``name``; ``dask_address`` is the ``dask`` executor's ``address``."""
+        options = dict(self.executors.get(name, {}))
+        if name == "dask" and self.dask_address is not None:
+            options.setdefault("address", self.dask_address)
+        return options
 
     @field_validator("strict_plugins", mode="before")
     @classmethod

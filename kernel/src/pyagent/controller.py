@@ -26,6 +26,7 @@ class Orchestrator:
         self.monitors: list[Any] = []
         self.triggers: list[Any] = []
         self._listeners: list[Callable[[Any], Any]] = []
+        self._ran: dict[int, Workflow] = {}  # workflows run through this orchestrator, for aclose()
         self.set_monitors(list(monitors))
 
     # -- workflows -------------------------------------------------------------------------
@@ -72,8 +73,51 @@ class Orchestrator:
         from pyagent.runner import run_workflow
 
         wf = self.get_workflow(workflow)
+        self._ran.setdefault(id(wf), wf)
         return await run_workflow(wf, input, on_task_complete=on_task_complete, on_event=on_event,
                                   listeners=self._listeners, run_id=run_id)
+
+    # -- closing ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the executors this orchestrator's workflows use (a local Dask cluster the
+        ``dask`` executor started, a client's connection); a later run opens them again.
+
+        Executors are shared per process by name and options, so one still used by workflows
+        of another orchestrator is closed too. What is left open is closed at process exit.
+        """
+        from pyagent.plugins import get_runtime
+        from pyagent.runner import executor_specs
+
+        specs: list[tuple[str, dict[str, Any]]] = []
+        for wf in [*self.workflows.values(), *self._ran.values()]:
+            specs.extend(s for s in executor_specs(wf) if s not in specs)
+        await get_runtime().close_executors(specs)
+
+    def close(self) -> None:
+        """:meth:`aclose` from synchronous code (starts an event loop)."""
+        import anyio
+
+        from pyagent._sync import in_event_loop
+
+        if in_event_loop():
+            raise ConfigurationError(
+                "Orchestrator.close() starts its own event loop, so it cannot be called inside a "
+                "running one: use `await orchestrator.aclose()` or `async with Orchestrator() as orchestrator:`"
+            )
+        anyio.run(self.aclose)
+
+    async def __aenter__(self) -> Orchestrator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> Orchestrator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- history ---------------------------------------------------------------------------
 

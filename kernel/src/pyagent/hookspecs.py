@@ -32,9 +32,13 @@ def pyagent_register_executors(register: Register) -> None:
     """Register executors by name: ``register("dask", factory)``.
 
     ``factory(**options)`` returns an object with ``async call(agent, input, ctx)``, plus
-    optional ``async start()``/``async close()``. Called once per plugin at discovery
-    (broadcast). Executors published under the ``pyagent.executors`` entry-point group are
-    found too; a hook registration wins over an entry point of the same name.
+    optional ``async start()`` (awaited before every run that uses it; cheap once started),
+    ``async close()`` (by ``Orchestrator.aclose()`` and at exit), ``inline = True`` (agents
+    run on the caller's loop) and ``supports_resources = True`` (it honours
+    ``ctx.task.resources``; tasks with resources are refused on executors without it). Called
+    once per plugin at discovery (broadcast). Executors published under the
+    ``pyagent.executors`` entry-point group are found too; a hook registration wins over an
+    entry point of the same name.
     """
 
 

@@ -28,6 +28,8 @@ What is here, by kind of plugin:
   :class:`RunContext`, :class:`Message`, :func:`as_agent`, :func:`as_agents`,
   :func:`render_input`, :func:`current_run`, :func:`run_or_await` (the one-call helpers that
   return a result from sync code and an awaitable inside a loop)
+- executors: :func:`run_scope` (what :func:`current_run` and :func:`current_task` return while
+  an agent runs away from its run, on a cluster's worker)
 - handoffs: :class:`HandoffSession` (runs agents, follows their transfers within the hop
   limit and the agents' ``can_handoff_to`` grants, keeps the audit trail), :class:`HandoffResult`,
   :class:`HandoffRecord`, :class:`HandoffFailure`, :class:`Transfer`, :func:`max_hops_setting`,
@@ -112,7 +114,7 @@ if TYPE_CHECKING:
         render_prompt,
     )
     from pyagent.model.capabilities import check_tool_call, record_denial
-    from pyagent.model.context import Message, RunContext, current_run
+    from pyagent.model.context import Message, RunContext, current_run, current_task, run_scope
     from pyagent.model.language import (
         Model,
         ModelRequest,
@@ -146,7 +148,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Model", "ModelRequest", "ModelResponse", "OutputSpec", "ToolCall", "ToolSpec", "Usage"],
                     "pyagent.model.language"),
     **dict.fromkeys(["Tool", "tool"], "pyagent.model.tools"),
-    **dict.fromkeys(["Message", "RunContext", "current_run"], "pyagent.model.context"),
+    **dict.fromkeys(["Message", "RunContext", "current_run", "current_task", "run_scope"],
+                    "pyagent.model.context"),
     **dict.fromkeys(["check_tool_call", "record_denial"], "pyagent.model.capabilities"),
     **dict.fromkeys(["Attempt", "TaskResult", "WorkflowResult"], "pyagent.model.results"),
     "short_repr": "pyagent.model.text",
@@ -243,6 +246,7 @@ __all__ = [
     "check_timeout",
     "check_tool_call",
     "current_run",
+    "current_task",
     "events",
     "find_cycle",
     "first_error",
@@ -257,6 +261,7 @@ __all__ = [
     "render_prompt",
     "resolve_router",
     "run_or_await",
+    "run_scope",
     "score_agents",
     "short_repr",
     "tool",

@@ -41,7 +41,7 @@ KNOWN_DISTRIBUTIONS: dict[str, dict[str, str]] = {
     "router": {"keyword": "pyagent-keyword-router", "embedding": "pyagent-embedding-router",
                "llm": "pyagent-llm-router"},
     "store": {"sqlite": "pyagent-sql", "postgresql": "pyagent-sql", "postgres": "pyagent-sql"},
-    "executor": {},
+    "executor": {"dask": "pyagent-dask"},
     "trigger": {},
     "model": {"openai": "pyagent-openai"},
     "monitor": {"console": "pyagent-console", "slack": "pyagent-slack",
@@ -119,6 +119,7 @@ class Runtime:
         self._registries: dict[str, dict[str, Registration]] | None = None
         self._lock = threading.RLock()
         self._drivers: dict[tuple[str, str], Any] = {}
+        self._open_executors: dict[tuple[str, str], Any] = {}  # executors with a close(), by key
         self._models: dict[str, Any] = {}
         self._fresh_namespaces: set[str] = set()
         # Monitors named in the settings, built once: (their specs, the monitor objects).
@@ -407,21 +408,72 @@ class Runtime:
                 log.warning("monitor %r failed on %s: %s", listener, getattr(event, "kind", event), exc)
 
     def executor(self, name: str, options: dict[str, Any] | None = None) -> Any:
-        """A started executor instance by name, shared per (name, options)."""
+        """An executor instance by name, shared per (name, options); closed by
+        :meth:`close_executors` (``Orchestrator.aclose()``) or at exit."""
         key = ("executor-instance", name + repr(sorted((options or {}).items())))
         inst = self._drivers.get(key)
         if inst is None:
-            factory = self.driver("executors", name)
-            try:
-                inst = factory(**(options or {}))
-            except Exception as exc:
-                raise DriverLoadFailure(f"executor '{name}' could not be created: {exc}") from exc
-            self._drivers[key] = inst
+            with self._lock:
+                inst = self._drivers.get(key)
+                if inst is not None:
+                    return inst
+                factory = self.driver("executors", name)
+                try:
+                    inst = factory(**(options or {}))
+                except Exception as exc:
+                    raise DriverLoadFailure(f"executor '{name}' could not be created: {exc}") from exc
+                self._drivers[key] = inst
+                if callable(getattr(inst, "close", None)):
+                    if not self._open_executors:
+                        _close_at_exit(self)
+                    self._open_executors[key] = inst
         return inst
+
+    async def close_executors(self, specs: Iterable[tuple[str, dict[str, Any]]] | None = None) -> None:
+        """Close the executors this runtime created (those of ``specs``, (name, options) pairs,
+        or all of them) and forget them: a later run creates a new one. A failing close is
+        logged; the others are still closed."""
+        with self._lock:
+            if specs is None:
+                keys = list(self._open_executors)
+            else:
+                keys = [("executor-instance", name + repr(sorted(options.items()))) for name, options in specs]
+            closing = [(key, self._open_executors.pop(key)) for key in keys if key in self._open_executors]
+            for key, _ in closing:
+                self._drivers.pop(key, None)
+        for key, inst in closing:
+            try:
+                out = inst.close()
+                if hasattr(out, "__await__"):
+                    await out
+            except Exception as exc:
+                log.warning("executor %s failed to close: %s", key[1], exc)
 
     def iter_plugins(self) -> Iterator[PluginInfo]:
         self.registry("patterns")  # builds "provides"
         yield from self.plugins.values()
+
+
+def _close_at_exit(runtime: Runtime) -> None:
+    """Close ``runtime``'s executors left open when the process exits (a local Dask cluster's
+    worker processes must not outlive it). Held weakly: a runtime dropped earlier is skipped."""
+    import atexit
+    import weakref
+
+    ref = weakref.ref(runtime)
+
+    def close_left_open() -> None:
+        rt = ref()
+        if rt is None or not rt._open_executors:
+            return
+        import asyncio
+
+        try:
+            asyncio.run(rt.close_executors())
+        except Exception as exc:  # pragma: no cover - exit is best effort
+            log.warning("closing executors at exit failed: %s", exc)
+
+    atexit.register(close_left_open)
 
 
 def _no_run() -> Any:

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from pyagent.durability.ownership import LeaseSettings
     from pyagent.durability.state import WorkflowState
     from pyagent.model.results import TaskResult, WorkflowResult
+    from pyagent.model.tasks import Task
+    from pyagent.plugins import Runtime
     from pyagent.workflow import Workflow
 
 
@@ -83,7 +85,8 @@ async def run_workflow(
             check_run_id(run_id)
         runtime = get_runtime()
         pattern = resolve_pattern(workflow)
-        executor = runtime.executor(workflow.executor, workflow.executor_options)
+        executor, task_executors = resolve_executors(runtime, workflow)
+        await start_executors([executor, *task_executors.values()])
     except BaseException:
         if claimed is not None:  # refused before it could run: give the claim back
             await abandon(claimed)
@@ -93,7 +96,7 @@ async def run_workflow(
         all_listeners.append(sync_listener(on_event, "on_event"))
     run = WorkflowRun(workflow, runtime=runtime, input=input, run_id=run_id,
                       listeners=all_listeners, on_task_complete=on_task_complete,
-                      executor=executor, resumed=resumed,
+                      executor=executor, resumed=resumed, task_executors=task_executors,
                       first_started_at=first_started_at, earlier_resumes=earlier_resumes)
     if shared_state:
         run.state.update(shared_state)
@@ -111,6 +114,91 @@ def check_run_id(run_id: Any) -> None:
     problem = unstorable(run_id)
     if problem:
         raise ConfigurationError(f"run_id {run_id!r} {problem}: choose another run id")
+
+
+# -- executors --------------------------------------------------------------------------------
+
+
+def executor_spec(workflow: Workflow, name: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The executor name and options for ``workflow``'s tasks, or for a task naming ``name``.
+
+    The workflow's executor is ``Workflow(executor=)``, else the ``executor`` setting, else
+    ``local``. Options are the configured ones (``[tool.pyagent.executors.NAME]``,
+    ``dask_address``), overridden by ``Workflow(executor_options=)`` for the workflow's own.
+    """
+    from pyagent.config import get_settings
+
+    settings = get_settings()
+    default = workflow.executor or settings.executor or "local"
+    chosen = name or default
+    options = settings.executor_options(chosen)
+    if chosen == default:
+        options.update(workflow.executor_options)
+    return chosen, options
+
+
+def executor_specs(workflow: Workflow) -> list[tuple[str, dict[str, Any]]]:
+    """Every executor a run of ``workflow`` uses: its own first, then those its tasks name."""
+    specs = [executor_spec(workflow)]
+    for task in _placed_tasks(workflow):
+        name = task.__dict__["executor"]
+        if name is not None:
+            spec = executor_spec(workflow, name)
+            if spec not in specs:
+                specs.append(spec)
+    return specs
+
+
+def _placed_tasks(workflow: Workflow) -> list[Task]:
+    """The tasks that name an executor or ask for resources (run once per run: kept tight)."""
+    found: list[Task] = []
+    for step in workflow.steps:
+        fields = step.__dict__
+        if "condition" in fields:  # a ConditionalTask: its branches are the tasks
+            found.extend(b for b in step.branches  # type: ignore[union-attr]
+                         if b.__dict__["executor"] is not None or b.__dict__["resources"] is not None)
+        elif fields["executor"] is not None or fields["resources"] is not None:
+            found.append(step)  # type: ignore[arg-type]
+    return found
+
+
+def resolve_executors(runtime: Runtime, workflow: Workflow) -> tuple[Any, dict[str, Any]]:
+    """The workflow's executor and, by task name, the executors of tasks that name another one.
+
+    A task asking for ``resources`` on an executor that cannot place work by resources (it
+    lacks ``supports_resources = True``) is refused here, before anything runs.
+    """
+    from pyagent.errors import ConfigurationError
+
+    name, options = executor_spec(workflow)
+    executor = runtime.executor(name, options)
+    task_executors: dict[str, Any] = {}
+    for task in _placed_tasks(workflow):
+        fields = task.__dict__
+        own, resources = fields["executor"], fields["resources"]
+        chosen, task_executor = name, executor
+        if own is not None and own != name:
+            chosen, task_options = executor_spec(workflow, own)
+            task_executor = runtime.executor(chosen, task_options)
+            task_executors[task.name] = task_executor
+        if resources is not None and getattr(task_executor, "supports_resources", False) is not True:
+            raise ConfigurationError(
+                f"task '{task.name}' of workflow '{workflow.name}' asks for resources {resources} but "
+                f"its executor '{chosen}' cannot place work by resources, so they would be ignored: "
+                "run the task on an executor that can, e.g. Task(..., executor='dask') with pyagent-dask "
+                "installed, or remove resources="
+            )
+    return executor, task_executors
+
+
+async def start_executors(executors: Iterable[Any]) -> None:
+    """Await each executor's ``start()`` (connect, start a cluster); it must be cheap once started."""
+    seen: set[int] = set()
+    for executor in executors:
+        start = getattr(executor, "start", None)
+        if start is not None and id(executor) not in seen:
+            seen.add(id(executor))
+            await start()
 
 
 # -- resuming ---------------------------------------------------------------------------------

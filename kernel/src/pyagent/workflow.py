@@ -88,7 +88,7 @@ class Workflow(BaseModel):
     failure_policy: Literal["fail_fast", "collect"] = "fail_fast"
     circuit_breaker: CircuitBreakerConfig | None = None
     checkpointing: CheckpointConfig | None = None
-    executor: str = "local"
+    executor: str | None = None  # None: the configured executor (settings.executor), else "local"
     executor_options: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
 

@@ -70,6 +70,7 @@ class WorkflowRun:
         resumed: dict[str, TaskResult] | None = None,
         first_started_at: float | None = None,
         earlier_resumes: Iterable[float] = (),
+        task_executors: dict[str, Any] | None = None,
     ) -> None:
         self.workflow = workflow
         self.runtime = runtime
@@ -94,10 +95,13 @@ class WorkflowRun:
         self._announce_start = bool(self._route(ev.TASK_STARTED))
         self._on_task_complete = on_task_complete
         self._emitting = bool(self._listeners) or on_task_complete is not None
-        self._invoke = executor.call
+        self._invoke: Callable[..., Any] = executor.call
         # An inline executor calls agent.run on this loop, so the hot path may call a function
         # agent directly; any other executor (a process pool, a cluster) always gets the call.
         self._local = getattr(executor, "inline", False) is True
+        # Tasks that name their own executor (Task(executor="dask")): task name -> its call.
+        self._task_invoke: dict[str, Callable[..., Any]] = {
+            name: ex.call for name, ex in (task_executors or {}).items()}
         self._resumed = resumed or {}
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []
@@ -346,7 +350,8 @@ class WorkflowRun:
             if (fields["retry_config"] is None and fields["timeout"] is None
                     and not fields["input_guardrails"] and not fields["output_guardrails"]):
                 if (self._local and type(agent) is FunctionAgent and not agent.thread
-                        and agent._guardrails is None):
+                        and agent._guardrails is None
+                        and (not self._task_invoke or name not in self._task_invoke)):
                     # Hot path: call the function directly; a context only if it takes one.
                     fn = agent._call
                     if agent.wants_context:
@@ -358,7 +363,7 @@ class WorkflowRun:
                         output = await output
                 else:
                     ctx = self._context(task, input, previous)
-                    output = await self._invoke(agent, input, ctx)
+                    output = await self._invoker(name)(agent, input, ctx)
             else:
                 rec.attempts = []
                 ctx = self._context(task, input, previous)
@@ -437,13 +442,20 @@ class WorkflowRun:
             self.errors[rec.name] = str(TaskFailedError(rec.name, exc))
             self._task_done(rec, ev.TASK_FAILED)
 
+    def _invoker(self, task: str) -> Callable[..., Any]:
+        """The call of the executor that runs ``task``'s agent: its own, else the run's."""
+        if self._task_invoke:
+            return self._task_invoke.get(task, self._invoke)
+        return self._invoke
+
     async def _call_once(self, task: Task, agent: Any, input: Any, ctx: RunContext) -> Any:
+        invoke = self._invoker(task.name)
         if task.timeout is None:
-            return await self._invoke(agent, input, ctx)
+            return await invoke(agent, input, ctx)
         # move_on_after rather than fail_after: a TimeoutError the agent raises itself is its
         # own error and must not be reported as this task's timeout.
         with anyio.move_on_after(task.timeout):
-            return await self._invoke(agent, input, ctx)
+            return await invoke(agent, input, ctx)
         raise TimeoutError(f"task '{task.name}' ({agent.name}) timed out after {task.timeout:g}s")
 
     async def _guarded_call(self, task: Task, agent: Any, input: Any, ctx: RunContext) -> Any:

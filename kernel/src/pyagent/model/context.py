@@ -6,8 +6,10 @@ so it sits on the hot path.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pyagent.model.text import short_repr
@@ -35,6 +37,23 @@ _current_task: contextvars.ContextVar[str | None] = contextvars.ContextVar("pyag
 def current_task() -> str | None:
     """The name of the task whose agent the calling code runs in (a team pattern inside a step), or None."""
     return _current_task.get()
+
+
+@contextlib.contextmanager
+def run_scope(run: Any, task: str | None = None) -> Iterator[None]:
+    """Make ``run`` and ``task`` what :func:`current_run` and :func:`current_task` return inside the block.
+
+    For executors that run an agent away from its run (on a cluster's worker): they pass a
+    stand-in that records what the agent reports (audits, usage, handoffs) and replay it on
+    the real run when the call returns.
+    """
+    run_token = _current_run.set(run)
+    task_token = _current_task.set(task)
+    try:
+        yield
+    finally:
+        _current_task.reset(task_token)
+        _current_run.reset(run_token)
 
 
 class Message:

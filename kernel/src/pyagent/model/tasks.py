@@ -128,6 +128,9 @@ class Task(BaseModel):
 
     ``input_guardrails`` check the task's input before each attempt, ``output_guardrails``
     the output of each attempt (the fallback agent's too); see :mod:`pyagent.model.guardrails`.
+    ``executor`` runs this task's agent on another executor than the workflow's (``"dask"``);
+    ``resources`` (``{"GPU": 1}``) is what the agent needs where it runs: an executor that
+    cannot place work by resources refuses the task before the run starts.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", validate_assignment=False)
@@ -144,6 +147,32 @@ class Task(BaseModel):
     continue_on_error: bool = False
     input_guardrails: tuple[Guardrail, ...] = ()
     output_guardrails: tuple[Guardrail, ...] = ()
+    executor: str | None = None
+    resources: dict[str, float] | None = None
+
+    @field_validator("executor")
+    @classmethod
+    def _executor_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("executor is empty: name an executor, e.g. executor='dask', or leave it out")
+        return value
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _resources(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not value:
+            raise ValueError(
+                f"resources must be a non-empty table of resource name to amount, e.g. "
+                f"resources={{'GPU': 1}}; got {value!r}"
+            )
+        for name, amount in value.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"resource names must be non-empty strings, got {name!r}")
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount > 0:
+                raise ValueError(f"resource {name!r} needs an amount > 0, got {amount!r}: e.g. {{{name!r}: 1}}")
+        return {name: float(amount) for name, amount in value.items()}
 
     @field_validator("input_guardrails", "output_guardrails", mode="before")
     @classmethod
