@@ -28,6 +28,13 @@ class MemoryStore:
     async def save_run(self, header: RunHeader) -> None:
         self._runs[header.run_id] = header
 
+    async def create_run(self, header: RunHeader) -> bool:
+        with self._lock:  # one check-and-set, also across threads sharing this URL
+            if header.run_id in self._runs:
+                return False
+            self._runs[header.run_id] = header
+            return True
+
     async def append_checkpoint(self, checkpoint: Checkpoint) -> None:
         stored = self._checkpoints.setdefault(checkpoint.run_id, [])
         if any(c.seq == checkpoint.seq for c in stored):

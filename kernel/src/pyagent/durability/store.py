@@ -18,6 +18,10 @@ per URL inside the process and make a repeated ``open()`` cheap.
 Payloads: checkpoint payloads and run-header payloads are opaque bytes produced by
 ``pyagent.codec.seal`` (JSON, encrypted when ``PYAGENT_STATE_KEY`` is set). The header
 payload is the run's audit record (``pyagent.history``).
+
+Status ``"pending"``: a run recorded (``create_run``) but not started yet, e.g. a webhook
+request that was accepted or a cron tick that fired; ``pyagent serve`` starts such runs when
+it (re)starts. Its payload also holds the run's input.
 """
 
 from __future__ import annotations
@@ -67,6 +71,15 @@ class Store(Protocol):
 
     async def save_run(self, header: RunHeader) -> None:
         """Insert or replace the header of ``header.run_id``."""
+
+    async def create_run(self, header: RunHeader) -> bool:
+        """Insert ``header`` only if no run ``header.run_id`` exists; True if it was inserted.
+
+        Atomic: of any number of concurrent calls with one run id, from any process sharing
+        the store, exactly one returns True. An existing header is never changed. Triggers
+        record a run this way before starting it (status ``"pending"``), so a cron tick or an
+        idempotency key maps to one run even across restarts and replicas.
+        """
 
     async def append_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Append one checkpoint; ``seq`` increases per run."""

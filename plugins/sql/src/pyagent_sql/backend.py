@@ -69,6 +69,10 @@ class Backend:
     def upsert_run_statement(self) -> Any:
         raise NotImplementedError
 
+    def insert_run_if_absent_statement(self) -> Any:
+        """``INSERT`` of a run header that does nothing when the run id exists."""
+        raise NotImplementedError
+
     async def migrate(self, conn: AsyncConnection) -> None:
         """Create or upgrade the schema under a lock that other processes respect."""
         raise NotImplementedError
@@ -168,6 +172,7 @@ class Backend:
     def _build_statements(self) -> None:
         runs, cps = self.tables.runs, self.tables.checkpoints
         self.upsert_run = self.upsert_run_statement()
+        self.insert_run_if_absent = self.insert_run_if_absent_statement()
         self.insert_checkpoint = cps.insert()
         self.select_header = select(runs).where(runs.c.run_id == bindparam("run_id"))
         latest_full = (
@@ -199,6 +204,12 @@ class Backend:
         assert self.write_lock is not None
         async with self.write_lock, self.writer().begin() as conn:
             await conn.execute(self.upsert_run, params)
+
+    async def create_run(self, params: dict[str, Any]) -> bool:
+        assert self.write_lock is not None
+        async with self.write_lock, self.writer().begin() as conn:
+            result = await conn.execute(self.insert_run_if_absent, params)
+        return bool(result.rowcount == 1)
 
     async def append(self, params: dict[str, Any]) -> None:
         assert self.write_lock is not None

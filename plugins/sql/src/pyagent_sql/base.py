@@ -83,6 +83,11 @@ class SQLStore:
         backend = await self._ready()
         await backend.run(backend.save_run, run_params(header))
 
+    async def create_run(self, header: RunHeader) -> bool:
+        """Insert ``header`` unless its run id exists (``ON CONFLICT DO NOTHING``); True if inserted."""
+        backend = await self._ready()
+        return await backend.run(backend.create_run, run_params(header))
+
     async def append_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Append one checkpoint; a second one with the same (run_id, seq) is an error."""
         params = checkpoint_params(checkpoint)

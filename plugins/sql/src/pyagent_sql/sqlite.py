@@ -109,6 +109,7 @@ class SQLiteBackend(Backend):
         self._maintenance: sqlite3.Connection | None = None  # WAL checkpoints, on the loop only
         self.inline_upsert_run = _Inline(self.upsert_run)
         self.inline_insert_checkpoint = _Inline(self.insert_checkpoint)
+        self.inline_create_run = _Inline(self.insert_run_if_absent)
 
     # -- engine -------------------------------------------------------------------------
 
@@ -134,6 +135,10 @@ class SQLiteBackend(Backend):
             index_elements=[runs.c.run_id],
             set_={c.name: stmt.excluded[c.name] for c in runs.c if c.name != "run_id"},
         )
+
+    def insert_run_if_absent_statement(self) -> Any:
+        runs = self.tables.runs
+        return sqlite_insert(runs).on_conflict_do_nothing(index_elements=[runs.c.run_id])
 
     async def before_start(self) -> None:
         folder = os.path.dirname(self.path)
@@ -204,6 +209,31 @@ class SQLiteBackend(Backend):
             self._queued += 1
         try:
             await self.run(on_loop, params)
+        finally:
+            with self._queue_lock:
+                self._queued -= 1
+
+    async def insert_if_absent(self, params: dict[str, Any]) -> bool:
+        """``create_run``: inline when the write lock is free (the row count says whether the
+        header went in), else queued on the backend's loop like any other write."""
+        if self._queued == 0 and self._sync_lock.acquire(blocking=False):
+            try:
+                if self._queued == 0:
+                    try:
+                        cursor = self._connection().execute(self.inline_create_run.sql,
+                                                            self.inline_create_run.args(params))
+                    except sqlite3.OperationalError as exc:
+                        if not _is_busy(exc):
+                            raise
+                    else:
+                        self._since_wal_checkpoint += 1
+                        return bool(cursor.rowcount == 1)
+            finally:
+                self._sync_lock.release()
+        with self._queue_lock:
+            self._queued += 1
+        try:
+            return await self.run(self.create_run, params)
         finally:
             with self._queue_lock:
                 self._queued -= 1
@@ -286,6 +316,12 @@ class SQLiteStore(SQLStore):
         backend = await self._ready()
         assert isinstance(backend, SQLiteBackend)
         await backend.write(backend.inline_upsert_run, run_params(header), backend.save_run)
+
+    async def create_run(self, header: RunHeader) -> bool:
+        """Insert ``header`` unless its run id exists (``ON CONFLICT DO NOTHING``); True if inserted."""
+        backend = await self._ready()
+        assert isinstance(backend, SQLiteBackend)
+        return await backend.insert_if_absent(run_params(header))
 
     async def append_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Append one checkpoint; a second one with the same (run_id, seq) is an error."""
