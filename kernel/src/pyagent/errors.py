@@ -66,3 +66,7 @@ class CheckpointConflictError(PyAgentError, ValueError):
 
 class StateError(PyAgentError, ValueError):
     """A saved state or checkpoint is corrupt, truncated, of another version or workflow."""
+
+
+class NotAcceptingError(PyAgentError, RuntimeError):
+    """The orchestrator is shutting down (or not serving) and starts no new triggered runs."""
