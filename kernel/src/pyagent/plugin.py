@@ -31,6 +31,9 @@ What is here, by kind of plugin:
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
   :class:`StoredRun`
 - monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``)
+- triggers: :class:`TriggerHost` (what ``serve(host)`` gets: ``submit``, ``record_skipped``,
+  ``clock``, ``run_status``), :class:`Submission`, :class:`NotAcceptingError`,
+  :class:`EventPayload`
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from pyagent.errors import (
     DriverLoadFailure,
     HandoffLoopError,
     ModelNotConfiguredError,
+    NotAcceptingError,
     PluginLoadError,
     PluginNotInstalledError,
     PyAgentError,
@@ -54,7 +58,7 @@ from pyagent.errors import (
 )
 from pyagent.hookspecs import hookimpl, hookspec
 from pyagent.model import events
-from pyagent.model.events import Event
+from pyagent.model.events import Event, EventPayload
 from pyagent.plugins import Runtime, get_runtime
 
 if TYPE_CHECKING:
@@ -82,6 +86,7 @@ if TYPE_CHECKING:
     from pyagent.model.context import Message, RunContext
     from pyagent.model.results import Attempt, TaskResult, WorkflowResult, short_repr
     from pyagent.model.tasks import ConditionalTask, RetryConfig, Step, Task, TaskStatus
+    from pyagent.serving.host import Submission, TriggerHost
     from pyagent.workflow import Workflow, find_cycle
 
 # The rest is loaded on first use, so discovering plugins stays fast.
@@ -99,6 +104,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["ConditionalTask", "RetryConfig", "Step", "Task", "TaskStatus"],
                     "pyagent.model.tasks"),
     **dict.fromkeys(["Workflow", "find_cycle"], "pyagent.workflow"),
+    **dict.fromkeys(["Submission", "TriggerHost"], "pyagent.serving.host"),
 }
 
 
@@ -125,12 +131,14 @@ __all__ = [
     "ConfigurationError",
     "DriverLoadFailure",
     "Event",
+    "EventPayload",
     "FunctionAgent",
     "HandoffLoopError",
     "InstructionAgent",
     "Message",
     "Model",
     "ModelNotConfiguredError",
+    "NotAcceptingError",
     "PluginLoadError",
     "PluginNotInstalledError",
     "PyAgentError",
@@ -142,12 +150,14 @@ __all__ = [
     "Step",
     "Store",
     "StoredRun",
+    "Submission",
     "Task",
     "TaskFailedError",
     "TaskGroup",
     "TaskResult",
     "TaskStatus",
     "TeamResult",
+    "TriggerHost",
     "Workflow",
     "WorkflowResult",
     "WorkflowRun",

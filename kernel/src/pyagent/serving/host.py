@@ -167,6 +167,13 @@ class TriggerHost:
             return await self._store.load(run_id) is not None
         return run_id in self._seen
 
+    async def recorded_runs(self, workflow: str) -> list[str]:
+        """The run ids the store holds for ``workflow`` (none without a store): a cron schedule
+        finds its last tick there when it starts."""
+        if self._store is None:
+            return []
+        return [h.run_id for h in await self._store.list_runs(workflow=workflow)]
+
     def announce(self, kind: str, workflow: str, run_id: str = "", **data: Any) -> None:
         """Deliver a trigger event to every monitor (plugins' and the orchestrator's)."""
         from pyagent.plugins import get_runtime
