@@ -221,7 +221,7 @@ class Orchestrator:
         return self._host
 
     @asynccontextmanager
-    async def serving(self, *, host: str = "127.0.0.1", port: int = 8000, store: str | None = None,
+    async def serving(self, *, host: str = "127.0.0.1", port: int | None = 8000, store: str | None = None,
                       grace: float = 30.0, max_running: int = 100) -> AsyncIterator[TriggerHost]:
         """Serve this orchestrator's triggers while the block runs; drain when it exits.
 
@@ -241,7 +241,7 @@ class Orchestrator:
         async with server.running():
             yield server
 
-    async def serve(self, *, host: str = "127.0.0.1", port: int = 8000, store: str | None = None,
+    async def serve(self, *, host: str = "127.0.0.1", port: int | None = 8000, store: str | None = None,
                     grace: float = 30.0, max_running: int = 100, handle_signals: bool = True) -> None:
         """Serve schedules, event subscriptions and webhooks until stopped (``pyagent serve``).
 

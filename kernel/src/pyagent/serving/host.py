@@ -61,7 +61,7 @@ class TriggerHost:
     """
 
     def __init__(self, orchestrator: Orchestrator, *, store: str | None = None,
-                 http_host: str = "127.0.0.1", http_port: int = 8000, grace: float = 30.0,
+                 http_host: str = "127.0.0.1", http_port: int | None = 8000, grace: float = 30.0,
                  max_running: int = 100) -> None:
         if not isinstance(grace, (int, float)) or isinstance(grace, bool) or grace < 0:
             raise ConfigurationError(f"grace={grace!r}: give the seconds in-flight runs may take to finish (>= 0)")
