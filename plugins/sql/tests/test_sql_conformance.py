@@ -328,7 +328,7 @@ def test_processes_racing_on_the_same_run_ids_each_insert_a_disjoint_share(reque
         ids = [f"tick-{n}" for n in range(60)]
         assert sorted(won) == sorted(ids), kind  # every id inserted exactly once, by one process
 
-        async def stored() -> list[tuple[str, bytes]]:
+        async def stored(url: str = url) -> list[tuple[str, bytes]]:
             async with opened(url) as store:
                 return [(h.run_id, h.payload) for h in await store.list_runs(status="pending")]
 

@@ -12,9 +12,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pyagent.cli import history, plugins, run
+    from pyagent.cli import history, plugins, run, serve
 
-    for module in (plugins, run, history):
+    for module in (plugins, run, history, serve):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -24,7 +24,7 @@ from pyagent.plugin import ConfigurationError
 
 FIELDS = ("minute", "hour", "day of month", "month", "day of week", "second")
 ALIASES = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-_WALL = dt.timezone.utc  # the zone croniter computes in: wall-clock arithmetic, no DST
+_WALL = dt.UTC  # the zone croniter computes in: wall-clock arithmetic, no DST
 #: Candidate wall times examined per next-instant search before the expression is called dead.
 _MAX_STEPS = 100_000
 
@@ -94,7 +94,7 @@ class CronExpression:
     def __init__(self, expr: str, timezone: str | dt.tzinfo | None = "UTC") -> None:
         self.expr = validate(expr)
         self.tz = resolve_timezone(timezone)
-        self.next_after(dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc).timestamp())  # fires at all?
+        self.next_after(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp())  # fires at all?
 
     def next_after(self, instant: float) -> float:
         """The first fire instant strictly after ``instant`` (epoch seconds)."""

@@ -105,7 +105,7 @@ class Schedule:
 
     def fire_id(self, instant: float) -> str:
         """The run id of the tick at ``instant``: the schedule's name and the instant in UTC."""
-        return f"{self.name}@{dt.datetime.fromtimestamp(instant, dt.timezone.utc).strftime(_STAMP)}"
+        return f"{self.name}@{dt.datetime.fromtimestamp(instant, dt.UTC).strftime(_STAMP)}"
 
     def describe(self) -> str:
         nxt = self.next_runs(1)
@@ -167,7 +167,7 @@ class Schedule:
             if not run_id.startswith(prefix):
                 continue
             try:
-                when = dt.datetime.strptime(run_id[len(prefix):], _STAMP).replace(tzinfo=dt.timezone.utc)
+                when = dt.datetime.strptime(run_id[len(prefix):], _STAMP).replace(tzinfo=dt.UTC)
             except ValueError:
                 continue
             t = when.timestamp()
@@ -235,4 +235,4 @@ class Schedule:
 
     @staticmethod
     def _stamp(instant: float) -> str:
-        return dt.datetime.fromtimestamp(instant, dt.timezone.utc).strftime(_STAMP)
+        return dt.datetime.fromtimestamp(instant, dt.UTC).strftime(_STAMP)

@@ -62,7 +62,7 @@ class Webhook:
     def token_ok(self, header: str | None) -> bool:
         """Whether ``header`` is ``Bearer <secret>`` (constant time)."""
         assert self._secret is not None
-        if not header or not header[:7].lower() == "bearer ":
+        if not header or header[:7].lower() != "bearer ":
             return False
         return hmac.compare_digest(self._secret, header[7:].strip().encode())
 
