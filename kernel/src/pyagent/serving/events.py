@@ -116,9 +116,9 @@ def emit_sync(orchestrator: Orchestrator, name: str, payload: Any = None, **fiel
                                               trigger="event", source=name))
         return ids
     if host is not None:
-        import anyio.from_thread
+        from anyio.from_thread import run as run_in_loop
 
-        return anyio.from_thread.run(call, token=host.token)
+        return run_in_loop(call, token=host.token)
     if not in_event_loop():
         return anyio.run(call)
     # Plain code inside some other event loop: run the workflows on a loop of their own.
