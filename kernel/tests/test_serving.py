@@ -94,10 +94,11 @@ async def test_accepted_runs_that_never_started_start_on_the_next_start(serving_
     quick = orch.add_workflow(Workflow(name="quick", steps=[Task(name="Q", agent=agents["Q"])]))
     async with orch.serving(port=None, grace=0, max_running=1) as host:
         await host.submit(wf, "in", trigger="test", source="t")
-        queued = await host.submit(quick, {"n": 1}, trigger="test", source="t")
         with anyio.fail_after(5):
             while agents.calls.get("hold") != 1:
                 await anyio.sleep(0.005)
+        queued = await host.submit(quick, {"n": 1}, trigger="test", source="t")
+        await anyio.wait_all_tasks_blocked()
         assert host.waiting == 1 and host.in_flight == 1
         assert (await host.run_status(queued.run_id) or {})["status"] == "pending"
     assert await header_status(store_url, queued.run_id) == "pending" and "Q" not in agents.calls
