@@ -145,19 +145,17 @@ class ManualClock(Clock):
         (the following tick) is seen in order. Work waiting on threads (a database driver) is
         not waited for: wait on its outcome as well.
         """
-        import anyio
-
-        await anyio.wait_all_tasks_blocked()
+        await _settle()
         while True:
             due = [w for w, _ in self._waiters if w <= when]
             if not due:
                 break
             self.now = max(self.now, min(due))
             self._release()
-            await anyio.wait_all_tasks_blocked()
+            await _settle()
         self.now = max(self.now, when)
         self._release()
-        await anyio.wait_all_tasks_blocked()
+        await _settle()
 
     async def run_for(self, seconds: float) -> None:
         """``run_until(now + seconds)``."""
@@ -167,3 +165,24 @@ class ManualClock(Clock):
         for entry in [e for e in self._waiters if e[0] <= self.now]:
             self._waiters.remove(entry)
             entry[1].set()
+
+
+async def _settle() -> None:
+    """Let every other task run until none is runnable: ``anyio.wait_all_tasks_blocked``,
+    except on asyncio, where anyio's version polls every 0.1 s; there the loop's ready queue
+    is watched instead (several idle turns in a row, so chained wake-ups are seen)."""
+    import anyio
+    import anyio.lowlevel
+    import sniffio
+
+    if sniffio.current_async_library() == "asyncio":
+        import asyncio
+
+        ready = getattr(asyncio.get_running_loop(), "_ready", None)
+        if ready is not None:
+            idle = 0
+            while idle < 3:
+                await anyio.lowlevel.checkpoint()
+                idle = idle + 1 if not ready else 0
+            return
+    await anyio.wait_all_tasks_blocked()
