@@ -247,7 +247,7 @@ class TriggerHost:
                     "run atomically before it starts (upgrade its plugin, or serve without a store)")
         self.orchestrator._host = self
         try:
-            async with anyio.create_task_group() as tg:
+            async with _one_error(), anyio.create_task_group() as tg:
                 self._tg = tg
                 self.accepting = True
                 try:
@@ -374,8 +374,9 @@ class TriggerHost:
         if resume:
             assert self.store is not None
             return await resume_run(workflow, run_id, self.store, listeners=listeners)
+        # A run recorded by create_run has no checkpoint yet: its first one is seq 0 (saves a read).
         return await run_workflow(workflow, input, run_id=run_id, listeners=listeners,
-                                  checkpoint_url=self.store)
+                                  checkpoint_url=self.store, next_seq=0 if self.store is not None else None)
 
     async def _record_failure(self, workflow: Workflow, run_id: str, exc: BaseException) -> None:
         if self._store is None:
@@ -466,6 +467,26 @@ class TriggerHost:
         table[key] = value
         if len(table) > RECENT:
             table.popitem(last=False)
+
+
+@asynccontextmanager
+async def _one_error() -> AsyncIterator[None]:
+    """Raise a task group's sole error as itself, not wrapped in an exception group: a port
+    that is taken, or an error in the block under ``serving()``, reads as what it is."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        errors = _leaves(group)
+        if len(errors) == 1:
+            raise errors[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return [e for e in out if not isinstance(e, anyio.get_cancelled_exc_class())] or out
 
 
 def _describe(trigger: Any) -> str:

@@ -92,9 +92,9 @@ class WebhookEndpoints:
             return _error(400, f"the body is not valid JSON: {exc}")
         key = headers.get("idempotency-key")
         run_id = hook.run_id_for(key) if key else None
-        if run_id is not None and await host.recorded(run_id):
-            return self._accepted(request, run_id, replayed=True)
         if host.waiting >= hook.max_pending:
+            if run_id is not None and await host.recorded(run_id):  # a replay starts nothing: no need to refuse it
+                return self._accepted(request, run_id, replayed=True)
             return _error(429, f"{host.waiting} runs are waiting to start (max_pending={hook.max_pending}): retry later",
                           {"Retry-After": str(RETRY_AFTER)})
         try:
