@@ -169,7 +169,8 @@ async def test_shutting_down_answers_503_while_runs_in_flight_finish(hook_runtim
     orch = Orchestrator()
     orch.on_webhook("/h", workflow=Workflow(name="h", steps=[Task(name="H", agent=hold)]))
     seen: dict[str, Any] = {}
-    async with httpx.AsyncClient(timeout=10) as client, anyio.create_task_group() as tg:
+    # Nested on purpose: the server drains when the inner block exits, while the checks still run.
+    async with httpx.AsyncClient(timeout=10) as client, anyio.create_task_group() as tg:  # noqa: SIM117
         async with orch.serving(port=0, grace=10) as host:
             client.base_url = httpx.URL(host.urls[0])
             run_id = (await client.post("/h", json={})).json()["run_id"]
