@@ -178,8 +178,11 @@ class TriggerHost:
         """Deliver a trigger event to every monitor (plugins' and the orchestrator's)."""
         from pyagent.plugins import get_runtime
 
-        get_runtime().broadcast(Event(kind, workflow=workflow, run_id=run_id, data=data),
-                                extra=self.orchestrator._listeners)
+        runtime = get_runtime()
+        if not self.orchestrator._listeners and not runtime.monitor_hooks():
+            return  # nobody listens: no event to build (one per accepted request otherwise)
+        runtime.broadcast(Event(kind, workflow=workflow, run_id=run_id, data=data),
+                          extra=self.orchestrator._listeners)
 
     def start_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` in the host's task group (call from the event loop's thread)."""

@@ -76,14 +76,17 @@ class WebhookEndpoints:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > hook.max_body:
             return _error(413, f"body of {declared} bytes is over the limit of {hook.max_body}")
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > hook.max_body:
-                return _error(413, f"body is over the limit of {hook.max_body} bytes")
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        if declared is not None and declared.isdigit():
+            body = await request.body()  # its size is known and within the limit
+        else:  # no (usable) Content-Length: count while reading
+            chunks = []
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > hook.max_body:
+                    return _error(413, f"body is over the limit of {hook.max_body} bytes")
+                chunks.append(chunk)
+            body = b"".join(chunks)
         if hook.auth == "hmac" and not hook.signature_ok(body, headers.get(SIGNATURE_HEADER)):
             return _error(401, "missing or wrong signature (X-Signature-256: sha256=<hex HMAC-SHA256 of the body>)")
         try:
