@@ -10,7 +10,8 @@ The kernel is layered, bottom to top; a lower layer never imports a higher one a
 2. ``model/``: agents, tasks, the run context, results, events, policies
 3. ``engine/``: one run of a workflow, task policies, task groups, the circuit breaker
 4. ``durability/``: encoding, the store protocol, state files, checkpoints, history, metrics
-5. api: ``workflow``, ``runner``, ``controller`` (Orchestrator), ``patterns``, ``handoffs``,
+5. api: ``workflow``, ``runner``, ``controller`` (Orchestrator), ``serving/`` (what
+   ``orchestrator.serve()`` runs: triggers, recorded runs, drain), ``patterns``, ``handoffs``,
    ``cli``, and the public modules above
 """
 
