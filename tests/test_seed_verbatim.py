@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from pyagent import PluginNotInstalledError, agent
+from pyagent import agent
 from pyagent.orchestrator import Orchestrator, Task, TaskStatus, Workflow
 from pyagent.testing import ScriptedModel
 
@@ -65,13 +65,63 @@ def test_2_2_workflow(runtime: Any) -> None:
     assert ns["result"].ok and ns["result"].output == "report: analysis of notes"
 
 
-def test_2_3_orchestrator_schedules_need_the_cron_plugin(runtime: Any) -> None:
-    wf = Workflow(name="Research Report", steps=[Task(name="t", agent=lambda x: x)])
-    ns = {"research_workflow": wf, "support_workflow": Workflow(name="Support", steps=[Task(name="s", agent=lambda x: x)])}
-    # No cron trigger plugin in this repository yet: the error must not invent a package to install.
-    with pytest.raises(PluginNotInstalledError, match="unknown trigger 'cron'") as info:
-        run("2.3", ns, awaited=True)
-    assert "pip install" not in str(info.value)
+def test_2_3_orchestrator(runtime: Any, capsys: Any) -> None:
+    research = Workflow(name="Research Report", steps=[Task(name="Research", agent=lambda x: "notes"),
+                                                        Task(name="Write", agent=lambda x: f"report on {x}")])
+    support = Workflow(name="Support", steps=[Task(name="s", agent=lambda x: x)])
+    ns = run("2.3", {"research_workflow": research, "support_workflow": support}, awaited=True)
+    orchestrator = ns["orchestrator"]
+    assert set(orchestrator.workflows) == {"Research Report", "Support"}
+    (schedule,) = orchestrator.triggers
+    assert [t.strftime("%H:%M %Z") for t in schedule.next_runs(2)] == ["09:00 UTC", "09:00 UTC"]
+    assert ns["result"].ok and ns["result"].output == "report on notes"
+    assert capsys.readouterr().out.splitlines() == ["Done: Research", "Done: Write"]
+
+
+def test_7_1_cron_scheduling(runtime: Any, clock: Any) -> None:
+    import datetime as dt
+
+    clock.now = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()  # a Monday
+    daily = Workflow(name="daily_report", steps=[Task(name="d", agent=lambda x: "daily")])
+    weekly = Workflow(name="weekly_summary", steps=[Task(name="w", agent=lambda x: "weekly")])
+    orchestrator = Orchestrator()
+    run("7.1", {"orchestrator": orchestrator, "daily_report": daily, "weekly_summary": weekly})
+
+    async def two_weeks() -> None:
+        async with orchestrator.serving(port=None):
+            await clock.run_for(14 * 86400)
+
+    anyio.run(two_weeks)
+    fired = sorted(r.run_id for r in orchestrator.get_history())
+    assert [f for f in fired if f.startswith("daily")] == [
+        f"daily_report@2026-03-{d:02d}T09:00:00Z" for d in (2, 3, 4, 5, 6, 9, 10, 11, 12, 13)]
+    assert [f for f in fired if f.startswith("weekly")] == [
+        "weekly_summary@2026-03-06T18:00:00Z", "weekly_summary@2026-03-13T18:00:00Z"]
+
+
+def test_7_2_event_triggers(runtime: Any) -> None:
+    import httpx
+
+    support = Workflow(name="support", steps=[Task(name="answer", agent=lambda e: f"answered ticket {e.id}")])
+    ci = Workflow(name="ci", steps=[Task(name="build", agent=lambda body: f"built {body['ref']}")])
+    orchestrator = Orchestrator()
+    run("7.2", {"orchestrator": orchestrator, "support_workflow": support, "ci_workflow": ci})
+
+    async def use() -> tuple[list[str], list[str], dict[str, Any]]:
+        high = await orchestrator.emit("new_ticket", {"priority": "high", "id": 1})
+        low = await orchestrator.emit("new_ticket", {"priority": "low", "id": 2})
+        async with orchestrator.serving(port=0) as host, httpx.AsyncClient(base_url=host.urls[0]) as client:
+            accepted = await client.post("/api/trigger", json={"ref": "main"})
+            assert accepted.status_code == 202
+            with anyio.fail_after(10):
+                while (status := (await client.get(accepted.json()["status_url"])).json())["status"] != "completed":
+                    await anyio.sleep(0.01)
+        return high, low, status
+
+    high, low, status = anyio.run(use, backend="asyncio")
+    assert len(high) == 1 and low == []
+    assert support.get_state().results == {"answer": "answered ticket 1"}
+    assert status["output"] == "built main"
 
 
 def test_3_1_and_3_2_patterns(runtime: Any) -> None:

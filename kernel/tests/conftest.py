@@ -86,3 +86,11 @@ def store_url() -> str:
     import uuid
 
     return f"memory://{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def serving_runtime(runtime: Any) -> Any:
+    """A discovering runtime (so the kernel's own 'event' trigger is there) with the mini patterns."""
+    runtime.register(MiniSequentialPlugin(), "mini")
+    runtime.register(MiniFanPlugin(), "mini-fan")
+    return runtime

@@ -136,7 +136,7 @@ def test_hook_pyagent_register_triggers(bare_runtime: Any) -> None:
         def __init__(self, orchestrator: Any, workflow: Any, **options: Any) -> None:
             made.append({"workflow": workflow.name, **options})
 
-        async def serve(self) -> None:
+        async def serve(self, host: Any) -> None:
             return None
 
     class Plugin:

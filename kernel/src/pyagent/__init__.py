@@ -13,7 +13,8 @@ The kernel is layered, bottom to top; a lower layer never imports a higher one a
 4. ``durability/``: encoding, the store protocol, state files, checkpoints, run ownership (leases),
    history, metrics
 5. api: ``workflow``, ``runner``, ``controller`` (Orchestrator), ``patterns``, ``handoffs``,
-   ``cli``, and the public modules above and :mod:`pyagent.guardrails` (the built-in guardrails)
+   ``cli``, ``serving/`` (what ``orchestrator.serve()`` runs: triggers, recorded runs, drain),
+   and the public modules above and :mod:`pyagent.guardrails` (the built-in guardrails)
 """
 
 from __future__ import annotations

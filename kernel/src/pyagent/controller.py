@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from pyagent.errors import ConfigurationError
@@ -11,7 +14,10 @@ from pyagent.monitors import listener_of, resolve
 if TYPE_CHECKING:
     from pyagent.durability.history import ExecutionRecord
     from pyagent.model.results import TaskResult, WorkflowResult
+    from pyagent.serving.host import TriggerHost
     from pyagent.workflow import Workflow
+
+_log = logging.getLogger("pyagent.serve")
 
 
 class Orchestrator:
@@ -25,6 +31,10 @@ class Orchestrator:
         self.store = store
         self.monitors: list[Any] = []
         self.triggers: list[Any] = []
+        #: Emitted events that no subscription names, by event name.
+        self.unhandled_events: Counter[str] = Counter()
+        self._trigger_kinds: dict[int, str] = {}
+        self._host: TriggerHost | None = None
         self._listeners: list[Callable[[Any], Any]] = []
         self._ran: dict[int, Workflow] = {}  # workflows run through this orchestrator, for aclose()
         self.set_monitors(list(monitors))
@@ -177,12 +187,55 @@ class Orchestrator:
     # -- triggers --------------------------------------------------------------------------
 
     def schedule(self, workflow: str | Workflow, cron: str, **options: Any) -> Any:
-        """Run ``workflow`` on a cron schedule (needs the cron trigger plugin)."""
+        """Run ``workflow`` on a cron schedule (needs the cron trigger plugin, pyagent-cron).
+
+        Options of pyagent-cron: ``timezone`` (default UTC), ``input``, ``misfire``
+        (``"run_once"``, ``"skip"``, ``"all"``), ``jitter``, ``max_instances``, ``name``.
+        Returns the Schedule (``next_runs(n)``, ``pause()``, ``resume()``, ``remove()``).
+        """
         return self._add_trigger("cron", workflow, cron=cron, **options)
 
     def on_webhook(self, path: str, workflow: str | Workflow, **options: Any) -> Any:
-        """Run ``workflow`` when an HTTP POST reaches ``path`` (needs the webhook trigger plugin)."""
+        """Run ``workflow`` when an HTTP POST reaches ``path`` (needs the webhook trigger plugin,
+        pyagent-webhooks); the JSON body is the run's input."""
         return self._add_trigger("webhook", workflow, path=path, **options)
+
+    def on_event(self, name: str, workflow: str | Workflow, *, filter: Callable[[Any], Any] | None = None,
+                 **options: Any) -> Any:
+        """Run ``workflow`` for every ``emit(name, ...)`` that ``filter(event)`` accepts.
+
+        The event is the run's input; its fields read as attributes (``e.priority``) and as
+        keys. A filter that raises starts nothing and is reported as an
+        ``event.filter_failed`` event. Returns the subscription (``remove()``, ``pause()``).
+        """
+        return self._add_trigger("event", workflow, name=name, filter=filter, **options)
+
+    async def emit(self, name: str, payload: Any = None, /, **fields: Any) -> list[str]:
+        """Start every workflow subscribed to ``name`` whose filter accepts the event.
+
+        ``payload`` is a dict (or any value); keyword ``fields`` are added to a dict payload.
+        Returns the started runs' ids. While serving, the runs are recorded (with a store)
+        and started in the background and this returns at once; otherwise they run here,
+        concurrently, and this returns when they have finished. An event nobody subscribes
+        to is counted in ``unhandled_events`` and announced as ``event.unhandled``.
+        """
+        from pyagent.serving.events import emit
+
+        return await emit(self, name, payload, **fields)
+
+    def emit_sync(self, name: str, payload: Any = None, /, **fields: Any) -> list[str]:
+        """``emit`` from plain (synchronous) code, including a thread other than the serving one."""
+        from pyagent.serving.events import emit_sync
+
+        return emit_sync(self, name, payload, **fields)
+
+    def remove_trigger(self, trigger: Any) -> None:
+        """Stop and forget one trigger (what ``schedule.remove()`` and friends call)."""
+        if trigger in self.triggers:
+            self.triggers.remove(trigger)
+        self._trigger_kinds.pop(id(trigger), None)
+        if self._host is not None:
+            self._host.detach(trigger)
 
     def _add_trigger(self, kind: str, workflow: str | Workflow, **options: Any) -> Any:
         from pyagent.plugins import get_runtime
@@ -194,4 +247,96 @@ class Orchestrator:
         wf = self.get_workflow(workflow)
         trigger = factory(self, wf, **options)
         self.triggers.append(trigger)
+        self._trigger_kinds[id(trigger)] = kind
+        host = self._host
+        if host is not None and host.in_loop_thread():
+            host.start_soon(host.attach, trigger)  # added while serving: serve it too
         return trigger
+
+    # -- serving ---------------------------------------------------------------------------
+
+    @property
+    def host(self) -> TriggerHost | None:
+        """The running TriggerHost while this orchestrator serves, else None."""
+        return self._host
+
+    @asynccontextmanager
+    async def serving(self, *, host: str = "127.0.0.1", port: int | None = 8000, store: str | None = None,
+                      grace: float = 30.0, max_running: int = 100) -> AsyncIterator[TriggerHost]:
+        """Serve this orchestrator's triggers while the block runs; drain when it exits.
+
+        On entry, with a store, runs a previous serve process left (recorded but never
+        started, or still running when it died) are started or resumed. On exit it stops
+        accepting, lets runs in flight finish within ``grace`` seconds and checkpoints the
+        rest (with a store) so the next start resumes them. ``host``/``port`` are where HTTP
+        triggers listen; ``store`` overrides ``Orchestrator(store=...)``; at most
+        ``max_running`` runs execute at once, the others wait their turn.
+        """
+        from pyagent.serving.host import TriggerHost
+
+        if store is not None:
+            self._use_store(store)
+        server = TriggerHost(self, store=self.store, http_host=host, http_port=port, grace=grace,
+                             max_running=max_running)
+        async with server.running():
+            yield server
+
+    async def serve(self, *, host: str = "127.0.0.1", port: int | None = 8000, store: str | None = None,
+                    grace: float = 30.0, max_running: int = 100, handle_signals: bool = True) -> None:
+        """Serve schedules, event subscriptions and webhooks until stopped (``pyagent serve``).
+
+        Stops on ``stop()`` or, with ``handle_signals`` in the main thread, on SIGTERM/SIGINT
+        (a second signal skips the grace period), then drains as ``serving`` describes and
+        returns.
+        """
+        import threading
+
+        import anyio
+
+        serving = self.serving(host=host, port=port, store=store, grace=grace, max_running=max_running)
+        if not handle_signals or threading.current_thread() is not threading.main_thread():
+            async with serving as server:
+                await server.wait_stopped()
+            return
+        import signal
+
+        signalled = anyio.Event()
+
+        async def watch(signals: Any) -> None:
+            # Active for the whole serve, drain included, so a second signal skips the grace.
+            async for signum in signals:
+                server = self._host
+                stopping = server is not None and server._stop is not None and server._stop.is_set()
+                _log.info("received %s: %s", signal.Signals(signum).name,
+                          "skipping the grace period" if stopping
+                          else "shutting down gracefully (send it again to skip the grace period)")
+                signalled.set()
+                if server is not None:
+                    server.stop()
+
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch, signals)
+                async with serving as server:
+                    if signalled.is_set():  # a signal came while starting up
+                        server.stop()
+                    await server.wait_stopped()
+                tg.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        """Ask a running ``serve()`` to shut down gracefully; callable from any thread."""
+        server = self._host
+        if server is None:
+            return
+        if server.in_loop_thread():
+            server.stop()
+        else:
+            import anyio.from_thread
+
+            anyio.from_thread.run_sync(server.stop, token=server.token)
+
+    def _use_store(self, url: str) -> None:
+        self.store = url
+        for wf in self.workflows.values():
+            wf._runtime_data["history_store"] = url
+

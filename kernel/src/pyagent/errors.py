@@ -218,3 +218,7 @@ class CapabilityError(PyAgentError, PermissionError):
 
 def _rebuild(cls: type[Exception], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Exception:
     return cls(*args, **kwargs)
+
+
+class NotAcceptingError(PyAgentError, RuntimeError):
+    """The orchestrator is shutting down (or not serving) and starts no new triggered runs."""

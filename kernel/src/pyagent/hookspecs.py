@@ -122,10 +122,17 @@ def pyagent_on_event(event: Event) -> None:
 
 @hookspec
 def pyagent_register_triggers(register: Register) -> None:
-    """Register trigger kinds: ``register("cron", factory)``.
+    """Register trigger kinds: ``register("cron", factory)`` (optionally ``serve=shared``).
 
-    ``factory(orchestrator, workflow, **options)`` returns a trigger with ``async serve()``
-    that starts runs until cancelled. Called once per plugin at discovery (broadcast).
+    ``factory(orchestrator, workflow, **options)`` returns a trigger. While the orchestrator
+    serves, its ``async serve(host)`` (if it has one) runs until cancelled, starting runs
+    with ``await host.submit(workflow, input, trigger=..., source=...)`` (``host`` is a
+    ``pyagent.plugin.TriggerHost``). A kind whose triggers share one server (webhooks: one
+    HTTP port) registers ``serve=shared`` instead: ``async shared(host, *, task_status)`` runs
+    once per serving orchestrator, calls ``task_status.started()`` once listening, and finds
+    its triggers with ``host.triggers(kind)``. A trigger with ``events`` (names) and
+    ``accepts(event) -> bool`` receives ``orchestrator.emit`` of those names. Called once
+    per plugin at discovery (broadcast).
     """
 
 

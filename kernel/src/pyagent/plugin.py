@@ -48,6 +48,9 @@ What is here, by kind of plugin:
 - monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``);
   for metrics monitors, :class:`MetricFold`, :data:`METRICS` (the catalogue) and
   :func:`bind_meter` (the catalogue on an OpenTelemetry meter)
+- triggers: :class:`TriggerHost` (what ``serve(host)`` gets: ``submit``, ``record_skipped``,
+  ``clock``, ``run_status``), :class:`Submission`, :class:`NotAcceptingError`,
+  :class:`EventPayload`
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from pyagent.errors import (
     HandoffLoopError,
     ModelError,
     ModelNotConfiguredError,
+    NotAcceptingError,
     PluginLoadError,
     PluginNotInstalledError,
     PyAgentError,
@@ -77,7 +81,7 @@ from pyagent.errors import (
 )
 from pyagent.hookspecs import hookimpl, hookspec
 from pyagent.model import events
-from pyagent.model.events import Event
+from pyagent.model.events import Event, EventPayload
 from pyagent.plugins import Runtime, get_runtime
 
 if TYPE_CHECKING:
@@ -128,6 +132,7 @@ if TYPE_CHECKING:
     from pyagent.model.tasks import ConditionalTask, RetryConfig, Step, Task, TaskStatus
     from pyagent.model.text import short_repr
     from pyagent.model.tools import Tool, tool
+    from pyagent.serving.host import Submission, TriggerHost
     from pyagent.telemetry import BUCKETS, MetricFold, MetricInfo, bind_meter
     from pyagent.telemetry import CATALOGUE as METRICS
     from pyagent.workflow import Workflow, find_cycle
@@ -157,6 +162,7 @@ _LAZY: dict[str, str] = {
                     "pyagent.model.tasks"),
     **dict.fromkeys(["Workflow", "find_cycle"], "pyagent.workflow"),
     **dict.fromkeys(["BUCKETS", "MetricFold", "MetricInfo", "bind_meter"], "pyagent.telemetry"),
+    **dict.fromkeys(["Submission", "TriggerHost"], "pyagent.serving.host"),
 }
 _RENAMED = {"METRICS": ("pyagent.telemetry", "CATALOGUE")}
 
@@ -189,6 +195,7 @@ __all__ = [
     "ConfigurationError",
     "DriverLoadFailure",
     "Event",
+    "EventPayload",
     "FunctionAgent",
     "GuardrailError",
     "HandoffFailure",
@@ -206,6 +213,7 @@ __all__ = [
     "ModelNotConfiguredError",
     "ModelRequest",
     "ModelResponse",
+    "NotAcceptingError",
     "OutputSpec",
     "PluginLoadError",
     "PluginNotInstalledError",
@@ -221,6 +229,7 @@ __all__ = [
     "StoreError",
     "StoredRun",
     "StructuredOutputError",
+    "Submission",
     "Task",
     "TaskFailedError",
     "TaskGroup",
@@ -231,6 +240,7 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Transfer",
+    "TriggerHost",
     "Usage",
     "Workflow",
     "WorkflowResult",

@@ -42,7 +42,7 @@ KNOWN_DISTRIBUTIONS: dict[str, dict[str, str]] = {
                "llm": "pyagent-llm-router"},
     "store": {"sqlite": "pyagent-sql", "postgresql": "pyagent-sql", "postgres": "pyagent-sql"},
     "executor": {"dask": "pyagent-dask"},
-    "trigger": {},
+    "trigger": {"cron": "pyagent-cron", "webhook": "pyagent-webhooks"},
     "model": {"openai": "pyagent-openai"},
     "monitor": {"console": "pyagent-console", "slack": "pyagent-slack",
                 "prometheus": "pyagent-prometheus", "otel": "pyagent-otel"},

@@ -372,3 +372,85 @@ async def test_begin_run_writes_header_and_first_checkpoint_together_or_not_at_a
             await store.begin_run(header("r1", status="completed", payload=b"h2"), cp("r1", 0, "full"))
         loaded = await store.load("r1")
         assert loaded is not None and loaded.header.payload == b"h1" and loaded.header.status == "running"
+
+
+async def test_create_run_inserts_only_a_run_id_that_is_not_there(url: str) -> None:
+    async with opened(url) as store:
+        first = header("tick@2026-03-02T09:00:00Z", status="pending", payload=b"first")
+        assert await store.create_run(first) is True
+        assert await store.create_run(header(first.run_id, status="pending", payload=b"second")) is False
+        loaded = await store.load(first.run_id)
+        assert loaded is not None and loaded.header == first  # the loser changed nothing
+        # A header saved the ordinary way counts as existing too, and save_run still replaces.
+        await store.save_run(header("saved", status="completed"))
+        assert await store.create_run(header("saved", status="pending")) is False
+        await store.save_run(header(first.run_id, status="running"))
+        loaded = await store.load(first.run_id)
+        assert loaded is not None and loaded.header.status == "running"
+        assert [h.status for h in await store.list_runs(status="pending")] == []
+
+
+async def test_concurrent_create_run_of_one_id_has_exactly_one_winner(url: str) -> None:
+    async with opened(url) as store, opened(url) as other:
+        wins: list[bytes] = []
+
+        async def attempt(target: Any, n: int) -> None:
+            mine = f"attempt-{n}".encode()
+            if await target.create_run(header("contested", status="pending", payload=mine)):
+                wins.append(mine)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(40):
+                tg.start_soon(attempt, store if n % 2 else other, n)
+        assert len(wins) == 1
+        loaded = await store.load("contested")
+        assert loaded is not None and loaded.header.payload == wins[0]
+
+
+RACE = """
+import asyncio, sys, time
+from pyagent.durability.store import RunHeader
+from pyagent.plugins import get_runtime
+
+url, tag, go_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+
+async def main():
+    store = get_runtime().driver("stores", url.split("://", 1)[0])(url)
+    await store.open()
+    time.sleep(max(0.0, go_at - time.time()))  # every process starts inserting at once
+    won = [i for i in (f"tick-{n}" for n in range(60))
+           if await store.create_run(RunHeader(i, "wf", "pending", 1000.0, payload=tag.encode()))]
+    await store.close()
+    print(" ".join(won))
+
+asyncio.run(main())
+"""
+
+
+def test_processes_racing_on_the_same_run_ids_each_insert_a_disjoint_share(request: pytest.FixtureRequest) -> None:
+    """What lets several serve processes on one database fire each cron tick exactly once."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    kinds = ["sqlite_url"] + (["pg_url"] if os.environ.get("PYAGENT_TEST_POSTGRES_URL") else [])
+    for kind in kinds:
+        url = str(request.getfixturevalue(kind))
+        go_at = time.time() + 3.0
+        procs = [subprocess.Popen([sys.executable, "-c", RACE, url, tag, str(go_at)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for tag in "abcd"]
+        outs = [p.communicate(timeout=60) for p in procs]
+        assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+        won = [i for out, _ in outs for i in out.split()]
+        ids = [f"tick-{n}" for n in range(60)]
+        assert sorted(won) == sorted(ids), kind  # every id inserted exactly once, by one process
+
+        async def stored(url: str = url) -> list[tuple[str, bytes]]:
+            async with opened(url) as store:
+                return [(h.run_id, h.payload) for h in await store.list_runs(status="pending")]
+
+        rows = anyio.run(stored)
+        assert sorted(r for r, _ in rows) == sorted(ids)
+        by_winner = {i: tag for tag, (out, _) in zip("abcd", outs, strict=True) for i in out.split()}
+        assert all(payload.decode() == by_winner[run_id] for run_id, payload in rows)

@@ -1,1 +1,1 @@
-"""The kernel's own drivers, published through entry points exactly like a plugin's."""
+"""The kernel's own drivers and its ``event`` trigger, published through entry points exactly like a plugin's."""

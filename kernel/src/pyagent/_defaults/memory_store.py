@@ -54,6 +54,13 @@ class MemoryStore:
                 expires_at=None if lease is None else lease.expires_at,
             )
 
+    async def create_run(self, header: RunHeader) -> bool:
+        with self._data.lock:  # one check-and-set, also across threads sharing this URL
+            if header.run_id in self._runs:
+                return False
+            self._runs[header.run_id] = header
+            return True
+
     def _check_seq(self, checkpoint: Checkpoint) -> None:
         if any(c.seq == checkpoint.seq for c in self._checkpoints.get(checkpoint.run_id, ())):
             raise CheckpointConflictError(

@@ -62,9 +62,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from pyagent.cli import history, plugins, run, scaffold
+    from pyagent.cli import history, plugins, run, scaffold, serve
 
-    for module in (plugins, run, history, scaffold):
+    for module in (plugins, run, history, scaffold, serve):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -42,6 +42,7 @@ from decimal import Decimal
 from typing import Any
 
 from pyagent.errors import ConfigurationError, StateError
+from pyagent.model.events import EventPayload
 
 KEY_ENV = "PYAGENT_STATE_KEY"
 ALLOW_PLAINTEXT_ENV = "PYAGENT_STATE_ALLOW_PLAINTEXT"
@@ -244,6 +245,7 @@ register_serializer(_dt.datetime, lambda d: d.isoformat(), _dt.datetime.fromisof
 register_serializer(_dt.date, lambda d: d.isoformat(), _dt.date.fromisoformat, name="date")
 register_serializer(Decimal, str, Decimal, name="decimal")
 register_serializer(uuid.UUID, str, uuid.UUID, name="uuid")
+register_serializer(EventPayload, dict, EventPayload, name="event")  # an emitted event as run input
 
 
 # -- encryption ---------------------------------------------------------------------------------

@@ -34,6 +34,10 @@ set). The header payload is the run's audit record (``pyagent.history``).
 Errors: a store raises the kernel's error types (``StoreError`` or a subclass for a failed
 read or write, ``CheckpointConflictError``, ``RunOwnedError``), with messages that name the
 store and never carry the data written: task outputs must not leak into errors or logs.
+
+Status ``"pending"``: a run recorded (``create_run``) but not started yet, e.g. a webhook
+request that was accepted or a cron tick that fired; ``pyagent serve`` starts such runs when
+it (re)starts. Its payload also holds the run's input.
 """
 
 from __future__ import annotations
@@ -106,6 +110,15 @@ class Store(Protocol):
         With ``fence`` (a lease token) the write happens only if that claim still holds the
         run's lease, checked in the same statement or transaction; otherwise nothing is
         written and ``RunOwnedError`` is raised.
+        """
+
+    async def create_run(self, header: RunHeader) -> bool:
+        """Insert ``header`` only if no run ``header.run_id`` exists; True if it was inserted.
+
+        Atomic: of any number of concurrent calls with one run id, from any process sharing
+        the store, exactly one returns True. An existing header is never changed. Triggers
+        record a run this way before starting it (status ``"pending"``), so a cron tick or an
+        idempotency key maps to one run even across restarts and replicas.
         """
 
     async def append_checkpoint(self, checkpoint: Checkpoint, *, fence: str | None = None) -> None:

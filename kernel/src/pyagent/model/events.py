@@ -51,6 +51,11 @@ MODEL_USAGE = "model.usage"  # data: agent, model, input_tokens, output_tokens[,
 TOOL_STARTED = "tool.started"  # data: agent, tool, call_id, arguments
 TOOL_CALLED = "tool.called"  # the call returned; data: agent, tool, call_id, duration, result
 TOOL_FAILED = "tool.failed"  # data: agent, tool, call_id, duration, error
+# Triggers (cron, events, webhooks). ``workflow`` is the triggered workflow, ``run_id`` the run.
+TRIGGER_FIRED = "trigger.fired"  # a trigger started a run; data: trigger, source[, scheduled]
+TRIGGER_SKIPPED = "trigger.skipped"  # a tick not run; data: trigger, source, scheduled, reason
+EVENT_FILTER_FAILED = "event.filter_failed"  # an on_event filter raised; data: event, error
+EVENT_UNHANDLED = "event.unhandled"  # emit() of an event nobody subscribes to; data: event
 
 
 class Event:
@@ -98,6 +103,23 @@ class Event:
     def __repr__(self) -> str:
         where = f" task={self.task!r}" if self.task else ""
         return f"Event({self.kind!r}, workflow={self.workflow!r}{where}, status={self.status!r})"
+
+
+class EventPayload(dict[str, Any]):
+    """The payload of an emitted event: a dict whose fields also read as attributes.
+
+    ``orchestrator.emit("new_ticket", {"priority": "high"})`` hands one of these to each
+    subscription's filter and, as its input, to the workflow it starts: ``e.priority`` and
+    ``e["priority"]`` both work. It is saved in checkpoints as itself.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"the event has no field {name!r} (fields: {', '.join(self) or 'none'})") from None
 
 
 def sync_listener(fn: Callable[[Event], Any], what: str) -> Callable[[Event], Any]:

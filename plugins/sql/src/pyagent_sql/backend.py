@@ -85,6 +85,10 @@ class Backend:
     def upsert_run_statement(self) -> Any:
         raise NotImplementedError
 
+    def insert_run_if_absent_statement(self) -> Any:
+        """``INSERT`` of a run header that does nothing when the run id exists."""
+        raise NotImplementedError
+
     async def migrate(self, conn: AsyncConnection) -> None:
         """Create or upgrade the schema under a lock that other processes respect."""
         raise NotImplementedError
@@ -221,6 +225,7 @@ class Backend:
     def _build_statements(self) -> None:
         runs, cps, leases = self.tables.runs, self.tables.checkpoints, self.tables.leases
         self.upsert_run = self.upsert_run_statement()
+        self.insert_run_if_absent = self.insert_run_if_absent_statement()
         self.insert_checkpoint = cps.insert()
         # One statement, so the hot path stays one round trip: the checkpoint is inserted only
         # while the writer's claim holds the run's lease.
@@ -361,6 +366,11 @@ class Backend:
             await conn.execute(self.upsert_run, params)
 
         await self.transaction(body)
+
+    async def create_run(self, params: dict[str, Any]) -> bool:
+        """Insert a run header unless its run id exists; True if this call inserted it."""
+        count, _ = await self.execute_write(self.insert_run_if_absent, params)
+        return bool(count == 1)
 
     async def append(self, params: dict[str, Any], fence: str | None = None) -> None:
         async def already_there(conn: AsyncConnection) -> Any:

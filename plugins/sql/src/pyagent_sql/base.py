@@ -124,6 +124,13 @@ class SQLStore:
             expires_at=None if lease is None else lease.expires_at,
         )
 
+    async def create_run(self, header: RunHeader) -> bool:
+        """Insert ``header`` unless its run id exists (``ON CONFLICT DO NOTHING``); True if inserted."""
+        params = run_params(header)
+        backend = await self._ready()
+        return bool(await self._call(f"recording run {header.run_id!r}", header.run_id,
+                                     lambda: backend.run(backend.create_run, params)))
+
     async def save_run(self, header: RunHeader, *, fence: str | None = None) -> None:
         """Insert or replace the header of ``header.run_id`` (only under lease ``fence`` if given)."""
         params = run_params(header)

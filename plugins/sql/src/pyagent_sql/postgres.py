@@ -90,6 +90,10 @@ class PostgresBackend(Backend):
             set_={c.name: stmt.excluded[c.name] for c in runs.c if c.name != "run_id"},
         )
 
+    def insert_run_if_absent_statement(self) -> Any:
+        runs = self.tables.runs
+        return pg_insert(runs).on_conflict_do_nothing(index_elements=[runs.c.run_id])
+
     async def migrate(self, conn: AsyncConnection) -> None:
         key = zlib.crc32((self.target.schema or "").encode()) - 2**31
         async with conn.begin():

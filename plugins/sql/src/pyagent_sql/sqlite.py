@@ -116,6 +116,7 @@ class SQLiteBackend(Backend):
         self.inline_select_lease = _Inline(self.select_lease)
         self.inline_renew = _Inline(self.renew)
         self.inline_release = _Inline(self.release)
+        self.inline_create_run = _Inline(self.insert_run_if_absent)
 
     # -- engine -------------------------------------------------------------------------
 
@@ -145,6 +146,10 @@ class SQLiteBackend(Backend):
             index_elements=[runs.c.run_id],
             set_={c.name: stmt.excluded[c.name] for c in runs.c if c.name != "run_id"},
         )
+
+    def insert_run_if_absent_statement(self) -> Any:
+        runs = self.tables.runs
+        return sqlite_insert(runs).on_conflict_do_nothing(index_elements=[runs.c.run_id])
 
     async def before_start(self) -> None:
         folder = os.path.dirname(self.path)
@@ -398,6 +403,14 @@ class SQLiteStore(SQLStore):
 
     # Writes go inline when they can (see the module docstring), else through the Backend's
     # async operations on its loop.
+
+    async def create_run(self, header: RunHeader) -> bool:
+        """Insert ``header`` unless its run id exists (``ON CONFLICT DO NOTHING``); True if inserted."""
+        params = run_params(header)
+        b = await self._sqlite()
+        return bool(await self._call(f"recording run {header.run_id!r}", header.run_id,
+                                     lambda: b.write(b.count_inline(b.inline_create_run, params),
+                                                     b.create_run, params)))
 
     async def save_run(self, header: RunHeader, *, fence: str | None = None) -> None:
         """Insert or replace the header of ``header.run_id`` (only under lease ``fence`` if given)."""

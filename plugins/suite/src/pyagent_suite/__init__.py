@@ -19,6 +19,8 @@ DEFAULTS: dict[tuple[str, str], str] = {
     ("routers", "keyword"): "pyagent-keyword-router",
     ("stores", "sqlite"): "pyagent-sql",
     ("stores", "postgresql"): "pyagent-sql",
+    ("triggers", "cron"): "pyagent-cron",
+    ("triggers", "webhook"): "pyagent-webhooks",
 }
 
 

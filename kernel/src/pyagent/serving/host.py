@@ -1,0 +1,536 @@
+"""The running side of an orchestrator: record, start, bound, resume and drain triggered runs.
+
+Triggers (cron schedules, event subscriptions, webhook servers) never run a workflow
+themselves: they call :meth:`TriggerHost.submit`, which with a store records the run
+(``Store.create_run``, status ``pending``, the input in its payload) before it starts, so
+an accepted request or a fired tick survives a crash, and a run id that is already recorded
+(a replayed idempotency key, a tick another process fired) starts nothing. Runs then wait
+for one of ``max_running`` slots; triggered runs are checkpointed to the store so the next
+start resumes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+
+import pyagent.serving.records as records
+from pyagent.errors import ConfigurationError, NotAcceptingError, PyAgentError
+from pyagent.model import events as ev
+from pyagent.model.events import Event
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from pyagent.clock import Clock
+    from pyagent.controller import Orchestrator
+    from pyagent.durability.store import Store
+    from pyagent.model.results import WorkflowResult
+    from pyagent.workflow import Workflow
+
+log = logging.getLogger("pyagent.serve")
+
+#: Finished runs whose status is answered from memory (``run_status``), newest kept.
+RECENT = 10_000
+
+OnFinish = Callable[[str, "WorkflowResult | None"], Any]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What :meth:`TriggerHost.submit` did: ``created`` is False when ``run_id`` was already
+    recorded (a replayed idempotency key, a tick fired before), and then nothing started."""
+
+    run_id: str
+    created: bool
+
+
+class TriggerHost:
+    """Serves an orchestrator's triggers and runs what they start; see the module docstring.
+
+    Trigger plugins get one in ``serve(host)``. It is also ``orchestrator.host`` while the
+    orchestrator serves (None otherwise).
+    """
+
+    def __init__(self, orchestrator: Orchestrator, *, store: str | None = None,
+                 http_host: str = "127.0.0.1", http_port: int | None = 8000, grace: float = 30.0,
+                 max_running: int = 100) -> None:
+        if not isinstance(grace, (int, float)) or isinstance(grace, bool) or grace < 0:
+            raise ConfigurationError(f"grace={grace!r}: give the seconds in-flight runs may take to finish (>= 0)")
+        if not isinstance(max_running, int) or isinstance(max_running, bool) or max_running < 1:
+            raise ConfigurationError(f"max_running={max_running!r}: give how many runs may run at once (>= 1)")
+        self.orchestrator = orchestrator
+        self.store = store
+        self.http_host = http_host
+        self.http_port = http_port
+        self.grace = float(grace)
+        self.max_running = max_running
+        self.accepting = False
+        #: What is served where, e.g. the webhook server's base URL (filled in by servers).
+        self.urls: list[str] = []
+        self.token: Any = None
+        self._thread: int | None = None
+        self._store: Store | None = None
+        self._tg: TaskGroup | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._waiting: dict[str, str] = {}  # accepted, not started: run id -> workflow name
+        self._running: dict[str, anyio.CancelScope] = {}
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._seen: OrderedDict[str, None] = OrderedDict()  # run ids submitted here (no store)
+        self._trigger_scopes: dict[int, anyio.CancelScope] = {}
+        self._server_scopes: dict[str, anyio.CancelScope] = {}
+        self._draining = False
+        self._stop: anyio.Event | None = None
+        self._changed: anyio.Event | None = None
+        self._grace_scope: anyio.CancelScope | None = None
+
+    # -- what triggers use ------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The runtime clock (a ManualClock in tests): schedules wait on it."""
+        from pyagent.plugins import get_runtime
+
+        return get_runtime().clock
+
+    @property
+    def waiting(self) -> int:
+        """Runs accepted (recorded) and waiting for a slot to start."""
+        return len(self._waiting)
+
+    @property
+    def in_flight(self) -> int:
+        """Runs executing now."""
+        return len(self._running)
+
+    def triggers(self, kind: str) -> list[Any]:
+        """The orchestrator's triggers of one kind (``"webhook"``, ``"cron"``, ...), live."""
+        kinds = self.orchestrator._trigger_kinds
+        return [t for t in self.orchestrator.triggers if kinds.get(id(t)) == kind]
+
+    async def submit(self, workflow: Workflow, input: Any = None, *, run_id: str | None = None,
+                     trigger: str, source: str, on_finish: OnFinish | None = None,
+                     data: dict[str, Any] | None = None) -> Submission:
+        """Record (with a store) and start a run of ``workflow``; returns at once, the run goes on.
+
+        With a store the run is recorded before this returns, so it is never lost. A
+        ``run_id`` that is already recorded starts nothing (``created`` is False).
+        ``on_finish(run_id, result)`` is called when the run ends (``result`` None if it was
+        suspended or could not start). Raises NotAcceptingError while shutting down.
+        """
+        from pyagent.engine.run import new_run_id
+
+        if not self.accepting:
+            raise NotAcceptingError("the orchestrator is shutting down and starts no new runs")
+        run_id = run_id or new_run_id()
+        if self._store is not None:
+            header = records.pending_header(workflow, run_id, input, trigger=trigger, source=source)
+            if not await self._store.create_run(header):
+                return Submission(run_id, False)
+        else:
+            if run_id in self._seen:
+                return Submission(run_id, False)
+            self._remember(self._seen, run_id, None)
+        if not self.accepting:  # shut down while recording: recorded, so the next start runs it
+            raise NotAcceptingError("the orchestrator is shutting down and starts no new runs")
+        self._start(workflow, run_id, input, resume=False, on_finish=on_finish)
+        self.announce(ev.TRIGGER_FIRED, workflow.name, run_id, trigger=trigger, source=source, **(data or {}))
+        return Submission(run_id, True)
+
+    async def record_skipped(self, workflow: Workflow, run_id: str, *, at: float, reason: str,
+                             trigger: str, source: str, data: dict[str, Any] | None = None) -> bool:
+        """Record that run ``run_id`` (a cron tick) was not run and why; False if it was
+        recorded before. Announced as a ``trigger.skipped`` event either way it is new."""
+        if self._store is not None:
+            header = records.skipped_header(workflow, run_id, at=at, reason=reason, trigger=trigger, source=source)
+            if not await self._store.create_run(header):
+                return False
+        else:
+            if run_id in self._seen:
+                return False
+            self._remember(self._seen, run_id, None)
+        self.announce(ev.TRIGGER_SKIPPED, workflow.name, run_id, trigger=trigger, source=source,
+                      reason=reason, **(data or {}))
+        return True
+
+    async def recorded(self, run_id: str) -> bool:
+        """Whether ``run_id`` is recorded (in the store, or submitted in this process without one)."""
+        if self._store is not None:
+            return await self._store.load(run_id) is not None
+        return run_id in self._seen
+
+    async def recorded_runs(self, workflow: str) -> list[str]:
+        """The run ids the store holds for ``workflow`` (none without a store): a cron schedule
+        finds its last tick there when it starts."""
+        if self._store is None:
+            return []
+        return [h.run_id for h in await self._store.list_runs(workflow=workflow)]
+
+    def announce(self, kind: str, workflow: str, run_id: str = "", **data: Any) -> None:
+        """Deliver a trigger event to every monitor (plugins' and the orchestrator's)."""
+        from pyagent.plugins import get_runtime
+
+        runtime = get_runtime()
+        if not self.orchestrator._listeners and not runtime.monitor_hooks():
+            return  # nobody listens: no event to build (one per accepted request otherwise)
+        runtime.broadcast(Event(kind, workflow=workflow, run_id=run_id, data=data),
+                          extra=self.orchestrator._listeners)
+
+    def start_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` in the host's task group (call from the event loop's thread)."""
+        if self._tg is None:
+            raise NotAcceptingError("the orchestrator is not serving")
+        self._tg.start_soon(fn, *args)
+
+    def in_loop_thread(self) -> bool:
+        return self._thread == threading.get_ident()
+
+    async def run_status(self, run_id: str) -> dict[str, Any] | None:
+        """Status of a run as JSON-able data (status, tasks completed/total, output, error), or None."""
+        done = self._recent.get(run_id)
+        if done is not None:
+            return done
+        name = self._waiting.get(run_id)
+        if name is not None:
+            wf = self.orchestrator.workflows.get(name)
+            return _status(run_id, name, "pending", 0, wf.task_count if wf else 0)
+        for wf in self.orchestrator.workflows.values():
+            for run in list(wf._active):
+                if run.run_id == run_id:
+                    completed = sum(1 for r in run.records.values() if r.status.value == "completed")
+                    return _status(run_id, wf.name, "running", completed, wf.task_count,
+                                   started_at=run.started_at)
+        if self._store is not None:
+            return await _stored_status(self._store, self.store or "", run_id)
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask ``serve()`` to shut down (from the event loop's thread); a second call skips the grace."""
+        if self._stop is None:
+            return
+        if self._stop.is_set():
+            self.grace = 0.0
+            if self._grace_scope is not None:
+                self._grace_scope.cancel()
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`stop` is called."""
+        assert self._stop is not None, "wait_stopped() is for a running host"
+        await self._stop.wait()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[TriggerHost]:
+        """Serve until the block exits, then drain: what ``orchestrator.serving()`` does."""
+        from pyagent.durability.stores import _close, open_store
+
+        if self.orchestrator._host is not None:
+            raise ConfigurationError("this orchestrator is already serving: serve it once per process")
+        self._limiter = anyio.CapacityLimiter(self.max_running)
+        self._stop = anyio.Event()
+        self._changed = anyio.Event()
+        self._thread = threading.get_ident()
+        self.token = anyio.lowlevel.current_token()
+        if self.store is not None:
+            self._store = await open_store(self.store, setting="store")
+            if not callable(getattr(self._store, "create_run", None)):
+                await _close(self._store)
+                raise ConfigurationError(
+                    f"the store {self.store!r} has no create_run(): serving needs a store that records a "
+                    "run atomically before it starts (upgrade its plugin, or serve without a store)")
+        self.orchestrator._host = self
+        try:
+            async with _one_error(), anyio.create_task_group() as tg:
+                self._tg = tg
+                self.accepting = True
+                try:
+                    if self._store is not None:
+                        await self._recover()
+                    for trigger in list(self.orchestrator.triggers):
+                        await self.attach(trigger)
+                    self._log_served()
+                    yield self
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self._drain()
+                    tg.cancel_scope.cancel()
+        finally:
+            self.accepting = False
+            self._tg = None
+            self.orchestrator._host = None
+            if self._store is not None:
+                with anyio.CancelScope(shield=True):
+                    await _close(self._store)
+                self._store = None
+
+    async def attach(self, trigger: Any) -> None:
+        """Start serving one trigger: its kind's shared server, or its own ``serve(host)``."""
+        from pyagent.plugins import get_runtime
+
+        kind = self.orchestrator._trigger_kinds.get(id(trigger), "")
+        reg = get_runtime().registry("triggers").get(kind)
+        shared = reg.options.get("serve") if reg is not None else None
+        assert self._tg is not None
+        if shared is not None:
+            if kind not in self._server_scopes:
+                self._server_scopes[kind] = anyio.CancelScope()
+                await self._tg.start(self._run_server, kind, shared)
+            return
+        if callable(getattr(trigger, "serve", None)) and id(trigger) not in self._trigger_scopes:
+            scope = self._trigger_scopes[id(trigger)] = anyio.CancelScope()
+            self._tg.start_soon(self._run_trigger, trigger, scope)
+
+    def detach(self, trigger: Any) -> None:
+        """Stop serving one trigger (it was removed)."""
+        scope = self._trigger_scopes.pop(id(trigger), None)
+        if scope is not None:
+            scope.cancel()
+
+    async def _run_server(self, kind: str, serve: Callable[..., Any], *,
+                          task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        with self._server_scopes[kind]:
+            await serve(self, task_status=task_status)
+
+    async def _run_trigger(self, trigger: Any, scope: anyio.CancelScope) -> None:
+        with scope:
+            try:
+                await trigger.serve(self)
+            except Exception:
+                log.exception("trigger %r stopped on an error; the others go on", trigger)
+        self._trigger_scopes.pop(id(trigger), None)
+
+    def _log_served(self) -> None:
+        orch = self.orchestrator
+        kinds = orch._trigger_kinds
+        for trigger in orch.triggers:
+            log.info("serving %s trigger %s", kinds.get(id(trigger), "?"), _describe(trigger))
+        if not orch.triggers:
+            log.info("serving no triggers (add schedules, on_event or on_webhook to the orchestrator)")
+        if self.store is not None:
+            from pyagent.durability.stores import safe_url
+
+            log.info("runs are recorded in %s", safe_url(self.store))
+        else:
+            log.info("no store: runs are not recorded, and runs in flight at shutdown are lost")
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def _start(self, workflow: Workflow, run_id: str, input: Any, *, resume: bool,
+               on_finish: OnFinish | None = None) -> None:
+        assert self._tg is not None
+        self._waiting[run_id] = workflow.name
+        self._tg.start_soon(self._execute, workflow, run_id, input, resume, on_finish)
+
+    async def _execute(self, workflow: Workflow, run_id: str, input: Any, resume: bool,
+                       on_finish: OnFinish | None) -> None:
+        result: WorkflowResult | None = None
+        assert self._limiter is not None
+        try:
+            async with self._limiter:
+                if self._draining:
+                    return  # recorded as pending (with a store): the next start runs it
+                self._waiting.pop(run_id, None)
+                scope = anyio.CancelScope()
+                self._running[run_id] = scope
+                try:
+                    with scope:
+                        try:
+                            result = await self._run(workflow, run_id, input, resume)
+                        except Exception as exc:  # refused before any agent ran, or the store failed
+                            log.error("run %s of %r could not start: %s", run_id, workflow.name, exc,
+                                      exc_info=not isinstance(exc, PyAgentError))
+                            try:
+                                await self._record_failure(workflow, run_id, exc)
+                            except Exception as again:
+                                log.error("recording that run %s failed did not work either: %s", run_id, again)
+                    if scope.cancelled_caught:
+                        with anyio.CancelScope(shield=True):
+                            await self._suspended(workflow, run_id)
+                finally:
+                    del self._running[run_id]
+                    if result is not None:
+                        self._remember(self._recent, run_id, _status_of(result, workflow.task_count))
+                    assert self._changed is not None
+                    self._changed.set()
+        finally:
+            self._waiting.pop(run_id, None)
+            if on_finish is not None:
+                try:
+                    on_finish(run_id, result)
+                except Exception:
+                    log.exception("on_finish callback of run %s failed", run_id)
+
+    async def _run(self, workflow: Workflow, run_id: str, input: Any, resume: bool) -> WorkflowResult:
+        from pyagent.runner import resume_run, run_workflow
+
+        listeners = self.orchestrator._listeners
+        if resume:
+            assert self.store is not None
+            return await resume_run(workflow, run_id, self.store, listeners=listeners)
+        # A run recorded by create_run has no checkpoint yet: its first one is seq 0 (saves a read).
+        return await run_workflow(workflow, input, run_id=run_id, listeners=listeners,
+                                  checkpoint_url=self.store, next_seq=0 if self.store is not None else None)
+
+    async def _record_failure(self, workflow: Workflow, run_id: str, exc: BaseException) -> None:
+        if self._store is None:
+            return
+        stored = await self._store.load(run_id)
+        if stored is not None and stored.header.status == records.PENDING:
+            await self._store.save_run(records.failed_header(
+                workflow, run_id, f"{type(exc).__name__}: {exc}", at=stored.header.started_at))
+
+    async def _suspended(self, workflow: Workflow, run_id: str) -> None:
+        """A run stopped at shutdown: with a store, mark it pending so the next start resumes it."""
+        if self._store is None:
+            log.warning("run %s of %r was cancelled at shutdown; without a store it cannot resume",
+                        run_id, workflow.name)
+            return
+        stored = await self._store.load(run_id)
+        if stored is None:
+            return
+        if stored.header.status in ("cancelled", "running"):
+            await self._store.save_run(records.with_status(stored.header, records.PENDING))
+        log.info("run %s of %r checkpointed at shutdown: it resumes on the next start", run_id, workflow.name)
+
+    async def _recover(self) -> None:
+        """Start the runs a stopped or dead serve process left: pending ones and running ones."""
+        from pyagent.durability.stores import safe_url
+
+        assert self._store is not None
+        workflows = self.orchestrator.workflows
+        left = [h for status in ("running", records.PENDING)
+                for h in await self._store.list_runs(status=status) if h.workflow in workflows]
+        for header in sorted(left, key=lambda h: h.started_at):
+            wf = workflows[header.workflow]
+            stored = await self._store.load(header.run_id)
+            if stored is None:
+                continue
+            if stored.checkpoints:
+                log.info("resuming run %s of %r (left %s)", header.run_id, wf.name, header.status)
+                self._start(wf, header.run_id, None, resume=True)
+                continue
+            what = f"run {header.run_id!r} in {safe_url(self.store or '')}"
+            try:
+                found, value = records.queued_input(header, what)
+            except PyAgentError as exc:
+                log.error("%s cannot be started: %s", what, exc)
+                continue
+            if found:
+                log.info("starting run %s of %r (recorded, never started)", header.run_id, wf.name)
+                self._start(wf, header.run_id, value, resume=False)
+            else:
+                log.warning("%s was left %s with no checkpoint and no recorded input: it cannot be "
+                            "resumed", what, header.status)
+
+    async def _drain(self) -> None:
+        self.accepting = False
+        self._draining = True
+        for scope in list(self._trigger_scopes.values()):
+            scope.cancel()
+        if self._running:
+            log.info("shutting down: waiting up to %gs for %d run(s) in flight", self.grace, len(self._running))
+        with anyio.CancelScope() as self._grace_scope:
+            if self.grace > 0:
+                with anyio.move_on_after(self.grace):
+                    await self._until_idle()
+        if self._running:
+            log.warning("checkpointing %d run(s) still in flight; they resume on the next start",
+                        len(self._running))
+            for scope in list(self._running.values()):
+                scope.cancel()
+            with anyio.move_on_after(60):
+                await self._until_idle()
+        if self._waiting:
+            if self._store is not None:
+                log.info("%d accepted run(s) not started yet: they start on the next start", len(self._waiting))
+            else:
+                log.warning("%d accepted run(s) not started are dropped: serve with a store to keep them",
+                            len(self._waiting))
+        for scope in list(self._server_scopes.values()):
+            scope.cancel()
+        self._server_scopes.clear()
+
+    async def _until_idle(self) -> None:
+        while self._running:
+            self._changed = anyio.Event()
+            await self._changed.wait()
+
+    @staticmethod
+    def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
+        table[key] = value
+        if len(table) > RECENT:
+            table.popitem(last=False)
+
+
+@asynccontextmanager
+async def _one_error() -> AsyncIterator[None]:
+    """Raise a task group's sole error as itself, not wrapped in an exception group: a port
+    that is taken, or an error in the block under ``serving()``, reads as what it is."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        errors = _leaves(group)
+        if len(errors) == 1:
+            raise errors[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return [e for e in out if not isinstance(e, anyio.get_cancelled_exc_class())] or out
+
+
+def _describe(trigger: Any) -> str:
+    describe = getattr(trigger, "describe", None)
+    if callable(describe):
+        return str(describe())
+    wf = getattr(trigger, "workflow", None)
+    return f"{trigger!r} -> {getattr(wf, 'name', wf)!r}"
+
+
+def _status(run_id: str, workflow: str, status: str, completed: int, total: int, *,
+            output: Any = None, error: str | None = None, started_at: float | None = None,
+            finished_at: float | None = None) -> dict[str, Any]:
+    return {"run_id": run_id, "workflow": workflow, "status": status, "tasks_completed": completed,
+            "tasks_total": total, "output": output, "error": error, "started_at": started_at,
+            "finished_at": finished_at}
+
+
+def _status_of(result: WorkflowResult, total: int) -> dict[str, Any]:
+    return _status(result.run_id, result.workflow, result.status.value, result.tasks_completed, total,
+                   output=result.output, error=result.error, started_at=result.started_at,
+                   finished_at=result.finished_at)
+
+
+async def _stored_status(store: Store, url: str, run_id: str) -> dict[str, Any] | None:
+    from pyagent.durability.history import ExecutionRecord, _progress_from_checkpoints
+    from pyagent.durability.stores import safe_url
+
+    stored = await store.load(run_id)
+    if stored is None:
+        return None
+    h = stored.header
+    what = f"run {run_id!r} in {safe_url(url)}"
+    try:
+        rec = ExecutionRecord.from_payload(h.payload, what) if h.payload else None
+    except PyAgentError:
+        rec = None
+    if rec is None:
+        return _status(run_id, h.workflow, h.status, 0, 0, started_at=h.started_at, finished_at=h.finished_at)
+    if h.status == "running":
+        await _progress_from_checkpoints(store, rec, what)
+    return _status(run_id, h.workflow, h.status, rec.tasks_completed, rec.tasks_total, error=rec.error,
+                   started_at=h.started_at, finished_at=h.finished_at)
+

@@ -1,0 +1,259 @@
+"""Webhooks on a real uvicorn server on 127.0.0.1 (ephemeral port), driven by an HTTP client."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from pyagent import ConfigurationError, PluginNotInstalledError
+from pyagent.orchestrator import Orchestrator, Task, Workflow
+from pyagent.testing import CountingAgents
+
+pytestmark = pytest.mark.anyio
+JSON = {"content-type": "application/json"}
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+@asynccontextmanager
+async def served(orch: Orchestrator, **options: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    async with orch.serving(port=0, **options) as host:
+        assert host.urls and host.urls[0].startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient(base_url=host.urls[0], timeout=10) as client:
+            yield host, client
+
+
+async def until(client: httpx.AsyncClient, run_id: str, status: str) -> dict[str, Any]:
+    with anyio.fail_after(10):
+        while True:
+            body = (await client.get(f"/runs/{run_id}")).json()
+            if body.get("status") == status:
+                return dict(body)
+            await anyio.sleep(0.01)
+
+
+def ci(agents: CountingAgents | None = None) -> Workflow:
+    fn = (agents or CountingAgents())["Build"]
+    return Workflow(name="ci", steps=[Task(name="Build", agent=lambda body: fn(body["ref"]))])
+
+
+async def test_a_post_starts_a_run_and_its_status_is_readable(hook_runtime: Any) -> None:
+    orch = Orchestrator()
+    orch.on_webhook("/api/trigger", workflow=ci())
+    async with served(orch) as (_, client):
+        r = await client.post("/api/trigger", json={"ref": "main"})
+        assert r.status_code == 202
+        body = r.json()
+        assert set(body) == {"run_id", "status_url"} and r.headers["location"] == body["status_url"]
+        done = await until(client, body["run_id"], "completed")
+        assert done["output"] == "main>Build" and (done["tasks_completed"], done["tasks_total"]) == (1, 1)
+        assert done["error"] is None and done["workflow"] == "ci"
+        health = await client.get("/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert (await client.get("/runs/nope")).status_code == 404
+
+
+async def test_every_error_code(hook_runtime: Any) -> None:
+    orch = Orchestrator()
+    orch.on_webhook("/small", workflow=ci(), max_body=64)
+    async with served(orch) as (_, client):
+        bad = await client.post("/small", content=b'{"ref": ', headers=JSON)
+        assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"] and "line 1" in bad.json()["error"]
+        assert (await client.post("/elsewhere", json={})).status_code == 404
+        wrong = await client.get("/small")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+        big = await client.post("/small", json={"ref": "x" * 100})
+        assert big.status_code == 413 and "64" in big.json()["error"]
+        async def chunks() -> AsyncIterator[bytes]:
+            for piece in (b"{}", b" " * 40, b" " * 40):
+                yield piece
+
+        chunked = await client.post("/small", content=chunks(), headers=JSON)
+        assert chunked.status_code == 413  # no Content-Length: counted while reading
+        form = await client.post("/small", data={"ref": "x"})
+        assert form.status_code == 415 and "application/json" in form.json()["error"]
+        assert (await client.post("/small", content=b"{}")).status_code == 415  # no content type
+        vendor = await client.post("/small", content=b'{"ref": "v"}', headers={"content-type": "application/vnd.x+json"})
+        assert vendor.status_code == 202
+
+
+async def test_too_many_waiting_runs_get_429_with_retry_after(hook_runtime: Any) -> None:
+    gate = anyio.Event()
+
+    async def hold(body: Any) -> Any:
+        await gate.wait()
+        return body
+
+    orch = Orchestrator()
+    orch.on_webhook("/q", workflow=Workflow(name="q", steps=[Task(name="H", agent=hold)]), max_pending=2)
+    async with served(orch, max_running=1) as (host, client):
+        codes = [(await client.post("/q", json={"n": n})).status_code for n in range(3)]
+        await anyio.wait_all_tasks_blocked()
+        assert codes == [202, 202, 202] and host.in_flight == 1 and host.waiting == 2
+        refused = await client.post("/q", json={"n": 3})
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+        assert "max_pending=2" in refused.json()["error"]
+        gate.set()
+
+
+async def test_hmac_signatures_are_checked_over_the_raw_body(hook_runtime: Any) -> None:
+    agents = CountingAgents()
+    orch = Orchestrator()
+    orch.on_webhook("/github", workflow=ci(agents), secret="s3cret", auth="hmac")
+    body = json.dumps({"ref": "refs/heads/main"}).encode()
+    async with served(orch) as (_, client):
+        ok = await client.post("/github", content=body, headers={**JSON, "X-Signature-256": sign(b"s3cret", body)})
+        assert ok.status_code == 202
+        await until(client, ok.json()["run_id"], "completed")
+        for header in (sign(b"wrong", body), sign(b"s3cret", body + b" "), "sha1=" + "0" * 40, "sha256=zz", None):
+            headers = {**JSON, **({"X-Signature-256": header} if header else {})}
+            refused = await client.post("/github", content=body, headers=headers)
+            assert refused.status_code == 401 and "signature" in refused.json()["error"]
+    assert agents.calls == {"Build": 1}
+
+
+async def test_bearer_tokens_guard_the_webhook_and_its_runs_status(hook_runtime: Any) -> None:
+    orch = Orchestrator()
+    orch.on_webhook("/jobs", workflow=ci(), auth="bearer", secret="t0ken")
+    async with served(orch) as (_, client):
+        assert (await client.post("/jobs", json={"ref": "a"})).status_code == 401
+        wrong = await client.post("/jobs", json={"ref": "a"}, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        auth = {"Authorization": "Bearer t0ken"}
+        ok = await client.post("/jobs", json={"ref": "a"}, headers=auth)
+        assert ok.status_code == 202
+        status_url = ok.json()["status_url"]
+        assert (await client.get(status_url)).status_code == 401
+        with anyio.fail_after(10):
+            while (await client.get(status_url, headers=auth)).json()["status"] != "completed":
+                await anyio.sleep(0.01)
+
+
+async def test_an_idempotency_key_starts_one_run_even_across_a_restart(hook_runtime: Any, store_url: str) -> None:
+    agents = CountingAgents()
+    orch = Orchestrator(store=store_url)
+    orch.on_webhook("/pay", workflow=ci(agents))
+    key = {"Idempotency-Key": "pay-42"}
+    async with served(orch) as (_, client):
+        first = await client.post("/pay", json={"ref": "x"}, headers=key)
+        again = await client.post("/pay", json={"ref": "x"}, headers=key)
+        other = await client.post("/pay", json={"ref": "y"}, headers={"Idempotency-Key": "pay-43"})
+        assert first.json()["run_id"] == again.json()["run_id"] != other.json()["run_id"]
+        assert again.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in first.headers
+        await until(client, first.json()["run_id"], "completed")
+        await until(client, other.json()["run_id"], "completed")
+    async with served(orch) as (_, client):  # a new server on the same store
+        replay = await client.post("/pay", json={"ref": "x"}, headers=key)
+        assert replay.status_code == 202 and replay.json()["run_id"] == first.json()["run_id"]
+        assert (await client.get(replay.json()["status_url"])).json()["status"] == "completed"
+    assert agents.calls == {"Build": 2}
+
+
+async def test_shutting_down_answers_503_while_runs_in_flight_finish(hook_runtime: Any) -> None:
+    gate = anyio.Event()
+
+    async def hold(body: Any) -> Any:
+        await gate.wait()
+        return "held"
+
+    orch = Orchestrator()
+    orch.on_webhook("/h", workflow=Workflow(name="h", steps=[Task(name="H", agent=hold)]))
+    seen: dict[str, Any] = {}
+    # Nested on purpose: the server drains when the inner block exits, while the checks still run.
+    async with httpx.AsyncClient(timeout=10) as client, anyio.create_task_group() as tg:  # noqa: SIM117
+        async with orch.serving(port=0, grace=10) as host:
+            client.base_url = httpx.URL(host.urls[0])
+            run_id = (await client.post("/h", json={})).json()["run_id"]
+            await until(client, run_id, "running")
+
+            async def during_drain() -> None:
+                with anyio.fail_after(10):
+                    while host.accepting:
+                        await anyio.sleep(0.01)
+                late = await client.post("/h", json={})
+                seen["post"] = (late.status_code, late.headers.get("retry-after"))
+                seen["health"] = (await client.get("/healthz")).status_code
+                seen["status"] = (await client.get(f"/runs/{run_id}")).json()["status"]
+                gate.set()
+
+            tg.start_soon(during_drain)
+        # leaving the block drained the server: the held run was let finish
+    assert seen == {"post": (503, "5"), "health": 503, "status": "running"}
+    assert [r.status.value for r in orch.get_history()] == ["completed"]
+
+
+async def test_the_app_mounts_in_another_starlette_app(hook_runtime: Any) -> None:
+    from pyagent_webhooks import webhook_app
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    orch = Orchestrator()
+    orch.on_webhook("/api/trigger", workflow=ci())
+    parent = Starlette(routes=[Mount("/hooks", app=webhook_app(orch, lifespan=False))])
+    transport = httpx.ASGITransport(app=parent)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.post("/hooks/api/trigger", json={"ref": "m"})).status_code == 503  # not serving
+        async with orch.serving(port=None):
+            r = await client.post("/hooks/api/trigger", json={"ref": "m"})
+            assert r.status_code == 202 and r.json()["status_url"].startswith("/hooks/runs/")
+            with anyio.fail_after(10):
+                while (done := (await client.get(r.json()["status_url"])).json())["status"] != "completed":
+                    await anyio.sleep(0.01)
+            assert done["output"] == "m>Build"
+
+
+async def test_the_server_listens_on_the_address_it_is_given_and_refuses_a_taken_port(hook_runtime: Any) -> None:
+    orch = Orchestrator()
+    orch.on_webhook("/x", workflow=ci())
+    async with orch.serving(port=0) as host:
+        port = int(host.urls[0].rsplit(":", 1)[1])
+        other = Orchestrator()
+        other.on_webhook("/x", workflow=ci())
+        with pytest.raises(ConfigurationError, match=f"cannot listen on 127.0.0.1:{port}"):
+            async with other.serving(port=port):
+                pass
+
+
+def test_bad_webhooks_are_refused_when_made(hook_runtime: Any) -> None:
+    orch = Orchestrator()
+    wf = ci()
+    for kwargs, message in [
+        ({"path": "api"}, "starting with '/'"),
+        ({"path": "/runs/x"}, "reserved"),
+        ({"path": "/a", "auth": "basic", "secret": "s"}, "auth='basic'"),
+        ({"path": "/a", "auth": "hmac"}, "needs secret"),
+        ({"path": "/a", "max_body": 0}, "max_body"),
+    ]:
+        path = kwargs.pop("path")
+        with pytest.raises(ConfigurationError, match=message):
+            orch.on_webhook(path, workflow=wf, **kwargs)
+    orch.on_webhook("/a", workflow=wf)
+    with pytest.raises(ConfigurationError, match="exists already"):
+        orch.on_webhook("/a/", workflow=wf)
+
+
+def test_without_the_plugin_the_error_names_it(bare_runtime: Any) -> None:
+    with pytest.raises(PluginNotInstalledError, match="pip install pyagent-webhooks"):
+        Orchestrator().on_webhook("/x", workflow=ci())
+
+
+def test_under_trio_the_server_says_it_needs_asyncio(hook_runtime: Any) -> None:
+    orch = Orchestrator()
+    orch.on_webhook("/x", workflow=ci())
+
+    async def go() -> None:
+        async with orch.serving(port=0):
+            pass
+
+    with pytest.raises(ConfigurationError, match="needs asyncio"):
+        anyio.run(go, backend="trio")
