@@ -36,6 +36,12 @@ What is here, by kind of plugin:
   asked for (raises :class:`CapabilityError` unless the tool is in the agent's ``tools=``), then
   :func:`record_denial` to audit the refusal and ``error.refusal`` as the text the model is
   given back; :class:`GuardrailError` is what an agent's guardrails raise from its ``run()``
+- tool sources (tools found when an agent runs, e.g. an MCP server's): :class:`ToolSource`
+  (``name`` and ``async load_tools(scope)``), :class:`ToolScope` (what a run's sources opened,
+  closed when the run ends), :func:`shared_tool_scope` (one per event loop, for pooling);
+  :meth:`Tool.from_schema` for a tool described by a JSON schema
+- command-line plugins (``pyagent_register_commands``): :func:`load_target` (``FILE[:NAME]`` as
+  a :class:`LoadedTarget`: its workflows, agents and orchestrator)
 - routers: :func:`score_agents`, :func:`resolve_router`
 - models: :class:`Model` and what it exchanges with an agent (:class:`ModelRequest`,
   :class:`ModelResponse`, :class:`ToolCall`, :class:`ToolSpec`, :class:`OutputSpec`,
@@ -77,6 +83,7 @@ from pyagent.plugins import Runtime, get_runtime
 
 if TYPE_CHECKING:
     from pyagent._sync import in_event_loop, run_or_await
+    from pyagent.cli.loading import LoadedTarget, load_target
     from pyagent.durability.store import Checkpoint, RunHeader, Store, StoredRun
     from pyagent.engine.concurrency import (
         TaskGroup,
@@ -123,6 +130,7 @@ if TYPE_CHECKING:
     from pyagent.model.tasks import ConditionalTask, RetryConfig, Step, Task, TaskStatus
     from pyagent.model.text import short_repr
     from pyagent.model.tools import Tool, tool
+    from pyagent.model.toolsource import ToolScope, ToolSource, shared_tool_scope
     from pyagent.telemetry import BUCKETS, MetricFold, MetricInfo, bind_meter
     from pyagent.telemetry import CATALOGUE as METRICS
     from pyagent.workflow import Workflow, find_cycle
@@ -143,6 +151,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Model", "ModelRequest", "ModelResponse", "OutputSpec", "ToolCall", "ToolSpec", "Usage"],
                     "pyagent.model.language"),
     **dict.fromkeys(["Tool", "tool"], "pyagent.model.tools"),
+    **dict.fromkeys(["ToolScope", "ToolSource", "shared_tool_scope"], "pyagent.model.toolsource"),
+    **dict.fromkeys(["LoadedTarget", "load_target"], "pyagent.cli.loading"),
     **dict.fromkeys(["Message", "RunContext", "current_run"], "pyagent.model.context"),
     **dict.fromkeys(["check_tool_call", "record_denial"], "pyagent.model.capabilities"),
     **dict.fromkeys(["Attempt", "TaskResult", "WorkflowResult"], "pyagent.model.results"),
@@ -191,6 +201,7 @@ __all__ = [
     "HandoffResult",
     "HandoffSession",
     "InstructionAgent",
+    "LoadedTarget",
     "Message",
     "MetricFold",
     "MetricInfo",
@@ -220,6 +231,8 @@ __all__ = [
     "TeamResult",
     "Tool",
     "ToolCall",
+    "ToolScope",
+    "ToolSource",
     "ToolSpec",
     "Transfer",
     "Usage",
@@ -245,6 +258,7 @@ __all__ = [
     "hookspec",
     "in_event_loop",
     "large_fanout",
+    "load_target",
     "max_hops_setting",
     "record_denial",
     "render_input",
@@ -252,6 +266,7 @@ __all__ = [
     "resolve_router",
     "run_or_await",
     "score_agents",
+    "shared_tool_scope",
     "short_repr",
     "tool",
 ]
