@@ -19,7 +19,8 @@ change between releases.
 What is here, by kind of plugin:
 
 - every plugin: :data:`hookimpl`, the errors, :func:`get_runtime` (registries, the clock,
-  :meth:`Runtime.broadcast` for events outside a run)
+  :meth:`Runtime.broadcast` for events outside a run), :func:`get_settings` (the process's
+  :class:`Settings`: a plugin reads its own table, e.g. ``get_settings().mcp``)
 - workflow patterns: :class:`WorkflowRun` (``run.run_step(step, input)``), :class:`Task`,
   :class:`ConditionalTask`, :class:`Workflow`, :class:`TaskStatus`, :class:`TaskResult`,
   :class:`TaskGroup`, :func:`first_error`, :func:`large_fanout`,
@@ -84,6 +85,7 @@ from pyagent.plugins import Runtime, get_runtime
 if TYPE_CHECKING:
     from pyagent._sync import in_event_loop, run_or_await
     from pyagent.cli.loading import LoadedTarget, load_target
+    from pyagent.config import Settings, get_settings
     from pyagent.durability.store import Checkpoint, RunHeader, Store, StoredRun
     from pyagent.engine.concurrency import (
         TaskGroup,
@@ -153,6 +155,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Tool", "tool"], "pyagent.model.tools"),
     **dict.fromkeys(["ToolScope", "ToolSource", "shared_tool_scope"], "pyagent.model.toolsource"),
     **dict.fromkeys(["LoadedTarget", "load_target"], "pyagent.cli.loading"),
+    **dict.fromkeys(["Settings", "get_settings"], "pyagent.config"),
     **dict.fromkeys(["Message", "RunContext", "current_run"], "pyagent.model.context"),
     **dict.fromkeys(["check_tool_call", "record_denial"], "pyagent.model.capabilities"),
     **dict.fromkeys(["Attempt", "TaskResult", "WorkflowResult"], "pyagent.model.results"),
@@ -218,6 +221,7 @@ __all__ = [
     "RunContext",
     "RunHeader",
     "Runtime",
+    "Settings",
     "StateError",
     "Step",
     "Store",
@@ -254,6 +258,7 @@ __all__ = [
     "find_cycle",
     "first_error",
     "get_runtime",
+    "get_settings",
     "hookimpl",
     "hookspec",
     "in_event_loop",
