@@ -11,6 +11,7 @@ at any time, during and after, as the resource ``pyagent://runs/{run_id}``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -111,10 +112,9 @@ def build_server(target: LoadedTarget, *, name: str = "pyagent") -> Any:
             if event.kind in (events.TASK_COMPLETED, events.TASK_FAILED, events.TASK_SKIPPED):
                 entry["tasks_done"].append({"task": event.task, "status": event.status or event.kind})
             if line is not None:
-                try:
+                # A client that does not read progress never slows the run: past the buffer, drop.
+                with contextlib.suppress(anyio.WouldBlock):
                     send.send_nowait((float(len(entry["tasks_done"])), line))
-                except anyio.WouldBlock:  # a client that does not read progress never slows the run
-                    pass
 
         async def progress() -> None:
             async with receive:
