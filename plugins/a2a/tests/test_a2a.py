@@ -110,7 +110,7 @@ async def test_bearer_tokens_and_api_keys_both_ways(monkeypatch: pytest.MonkeyPa
     with a2a_server(f"{FLOWS}:weather", "--token-env", "A2A_TOKEN", "--api-key-env", "A2A_KEY", env=env) as urls:
         url = urls["Weather Desk"]
         assert url.endswith(":" + url.split(":")[-1]) and not url.endswith("weather-desk/")  # one: at the root
-        with pytest.raises(ConfigurationError, match="requires credentials .*pass token="):
+        with pytest.raises(ConfigurationError, match=r"requires credentials .*pass token="):
             remote_agent(url)
         wrong = remote_agent(url, token="wrong-token")
         with pytest.raises(RemoteAgentError, match=r"refused the credentials \(HTTP 401\)"):
@@ -131,5 +131,5 @@ async def test_bearer_tokens_and_api_keys_both_ways(monkeypatch: pytest.MonkeyPa
 def test_unknown_names_and_urls_are_clear_errors() -> None:
     with pytest.raises(ConfigurationError, match="give the agent's base URL"):
         remote_agent("nowhere")
-    with pytest.raises(RemoteAgentError, match="no A2A agent answers at http://127.0.0.1:9"):
+    with pytest.raises(RemoteAgentError, match=r"no A2A agent answers at http://127\.0\.0\.1:9"):
         remote_agent("http://127.0.0.1:9", card_timeout=5)
