@@ -103,10 +103,11 @@ class RemoteAgent:
         self.remote_url = url
         self.card = card
         self.name = name or card.name
-        skills = [f"{s.name}: {s.description}" if s.description and s.description != card.description else s.name
-                  for s in card.skills]
+        # What a router scores: the card's description, and what its skills add to it.
+        skills = [f"{s.name}: {s.description}" for s in card.skills
+                  if s.description and s.description not in card.description]
         self.description = description if description is not None else " ".join(
-            [card.description, *(f"Skill {s}." for s in skills if s)]).strip()
+            [card.description, *(f"Skill {s}" for s in skills)]).strip()
         self.skills = [s.name for s in card.skills]
         self.credentials = _Credentials(token, api_key)
         self.timeout = timeout
