@@ -1,4 +1,7 @@
-"""Workflows `pyagent mcp serve` publishes in the tests: one with a declared input model, one free."""
+"""Workflows `pyagent mcp serve` publishes in the tests: one with a declared input model, one free.
+
+They run on a pattern of their own, so they run with only the kernel and pyagent-mcp installed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,10 @@ from pydantic import BaseModel
 
 from pyagent import agent
 from pyagent.orchestrator import Task, Workflow
+from pyagent.plugin import get_runtime
+from pyagent.testing import PassForward
+
+get_runtime().register(PassForward.plugin("pass_forward"), "pass-forward")
 
 
 class Topic(BaseModel):
@@ -27,7 +34,8 @@ def review(text: str) -> str:
 
 report = Workflow(
     name="Research Report", description="Writes a short report on a subject", input_model=Topic,
+    pattern="pass_forward",
     steps=[Task(name="research", agent=agent(research)), Task(name="draft", agent=agent(draft)),
            Task(name="review", agent=agent(review))])
 
-echo = Workflow(name="echo", steps=[Task(name="say", agent=agent(lambda x: {"echo": x}, name="say"))])
+echo = Workflow(name="echo", pattern="pass_forward", steps=[Task(name="say", agent=agent(lambda x: {"echo": x}, name="say"))])
