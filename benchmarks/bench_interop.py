@@ -110,7 +110,6 @@ async def sdk_a2a(url: str, n: int) -> float:
     from a2a.client import ClientConfig, create_client
     from a2a.helpers import get_artifact_text
     from a2a.types import Message, Part, Role, SendMessageRequest
-
     from pyagent_a2a import fetch_card
 
     card = fetch_card(url)
@@ -135,8 +134,9 @@ async def sdk_a2a(url: str, n: int) -> float:
 
 
 async def pyagent_a2a(url: str, n: int) -> float:
-    from pyagent import RunContext
     from pyagent_a2a import remote_agent
+
+    from pyagent import RunContext
 
     remote = remote_agent(url)
     await remote.run("warm", RunContext())
@@ -156,7 +156,6 @@ def report(what: str, sdk: float, ours: float, n: int) -> None:
 def main() -> None:
     import anyio
     from mcp import StdioServerParameters
-
     from pyagent_mcp import mcp_server
 
     with tempfile.TemporaryDirectory() as folder:
