@@ -123,3 +123,21 @@ def test_an_openai_protocol_model_calls_mcp_tools(tmp_path: Path) -> None:
         assert {t["function"]["name"] for t in sent[0]["tools"]} >= {"read_file", "list_files"}
         tool_message = sent[1]["messages"][-1]
         assert tool_message["role"] == "tool" and tool_message["content"] == "ship on friday"
+
+
+def test_a_remote_agent_as_a_supervisors_worker(weather_url: str) -> None:
+    from pyagent_a2a import remote_agent
+
+    from pyagent.orchestrator import AgentPatterns
+
+    def boss(task: str, ctx: Any) -> Any:
+        if ctx.phase == "plan":
+            return ["Will it rain in Oslo?", "Was my last invoice paid?"]
+        return " | ".join(str(v) for v in ctx.results.values())
+
+    team = AgentPatterns.supervisor(supervisor=agent(boss, name="boss"),
+                                    workers=[remote_agent(weather_url), local_team()[0]])
+    result = anyio.run(team.run, "a weather and billing check")
+    assert result.ok, result.error
+    assert result.assignments == {"Will it rain in Oslo?": "Weather Desk", "Was my last invoice paid?": "billing"}
+    assert "forecast for Oslo: rain, then wind (weather desk)" in result.output
