@@ -18,6 +18,7 @@ from .client import (
     RemoteAgent,
     RemoteAgentError,
     fetch_card,
+    http_client,
     remote_agent,
 )
 
@@ -33,4 +34,5 @@ def pyagent_register_commands(register: Any) -> None:
     register("a2a", _commands)
 
 
-__all__ = ["A2A_STATUS", "DEFAULT_TIMEOUT", "RemoteAgent", "RemoteAgentError", "fetch_card", "remote_agent"]
+__all__ = ["A2A_STATUS", "DEFAULT_TIMEOUT", "RemoteAgent", "RemoteAgentError", "fetch_card", "http_client",
+           "remote_agent"]

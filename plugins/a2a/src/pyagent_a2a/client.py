@@ -94,6 +94,17 @@ def fetch_card(url: str, *, timeout: float = 10.0) -> Any:
         raise RemoteAgentError(f"{where} is not an A2A Agent Card: {type(exc).__name__}: {exc}") from None
 
 
+def http_client(read_timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """The HTTP client remote agents use: Nagle's algorithm off, since a JSON-RPC request's headers
+    and body go out as two writes and the second would otherwise wait for a delayed ACK."""
+    import socket
+
+    import httpx
+
+    transport = httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(30.0, read=read_timeout))
+
+
 class RemoteAgent:
     """An agent in another process, reached over A2A; build it with :func:`remote_agent`."""
 
@@ -144,11 +155,10 @@ class RemoteAgent:
 
         @asynccontextmanager
         async def connect() -> Any:
-            import httpx
             from a2a.client import AuthInterceptor, ClientConfig, ClientFactory
 
             creds = self.credentials
-            async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=self.timeout)) as http:
+            async with http_client(self.timeout) as http:
                 factory = ClientFactory(ClientConfig(streaming=self.streaming, httpx_client=http))
                 client = factory.create(self.card, interceptors=[AuthInterceptor(_Store(creds, self.card))])
                 try:
@@ -395,4 +405,5 @@ def remote_agent(url_or_name: str, *, name: str | None = None, description: str 
                        api_key=api_key, timeout=float(entry.get("timeout", timeout)), streaming=streaming)
 
 
-__all__ = ["A2A_STATUS", "DEFAULT_TIMEOUT", "RemoteAgent", "RemoteAgentError", "fetch_card", "remote_agent"]
+__all__ = ["A2A_STATUS", "DEFAULT_TIMEOUT", "RemoteAgent", "RemoteAgentError", "fetch_card", "http_client",
+           "remote_agent"]
