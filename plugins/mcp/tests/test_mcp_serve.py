@@ -106,3 +106,26 @@ def test_a_file_without_workflows_is_refused(tmp_path: Any) -> None:
     path.write_text("from pyagent import agent\nhelper = agent(lambda x: x, name='helper')\n")
     out = CliRunner().invoke(main, ["mcp", "serve", str(path)])
     assert out.exit_code != 0 and "has no workflow to serve" in out.output
+
+
+async def test_what_the_file_prints_does_not_reach_the_protocol(tmp_path: Any) -> None:
+    from mcp import Client, StdioServerParameters
+
+    path = tmp_path / "noisy.py"
+    path.write_text(f"print('loading the noisy flows')\nexec(open({str(FLOWS)!r}).read())\n")
+    params = StdioServerParameters(command=sys.executable, args=["-m", "pyagent.cli", "mcp", "serve", f"{path}:echo"],
+                                   env=dict(os.environ))
+    from mcp.client.stdio import stdio_client
+
+    errlog = (tmp_path / "stderr.txt").open("w")
+    try:
+        with anyio.fail_after(60):
+            async with Client(stdio_client(params, errlog=errlog)) as client:
+                assert [t.name for t in (await client.list_tools()).tools] == ["echo"]
+                result = await client.call_tool("echo", {"input": "hi"})
+                assert result.structured_content is not None
+                assert result.structured_content["output"] == {"echo": "hi"}
+    finally:
+        errlog.close()
+    # The line went to stderr, not into the protocol's stream.
+    assert "loading the noisy flows" in (tmp_path / "stderr.txt").read_text()

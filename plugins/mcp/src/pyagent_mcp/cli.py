@@ -31,12 +31,17 @@ def serve(target: str, transport: str, host: str, port: int, path: str, token_en
     `input`); a call runs it and returns its output, with progress notifications as its tasks
     finish and the run readable as the resource pyagent://runs/{run_id}.
     """
+    import contextlib
+
     import anyio
 
     from pyagent.plugin import get_settings, load_target
     from pyagent_mcp.server import build_server, serve_http, serve_stdio
 
-    loaded = load_target(target)
+    # Over stdio, stdout is the protocol's: what the file prints while it loads goes to stderr
+    # (while serving, the SDK diverts it there itself).
+    with contextlib.redirect_stdout(sys.stderr if transport == "stdio" else sys.stdout):
+        loaded = load_target(target)
     if not loaded.workflows:
         raise click.ClickException(f"{loaded.path} has no workflow to serve (only agents): MCP tools are "
                                    "workflows; wrap the agent in a Workflow with one Task")

@@ -180,7 +180,13 @@ class MCPServer:
                 raise MCPToolError(f"MCP server {self.name!r} refused tool {tool!r}: {exc.message}") from None
             await self._scope(scope).discard(self._key)
             raise MCPServerError(self._stopped(tool, exc)) from None
-        except Exception as exc:  # the transport broke (the process died, the HTTP server went away)
+        except Exception as exc:
+            from pydantic import ValidationError
+
+            if isinstance(exc, ValidationError):  # an answer that breaks the protocol, not a broken link
+                raise MCPToolError(f"MCP server {self.name!r} answered tool {tool!r} with a result that is "
+                                   f"not valid MCP: {_describe(exc)}") from None
+            # The transport broke: the process died, the HTTP server went away.
             await self._scope(scope).discard(self._key)
             raise MCPServerError(self._stopped(tool, exc)) from None
         if result.is_error:
