@@ -93,7 +93,7 @@ def test_orchestrator_errors() -> None:
 def test_schedule_without_cron_plugin_names_it(bare_runtime: Any) -> None:
     orch = Orchestrator()
     wf = orch.add_workflow(Workflow(name="daily", steps=[Task(name="t", agent=lambda x: x)]))
-    with pytest.raises(Exception, match="unknown trigger 'cron'"):
+    with pytest.raises(Exception, match="trigger 'cron' is not installed: pip install pyagent-cron"):
         orch.schedule(wf, cron="0 9 * * MON-FRI")
 
 

@@ -221,3 +221,27 @@ def test_team_and_chain_without_the_plugin_name_it(bare_runtime: Runtime) -> Non
         handoff.team([a])
     with pytest.raises(PluginNotInstalledError, match="pyagent-handoffs"):
         handoff.chain(agents=[a], task="t")
+
+
+def test_a_handoff_to_a_remote_agent_is_audited_with_where_it_went(bare_runtime: Runtime,
+                                                                  monitor: Monitor) -> None:
+    class Remote:
+        """Stands for an agent in another process (an A2A agent): it says where it runs."""
+
+        name = "far"
+        description = "answers from elsewhere"
+        remote_url = "http://127.0.0.1:9999"
+
+        async def run(self, input: Any, ctx: Any) -> Any:
+            return f"far: {input}"
+
+    desk = agent(lambda x: handoff.to("far", reason="not mine"), name="desk")
+    result = handoff(from_agent="front", to_agent=desk, context="q")
+    assert result.status == TaskStatus.FAILED  # "far" is not known to this call by name
+    result = handoff(from_agent="front", to_agent=Remote(), context="q")
+    assert result.output == "far: q"
+    assert result.handoff is not None and result.handoff.remote == "http://127.0.0.1:9999"
+    [event] = [e for e in monitor.events if e.kind == HANDOFF and e.data["to_agent"] == "far"]
+    assert event.data["remote"] == "http://127.0.0.1:9999"
+    local = handoff(from_agent="front", to_agent=desk, context="q")
+    assert local.handoffs[0].remote is None

@@ -140,3 +140,17 @@ def test_a_nested_workflows_bad_configuration_is_found_before_anything_runs(mini
     with pytest.raises(ConfigurationError, match="task 'Analyze' in workflow 'inner2' has no agent"):
         anyio.run(top.run)
     assert ran == []
+
+
+def test_a_workflow_declares_the_type_of_its_input() -> None:
+    from pydantic import BaseModel
+
+    from pyagent.orchestrator import Task, Workflow
+
+    class Question(BaseModel):
+        text: str
+
+    wf = Workflow(name="w", input_model=Question, steps=[Task(name="a", agent=lambda q: q)])
+    assert wf.input_model is Question
+    with pytest.raises(ValueError, match=r"input_model .* has no JSON schema"):
+        Workflow(name="w", input_model=object(), steps=[Task(name="a", agent=lambda q: q)])

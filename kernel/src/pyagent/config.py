@@ -127,6 +127,14 @@ class Settings(BaseModel):
     executors: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="options by executor name, e.g. [tool.pyagent.executors.dask] n_workers = 4")
+    mcp: dict[str, Any] = Field(
+        default_factory=dict,
+        description="MCP servers by name ([tool.pyagent.mcp.servers.NAME] command or url, token_env, ...) "
+                    "and what `pyagent mcp serve` requires ([tool.pyagent.mcp.serve]); read by pyagent-mcp")
+    a2a: dict[str, Any] = Field(
+        default_factory=dict,
+        description="remote A2A agents by name ([tool.pyagent.a2a.remotes.NAME] url, token_env or "
+                    "api_key_env) and what `pyagent a2a serve` requires ([tool.pyagent.a2a.serve]); read by pyagent-a2a")
     source: str = Field(default="defaults", description="where the file settings came from")
 
     @field_validator("disable_plugins", mode="before")

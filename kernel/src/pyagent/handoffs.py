@@ -10,7 +10,9 @@ loop (A hands to B, B hands back to A), so they are the hops ``max_hops`` counts
 whole path of nested calls; planned handoffs (a chain's steps, a route, an explicit
 ``handoff()`` made by code outside any agent) are not counted, so a chain of any length runs.
 Every handoff, planned or requested, is recorded on the result (from, to, reason, time) and
-announced to monitors as a ``handoff`` event, inside a workflow run in its audit trail.
+announced to monitors as a ``handoff`` event, inside a workflow run in its audit trail. A
+handoff to a remote agent (one with a ``remote_url``, such as an A2A agent) also records where
+the work went (``remote=`` that URL).
 
 An agent built with ``can_handoff_to=[...]`` may start handoffs only to those agents: a
 transfer it returns, or a ``handoff()`` call naming it as ``from_agent`` (or made while a
@@ -69,6 +71,7 @@ class HandoffRecord(BaseModel):
     mode: str = "handoff"  # handoff | route | chain | transfer
     denied: bool = False
     denial: str | None = None  # why it was denied (the CapabilityError's message)
+    remote: str | None = None  # where to_agent runs when it is a remote agent (its URL)
 
 
 class HandoffResult(TeamResult):
@@ -169,11 +172,15 @@ class HandoffSession:
     def record(self, from_agent: str, to_agent: str, reason: str, mode: str,
                denial: CapabilityError | None = None) -> HandoffRecord:
         """Add a handoff to the audit trail and announce it; with ``denial``, as a denied one."""
+        remote = remote_location(self.known.get(to_agent))
         rec = HandoffRecord(from_agent=from_agent, to_agent=to_agent, reason=reason,
                             timestamp=self.runtime.clock.time(), hop=len(self.records) + 1, mode=mode,
-                            denied=denial is not None, denial=None if denial is None else str(denial))
+                            denied=denial is not None, denial=None if denial is None else str(denial),
+                            remote=remote)
         self.records.append(rec)
         extra: dict[str, Any] = {} if denial is None else {"denied": True, "denial": rec.denial}
+        if remote is not None:
+            extra["remote"] = remote
         announce_handoff(from_agent, to_agent, reason, mode=mode, source=self.name, run_id=self.run_id,
                          timestamp=rec.timestamp, hop=rec.hop, **extra)
         return rec
@@ -292,6 +299,16 @@ def running_agent() -> Agent | None:
         return None
     session, name = enclosing
     return session.known.get(name)
+
+
+def remote_location(agent: Any) -> str | None:
+    """Where ``agent`` runs when it is a remote agent (its ``remote_url``), else None.
+
+    A remote agent (an A2A agent in another process) says so with a ``remote_url`` attribute;
+    handoffs to it are audited with that URL, so the trail shows the work left the process.
+    """
+    url = getattr(agent, "remote_url", None)
+    return url if isinstance(url, str) and url else None
 
 
 class HandoffFailure(Exception):

@@ -19,7 +19,8 @@ change between releases.
 What is here, by kind of plugin:
 
 - every plugin: :data:`hookimpl`, the errors, :func:`get_runtime` (registries, the clock,
-  :meth:`Runtime.broadcast` for events outside a run)
+  :meth:`Runtime.broadcast` for events outside a run), :func:`get_settings` (the process's
+  :class:`Settings`: a plugin reads its own table, e.g. ``get_settings().mcp``)
 - workflow patterns: :class:`WorkflowRun` (``run.run_step(step, input)``), :class:`Task`,
   :class:`ConditionalTask`, :class:`Workflow`, :class:`TaskStatus`, :class:`TaskResult`,
   :class:`TaskGroup`, :func:`first_error`, :func:`large_fanout`,
@@ -38,6 +39,12 @@ What is here, by kind of plugin:
   asked for (raises :class:`CapabilityError` unless the tool is in the agent's ``tools=``), then
   :func:`record_denial` to audit the refusal and ``error.refusal`` as the text the model is
   given back; :class:`GuardrailError` is what an agent's guardrails raise from its ``run()``
+- tool sources (tools found when an agent runs, e.g. an MCP server's): :class:`ToolSource`
+  (``name`` and ``async load_tools(scope)``), :class:`ToolScope` (what a run's sources opened,
+  closed when the run ends), :func:`shared_tool_scope` (one per event loop, for pooling);
+  :meth:`Tool.from_schema` for a tool described by a JSON schema
+- command-line plugins (``pyagent_register_commands``): :func:`load_target` (``FILE[:NAME]`` as
+  a :class:`LoadedTarget`: its workflows, agents and orchestrator)
 - routers: :func:`score_agents`, :func:`resolve_router`
 - models: :class:`Model` and what it exchanges with an agent (:class:`ModelRequest`,
   :class:`ModelResponse`, :class:`ToolCall`, :class:`ToolSpec`, :class:`OutputSpec`,
@@ -86,6 +93,8 @@ from pyagent.plugins import Runtime, get_runtime
 
 if TYPE_CHECKING:
     from pyagent._sync import in_event_loop, run_or_await
+    from pyagent.cli.loading import LoadedTarget, load_target
+    from pyagent.config import Settings, get_settings
     from pyagent.durability.store import Checkpoint, Lease, RunHeader, Store, StoredRun
     from pyagent.engine.concurrency import (
         TaskGroup,
@@ -132,6 +141,7 @@ if TYPE_CHECKING:
     from pyagent.model.tasks import ConditionalTask, RetryConfig, Step, Task, TaskStatus
     from pyagent.model.text import short_repr
     from pyagent.model.tools import Tool, tool
+    from pyagent.model.toolsource import ToolScope, ToolSource, shared_tool_scope
     from pyagent.serving.host import Submission, TriggerHost
     from pyagent.telemetry import BUCKETS, MetricFold, MetricInfo, bind_meter
     from pyagent.telemetry import CATALOGUE as METRICS
@@ -153,6 +163,9 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Model", "ModelRequest", "ModelResponse", "OutputSpec", "ToolCall", "ToolSpec", "Usage"],
                     "pyagent.model.language"),
     **dict.fromkeys(["Tool", "tool"], "pyagent.model.tools"),
+    **dict.fromkeys(["ToolScope", "ToolSource", "shared_tool_scope"], "pyagent.model.toolsource"),
+    **dict.fromkeys(["LoadedTarget", "load_target"], "pyagent.cli.loading"),
+    **dict.fromkeys(["Settings", "get_settings"], "pyagent.config"),
     **dict.fromkeys(["Message", "RunContext", "current_run", "current_task", "run_scope"],
                     "pyagent.model.context"),
     **dict.fromkeys(["check_tool_call", "record_denial"], "pyagent.model.capabilities"),
@@ -205,6 +218,7 @@ __all__ = [
     "HandoffSession",
     "InstructionAgent",
     "Lease",
+    "LoadedTarget",
     "Message",
     "MetricFold",
     "MetricInfo",
@@ -223,6 +237,7 @@ __all__ = [
     "RunHeader",
     "RunOwnedError",
     "Runtime",
+    "Settings",
     "StateError",
     "Step",
     "Store",
@@ -238,6 +253,8 @@ __all__ = [
     "TeamResult",
     "Tool",
     "ToolCall",
+    "ToolScope",
+    "ToolSource",
     "ToolSpec",
     "Transfer",
     "TriggerHost",
@@ -261,10 +278,12 @@ __all__ = [
     "find_cycle",
     "first_error",
     "get_runtime",
+    "get_settings",
     "hookimpl",
     "hookspec",
     "in_event_loop",
     "large_fanout",
+    "load_target",
     "max_hops_setting",
     "record_denial",
     "render_input",
@@ -273,6 +292,7 @@ __all__ = [
     "run_or_await",
     "run_scope",
     "score_agents",
+    "shared_tool_scope",
     "short_repr",
     "tool",
 ]

@@ -91,6 +91,12 @@ class Workflow(BaseModel):
     executor: str | None = None  # None: the configured executor (settings.executor), else "local"
     executor_options: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    input_model: Any = None
+    """The type of the workflow's input (a pydantic model, or any type pydantic validates).
+
+    Servers that publish the workflow (as an MCP tool, an A2A agent) give its JSON schema to
+    callers and validate what they send before a run starts; ``run()`` itself takes any input.
+    """
 
     _active: list[Any] = PrivateAttr(default_factory=list)
     _last: Any = PrivateAttr(default=None)
@@ -125,6 +131,20 @@ class Workflow(BaseModel):
                 return ExecutionPattern(name)
             except ValueError:
                 return name
+        return value
+
+    @field_validator("input_model")
+    @classmethod
+    def _input_model_has_a_schema(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        from pydantic import TypeAdapter
+
+        try:
+            TypeAdapter(value).json_schema()
+        except Exception as exc:
+            raise ValueError(f"input_model {value!r} has no JSON schema ({type(exc).__name__}: {exc}): "
+                             "use a pydantic model or a JSON-friendly type") from None
         return value
 
     @field_validator("reducer")

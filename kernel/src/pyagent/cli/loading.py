@@ -62,3 +62,72 @@ def tasks_of(workflow: Any) -> list[Any]:
     return out
 
 
+
+
+class LoadedTarget:
+    """What ``FILE[:NAME]`` on a command line names: workflows, agents, and the orchestrator that runs them.
+
+    For commands that serve a file's workflows (``pyagent mcp serve``, ``pyagent a2a serve``):
+    ``NAME`` picks an orchestrator (its workflows), one workflow, or one agent by variable name
+    or by its ``name``. Without it: the file's orchestrator's workflows when it has one that
+    has workflows, else every workflow at module level; ``agents`` are the module-level agents.
+    Runs go through the orchestrator when there is one, so its monitors and store apply.
+    """
+
+    def __init__(self, path: Path, module: Any, selector: str | None) -> None:
+        from pyagent.controller import Orchestrator
+        from pyagent.model.agents import Agent
+        from pyagent.workflow import Workflow
+
+        self.path = path
+        self.module = module
+        self.selector = selector
+        names = vars(module)
+        orchestrators = {k: v for k, v in names.items() if isinstance(v, Orchestrator)}
+        workflows = {k: v for k, v in names.items() if isinstance(v, Workflow)}
+        agents = {k: v for k, v in names.items()
+                  if isinstance(v, Agent) and not isinstance(v, (Workflow, type))}
+        self.orchestrator: Orchestrator | None = None
+        self.workflows: dict[str, Workflow] = {}
+        self.agents: dict[str, Any] = {}
+        if selector is not None:
+            picked = names.get(selector)
+            if picked is None:
+                picked = next((v for v in [*workflows.values(), *agents.values()]
+                               if getattr(v, "name", None) == selector), None)
+            if isinstance(picked, Orchestrator):
+                self.orchestrator = picked
+                self.workflows = dict(picked.workflows)
+            elif isinstance(picked, Workflow):
+                self.workflows = {picked.name: picked}
+            elif picked is not None and picked in agents.values():
+                self.agents = {picked.name: picked}
+            else:
+                have = ", ".join([*orchestrators, *workflows, *agents]) or "none"
+                raise ConfigError(f"{path} has no orchestrator, workflow or agent named {selector!r} "
+                                  f"(it has: {have})")
+        else:
+            if len(orchestrators) == 1:
+                self.orchestrator = next(iter(orchestrators.values()))
+            chosen = dict(self.orchestrator.workflows) if self.orchestrator is not None else {}
+            self.workflows = chosen or {wf.name: wf for wf in workflows.values()}
+            self.agents = {a.name: a for a in agents.values()}
+        if not self.workflows and not self.agents:
+            raise ConfigError(f"{path} defines no workflow or agent at module level")
+
+    async def run(self, workflow: Any, input: Any = None, *, on_event: Any = None,
+                  run_id: str | None = None) -> Any:
+        """Run one of the workflows, through the orchestrator when there is one."""
+        if self.orchestrator is not None and workflow.name in self.orchestrator.workflows:
+            return await self.orchestrator.run_workflow(workflow, input, on_event=on_event, run_id=run_id)
+        return await workflow.run(input, on_event=on_event, run_id=run_id)
+
+
+def load_target(target: str) -> LoadedTarget:
+    """Import ``FILE[:NAME]`` and say what it defines (see :class:`LoadedTarget`).
+
+    Errors are the command line's: one line naming the problem (exit code 2).
+    """
+    file_part, _, wanted = target.partition(":") if not Path(target).exists() else (target, "", "")
+    path = Path(file_part)
+    return LoadedTarget(path, load_module(path), wanted or None)

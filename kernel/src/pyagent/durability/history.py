@@ -312,16 +312,19 @@ def handoff_rows(records: list[ExecutionRecord]) -> list[dict[str, Any]]:
 
     A row has ``run_id``, ``workflow``, ``from``, ``to``, ``reason`` (why the handoff was made),
     ``time`` (ISO 8601) and ``timestamp``, ``mode`` (handoff, transfer, route, chain, delegate,
-    or ``tool`` for a refused tool call), ``denied`` and ``denial`` (why it was refused), and
-    ``source`` (the call or team that made it): the compliance export of ``pyagent history
-    --handoffs``.
+    or ``tool`` for a refused tool call), ``denied`` and ``denial`` (why it was refused),
+    ``source`` (the call or team that made it), and ``remote`` (the URL) for a handoff to a
+    remote agent: the compliance export of ``pyagent history --handoffs``.
     """
     rows = []
     for rec in records:
         for h in rec.handoffs:
             data = h.data
-            rows.append(_row(rec, h.from_agent, h.to_agent, h.reason, h.timestamp, data.get("mode"),
-                             bool(data.get("denied", False)), data.get("denial"), data.get("source")))
+            row = _row(rec, h.from_agent, h.to_agent, h.reason, h.timestamp, data.get("mode"),
+                       bool(data.get("denied", False)), data.get("denial"), data.get("source"))
+            if data.get("remote"):  # the work left the process: to a remote (A2A) agent at this URL
+                row["remote"] = data["remote"]
+            rows.append(row)
         for entry in rec.audit:
             if entry.kind != CAPABILITY_DENIED:
                 continue

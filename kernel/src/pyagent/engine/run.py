@@ -37,6 +37,7 @@ from pyagent.model.tasks import ConditionalTask, Task, TaskStatus
 from pyagent.plugins import set_run_lookup
 
 if TYPE_CHECKING:
+    from pyagent.model.toolsource import ToolScope
     from pyagent.plugins import Runtime
     from pyagent.workflow import Workflow
 
@@ -108,6 +109,8 @@ class WorkflowRun:
         self.handoffs: list[dict[str, Any]] = []
         self.usage: Usage | None = None  # tokens of every model call in the run
         self.audit_trail: list[dict[str, Any]] = []
+        # What the run's tool sources opened (an MCP server's session), closed when it ends.
+        self.tool_scope: ToolScope | None = None
 
     # -- events --------------------------------------------------------------------------
 
@@ -691,6 +694,8 @@ async def execute(run: WorkflowRun, pattern: Any,
         return await _execute(run, pattern, before_end)
     finally:
         _current_run.reset(token)
+        if run.tool_scope is not None:
+            await run.tool_scope.aclose()
 
 
 set_run_lookup(current_run)

@@ -207,7 +207,8 @@ class InstructionAgent(_Bounds):
 
     The instructions double as its description for routing. The model is resolved when the
     agent first runs (or when a workflow using it starts), so building one never needs a
-    model plugin. ``tools`` are functions the model may call (see :mod:`pyagent.model.tools`),
+    model plugin. ``tools`` are functions the model may call (see :mod:`pyagent.model.tools`)
+    and tool sources whose tools are found when it runs (:mod:`pyagent.model.toolsource`),
     ``output_type`` makes the answer a validated object instead of text, ``stream=True`` emits
     the answer's text as ``agent.delta`` events while it is written, and ``max_tool_calls``
     bounds the tool calls of one run. ``tool_guards`` are checks that may refuse a tool call
@@ -234,14 +235,15 @@ class InstructionAgent(_Bounds):
         if not instructions.strip():
             raise ConfigurationError("agent(...) instructions are empty: describe what the agent does")
         from pyagent.model.conversation import DEFAULT_MAX_TOOL_CALLS
-        from pyagent.model.tools import as_tools
+        from pyagent.model.tools import split_tools
 
         self.instructions = instructions
         self.name = name or _slug(instructions)
         self.description = description if description is not None else instructions
         self.model = model
         self._resolved: Model | None = model if (model is not None and not isinstance(model, str)) else None
-        self.tools = as_tools(tools)
+        # Tool sources (an MCP server's tools) are asked for their tools each time the agent runs.
+        self.tools, self.tool_sources = split_tools(tools)
         self.output_type = output_type
         if output_type is not None:
             from pyagent.model.structured import OutputShape

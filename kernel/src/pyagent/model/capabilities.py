@@ -63,12 +63,14 @@ def check_handoff(agent: Any, target: str, *, mode: str = "") -> None:
                               granted=sorted(names), mode=mode)
 
 
-def check_tool_call(agent: Any, tool_name: str) -> None:
+def check_tool_call(agent: Any, tool_name: str, *, granted: Iterable[str] | None = None) -> None:
     """Raise CapabilityError unless ``tool_name`` is one of ``agent``'s ``tools=``.
 
-    A model may ask for any tool name; only the agent's own tools are granted.
+    A model may ask for any tool name; only the agent's own tools are granted. ``granted``
+    names them when they are not all in ``agent.tools`` (tools a tool source contributed to
+    this run, after its ``tool_filter``).
     """
-    granted = tool_names(agent)
+    granted = tool_names(agent) if granted is None else list(granted)
     if tool_name not in granted:
         raise CapabilityError(agent=getattr(agent, "name", str(agent)), capability="tool",
                               target=tool_name, granted=granted, mode="tool")

@@ -13,6 +13,10 @@ one (a team pattern or a handoff called directly) they are broadcast to every mo
 A tool call can be refused before it runs: each of the agent's ``tool_guards`` may return a
 reason, which goes back to the model as the call's result (and ends the call in
 ``tool.failed`` with ``refused=True``), so policies such as capability grants plug in here.
+
+Tool sources among the agent's tools (an MCP server's) are asked for their tools before the
+first model call, with the tool scope of the workflow run (or of this agent run outside one);
+their tools then go through the same loop, events, guards and grants as Python functions.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pyagent.model.capabilities import check_tool_call, record_denial
 from pyagent.model.context import current_run, current_task
 from pyagent.model.language import ModelRequest, ModelResponse, ToolCall, Usage, ask, render_json
 from pyagent.model.structured import OutputShape
+from pyagent.model.toolsource import ToolScope, scope_for
 
 if TYPE_CHECKING:
     from pyagent.model.agents import InstructionAgent
@@ -135,8 +140,35 @@ class Conversation:
         self.lenient = lenient
         self.report = Reporter(agent.name, ctx)
         self.calls_made = 0
+        self.sources: list[Any] = list(getattr(agent, "tool_sources", ()))
 
     async def run(self, messages: list[dict[str, Any]]) -> Any:
+        if not self.sources:
+            return await self._converse(messages)
+        # Tool sources keep what they open in the workflow run's scope (closed when the run
+        # ends), or, outside any run, in this agent run's own.
+        scope = scope_for(self.report.run)
+        own = scope is None
+        if scope is None:
+            scope = ToolScope()
+        try:
+            await self._load_sources(scope)
+            return await self._converse(messages)
+        finally:
+            if own:
+                await scope.aclose()
+
+    async def _load_sources(self, scope: ToolScope) -> None:
+        from pyagent.model.tools import check_distinct
+
+        for source in self.sources:
+            for tool in await source.load_tools(scope):
+                if tool.name in self.tools:  # raises: two tools of one name
+                    check_distinct([self.tools[tool.name], tool], hint=(
+                        f"give tool source {source.name!r} a prefix= or a tool_filter= that leaves one out"))
+                self.tools[tool.name] = tool
+
+    async def _converse(self, messages: list[dict[str, Any]]) -> Any:
         agent = self.agent
         specs = [t.spec for t in self.tools.values()]
         tools_closed = False
@@ -218,7 +250,7 @@ class Conversation:
             # A tool outside the agent's grant (its tools=): denied, audited, and the refusal is
             # the call's result, so the model can go on without it.
             try:
-                check_tool_call(self.agent, call.name)
+                check_tool_call(self.agent, call.name, granted=self.tools if self.sources else None)
             except CapabilityError as denied:
                 record_denial(denied, ctx=self.ctx, call_id=call.id)
                 refusal = denied.refusal

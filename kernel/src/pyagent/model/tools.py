@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -103,7 +103,7 @@ class Tool:
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None))  # noqa: B004 - callable objects with async __call__
         self.context_param: str | None = None
-        self.args_model = self._args_model(fn, param_docs)
+        self.args_model: type[BaseModel] | None = self._args_model(fn, param_docs)
         schema = self.args_model.model_json_schema()
         schema.pop("title", None)
         self.parameters: dict[str, Any] = schema
@@ -146,6 +146,28 @@ class Tool:
                 "annotate them with JSON-friendly types (str, int, float, bool, lists, dicts, pydantic models)"
             ) from None
 
+    @classmethod
+    def from_schema(cls, name: str, description: str, parameters: dict[str, Any],
+                    call: Callable[[dict[str, Any], Any], Awaitable[Any]]) -> Tool:
+        """A tool described by a JSON schema rather than a Python signature (a remote server's tool).
+
+        ``call(arguments, ctx)`` is awaited with the arguments the model gave, decoded but not
+        validated: the tool's owner validates them against its own schema.
+        """
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+            raise ConfigurationError(
+                f"tool name {name!r} is not allowed: models accept 1-64 letters, digits, '_' or '-'"
+            )
+        tool = cls.__new__(cls)
+        tool.fn = call
+        tool.name = name
+        tool.description = description
+        tool.is_async = True
+        tool.context_param = None
+        tool.args_model = None
+        tool.parameters = dict(parameters) if parameters else {"type": "object", "properties": {}}
+        return tool
+
     @property
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.description, self.parameters)
@@ -163,6 +185,8 @@ class Tool:
             data = arguments
         if not isinstance(data, dict):
             raise ValueError(f"the arguments must be a JSON object, got {type(data).__name__}")
+        if self.args_model is None:  # a schema tool: its owner validates
+            return data
         try:
             model = self.args_model.model_validate(data)
         except ValidationError as exc:
@@ -172,6 +196,8 @@ class Tool:
 
     async def call(self, kwargs: dict[str, Any], ctx: Any = None) -> Any:
         """Run the tool with validated arguments (a sync tool in a worker thread)."""
+        if self.args_model is None:
+            return await self.fn(kwargs, ctx)
         if self.context_param is not None:
             kwargs = {**kwargs, self.context_param: ctx}
         if self.is_async:
@@ -205,17 +231,33 @@ def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None,
 
 
 def as_tools(values: Any) -> list[Tool]:
-    """``tools=`` as a list of tools with distinct names, or a ConfigurationError naming the problem."""
+    """``tools=`` as a list of tools with distinct names, or a ConfigurationError naming the problem.
+
+    Tool sources (see :mod:`pyagent.model.toolsource`) are left out: :func:`split_tools` keeps them.
+    """
+    return split_tools(values)[0]
+
+
+def split_tools(values: Any) -> tuple[list[Tool], list[Any]]:
+    """``tools=`` as (the tools, the tool sources whose tools are found when the agent runs)."""
+    from pyagent.model.toolsource import is_tool_source
+
     if values is None:
-        return []
-    if callable(values) or isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        return [], []
+    if (callable(values) or is_tool_source(values) or isinstance(values, (str, bytes))
+            or not hasattr(values, "__iter__")):
         raise ConfigurationError(f"tools= must be a list of functions, got {values!r}: e.g. tools=[get_invoice]")
-    tools = [v if isinstance(v, Tool) else Tool(v) for v in values]
+    sources = [v for v in values if is_tool_source(v)]
+    tools = [v if isinstance(v, Tool) else Tool(v) for v in values if not is_tool_source(v)]
+    check_distinct(tools)
+    return tools, sources
+
+
+def check_distinct(tools: list[Tool], *, hint: str = "wrap one as Tool(fn, name='other_name')") -> None:
+    """Refuse two tools of one name: the model calls tools by name."""
     names = [t.name for t in tools]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigurationError(
-            f"two tools are named {', '.join(dupes)}: the model calls tools by name, so wrap one as "
-            "Tool(fn, name='other_name')"
+            f"two tools are named {', '.join(dupes)}: the model calls tools by name, so {hint}"
         )
-    return tools
