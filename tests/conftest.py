@@ -4,7 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +85,34 @@ def fresh_venv(tmp_path: Path, kernel_wheel: Path) -> Callable[[str], Venv]:
         return venv
 
     return make
+
+
+@pytest.fixture
+def own_schema() -> Iterator[Callable[[str], str]]:
+    """``own_schema(url)``: a PostgreSQL URL into a schema of its own (dropped afterwards), so a
+    test never shares the server's default schema with other test runs; other URLs unchanged."""
+    import asyncio
+    import uuid
+
+    made: list[tuple[str, str]] = []
+
+    def scoped(url: str) -> str:
+        if not url.startswith("postgres"):
+            return url
+        schema = f"pyagent_test_{uuid.uuid4().hex[:12]}"
+        made.append((url, schema))
+        return url + ("&" if "?" in url else "?") + f"schema={schema}"
+
+    yield scoped
+
+    async def drop(url: str, schema: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url.split("?", 1)[0].replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    for url, schema in made:
+        asyncio.run(drop(url, schema))

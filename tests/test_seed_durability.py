@@ -59,7 +59,9 @@ def calls_logged(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("storage", storages())
 def test_sigkilled_run_resumes_by_run_id_without_rerunning_completed_tasks(
-        runtime: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, storage: str) -> None:
+        runtime: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, storage: str,
+        own_schema: Any) -> None:
+    storage = own_schema(storage)
     monkeypatch.chdir(tmp_path)
     script = tmp_path / "child.py"
     script.write_text(CHILD)
