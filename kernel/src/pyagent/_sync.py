@@ -37,3 +37,33 @@ def run_or_await(fn: Callable[[], Awaitable[T]]) -> Any:
         return await fn()
 
     return anyio.run(go)
+
+
+def run_blocking(fn: Callable[[], Awaitable[T]], *, name: str = "pyagent") -> T:
+    """Run ``fn()`` to completion from plain code and return its result, also when called from
+    inside a running event loop: there it runs on a loop of its own, in a short-lived thread
+    (the caller's loop is blocked meanwhile, as any plain call blocks it)."""
+    import anyio
+
+    async def go() -> T:
+        return await fn()
+
+    if not in_event_loop():
+        return anyio.run(go)
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            box["value"] = anyio.run(go)
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=worker, name=name, daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value

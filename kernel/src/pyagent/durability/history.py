@@ -547,9 +547,7 @@ async def gather_history(runtime: Runtime, urls: list[str], *, workflow: Any = N
 
 def get_history_sync(runtime: Runtime, urls: list[str], **filters: Any) -> list[ExecutionRecord]:
     """:func:`gather_history` from synchronous code, or from inside an event loop (in a helper thread)."""
-    import anyio
-
-    from pyagent._sync import in_event_loop
+    from pyagent._sync import run_blocking
 
     async def go() -> list[ExecutionRecord]:
         return await gather_history(runtime, urls, **filters)
@@ -559,21 +557,5 @@ def get_history_sync(runtime: Runtime, urls: list[str], **filters: Any) -> list[
         name = workflow_name(filters.get("workflow"))
         ts, st = parse_since(filters.get("since")), parse_status(filters.get("status"))
         return merge(_memory_records(runtime, name, ts, st), limit=filters.get("limit"))
-    if not in_event_loop():
-        return anyio.run(go)
-    # Inside a running loop a store must be queried on a loop of its own: a short-lived thread.
-    box: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            box["value"] = anyio.run(go)
-        except BaseException as exc:
-            box["error"] = exc
-
-    t = threading.Thread(target=worker, name="pyagent-history", daemon=True)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    result: list[ExecutionRecord] = box["value"]
-    return result
+    # Inside a running loop a store is queried on a loop of its own, in a short-lived thread.
+    return run_blocking(go, name="pyagent-history")

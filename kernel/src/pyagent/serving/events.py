@@ -100,7 +100,7 @@ def emit_sync(orchestrator: Orchestrator, name: str, payload: Any = None, **fiel
     """See ``Orchestrator.emit_sync``."""
     import functools
 
-    from pyagent._sync import in_event_loop
+    from pyagent._sync import run_blocking
     from pyagent.engine.run import new_run_id
 
     host = orchestrator._host
@@ -119,23 +119,5 @@ def emit_sync(orchestrator: Orchestrator, name: str, payload: Any = None, **fiel
         from anyio.from_thread import run as run_in_loop
 
         return run_in_loop(call, token=host.token)
-    if not in_event_loop():
-        return anyio.run(call)
-    # Plain code inside some other event loop: run the workflows on a loop of their own.
-    import threading
-
-    box: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            box["ids"] = anyio.run(call)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=worker, name="pyagent-emit", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    started: list[str] = box["ids"]
-    return started
+    # Plain code (or plain code inside some other event loop: then on a loop of its own).
+    return run_blocking(call, name="pyagent-emit")
