@@ -163,3 +163,43 @@ async def test_hook_pyagent_register_models(bare_runtime: Any) -> None:
     assert await named.run("hi", RunContext()) == "[small] hi"
     only = agent("You answer")  # no model given: the only provider is used
     assert await only.run("yo", RunContext()) == "[None] yo"
+
+
+def test_hook_pyagent_register_commands(bare_runtime: Any) -> None:
+    import click
+    from click.testing import CliRunner
+
+    from pyagent.cli import main
+
+    loaded: list[str] = []
+
+    @click.group()
+    def tools() -> None:
+        """Tools a plugin adds."""
+
+    @tools.command()
+    @click.argument("who")
+    def greet(who: str) -> None:
+        click.echo(f"hello {who}")
+
+    def load() -> click.Group:
+        loaded.append("tools")
+        return tools
+
+    class Plugin:
+        @hookimpl
+        def pyagent_register_commands(self, register: Any) -> None:
+            register("tools", load)
+            register("run", tools)  # the kernel's own command keeps its name
+
+    bare_runtime.register(Plugin(), "tool-commands")
+    assert loaded == []  # nothing imported until the command is used
+    out = CliRunner().invoke(main, ["tools", "greet", "ada"])
+    assert out.exit_code == 0, out.output
+    assert out.output == "hello ada\n" and loaded == ["tools"]
+    assert "tools" in CliRunner().invoke(main, ["--help"]).output
+    assert "Run a workflow" in CliRunner().invoke(main, ["run", "--help"]).output
+    assert bare_runtime.plugins["tool-commands"].provides == {"commands": ["tools", "run"]}
+    # A command this project's plugins provide, not installed here: how to get it.
+    missing = CliRunner().invoke(main, ["dashboard", "--storage", "sqlite://runs.db"])
+    assert missing.exit_code == 2 and "pip install pyagent-dashboard" in missing.output

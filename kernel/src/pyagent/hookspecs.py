@@ -143,6 +143,22 @@ def pyagent_register_models(register: Register) -> None:
     """
 
 
+# ---------------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def pyagent_register_commands(register: Register) -> None:
+    """Register command groups of the ``pyagent`` command line: ``register("mcp", mcp_group)``.
+
+    The object is a click command or group, or a function of no arguments that returns one,
+    so the plugin imports its command-line code only when the command is used. The kernel's
+    own commands keep their names. Called once per plugin at discovery (broadcast); the
+    command line looks plugin commands up only when it is asked for one it does not have.
+    """
+
+
 HOOK_KINDS: dict[str, str] = {
     "pyagent_register_executors": "executors",
     "pyagent_register_patterns": "patterns",
@@ -152,6 +168,7 @@ HOOK_KINDS: dict[str, str] = {
     "pyagent_on_event": "monitors",
     "pyagent_register_triggers": "triggers",
     "pyagent_register_models": "models",
+    "pyagent_register_commands": "commands",
 }
 
 

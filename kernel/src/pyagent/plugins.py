@@ -46,6 +46,7 @@ KNOWN_DISTRIBUTIONS: dict[str, dict[str, str]] = {
     "model": {"openai": "pyagent-openai"},
     "monitor": {"console": "pyagent-console", "slack": "pyagent-slack",
                 "prometheus": "pyagent-prometheus", "otel": "pyagent-otel"},
+    "command": {"dashboard": "pyagent-dashboard"},
 }
 
 

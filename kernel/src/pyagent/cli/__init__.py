@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from pyagent.cli.errors import report_unexpected
+from pyagent.cli.errors import ConfigError, report_unexpected
 
 
 class _Group(click.Group):
@@ -33,6 +33,13 @@ class _Group(click.Group):
                 exc.show()
                 sys.exit(exc.exit_code)
             raise cause from None
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        return command if command is not None else plugin_command(name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *plugin_command_names()})
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -59,6 +66,35 @@ def main() -> None:
     Errors print one line; add --traceback anywhere to see the full Python traceback.
     Exit codes: 0 success, 1 a run failed, 2 a configuration error (nothing ran).
     """
+
+
+def plugin_command_names() -> list[str]:
+    """The command groups plugins add (``pyagent_register_commands``); discovers plugins."""
+    from pyagent.plugins import get_runtime
+
+    try:
+        return list(get_runtime().registry("commands"))
+    except Exception:  # a broken plugin set must not break `pyagent --help`
+        return []
+
+
+def plugin_command(name: str) -> click.Command | None:
+    """A plugin's command group by name, or None; a known one that is not installed says how to get it."""
+    from pyagent.errors import PluginNotInstalledError
+    from pyagent.plugins import KNOWN_DISTRIBUTIONS, get_runtime, not_installed
+
+    table = get_runtime().registry("commands")
+    reg = table.get(name)
+    if reg is None:
+        if name in KNOWN_DISTRIBUTIONS["command"]:
+            error: PluginNotInstalledError = not_installed("command", name, table)
+            raise ConfigError(str(error))
+        return None
+    command = reg.obj if isinstance(reg.obj, click.Command) else reg.obj()
+    if not isinstance(command, click.Command):
+        raise ConfigError(f"plugin {reg.plugin!r} registered command {name!r} as {command!r}, which is not "
+                          "a click command: register a click command or group, or a function returning one")
+    return command
 
 
 def _register() -> None:
