@@ -1,0 +1,1 @@
+from pyagent.testing_fixtures import *  # noqa: F403
