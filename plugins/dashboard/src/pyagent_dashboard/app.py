@@ -125,7 +125,9 @@ class Dashboard:
         nav = [p for p in self.pages if p.nav and p.offered(self)]
         html = self.env.get_template(template).render(
             request=request, base=self.base(request), csrf=csrf, nav=nav, read_only=self.read_only,
-            signed_in=self.token is not None, url=lambda path, **q: self.url(request, path, **q),
+            signed_in=self.token is not None and security.same(
+                request.cookies.get(security.SESSION_COOKIE), security.session_value(self.token)),
+            url=lambda path, **q: self.url(request, path, **q),
             **context)
         response = HTMLResponse(html, status_code=status_code)
         if request.cookies.get(security.CSRF_COOKIE) != csrf:
