@@ -44,7 +44,7 @@ def draw(record: Any, now: float | None = None) -> Markup:
     ends = [f if f is not None else now for _, f in spans] + [record.finished_at or min(now, max(starts))]
     t0, t1 = min(starts), max([*ends, min(starts) + 0.001])
     span = max(t1 - t0, 1e-3)
-    inner = WIDTH - LABEL - 20
+    inner = WIDTH - LABEL - 110  # room for the last bar's label
 
     def x(ts: float) -> float:
         return LABEL + (ts - t0) / span * inner
