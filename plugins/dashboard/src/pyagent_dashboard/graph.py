@@ -244,7 +244,7 @@ def draw(g: Graph) -> Markup:
             if node.kind == "nested":
                 shape = Markup(shape + el("rect", x=cx - NODE_W / 2 + 4, y=cy - NODE_H / 2 + 4,
                                           width=NODE_W - 8, height=NODE_H - 8, rx=4, class_="inner"))
-                label = "⧉ " + label
+                label = label + " ›"
             if node.reused:
                 label = "↺ " + label
             text = el("text", label, x=cx, y=cy + 4, class_="node-label", text_anchor="middle")
