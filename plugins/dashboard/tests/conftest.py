@@ -123,8 +123,10 @@ def cli_server(recorded: Recorded) -> Iterator[CliServer]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Any]:
+    """Playwright's sync API runs an event loop in this thread while it is open: closed with the
+    module, so that the tests after it (anyio.run, async tests) have the thread to themselves."""
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium is not installed: apt-get install chromium (the nox session installs it)")
     from playwright.sync_api import sync_playwright
