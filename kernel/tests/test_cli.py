@@ -112,3 +112,9 @@ def test_run_prints_its_run_id_before_any_task_and_takes_one(mini_runtime: Any, 
     given = CliRunner().invoke(main, ["run", str(path), "--input", '"AI"', "--run-id", "nightly-7",
                                       "--json"])
     assert json.loads(given.output)["run_id"] == "nightly-7"
+
+
+
+def test_an_unknown_command_is_still_unknown_with_plugin_commands(bare_runtime: Any) -> None:
+    unknown = CliRunner().invoke(main, ["no-such-command"])
+    assert unknown.exit_code == 2 and "No such command 'no-such-command'" in unknown.output

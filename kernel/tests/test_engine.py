@@ -114,6 +114,58 @@ async def test_cancelling_a_run_marks_the_task_cancelled(rt: Any) -> None:
     assert seen[-2:] == ["task.cancelled", "workflow.cancelled"]
 
 
+async def test_workflow_cancel_stops_one_run_and_returns_its_result(rt: Any, store_url: str) -> None:
+    started = anyio.Event()
+
+    async def hang(x: Any) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    wf = Workflow(name="w", steps=[Task(name="first", agent=lambda x: f"did {x}"), Task(name="hang", agent=hang),
+                                   Task(name="never", agent=lambda x: x)],
+                  checkpointing={"storage": store_url})
+    results: list[Any] = []
+
+    async def go() -> None:
+        results.append(await wf.run("x", run_id="to-stop"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(go)
+        with anyio.fail_after(5):
+            await started.wait()
+        assert wf.cancel("someone-else") is False
+        assert wf.cancel("to-stop", reason="stopped from the dashboard") is True
+    (result,) = results
+    assert result.status is TaskStatus.CANCELLED
+    assert result.error == "RunCancelledError: stopped from the dashboard"
+    assert result.tasks["first"].status is TaskStatus.COMPLETED
+    assert result.tasks["hang"].status is TaskStatus.CANCELLED
+    assert wf.cancel("to-stop") is False  # over: nothing left to cancel
+    state = wf.get_state("to-stop")
+    assert state.status is TaskStatus.CANCELLED and state.completed == ["first"]
+
+
+async def test_workflow_cancel_works_from_another_thread(rt: Any) -> None:
+    started = anyio.Event()
+
+    async def hang(x: Any) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    wf = Workflow(name="w", steps=[Task(name="hang", agent=hang)])
+    box: list[Any] = []
+
+    async def go() -> None:
+        box.append(await wf.run(run_id="threaded"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(go)
+        with anyio.fail_after(5):
+            await started.wait()
+        assert await anyio.to_thread.run_sync(lambda: wf.cancel("threaded")) is True
+    assert box[0].status is TaskStatus.CANCELLED and box[0].error == "RunCancelledError: cancelled on request"
+
+
 async def test_timeout_fails_the_task(rt: Any) -> None:
     async def slow(x: Any) -> None:
         await anyio.sleep(10)

@@ -203,3 +203,5 @@ def test_hook_pyagent_register_commands(bare_runtime: Any) -> None:
     # A command this project's plugins provide, not installed here: how to get it.
     missing = CliRunner().invoke(main, ["mcp", "serve", "x.py"])
     assert missing.exit_code == 2 and "pip install pyagent-mcp" in missing.output
+    missing = CliRunner().invoke(main, ["dashboard", "--storage", "sqlite://runs.db"])
+    assert missing.exit_code == 2 and "pip install pyagent-dashboard" in missing.output

@@ -108,6 +108,10 @@ class HandoffLoopError(PyAgentError):
     """A chain of handoffs went past its hop limit."""
 
 
+class RunCancelledError(PyAgentError):
+    """The run was cancelled from outside it (``workflow.cancel(run_id)``); the message says why."""
+
+
 class CheckpointConflictError(PyAgentError, ValueError):
     """A checkpoint with the same run id and sequence number is already stored (two writers on one run)."""
 

@@ -52,6 +52,10 @@ What is here, by kind of plugin:
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
   :class:`StoredRun`, :class:`Lease`; :class:`StoreError`, :class:`RunOwnedError` and
   :class:`CheckpointConflictError` to raise
+- reading runs back (dashboards, reports): :func:`open_store` and :func:`close_store` by URL,
+  :func:`safe_url`; :func:`list_runs` (a page of :class:`ExecutionRecord`, paged in the store's
+  query), :func:`list_headers` (the same page undecoded), :func:`read_run` (one run's
+  :class:`RunDetails`: record, :class:`WorkflowState`, lease)
 - monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``);
   for metrics monitors, :class:`MetricFold`, :data:`METRICS` (the catalogue) and
   :func:`bind_meter` (the catalogue on an OpenTelemetry meter)
@@ -80,6 +84,7 @@ from pyagent.errors import (
     PluginLoadError,
     PluginNotInstalledError,
     PyAgentError,
+    RunCancelledError,
     RunOwnedError,
     StateError,
     StoreError,
@@ -95,7 +100,11 @@ if TYPE_CHECKING:
     from pyagent._sync import in_event_loop, run_or_await
     from pyagent.cli.loading import LoadedTarget, load_target
     from pyagent.config import Settings, get_settings
+    from pyagent.durability.browse import RunDetails, list_headers, list_runs, read_run
+    from pyagent.durability.history import ExecutionRecord
+    from pyagent.durability.state import WorkflowState
     from pyagent.durability.store import Checkpoint, Lease, RunHeader, Store, StoredRun
+    from pyagent.durability.stores import close_store, open_store, safe_url
     from pyagent.engine.concurrency import (
         TaskGroup,
         cancels_unstarted_children,
@@ -150,6 +159,10 @@ if TYPE_CHECKING:
 # The rest is loaded on first use, so discovering plugins stays fast.
 _LAZY: dict[str, str] = {
     **dict.fromkeys(["Checkpoint", "Lease", "RunHeader", "Store", "StoredRun"], "pyagent.durability.store"),
+    **dict.fromkeys(["RunDetails", "list_headers", "list_runs", "read_run"], "pyagent.durability.browse"),
+    "ExecutionRecord": "pyagent.durability.history",
+    "WorkflowState": "pyagent.durability.state",
+    **dict.fromkeys(["close_store", "open_store", "safe_url"], "pyagent.durability.stores"),
     **dict.fromkeys(["TaskGroup", "cancels_unstarted_children", "first_error", "large_fanout"],
                     "pyagent.engine.concurrency"),
     "WorkflowRun": "pyagent.engine.run",
@@ -209,6 +222,7 @@ __all__ = [
     "DriverLoadFailure",
     "Event",
     "EventPayload",
+    "ExecutionRecord",
     "FunctionAgent",
     "GuardrailError",
     "HandoffFailure",
@@ -233,7 +247,9 @@ __all__ = [
     "PluginNotInstalledError",
     "PyAgentError",
     "RetryConfig",
+    "RunCancelledError",
     "RunContext",
+    "RunDetails",
     "RunHeader",
     "RunOwnedError",
     "Runtime",
@@ -262,6 +278,7 @@ __all__ = [
     "Workflow",
     "WorkflowResult",
     "WorkflowRun",
+    "WorkflowState",
     "agent",
     "announce_handoff",
     "as_agent",
@@ -272,6 +289,7 @@ __all__ = [
     "check_models",
     "check_timeout",
     "check_tool_call",
+    "close_store",
     "current_run",
     "current_task",
     "events",
@@ -283,14 +301,19 @@ __all__ = [
     "hookspec",
     "in_event_loop",
     "large_fanout",
+    "list_headers",
+    "list_runs",
     "load_target",
     "max_hops_setting",
+    "open_store",
+    "read_run",
     "record_denial",
     "render_input",
     "render_prompt",
     "resolve_router",
     "run_or_await",
     "run_scope",
+    "safe_url",
     "score_agents",
     "shared_tool_scope",
     "short_repr",

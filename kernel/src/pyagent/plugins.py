@@ -46,7 +46,7 @@ KNOWN_DISTRIBUTIONS: dict[str, dict[str, str]] = {
     "model": {"openai": "pyagent-openai"},
     "monitor": {"console": "pyagent-console", "slack": "pyagent-slack",
                 "prometheus": "pyagent-prometheus", "otel": "pyagent-otel"},
-    "command": {"mcp": "pyagent-mcp", "a2a": "pyagent-a2a"},
+    "command": {"mcp": "pyagent-mcp", "a2a": "pyagent-a2a", "dashboard": "pyagent-dashboard"},
 }
 
 

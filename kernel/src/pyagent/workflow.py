@@ -311,6 +311,19 @@ class Workflow(BaseModel):
             return initial_state(self, self._circuit())
         return WorkflowState.of_run(runs[-1], self._circuit())
 
+    def cancel(self, run_id: str, *, reason: str | None = None) -> bool:
+        """Cancel a run of this workflow going on in this process: it ends ``cancelled``.
+
+        Its running tasks are cancelled, it is checkpointed as cancelled (resume it later to go
+        on) and its result's ``error`` gives ``reason``. Returns False when no run with that
+        id is going on here (a run owned by another process cannot be cancelled from this one).
+        Safe to call from any thread.
+        """
+        for run in list(self._active):
+            if run.run_id == run_id:
+                return bool(run.cancel(reason))
+        return False
+
     def get_metrics(self) -> WorkflowMetrics:
         """Executions, success rate (0..1), durations (s), per-task breakdown and circuit state."""
         from pyagent.durability.metrics import metrics_for

@@ -136,6 +136,25 @@ async def test_list_runs_filters_by_workflow_status_and_since_newest_first(url: 
         assert got == header("b2", "beta", "running", 250.0)
 
 
+async def test_list_runs_pages_with_offset_and_until_in_a_stable_order(url: str) -> None:
+    async with opened(url) as store:
+        # Two runs share a start time: the run id breaks the tie, so pages never overlap.
+        for run_id, wf, started in [("r1", "alpha", 100.0), ("r2", "beta", 200.0), ("r3", "alpha", 200.0),
+                                    ("r4", "alpha", 300.0), ("r5", "beta", 400.0)]:
+            await store.save_run(header(run_id, wf, "completed", started))
+
+        async def ids(**filters: Any) -> list[str]:
+            return [h.run_id for h in await store.list_runs(**filters)]
+
+        assert await ids() == ["r5", "r4", "r3", "r2", "r1"]
+        pages = [await ids(limit=2, offset=o) for o in (0, 2, 4, 6)]
+        assert pages == [["r5", "r4"], ["r3", "r2"], ["r1"], []]
+        assert await ids(offset=3) == ["r2", "r1"]
+        assert await ids(until=300.0) == ["r3", "r2", "r1"]
+        assert await ids(since=200.0, until=400.0) == ["r4", "r3", "r2"]
+        assert await ids(workflow="alpha", until=300.0, limit=1, offset=1) == ["r1"]
+
+
 async def test_prune_keeps_the_last_n_and_the_full_checkpoint_they_build_on(url: str) -> None:
     async with opened(url) as store:
         await store.save_run(header("r1"))

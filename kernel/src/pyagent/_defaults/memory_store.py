@@ -102,6 +102,8 @@ class MemoryStore:
         since: float | None = None,
         status: str | None = None,
         limit: int | None = None,
+        until: float | None = None,
+        offset: int = 0,
     ) -> list[RunHeader]:
         with self._data.lock:
             headers = list(self._runs.values())
@@ -110,10 +112,11 @@ class MemoryStore:
             for h in headers
             if (workflow is None or h.workflow == workflow)
             and (since is None or h.started_at >= since)
+            and (until is None or h.started_at < until)
             and (status is None or h.status == status)
         ]
-        rows.sort(key=lambda h: h.started_at, reverse=True)
-        return rows[:limit] if limit is not None else rows
+        rows.sort(key=lambda h: (h.started_at, h.run_id), reverse=True)
+        return rows[offset:] if limit is None else rows[offset:offset + limit]
 
     async def prune(self, run_id: str, keep: int) -> int:
         with self._data.lock:

@@ -27,6 +27,7 @@ from pyagent.model.events import CAPABILITY_DENIED
 from pyagent.model.tasks import TaskStatus
 
 if TYPE_CHECKING:
+    from pyagent.durability.state import WorkflowState
     from pyagent.engine.run import WorkflowRun
     from pyagent.model.results import TaskResult, WorkflowResult
     from pyagent.plugins import Runtime
@@ -130,6 +131,8 @@ class ExecutionRecord(BaseModel):
     seconds, in order) and ``duration`` runs from its first start to its end.
     ``unreadable`` says why a stored record could not be read (saved under another
     encryption key, damaged, ...): then only the store's plain columns are shown.
+    ``trigger`` is what started the run when a trigger recorded it (``{"kind": "cron",
+    "source": ...}``); None for a run started by a call.
     """
 
     run_id: str
@@ -149,6 +152,7 @@ class ExecutionRecord(BaseModel):
     usage: UsageRecord | None = None
     audit: list[AuditRecord] = Field(default_factory=list)
     unreadable: str | None = None
+    trigger: dict[str, Any] | None = None
 
     @classmethod
     def from_payload(cls, blob: bytes, what: str, *, allow_plaintext: bool | None = None) -> ExecutionRecord:
@@ -470,7 +474,7 @@ async def query_store(url: str, *, workflow: str | None, since: float | None, st
     A record that cannot be read (another key, no key, damaged) does not hide the others: it
     is listed from the store's plain columns, with ``unreadable`` saying why.
     """
-    from pyagent.durability.stores import open_store, safe_url, store_failure
+    from pyagent.durability.stores import open_store, store_failure
 
     store = await open_store(url, setting="storage")
     out = []
@@ -480,25 +484,35 @@ async def query_store(url: str, *, workflow: str | None, since: float | None, st
         except Exception as exc:
             raise store_failure(store, "listing runs", exc) from exc
         for h in headers:
-            what = f"history of run {h.run_id} in {safe_url(url)}"
-            rec = None
-            if h.payload:
-                try:
-                    rec = ExecutionRecord.from_payload(h.payload, what, allow_plaintext=allow_plaintext)
-                except StateError as exc:
-                    rec = _plain_record(h)
-                    rec.unreadable = str(exc)
-                else:
-                    if h.status in _STATUSES:  # the header's column is authoritative
-                        rec.status = TaskStatus(h.status)
-            else:
-                rec = _plain_record(h)
-            if rec.status is TaskStatus.RUNNING and rec.unreadable is None:
-                await _progress_from_checkpoints(store, rec, what, allow_plaintext)
-            out.append(rec)
+            out.append(await record_of_header(store, h, allow_plaintext=allow_plaintext))
     finally:
         await store.close()
     return out
+
+
+async def record_of_header(store: Any, h: Any, *, allow_plaintext: bool | None = None,
+                           progress: bool = True) -> ExecutionRecord:
+    """The execution record a run header holds; an unreadable one from its plain columns.
+
+    ``progress``: for a run still marked running, read its progress from its checkpoints.
+    """
+    from pyagent.durability.stores import safe_url
+
+    what = f"history of run {h.run_id} in {safe_url(store.url)}"
+    if h.payload:
+        try:
+            rec = ExecutionRecord.from_payload(h.payload, what, allow_plaintext=allow_plaintext)
+        except StateError as exc:
+            rec = _plain_record(h)
+            rec.unreadable = str(exc)
+        else:
+            if h.status in _STATUSES:  # the header's column is authoritative
+                rec.status = TaskStatus(h.status)
+    else:
+        rec = _plain_record(h)
+    if progress and rec.status is TaskStatus.RUNNING and rec.unreadable is None:
+        await _progress_from_checkpoints(store, rec, what, allow_plaintext)
+    return rec
 
 
 def _plain_record(h: Any) -> ExecutionRecord:
@@ -520,6 +534,11 @@ async def _progress_from_checkpoints(store: Any, rec: ExecutionRecord, what: str
         state = fold(stored, what, allow_plaintext=allow_plaintext)
     except Exception:
         return  # unreadable here (e.g. another key, or the store failed): the header alone is shown
+    progress_from_state(rec, state)
+
+
+def progress_from_state(rec: ExecutionRecord, state: WorkflowState) -> None:
+    """Fill a running run's record with the task records its checkpoints hold."""
     rec.tasks_completed = len(state.completed)
     rec.tasks = [TaskRecord(name=t.name, status=t.status, agent=t.agent, error=t.error,
                             started_at=t.started_at, finished_at=t.finished_at, reused=t.reused,

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
 
 from pyagent.durability.history import history_log
 from pyagent.durability.metrics import metrics_for
 from pyagent.engine.resilience import Transition, breaker_for
 from pyagent.engine.run import execute
-from pyagent.errors import CircuitOpenError
+from pyagent.errors import CircuitOpenError, RunCancelledError
 from pyagent.model import events as ev
 from pyagent.model.tasks import TaskStatus
 
@@ -100,14 +104,19 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
             outcome = None if status is None else status is TaskStatus.COMPLETED
             _announce(run, breaker.release(ticket, outcome))
 
+    stop = run.stop_scope = anyio.CancelScope()
+    run._loop = (anyio.lowlevel.current_token(), threading.get_ident())
     try:
         async with own.held() if own is not None else contextlib.nullcontext():
             try:
-                with own.scope if own is not None else contextlib.nullcontext():
+                with own.scope if own is not None else contextlib.nullcontext(), stop:
                     result = await execute(run, pattern, release if ticket is not None else None)
                 if result is None and own is not None and own.lost is not None:
                     result = run.result(None, TaskStatus.CANCELLED, own.lost)
+                elif result is None and stop.cancel_called:
+                    result = run.result(None, TaskStatus.CANCELLED, RunCancelledError(run.cancel_reason or ""))
             finally:
+                run.stop_scope = None
                 wf._active.remove(run)
                 wf._last = run
                 release(None if result is None else result.status)

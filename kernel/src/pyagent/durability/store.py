@@ -146,8 +146,15 @@ class Store(Protocol):
         since: float | None = None,
         status: str | None = None,
         limit: int | None = None,
+        until: float | None = None,
+        offset: int = 0,
     ) -> list[RunHeader]:
-        """Headers matching every given filter, newest first."""
+        """Headers matching every given filter, newest first (``started_at``, then ``run_id``, descending).
+
+        ``since``/``until``: started at or after ``since``, strictly before ``until`` (epoch
+        seconds). ``offset`` skips that many matching headers before ``limit`` applies, in the
+        query itself, so a page of a large store is read without loading the rest.
+        """
 
     async def prune(self, run_id: str, keep: int) -> int:
         """Keep the last ``keep`` checkpoints of a run and every older one back to the full checkpoint

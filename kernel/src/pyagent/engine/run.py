@@ -111,6 +111,28 @@ class WorkflowRun:
         self.audit_trail: list[dict[str, Any]] = []
         # What the run's tool sources opened (an MCP server's session), closed when it ends.
         self.tool_scope: ToolScope | None = None
+        # Set while the run goes on (by the durability layer): what cancel() stops, and from where.
+        self.stop_scope: anyio.CancelScope | None = None
+        self.cancel_reason: str | None = None
+        self._loop: tuple[Any, int] | None = None
+
+    def cancel(self, reason: str | None = None) -> bool:
+        """Stop this run from outside it: its tasks are cancelled and it ends ``cancelled``.
+
+        Safe to call from another thread. False when the run is not going on (any more).
+        """
+        import threading
+
+        scope, where = self.stop_scope, self._loop
+        if scope is None or where is None or self.status.finished:
+            return False
+        self.cancel_reason = reason or "cancelled on request"
+        token, thread = where
+        if thread == threading.get_ident():
+            scope.cancel()
+        else:
+            anyio.from_thread.run_sync(scope.cancel, token=token)
+        return True
 
     # -- events --------------------------------------------------------------------------
 

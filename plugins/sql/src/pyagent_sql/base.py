@@ -164,8 +164,10 @@ class SQLStore:
         since: float | None = None,
         status: str | None = None,
         limit: int | None = None,
+        until: float | None = None,
+        offset: int = 0,
     ) -> list[RunHeader]:
-        """Headers matching every given filter, newest first."""
+        """Headers matching every given filter, newest first; ``limit``/``offset`` page in SQL."""
         backend = await self._ready()
         runs = backend.tables.runs
         query = select(runs)
@@ -173,6 +175,8 @@ class SQLStore:
             query = query.where(runs.c.workflow == workflow)
         if since is not None:
             query = query.where(runs.c.started_at >= since)
+        if until is not None:
+            query = query.where(runs.c.started_at < until)
         if status is not None:
             query = query.where(runs.c.status == status)
         query = query.order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
@@ -180,6 +184,10 @@ class SQLStore:
             if limit < 0:
                 raise ValueError(f"limit must be >= 0 or None, got {limit}")
             query = query.limit(limit)
+        if offset:
+            if offset < 0:
+                raise ValueError(f"offset must be >= 0, got {offset}")
+            query = query.offset(offset)
         return await self._call("listing runs", "", lambda: backend.run(backend.list_runs, query))
 
     async def prune(self, run_id: str, keep: int) -> int:

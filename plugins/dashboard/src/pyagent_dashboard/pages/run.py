@@ -1,0 +1,184 @@
+"""One run: its timeline, its graph, input and outputs, errors, the audit trail, and actions."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from pyagent.plugin import RunDetails, TaskStatus
+from pyagent_dashboard import fmt, graph, timeline
+from pyagent_dashboard.pages import Page
+from pyagent_dashboard.pages.live import stream
+
+if TYPE_CHECKING:
+    from pyagent_dashboard.app import Dashboard
+
+RESUMABLE = (TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+@dataclass
+class Action:
+    """Whether an action is offered for this run here, and if not, why (None: nothing to say)."""
+
+    possible: bool
+    why_not: str | None = None
+
+
+def cancel_action(dashboard: Dashboard, details: RunDetails) -> Action:
+    rec = details.record
+    if rec.status is not TaskStatus.RUNNING or dashboard.read_only:
+        return Action(False)
+    if dashboard.running_here(rec.workflow, rec.run_id):
+        return Action(True)
+    lease = details.lease
+    if lease is not None and not lease.expired(time.time()):
+        return Action(False, f"This run is going on in another process ({lease.owner}); cancelling a run "
+                             "owned by another process is not supported yet.")
+    return Action(False, "This run is not going on in this process, so it cannot be cancelled from here.")
+
+
+def resume_action(dashboard: Dashboard, details: RunDetails) -> Action:
+    rec = details.record
+    lease = details.lease
+    abandoned = rec.status is TaskStatus.RUNNING and (lease is None or lease.expired(time.time()))
+    if dashboard.read_only or not (rec.status in RESUMABLE or abandoned):
+        return Action(False)
+    if abandoned and dashboard.running_here(rec.workflow, rec.run_id):
+        return Action(False)
+    if details.state is None:
+        return Action(False, f"This run cannot be resumed: {details.state_error}")
+    if dashboard.workflow(rec.workflow) is None:
+        return Action(False, f"Resuming needs the definition of workflow {rec.workflow!r}: give the "
+                             "dashboard an orchestrator (or workflows) that has it.")
+    return Action(True)
+
+
+def definition_graph(dashboard: Dashboard, details: RunDetails) -> tuple[Any, list[tuple[str, Any]], bool]:
+    """The run's graph, the nested workflows' graphs, and whether the definition was known."""
+    rec = details.record
+    wf = dashboard.workflow(rec.workflow)
+    if wf is None:
+        return graph.draw(graph.from_records(rec.tasks, rec.workflow)), [], False
+    g = graph.from_definition(wf, rec.tasks)
+    nested = []
+    seen = {id(wf)}
+    queue = list(g.nested)
+    while queue and len(nested) < 8:
+        task_name, sub = queue.pop(0)
+        if id(sub) in seen:
+            continue
+        seen.add(id(sub))
+        sub_graph = graph.from_definition(sub, [])
+        nested.append((f"{task_name} runs workflow {sub.name}", graph.draw(sub_graph)))
+        queue += sub_graph.nested
+    return graph.draw(g), nested, True
+
+
+def transcripts(details: RunDetails) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Team transcripts kept in task outputs (a team result saved as data: ``{"transcript": [...]}``)."""
+    out = []
+    if details.state is None:
+        return out
+    for name, task in details.state.tasks.items():
+        value = task.output
+        if isinstance(value, dict) and isinstance(value.get("transcript"), list):
+            messages = [m for m in value["transcript"] if isinstance(m, dict) and "content" in m]
+            if messages:
+                out.append((name, messages))
+    return out
+
+
+def version(dashboard: Dashboard, details: RunDetails | None) -> str:
+    if details is None:
+        return "missing"
+    rec, lease = details.record, details.lease
+    return dashboard.fingerprint(rec.status.value, rec.finished_at, rec.tasks_completed, details.checkpoints,
+                                 [(t.name, t.status.value, len(t.attempts)) for t in rec.tasks],
+                                 None if lease is None else (lease.owner, lease.expired(time.time())))
+
+
+def routes(dashboard: Dashboard) -> list[Any]:
+    async def detail(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            details = await dashboard.source.details(run_id)
+        except Exception as exc:
+            return dashboard.error(request, 503, f"cannot read run {run_id!r}: {exc}")
+        if details is None:
+            return dashboard.error(request, 404, f"no run {run_id!r} in {dashboard.source.display_url}")
+        drawn, nested, known = definition_graph(dashboard, details)
+        rec = details.record
+        denials = [a for a in rec.audit if a.kind == "capability.denied"]
+        policy = [a for a in rec.audit if a.kind != "capability.denied"]
+        return dashboard.render(
+            request, "run.html", d=details, rec=rec, state=details.state,
+            timeline=timeline.draw(rec), graph=drawn, nested=nested, definition_known=known,
+            cancel=cancel_action(dashboard, details), resume=resume_action(dashboard, details),
+            trigger=fmt.trigger_kind(rec), denials=denials, policy=policy,
+            transcripts=transcripts(details), notice=dashboard.notices.get(run_id),
+            version=version(dashboard, details), now=time.time())
+
+    async def detail_stream(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+
+        async def current() -> str:
+            return version(dashboard, await dashboard.source.details(run_id))
+
+        return stream(dashboard, request, current)
+
+    async def cancel(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        form = await dashboard.form(request)
+        refused = dashboard.refusal(request, form)
+        if refused is not None:
+            return refused
+        details = await dashboard.source.details(run_id)
+        if details is None:
+            return dashboard.error(request, 404, f"no run {run_id!r}")
+        action = cancel_action(dashboard, details)
+        wf = dashboard.workflow(details.record.workflow)
+        if not action.possible or wf is None:
+            return dashboard.error(request, 409, action.why_not or f"run {run_id!r} is not running")
+        if wf.cancel(run_id, reason="cancelled from the dashboard"):
+            dashboard.notices[run_id] = "Cancelled from the dashboard."
+        return RedirectResponse(dashboard.url(request, f"/runs/{run_id}"), status_code=303)
+
+    async def resume(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        form = await dashboard.form(request)
+        refused = dashboard.refusal(request, form)
+        if refused is not None:
+            return refused
+        details = await dashboard.source.details(run_id)
+        if details is None:
+            return dashboard.error(request, 404, f"no run {run_id!r}")
+        action = resume_action(dashboard, details)
+        wf = dashboard.workflow(details.record.workflow)
+        if not action.possible or wf is None:
+            return dashboard.error(request, 409, action.why_not or f"run {run_id!r} cannot be resumed")
+        url = dashboard.source.url
+        dashboard.notices[run_id] = "Resumed from the dashboard."
+
+        async def go() -> None:
+            try:
+                result = await wf.resume_from(run_id, storage=url)
+            except Exception as exc:
+                dashboard.notices[run_id] = f"Resuming failed: {type(exc).__name__}: {exc}"
+            else:
+                dashboard.notices[run_id] = f"Resumed from the dashboard: the run {result.status.value}."
+
+        dashboard.spawn(go)
+        return RedirectResponse(dashboard.url(request, f"/runs/{run_id}"), status_code=303)
+
+    return [Route("/runs/{run_id}", detail, methods=["GET"]),
+            Route("/runs/{run_id}/stream", detail_stream, methods=["GET"]),
+            Route("/runs/{run_id}/cancel", cancel, methods=["POST"]),
+            Route("/runs/{run_id}/resume", resume, methods=["POST"])]
+
+
+PAGE = Page(name="run", title="Run", path="/runs", routes=routes, nav=False)
