@@ -165,6 +165,26 @@ def test_a_denied_handoff_inside_a_workflow_is_in_its_history(monitor: Monitor, 
     assert (row["from"], row["to"], row["mode"], row["denied"]) == ("triage", "support", "handoff", True)
 
 
+def test_a_denial_is_final_for_the_tasks_retry_policy(monitor: Monitor, store_url: str) -> None:
+    from pyagent import RetryConfig
+
+    billing, support, calls = team()
+    triage = agent(lambda x: handoff.to(support, reason="tech"), name="triage", can_handoff_to=[billing])
+
+    async def desk(request: str) -> Any:
+        answer = await handoff(from_agent="web", to_agent=triage, context=request)
+        return answer.raise_for_status().output
+
+    orchestrator = Orchestrator(store=store_url)
+    wf = orchestrator.add_workflow(Workflow(name="Desk", steps=[
+        Task(name="Route", agent=desk, retry_config=RetryConfig(max_retries=2, initial_delay=0))]))
+    result = anyio.run(wf.run, "printer on fire")
+    assert result.status is TaskStatus.FAILED and calls == []
+    assert len(result.tasks["Route"].attempts) == 1  # a denial is not retried: asking again is denied again
+    [record] = orchestrator.get_history(workflow="Desk")
+    assert [h.data.get("denied", False) for h in record.handoffs] == [False, True]
+
+
 # -- tools -----------------------------------------------------------------------------------------
 
 

@@ -305,6 +305,21 @@ def test_a_block_is_not_retried_nor_handed_to_the_fallback(mini_runtime: Runtime
     assert isinstance(rec.error, GuardrailError)
 
 
+def test_a_block_inside_a_nested_workflow_is_final_for_the_outer_task(mini_runtime: Runtime) -> None:
+    calls: list[str] = []
+    backup_calls: list[str] = []
+    writer = agent(lambda x: calls.append(x) or "the password is hunter2", name="writer",
+                   guardrails=[deny_regex("password")])
+    inner = Workflow(name="Inner", steps=[Task(name="Write", agent=writer)])
+    outer = Workflow(name="Outer", steps=[
+        Task(name="Sub", agent=inner, retry_config=RetryConfig(max_retries=3, initial_delay=0),
+             fallback_agent=lambda x: backup_calls.append(x) or "fallback")])
+    result = run(lambda: outer.run("go"))
+    assert result.status is TaskStatus.FAILED and "GuardrailError" in (result.error or "")
+    assert calls == ["go"] and backup_calls == []  # neither retried nor handed to the fallback
+    assert len(result.tasks["Sub"].attempts) == 1
+
+
 def test_a_guardrail_that_allows_it_is_retried_by_the_task_policy(mini_runtime: Runtime) -> None:
     answers = iter(["far too long an answer", "still much too long", "short"])
     calls: list[int] = []
