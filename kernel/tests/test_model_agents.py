@@ -394,6 +394,28 @@ async def test_named_endpoints_from_configuration(bare_runtime: Any, monkeypatch
         "base_url": "http://127.0.0.1:9/v1", "api_key_env": "LOCAL_KEY"}})]
 
 
+def test_a_model_string_without_provider_or_endpoint_says_how_to_write_it(bare_runtime: Any, monkeypatch: Any,
+                                                                         tmp_path: Any) -> None:
+    from pyagent import PluginNotInstalledError
+
+    class Provider:
+        @hookimpl
+        def pyagent_register_models(self, register: Any) -> None:
+            register("openai", lambda model_id, **options: ScriptedModel(["ok"]))
+
+    bare_runtime.register(Provider(), "provider")
+    monkeypatch.chdir(tmp_path)
+    config.reset()
+    # As the OpenAI SDK writes it, without the provider: say how pyagent writes it.
+    with pytest.raises(PluginNotInstalledError, match=r"write it as 'provider:model', e\.g\. 'openai:gpt-4o-mini'"):
+        agent("x", model="gpt-4o-mini").resolve_model()
+    # An endpoint that was never configured: say where to configure it.
+    with pytest.raises(PluginNotInstalledError, match=r"\[tool\.pyagent\.models\.local\] base_url = "):
+        agent("x", model="local:qwen2.5-7b").resolve_model()
+    with pytest.raises(PluginNotInstalledError, match="did you mean 'openai'"):
+        agent("x", model="opnai:gpt-4o").resolve_model()
+
+
 async def test_retry_after_is_honoured_and_permanent_errors_are_not_retried(mini_runtime: Any) -> None:
     clock = mini_runtime.clock = ManualClock()
     limited = ModelError("rate limited", retryable=True, retry_after=7.0)
