@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from pyagent.plugin import ModelRequest, ModelResponse, ToolCall, Usage
+from pyagent.plugin import ModelError, ModelRequest, ModelResponse, ToolCall, Usage
 
 from .endpoint import Endpoint
 from .errors import translate
@@ -122,6 +122,9 @@ class OpenAIModel:
         except openai.OpenAIError as exc:
             raise translate(exc, self.name, self.endpoint, timeout=request.timeout) from None
 
+    def _cut(self, parts: list[str], what: str) -> ModelError:
+        return _cut_error(self.name, self.url, parts, what)
+
     async def _send(self, client: Any, request: ModelRequest, mode: str) -> ModelResponse:
         kwargs = self._kwargs(request, mode)
         if request.on_delta is not None:
@@ -162,34 +165,53 @@ class OpenAIModel:
                              finish_reason=getattr(choice, "finish_reason", None))
 
     async def _stream(self, client: Any, kwargs: dict[str, Any], on_delta: Callable[[str], None]) -> ModelResponse:
+        import openai
+
         stream = await client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
         parts: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage: Usage | None = None
         finish: str | None = None
         try:
-            async for chunk in stream:
-                if getattr(chunk, "usage", None) is not None:
-                    usage = _usage(chunk.usage)
-                for choice in chunk.choices or []:
-                    delta = choice.delta
-                    if delta is not None and delta.content:
-                        parts.append(delta.content)
-                        on_delta(delta.content)
-                    for call in (getattr(delta, "tool_calls", None) or []) if delta is not None else []:
-                        slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                        slot["id"] = call.id or slot["id"]
-                        if call.function is not None:
-                            slot["name"] += call.function.name or ""
-                            slot["arguments"] += call.function.arguments or ""
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
+            try:
+                async for chunk in stream:
+                    if getattr(chunk, "usage", None) is not None:
+                        usage = _usage(chunk.usage)
+                    for choice in chunk.choices or []:
+                        delta = choice.delta
+                        if delta is not None and delta.content:
+                            parts.append(delta.content)
+                            on_delta(delta.content)
+                        for call in (getattr(delta, "tool_calls", None) or []) if delta is not None else []:
+                            slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                            slot["id"] = call.id or slot["id"]
+                            if call.function is not None:
+                                slot["name"] += call.function.name or ""
+                                slot["arguments"] += call.function.arguments or ""
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
+            except openai.APITimeoutError:
+                raise  # the time its task allows ran out: reported as such
+            except openai.APIConnectionError as exc:
+                cause = exc.__cause__ or exc.__context__ or exc
+                raise self._cut(parts, f"the connection broke ({type(cause).__name__}: {cause})") from None
         finally:
             await stream.close()
+        if finish is None:
+            # No finish reason: the server (or a proxy) stopped mid-answer. What came is not the answer.
+            raise self._cut(parts, "the stream ended before the model finished (no finish_reason)")
         tool_calls = [ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
                       for i, c in sorted(calls.items())]
         return ModelResponse(text="".join(parts) if parts or not tool_calls else None, tool_calls=tool_calls,
                              usage=usage, model=self.name, finish_reason=finish)
+
+
+def _cut_error(model: str, url: str, parts: list[str], what: str) -> ModelError:
+    received = sum(len(p) for p in parts)
+    return ModelError(
+        f"model '{model}' at {url}: {what} after {received} characters of a streamed answer: the partial "
+        "answer is not used; give the task a retry_config to ask again",
+        retryable=True, model=model, endpoint=url)
 
 
 def _usage(raw: Any) -> Usage | None:
