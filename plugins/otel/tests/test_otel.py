@@ -200,6 +200,38 @@ async def test_team_rounds_and_turns_as_nested_spans(chain_runtime: Runtime, tra
 
 
 @pytest.mark.anyio
+async def test_a_team_cut_off_by_its_tasks_timeout_still_ends_its_span(chain_runtime: Runtime, traced: Any) -> None:
+    """A team pattern cancelled by its task's timeout sends no team.failed: its span ends with the task's."""
+    provider, exporter = traced
+
+    async def team(x: Any, ctx: Any) -> Any:
+        rt = get_runtime()
+        rt.broadcast(_team_event("team.started", ctx.run_id, agents=["a", "b"]))
+        rt.broadcast(_team_event("team.turn", ctx.run_id, "a", round=1, phase="answer", output="y"))
+        await anyio.sleep(30)  # b never answers
+        return "y"
+
+    monitor = OpenTelemetryMonitor(tracer_provider=provider)
+    orch = Orchestrator(monitors=[monitor])
+    orch.add_workflow(Workflow(name="Decide", steps=[
+        Task(name="vote", agent=team, timeout=0.2, continue_on_error=True),
+        Task(name="after", agent=lambda x: x)]))
+    await orch.run_workflow("Decide")
+    await orch.run_workflow("Decide")
+    names, parent = tree(exporter)
+    teams = names["invoke_workflow consensus"]
+    assert len(teams) == 2 and not monitor.spans.teams  # ended, and nothing kept for them
+    for team_span in teams:
+        assert parent(team_span).name == "invoke_agent team"
+        assert team_span.attributes["error.type"] == "cancelled" and team_span.status.status_code.name == "ERROR"
+    assert all(parent(t).name == "invoke_workflow consensus" for t in names["invoke_agent a"])
+    # Nothing of the cut-off team stays current: later tasks and runs have their usual parents.
+    afters = [s for s in exporter.get_finished_spans() if s.attributes.get("pyagent.task") == "after"]
+    assert len(afters) == 2 and all(parent(s).name == "invoke_workflow Decide" for s in afters)
+    assert all(parent(s) is None and s.parent is None for s in names["invoke_workflow Decide"])
+
+
+@pytest.mark.anyio
 async def test_circuit_changes_are_span_events_of_the_run(chain_runtime: Runtime, traced: Any) -> None:
     provider, exporter = traced
 
