@@ -157,6 +157,30 @@ async def test_tool_spans_pair_by_call_id_and_usage_lands_on_the_agent(chain_run
     assert agent_span.attributes["gen_ai.request.model"] == "gpt-4o-mini"
 
 
+@pytest.mark.anyio
+async def test_a_tool_cut_off_by_the_tasks_timeout_ends_its_span(chain_runtime: Runtime, traced: Any) -> None:
+    from pyagent import agent
+    from pyagent.testing import ScriptedModel, tool_call
+
+    provider, exporter = traced
+
+    async def lookup(q: str) -> str:
+        """Look it up (the backend hangs)."""
+        await anyio.sleep(30)
+        return "never"
+
+    model = ScriptedModel([tool_call("lookup", q="x"), "answer"])
+    monitor = OpenTelemetryMonitor(tracer_provider=provider)
+    orch = Orchestrator(monitors=[monitor])
+    orch.add_workflow(Workflow(name="Assist", steps=[
+        Task(name="ask", agent=agent("x", name="assistant", model=model, tools=[lookup]), timeout=0.2)]))
+    assert not (await orch.run_workflow("Assist")).ok
+    names, parent = tree(exporter)
+    (tool_span,) = names["execute_tool lookup"]
+    assert parent(tool_span) is names["invoke_agent assistant"][0] and not monitor.spans.tools
+    assert tool_span.attributes["error.type"] == "cancelled" and tool_span.status.status_code.name == "ERROR"
+
+
 def _team_event(kind: str, run_id: str, agent: str | None = None, **data: Any) -> Event:
     return Event(kind, workflow="consensus", run_id=run_id, task=agent, status="completed",
                  data={"pattern": "consensus", **data})

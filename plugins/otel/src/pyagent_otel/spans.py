@@ -260,7 +260,8 @@ class SpanBuilder:
         if span is None:
             return
         if e.kind == events.TOOL_FAILED:
-            span.set_attribute("error.type", error_type(e.data.get("error")))
+            error = str(e.data.get("error") or "")
+            span.set_attribute("error.type", "cancelled" if error.startswith("cancelled") else error_type(error))
             span.set_status(self._error(e.data.get("error")))
         span.end()
 
