@@ -363,6 +363,33 @@ def test_otel_environment_variables_configure_the_exporter(receiver: Any, tmp_pa
     assert receiver.paths[0] == "/v1/traces"
 
 
+def test_a_monitor_made_after_another_closed_still_exports(receiver: Any) -> None:
+    """Providers built from OTEL_* are the process's global ones (set once per process): closing
+    one monitor must not shut them down under the next one (a rebuilt configuration, a notebook)."""
+    script = textwrap.dedent("""
+        import anyio
+        from pyagent.orchestrator import Orchestrator, Task, Workflow
+        from pyagent.plugins import get_runtime
+        from pyagent.testing import PassForward
+        from pyagent.monitors import OpenTelemetryMonitor
+
+        get_runtime().register(PassForward.plugin(), "pass-forward")
+        for name in ("First", "Second"):
+            monitor = OpenTelemetryMonitor()
+            orch = Orchestrator(monitors=[monitor])
+            orch.add_workflow(Workflow(name=name, steps=[Task(name="a", agent=lambda x: x)]))
+            anyio.run(orch.run_workflow, name)
+            monitor.close()
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_METRICS_EXPORTER": "none"})
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    spans = receiver.wait_for_spans(4)
+    assert {"invoke_workflow First", "invoke_workflow Second"} <= {s.name for s in spans}
+
+
 def test_a_missing_exporter_is_a_clear_error(monkeypatch: Any) -> None:
     from pyagent_otel import providers
 
