@@ -266,6 +266,56 @@ async def test_max_concurrency_bounds_requests_in_flight(rt: Any) -> None:
         assert server.max_in_flight == 5
 
 
+def test_max_concurrency_holds_across_event_loops() -> None:
+    """Synchronous helpers called from a threaded web server run one event loop per thread:
+    the bound is the model's, not each loop's."""
+    import threading
+
+    with ChatServer(handler=lambda body: reply("ok"), delay=0.1) as server:
+        shared = model(server, max_concurrency=4)
+        answers: list[Any] = []
+
+        def worker(backend: str) -> None:
+            async def fan_out() -> None:
+                async def one() -> None:
+                    answers.append(await agent("Answer", model=shared).run("q", RunContext()))
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(8):
+                        tg.start_soon(one)
+
+            anyio.run(fan_out, backend=backend)
+
+        threads = [threading.Thread(target=worker, args=(b,)) for b in ("asyncio", "asyncio", "trio")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert answers == ["ok"] * 24
+        assert server.max_in_flight == 4
+        assert shared._limit is not None and shared._limit.in_use == 0  # every slot came back
+
+
+async def test_a_request_that_gives_up_waiting_for_a_slot_leaves_none_taken() -> None:
+    with ChatServer(handler=lambda body: reply("ok"), delay=0.3) as server:
+        shared = model(server, max_concurrency=2)
+        gave_up: list[bool] = []
+
+        async def impatient() -> None:
+            with anyio.move_on_after(0.05) as scope:  # both slots are busy for 0.3 s
+                await agent("Answer", model=shared).run("q", RunContext())
+            gave_up.append(scope.cancelled_caught)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(agent("Answer", model=shared).run, "q", RunContext())
+            await anyio.sleep(0.01)
+            tg.start_soon(impatient)
+        assert gave_up == [True] and len(server.requests) == 2  # it never got to send its request
+        assert shared._limit is not None and shared._limit.in_use == 0
+        assert await agent("Answer", model=shared).run("q", RunContext()) == "ok"
+
+
 async def test_429_is_retried_after_retry_after_under_the_tasks_policy(rt: Any, server: ChatServer) -> None:
     clock = rt.clock = ManualClock()
     server.script(fail(429, retry_after=4), fail(503), reply("finally"))

@@ -16,17 +16,17 @@ from pyagent.plugin import ModelError, ModelRequest, ModelResponse, ToolCall, Us
 
 from .endpoint import Endpoint
 from .errors import translate
+from .limit import SharedLimit
 
 _KEPT_LOOPS = 4  # clients kept for this many event loops (an httpx client belongs to one loop)
 
 
 class _LoopState:
-    __slots__ = ("client", "limiter", "loop")
+    __slots__ = ("client", "loop")
 
-    def __init__(self, loop: Any, client: Any, limiter: Any) -> None:
+    def __init__(self, loop: Any, client: Any) -> None:
         self.loop = loop
         self.client = client
-        self.limiter = limiter
 
 
 def _current_loop() -> Any:
@@ -64,18 +64,20 @@ class OpenAIModel:
         self._key = endpoint.key(self.name)  # no key for OpenAI itself: refused now, before any agent runs
         self.structured_output = endpoint.structured_output
         self._states: list[_LoopState] = []
+        # One bound for the whole process, whatever event loop a request comes from.
+        limit = endpoint.max_concurrency
+        self._limit = SharedLimit(limit) if limit else None
 
     def __repr__(self) -> str:
         return f"OpenAIModel({self.name!r}, url={self.url!r})"
 
-    # -- per event loop: the SDK client and the concurrency limit --------------------------------
+    # -- per event loop: the SDK client ----------------------------------------------------------
 
     def _state(self) -> _LoopState:
         loop = _current_loop()
         for state in self._states:
             if state.loop is loop:
                 return state
-        import anyio
         import openai
 
         # Our own HTTP client: the SDK's default one closes itself from __del__ on whatever asyncio
@@ -84,8 +86,7 @@ class OpenAIModel:
                                     default_headers=self.endpoint.headers or None,
                                     http_client=openai.DefaultAsyncHttpxClient(),
                                     **({"timeout": self.endpoint.timeout} if self.endpoint.timeout else {}))
-        limit = self.endpoint.max_concurrency
-        state = _LoopState(loop, client, anyio.CapacityLimiter(limit) if limit else None)
+        state = _LoopState(loop, client)
         self._states = [state, *self._states][:_KEPT_LOOPS]
         return state
 
@@ -101,9 +102,9 @@ class OpenAIModel:
     async def respond(self, request: ModelRequest) -> ModelResponse:
         """Send one chat-completions request; stream it when the agent streams."""
         state = self._state()
-        if state.limiter is None:
+        if self._limit is None:
             return await self._call(state.client, request)
-        async with state.limiter:
+        async with self._limit:
             return await self._call(state.client, request)
 
     async def _call(self, client: Any, request: ModelRequest) -> ModelResponse:
