@@ -4,7 +4,8 @@ A support desk: the reply task refuses prompt injection on its input, the writer
 e-mail addresses and card numbers from its own answers, a JSON-producing agent is asked again
 until its answer matches a schema, and the triage agent may hand off to billing only. Every
 run is recorded in ``desk.db`` (needs pyagent-sql for sqlite://), and the last step exports the
-handoffs and denials for compliance with ``pyagent history --handoffs``.
+handoffs and denials for compliance with ``pyagent history --handoffs``. The JSON Schema
+guardrail needs the jsonschema package (pip install './kernel[jsonschema]').
 """
 
 from __future__ import annotations

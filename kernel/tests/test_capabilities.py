@@ -165,6 +165,26 @@ def test_a_denied_handoff_inside_a_workflow_is_in_its_history(monitor: Monitor, 
     assert (row["from"], row["to"], row["mode"], row["denied"]) == ("triage", "support", "handoff", True)
 
 
+def test_a_denial_is_final_for_the_tasks_retry_policy(monitor: Monitor, store_url: str) -> None:
+    from pyagent import RetryConfig
+
+    billing, support, calls = team()
+    triage = agent(lambda x: handoff.to(support, reason="tech"), name="triage", can_handoff_to=[billing])
+
+    async def desk(request: str) -> Any:
+        answer = await handoff(from_agent="web", to_agent=triage, context=request)
+        return answer.raise_for_status().output
+
+    orchestrator = Orchestrator(store=store_url)
+    wf = orchestrator.add_workflow(Workflow(name="Desk", steps=[
+        Task(name="Route", agent=desk, retry_config=RetryConfig(max_retries=2, initial_delay=0))]))
+    result = anyio.run(wf.run, "printer on fire")
+    assert result.status is TaskStatus.FAILED and calls == []
+    assert len(result.tasks["Route"].attempts) == 1  # a denial is not retried: asking again is denied again
+    [record] = orchestrator.get_history(workflow="Desk")
+    assert [h.data.get("denied", False) for h in record.handoffs] == [False, True]
+
+
 # -- tools -----------------------------------------------------------------------------------------
 
 
@@ -272,6 +292,51 @@ def test_a_denied_tool_call_in_a_workflow_is_audited_and_exported(monitor: Monit
     assert {r["workflow"] for r in only_desk} == {"Desk"} and len(only_desk) == 2
     future = CliRunner().invoke(main, ["history", "--storage", store_url, "--handoffs", "--since", "2999-01-01"])
     assert json.loads(future.output) == []
+
+
+def test_runs_of_a_workflow_object_are_recorded_in_the_orchestrators_store(monitor: Monitor,
+                                                                             store_url: str) -> None:
+    """``orchestrator.run_workflow(workflow)`` without ``add_workflow`` is still this orchestrator's run."""
+    billing, support, _ = team()
+    triage = agent(lambda x: handoff.to(support, reason="tech"), name="triage", can_handoff_to=[billing])
+
+    async def desk(request: str) -> Any:
+        return (await handoff(from_agent="web", to_agent=triage, context=request)).raise_for_status().output
+
+    orchestrator = Orchestrator(store=store_url)
+    wf = Workflow(name="Walk-in", steps=[Task(name="Route", agent=desk)])
+    result = anyio.run(lambda: orchestrator.run_workflow(wf, "printer on fire"))
+    assert result.status is TaskStatus.FAILED
+    out = CliRunner().invoke(main, ["history", "--storage", store_url, "--handoffs"])
+    assert out.exit_code == 0, out.output
+    assert [(r["workflow"], r["to"], r["denied"]) for r in json.loads(out.output)] == [
+        ("Walk-in", "triage", False), ("Walk-in", "support", True)]
+
+
+def test_a_denied_tool_call_of_an_agent_a_pattern_calls_names_the_task(monitor: Monitor, store_url: str) -> None:
+    """A team pattern calls its agents with contexts of its own (no run, no task): the denial
+    still belongs to the task that runs the pattern."""
+
+    class ModelAgent(Tooled):
+        async def run(self, input: Any, ctx: RunContext) -> Any:
+            try:
+                check_tool_call(self, "delete_account")
+            except CapabilityError as exc:
+                record_denial(exc, ctx=ctx, call_id="call_3")
+                return exc.refusal
+            return "deleted"
+
+    async def pattern(x: str) -> Any:
+        return await ModelAgent([lookup_order]).run(x, RunContext())  # as a team pattern does
+
+    orchestrator = Orchestrator(store=store_url)
+    wf = orchestrator.add_workflow(Workflow(name="Team", steps=[Task(name="Deliberate", agent=pattern)]))
+    assert anyio.run(wf.run, "close my account").ok
+    [record] = orchestrator.get_history(workflow="Team")
+    [denial] = [a for a in record.audit if a.kind == CAPABILITY_DENIED]
+    assert denial.task == "Deliberate"
+    [row] = json.loads(CliRunner().invoke(main, ["history", "--storage", store_url, "--handoffs"]).output)
+    assert row["source"] == "Deliberate" and row["to"] == "delete_account"
 
 
 def test_the_errors_survive_a_process_boundary() -> None:

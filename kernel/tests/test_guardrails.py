@@ -188,6 +188,46 @@ def test_redact_pii_walks_nested_data_and_honours_its_options() -> None:
         redact_pii(replacement="[{what}]")
 
 
+def test_redact_pii_finds_a_card_followed_by_its_expiry_or_security_code() -> None:
+    guard = redact_pii()
+    for text, expected in (
+        (f"Card: {VISA} 123", "Card: [redacted card] 123"),
+        ("4111111111111111 12/27", "[redacted card] 12/27"),
+        (f"pay {MASTERCARD} 0425 please", "pay [redacted card] 0425 please"),
+        (f"order 77 {VISA}", "order 77 [redacted card]"),
+    ):
+        assert run(check, guard, text) == expected, text
+    # A run of digit groups that holds no Luhn-valid card at its start or end is left alone.
+    text = "ref 1234 5678 1234 5678 99"
+    assert run(check, guard, text) is text
+
+
+def test_redact_pii_walks_models_dataclasses_and_sets() -> None:
+    import dataclasses
+
+    class Contact(BaseModel):
+        email: str
+        notes: list[str]
+        age: int = 30
+
+    @dataclasses.dataclass(frozen=True)
+    class Call:
+        phone: str
+        contact: Contact
+
+    original = Call(phone="+44 20 7946 0958", contact=Contact(email="ann@example.com", notes=[f"card {VISA}"]))
+    out = run(check, redact_pii(), original)
+    assert isinstance(out, Call) and isinstance(out.contact, Contact)
+    assert out.phone == "[redacted phone]" and out.contact.email == "[redacted email]"
+    assert out.contact.notes == ["card [redacted card]"] and out.contact.age == 30
+    assert original.contact.email == "ann@example.com"  # a copy is redacted, the original is untouched
+    assert run(check, redact_pii(), {"cc": {"ann@example.com"}}) == {"cc": {"[redacted email]"}}
+    with pytest.raises(GuardrailError, match="password"):
+        run(check, deny_regex("password"), Contact(email="x@example.com", notes=["my password"]))
+    with pytest.raises(GuardrailError, match="over the limit"):
+        run(check, max_length(40), Contact(email="x@example.com", notes=["a" * 40]))
+
+
 # -- custom guardrails -----------------------------------------------------------------------------
 
 
@@ -303,6 +343,21 @@ def test_a_block_is_not_retried_nor_handed_to_the_fallback(mini_runtime: Runtime
     rec = result.tasks["Write"]
     assert len(rec.attempts) == 1 and "GuardrailError" in rec.attempts[0].error
     assert isinstance(rec.error, GuardrailError)
+
+
+def test_a_block_inside_a_nested_workflow_is_final_for_the_outer_task(mini_runtime: Runtime) -> None:
+    calls: list[str] = []
+    backup_calls: list[str] = []
+    writer = agent(lambda x: calls.append(x) or "the password is hunter2", name="writer",
+                   guardrails=[deny_regex("password")])
+    inner = Workflow(name="Inner", steps=[Task(name="Write", agent=writer)])
+    outer = Workflow(name="Outer", steps=[
+        Task(name="Sub", agent=inner, retry_config=RetryConfig(max_retries=3, initial_delay=0),
+             fallback_agent=lambda x: backup_calls.append(x) or "fallback")])
+    result = run(lambda: outer.run("go"))
+    assert result.status is TaskStatus.FAILED and "GuardrailError" in (result.error or "")
+    assert calls == ["go"] and backup_calls == []  # neither retried nor handed to the fallback
+    assert len(result.tasks["Sub"].attempts) == 1
 
 
 def test_a_guardrail_that_allows_it_is_retried_by_the_task_policy(mini_runtime: Runtime) -> None:

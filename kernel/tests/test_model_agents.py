@@ -394,6 +394,28 @@ async def test_named_endpoints_from_configuration(bare_runtime: Any, monkeypatch
         "base_url": "http://127.0.0.1:9/v1", "api_key_env": "LOCAL_KEY"}})]
 
 
+def test_a_model_string_without_provider_or_endpoint_says_how_to_write_it(bare_runtime: Any, monkeypatch: Any,
+                                                                         tmp_path: Any) -> None:
+    from pyagent import PluginNotInstalledError
+
+    class Provider:
+        @hookimpl
+        def pyagent_register_models(self, register: Any) -> None:
+            register("openai", lambda model_id, **options: ScriptedModel(["ok"]))
+
+    bare_runtime.register(Provider(), "provider")
+    monkeypatch.chdir(tmp_path)
+    config.reset()
+    # As the OpenAI SDK writes it, without the provider: say how pyagent writes it.
+    with pytest.raises(PluginNotInstalledError, match=r"write it as 'provider:model', e\.g\. 'openai:gpt-4o-mini'"):
+        agent("x", model="gpt-4o-mini").resolve_model()
+    # An endpoint that was never configured: say where to configure it.
+    with pytest.raises(PluginNotInstalledError, match=r"\[tool\.pyagent\.models\.local\] base_url = "):
+        agent("x", model="local:qwen2.5-7b").resolve_model()
+    with pytest.raises(PluginNotInstalledError, match="did you mean 'openai'"):
+        agent("x", model="opnai:gpt-4o").resolve_model()
+
+
 async def test_retry_after_is_honoured_and_permanent_errors_are_not_retried(mini_runtime: Any) -> None:
     clock = mini_runtime.clock = ManualClock()
     limited = ModelError("rate limited", retryable=True, retry_after=7.0)
@@ -463,3 +485,49 @@ async def test_a_tool_outside_the_grant_is_denied_and_in_the_runs_history(mini_r
     denials = [a for a in record.audit if a.kind == ev.CAPABILITY_DENIED]
     assert len(denials) == 1 and denials[0].data["target"] == "delete_all_invoices"
     assert denials[0].task == "answer" and denials[0].data["denied"] is True
+
+
+# -- tools past the task's timeout ----------------------------------------------------------------
+
+
+async def test_a_blocking_sync_tool_does_not_outlive_the_task_timeout(mini_runtime: Any) -> None:
+    release = __import__("threading").Event()
+
+    def stuck(q: str) -> str:
+        """A lookup whose backend never answers."""
+        release.wait(10)
+        return "too late"
+
+    model = ScriptedModel([tool_call("stuck", q="x"), "answer"])
+    wf = Workflow(name="w", steps=[Task(name="t", agent=agent("x", model=model, tools=[stuck]), timeout=0.3)])
+    started = time.perf_counter()
+    try:
+        result = await wf.run("go")
+    finally:
+        release.set()
+    assert time.perf_counter() - started < 3  # the task's timeout holds, not the tool's 10 s
+    assert result.status is TaskStatus.FAILED and "timed out after 0.3s" in (result.error or "")
+
+
+async def test_a_tool_cut_off_by_the_timeout_is_reported_and_recorded(mini_runtime: Any) -> None:
+    recorder = Recorder()
+    mini_runtime.register(recorder, "recorder")
+
+    async def hangs(q: str) -> str:
+        """A lookup that hangs."""
+        await anyio.sleep(10)
+        return "never"
+
+    model = ScriptedModel([tool_call("hangs", q="x"), "answer"])
+    wf = Workflow(name="hang", steps=[Task(name="t", agent=agent("x", name="a", model=model, tools=[hangs]),
+                                           timeout=0.2)])
+    result = await wf.run("go")
+    assert result.status is TaskStatus.FAILED
+    started = [e for e in recorder.events if e.kind == ev.TOOL_STARTED]
+    ended = [e for e in recorder.events if e.kind in (ev.TOOL_CALLED, ev.TOOL_FAILED)]
+    assert len(started) == 1 and [e.kind for e in ended] == [ev.TOOL_FAILED]
+    assert ended[0].data["call_id"] == started[0].data["call_id"] and "cancelled" in ended[0].data["error"]
+    (call,) = result.tasks["t"].tool_calls or []
+    assert call["tool"] == "hangs" and call["status"] == "failed" and "cancelled" in call["error"]
+    (execution,) = Orchestrator().get_history(workflow="hang")
+    assert execution.tasks[0].tool_calls[0].status == "failed"

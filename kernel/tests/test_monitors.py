@@ -191,6 +191,41 @@ async def test_a_raising_or_slow_monitor_changes_neither_result_nor_timing_beyon
     assert took < events_delivered * slow.delay * 3 + 0.5  # its own cost, nothing more
 
 
+async def test_a_monitor_whose_event_kinds_cannot_be_read_never_breaks_a_run(mrt: Any) -> None:
+    class NotKinds:
+        event_kinds = 5
+
+        def on_event(self, event: Event) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="event_kinds"):
+        Orchestrator(monitors=[NotKinds()])  # found when it is set, with what to write instead
+
+    class Flaky:
+        """Its event_kinds reads fine once, then raises (a property with a bug)."""
+
+        reads = 0
+
+        def __init__(self) -> None:
+            self.events: list[Event] = []
+
+        @property
+        def event_kinds(self) -> frozenset[str]:
+            Flaky.reads += 1
+            if Flaky.reads > 1:
+                raise RuntimeError("property bug")
+            return frozenset({"workflow.completed"})
+
+        def on_event(self, event: Event) -> None:
+            self.events.append(event)
+
+    flaky = Flaky()
+    orch = Orchestrator(monitors=[flaky])
+    wf = orch.add_workflow(Workflow(name="w", steps=[Task(name="t", agent=lambda x: x + 1)]))
+    result = await orch.run_workflow(wf, 1)
+    assert result.ok and result.output == 2  # the run is unchanged; the monitor gets every event
+    assert "workflow.completed" in [e.kind for e in flaky.events]
+
+
 async def test_team_events_inside_a_run_reach_the_runs_own_listeners(mrt: Any) -> None:
     from pyagent.plugins import get_runtime
 

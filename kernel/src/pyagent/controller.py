@@ -84,8 +84,10 @@ class Orchestrator:
 
         wf = self.get_workflow(workflow)
         self._ran.setdefault(id(wf), wf)
+        # A workflow object that was never added is still this orchestrator's run: its store
+        # records it (its history, handoffs and denials), as for an added one.
         return await run_workflow(wf, input, on_task_complete=on_task_complete, on_event=on_event,
-                                  listeners=self._listeners, run_id=run_id)
+                                  listeners=self._listeners, run_id=run_id, history_url=self.store)
 
     # -- closing ---------------------------------------------------------------------------
 

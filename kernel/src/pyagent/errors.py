@@ -187,7 +187,8 @@ class CapabilityError(PyAgentError, PermissionError):
 
     ``capability`` is ``"handoff"`` or ``"tool"``, ``target`` the agent or tool it asked for,
     ``granted`` the names its ``can_handoff_to=`` or ``tools=`` allow. ``refusal`` is a short
-    text for a model that asked for a tool: the tool-call loop returns it to the model.
+    text for a model that asked for a tool: the tool-call loop returns it to the model. A
+    denial is final: a task's retry policy does not retry it.
     """
 
     def __init__(self, *, agent: str, capability: str, target: str, granted: list[str],

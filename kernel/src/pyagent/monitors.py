@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyagent.config import MonitorSpec, get_settings, monitor_specs
 from pyagent.errors import ConfigurationError, PluginNotInstalledError
-from pyagent.model.events import sync_listener, wanted_kinds
+from pyagent.model.events import declared_kinds, sync_listener, wanted_kinds
 from pyagent.plugins import (
     Runtime,
     get_runtime,
@@ -123,10 +123,17 @@ def _check_options(kind: str, factory: Any, given: dict[str, Any], where: str) -
 def listener_of(monitor: Any) -> Callable[[Event], Any]:
     """The function a run calls with each event: ``monitor.on_event``, or the monitor if callable."""
     on_event = getattr(monitor, "on_event", None)
-    if callable(on_event):
-        return sync_listener(on_event, "monitor")
-    if callable(monitor):
-        return sync_listener(monitor, "monitor")
+    listener = on_event if callable(on_event) else monitor if callable(monitor) else None
+    if listener is not None:
+        try:
+            declared_kinds(listener)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"monitor {monitor!r}: its event_kinds cannot be read ({type(exc).__name__}: {exc}): "
+                "give the event kinds it wants, e.g. event_kinds = {'workflow.failed'}, or leave it "
+                "out to get every event"
+            ) from None
+        return sync_listener(listener, "monitor")
     raise ConfigurationError(
         f"monitor {monitor!r} has no on_event(event) method and is not callable: "
         "pass a monitor object (ConsoleMonitor(), ...), a monitor name ('console') "

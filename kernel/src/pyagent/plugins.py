@@ -360,7 +360,7 @@ class Runtime:
         if reg is None:
             if not providers:
                 raise _no_model(agent_name, providers, spec)
-            raise not_installed("model", provider, providers)
+            raise _unknown_provider(spec, provider, model_id, providers)
         obj = reg.obj(model_id or None, **options)
         self._models[key] = (settings, obj)
         return obj
@@ -554,6 +554,20 @@ def _raise_load_failure(manager: Any, entrypoint: Any, exc: BaseException) -> No
     raise DriverLoadFailure(
         f"driver '{entrypoint.name}' ({entrypoint.value}) failed to load: {type(exc).__name__}: {exc}"
     ) from exc
+
+
+def _unknown_provider(spec: str, provider: str, model_id: str, providers: dict[str, Registration]) -> Exception:
+    """A model string whose provider is neither installed nor a configured endpoint: say how to fix it."""
+    error = not_installed("model", provider, providers)
+    if error.distribution is None and error.suggestion is None:
+        if not model_id:  # "gpt-4o-mini", as the OpenAI SDK writes it
+            hint = f"write it as 'provider:model', e.g. '{next(iter(providers))}:{spec}'"
+        else:
+            hint = (f"if '{provider}' is a server of your own, configure it as an endpoint: "
+                    f"[tool.pyagent.models.{provider}] base_url = \"http://127.0.0.1:8000/v1\" in pyproject.toml "
+                    f"(or [models.{provider}] in pyagent.toml)")
+        error.args = (f"{error}; {hint}",)
+    return error
 
 
 def _no_model(agent_name: str, providers: dict[str, Registration], spec: str | None = None) -> Exception:

@@ -157,6 +157,53 @@ def test_a_failed_run_in_plain_lines(chain_runtime: Runtime) -> None:
     assert "✗ workflow 'W' failed" in text and "1 failed; error: task 'a' failed: ValueError: no data" in text
 
 
+HOSTILE = "bad\x1b[2J\x1b[31m input\r\nsecond line [/] [bold red]x"
+
+
+def test_what_agents_say_cannot_break_plain_lines(chain_runtime: Runtime) -> None:
+    """An error's text is the agent's: control codes and line breaks in it stay out of the log."""
+    out = io.StringIO()
+    monitor = ConsoleMonitor(file=out)
+
+    def boom(x: Any) -> Any:
+        raise ValueError(HOSTILE)
+
+    orch = Orchestrator(monitors=[monitor])
+    orch.add_workflow(Workflow(name="W", steps=[Task(name="a", agent=boom)]))
+    anyio.run(orch.run_workflow, "W")
+    text = out.getvalue()
+    assert "\x1b" not in text and "\r" not in text
+    assert len(text.splitlines()) == 4  # one line per event: started, task started, task failed, run failed
+    assert "second line [/] [bold red]x" in text.splitlines()[2]
+
+
+def test_what_agents_say_cannot_break_the_live_view(chain_runtime: Runtime) -> None:
+    console = terminal()
+    monitor = ConsoleMonitor(console)
+
+    def boom(x: Any) -> Any:
+        raise ValueError(HOSTILE)
+
+    drawn: list[str] = []
+
+    def look(x: Any) -> Any:
+        drawn.append(text_of(monitor.render()))  # what the live view draws while the run goes on
+        return x
+
+    errors = chain_runtime.monitor_errors
+    orch = Orchestrator(monitors=[monitor])
+    orch.add_workflow(Workflow(name="W [bold]", steps=[Task(name="a [/]", agent=boom, continue_on_error=True),
+                                                       Task(name="look", agent=look)]))
+    anyio.run(orch.run_workflow, "W [bold]")
+    monitor.close()
+    assert chain_runtime.monitor_errors == errors  # no markup error on the way
+    (live,) = drawn
+    assert "W [bold]" in live and "a [/]" in live and "second line [/] [bold red]x" in live
+    assert "\x1b" not in live
+    printed = console.export_text()
+    assert "W [bold]: completed" in printed and "│ a [/] " in printed and "second line [/] [bold" in printed
+
+
 def test_redraws_are_throttled(chain_runtime: Runtime) -> None:
     console = terminal()
     monitor = ConsoleMonitor(console, refresh_per_second=10, max_rows=5)

@@ -16,7 +16,7 @@ import anyio
 import pytest
 from pyagent_openai import OpenAIModel
 from pyagent_openai.errors import ContextLengthError, ModelTimeoutError, retry_after
-from pyagent_openai.testing import ChatServer, fail, reply, slow
+from pyagent_openai.testing import ChatServer, cut, fail, reply, slow
 from pydantic import BaseModel
 
 from pyagent import ModelError, ModelNotConfiguredError, RunContext, agent, config, hookimpl
@@ -128,6 +128,25 @@ async def test_streaming_deltas_over_sse(rt: Any, server: ChatServer) -> None:
     assert len(deltas) == 9 and "".join(deltas) == text
     usage = result.tasks["s"].usage
     assert usage is not None and usage.output_tokens == 9  # usage arrives in the stream's last chunk
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["ended-early", "connection-dropped"])
+async def test_a_stream_cut_mid_way_is_a_retryable_error_not_a_short_answer(rt: Any, server: ChatServer,
+                                                                           drop: bool) -> None:
+    text = "The quick brown fox jumps over the lazy dog."
+    server.script(cut(text, 3, drop=drop), reply(text), cut(text, 2, drop=drop))
+    streamed = agent("Write", name="writer", model=model(server), stream=True)
+    retried = Task(name="s", agent=streamed, retry_config=RetryConfig(max_retries=1, initial_delay=0))
+    result = await Workflow(name="w", steps=[retried]).run("go")
+    assert result.ok and result.output == text  # never the first three words as if they were the answer
+    first = result.tasks["s"].attempts[0].error or ""
+    assert "ModelError" in first and "stream" in first and "cannot reach" not in first
+
+    once = await Workflow(name="w1", steps=[Task(name="s", agent=streamed)]).run("go")
+    assert once.status is TaskStatus.FAILED
+    error = once.error or ""
+    assert "'openai:test-model'" in error and server.url in error and "retry_config" in error
+    assert "Traceback" not in error and "\n" not in error
 
 
 async def test_streamed_tool_calls_are_reassembled(server: ChatServer) -> None:
@@ -245,6 +264,56 @@ async def test_max_concurrency_bounds_requests_in_flight(rt: Any) -> None:
         results = await fan_out()
         assert all(r.ok for r in results) and len(server.requests) == 40
         assert server.max_in_flight == 5
+
+
+def test_max_concurrency_holds_across_event_loops() -> None:
+    """Synchronous helpers called from a threaded web server run one event loop per thread:
+    the bound is the model's, not each loop's."""
+    import threading
+
+    with ChatServer(handler=lambda body: reply("ok"), delay=0.1) as server:
+        shared = model(server, max_concurrency=4)
+        answers: list[Any] = []
+
+        def worker(backend: str) -> None:
+            async def fan_out() -> None:
+                async def one() -> None:
+                    answers.append(await agent("Answer", model=shared).run("q", RunContext()))
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(8):
+                        tg.start_soon(one)
+
+            anyio.run(fan_out, backend=backend)
+
+        threads = [threading.Thread(target=worker, args=(b,)) for b in ("asyncio", "asyncio", "trio")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert answers == ["ok"] * 24
+        assert server.max_in_flight == 4
+        assert shared._limit is not None and shared._limit.in_use == 0  # every slot came back
+
+
+async def test_a_request_that_gives_up_waiting_for_a_slot_leaves_none_taken() -> None:
+    with ChatServer(handler=lambda body: reply("ok"), delay=0.3) as server:
+        shared = model(server, max_concurrency=2)
+        gave_up: list[bool] = []
+
+        async def impatient() -> None:
+            with anyio.move_on_after(0.05) as scope:  # both slots are busy for 0.3 s
+                await agent("Answer", model=shared).run("q", RunContext())
+            gave_up.append(scope.cancelled_caught)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(agent("Answer", model=shared).run, "q", RunContext())
+            await anyio.sleep(0.01)
+            tg.start_soon(impatient)
+        assert gave_up == [True] and len(server.requests) == 2  # it never got to send its request
+        assert shared._limit is not None and shared._limit.in_use == 0
+        assert await agent("Answer", model=shared).run("q", RunContext()) == "ok"
 
 
 async def test_429_is_retried_after_retry_after_under_the_tasks_policy(rt: Any, server: ChatServer) -> None:
@@ -399,3 +468,13 @@ def test_discovery_does_not_import_the_sdk() -> None:
             "print('openai' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_chat_server_without_its_extra_says_what_to_install(monkeypatch: Any) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if pyagent-openai[testing] were not installed
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"pip install 'pyagent-openai\[testing\]'"):
+        ChatServer().start()
+    assert time.perf_counter() - started < 5  # at once, not after the start timeout

@@ -157,6 +157,30 @@ async def test_tool_spans_pair_by_call_id_and_usage_lands_on_the_agent(chain_run
     assert agent_span.attributes["gen_ai.request.model"] == "gpt-4o-mini"
 
 
+@pytest.mark.anyio
+async def test_a_tool_cut_off_by_the_tasks_timeout_ends_its_span(chain_runtime: Runtime, traced: Any) -> None:
+    from pyagent import agent
+    from pyagent.testing import ScriptedModel, tool_call
+
+    provider, exporter = traced
+
+    async def lookup(q: str) -> str:
+        """Look it up (the backend hangs)."""
+        await anyio.sleep(30)
+        return "never"
+
+    model = ScriptedModel([tool_call("lookup", q="x"), "answer"])
+    monitor = OpenTelemetryMonitor(tracer_provider=provider)
+    orch = Orchestrator(monitors=[monitor])
+    orch.add_workflow(Workflow(name="Assist", steps=[
+        Task(name="ask", agent=agent("x", name="assistant", model=model, tools=[lookup]), timeout=0.2)]))
+    assert not (await orch.run_workflow("Assist")).ok
+    names, parent = tree(exporter)
+    (tool_span,) = names["execute_tool lookup"]
+    assert parent(tool_span) is names["invoke_agent assistant"][0] and not monitor.spans.tools
+    assert tool_span.attributes["error.type"] == "cancelled" and tool_span.status.status_code.name == "ERROR"
+
+
 def _team_event(kind: str, run_id: str, agent: str | None = None, **data: Any) -> Event:
     return Event(kind, workflow="consensus", run_id=run_id, task=agent, status="completed",
                  data={"pattern": "consensus", **data})
@@ -197,6 +221,38 @@ async def test_team_rounds_and_turns_as_nested_spans(chain_runtime: Runtime, tra
     for turn in turns:
         r = rounds[turn.attributes["pyagent.round"]]
         assert parent(turn) is r and r.start_time <= turn.start_time <= turn.end_time <= r.end_time
+
+
+@pytest.mark.anyio
+async def test_a_team_cut_off_by_its_tasks_timeout_still_ends_its_span(chain_runtime: Runtime, traced: Any) -> None:
+    """A team pattern cancelled by its task's timeout sends no team.failed: its span ends with the task's."""
+    provider, exporter = traced
+
+    async def team(x: Any, ctx: Any) -> Any:
+        rt = get_runtime()
+        rt.broadcast(_team_event("team.started", ctx.run_id, agents=["a", "b"]))
+        rt.broadcast(_team_event("team.turn", ctx.run_id, "a", round=1, phase="answer", output="y"))
+        await anyio.sleep(30)  # b never answers
+        return "y"
+
+    monitor = OpenTelemetryMonitor(tracer_provider=provider)
+    orch = Orchestrator(monitors=[monitor])
+    orch.add_workflow(Workflow(name="Decide", steps=[
+        Task(name="vote", agent=team, timeout=0.2, continue_on_error=True),
+        Task(name="after", agent=lambda x: x)]))
+    await orch.run_workflow("Decide")
+    await orch.run_workflow("Decide")
+    names, parent = tree(exporter)
+    teams = names["invoke_workflow consensus"]
+    assert len(teams) == 2 and not monitor.spans.teams  # ended, and nothing kept for them
+    for team_span in teams:
+        assert parent(team_span).name == "invoke_agent team"
+        assert team_span.attributes["error.type"] == "cancelled" and team_span.status.status_code.name == "ERROR"
+    assert all(parent(t).name == "invoke_workflow consensus" for t in names["invoke_agent a"])
+    # Nothing of the cut-off team stays current: later tasks and runs have their usual parents.
+    afters = [s for s in exporter.get_finished_spans() if s.attributes.get("pyagent.task") == "after"]
+    assert len(afters) == 2 and all(parent(s).name == "invoke_workflow Decide" for s in afters)
+    assert all(parent(s) is None and s.parent is None for s in names["invoke_workflow Decide"])
 
 
 @pytest.mark.anyio
@@ -305,6 +361,33 @@ def test_otel_environment_variables_configure_the_exporter(receiver: Any, tmp_pa
     spans = receiver.wait_for_spans(2)
     assert "invoke_workflow FromEnv" in {s.name for s in spans}
     assert receiver.paths[0] == "/v1/traces"
+
+
+def test_a_monitor_made_after_another_closed_still_exports(receiver: Any) -> None:
+    """Providers built from OTEL_* are the process's global ones (set once per process): closing
+    one monitor must not shut them down under the next one (a rebuilt configuration, a notebook)."""
+    script = textwrap.dedent("""
+        import anyio
+        from pyagent.orchestrator import Orchestrator, Task, Workflow
+        from pyagent.plugins import get_runtime
+        from pyagent.testing import PassForward
+        from pyagent.monitors import OpenTelemetryMonitor
+
+        get_runtime().register(PassForward.plugin(), "pass-forward")
+        for name in ("First", "Second"):
+            monitor = OpenTelemetryMonitor()
+            orch = Orchestrator(monitors=[monitor])
+            orch.add_workflow(Workflow(name=name, steps=[Task(name="a", agent=lambda x: x)]))
+            anyio.run(orch.run_workflow, name)
+            monitor.close()
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_METRICS_EXPORTER": "none"})
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    spans = receiver.wait_for_spans(4)
+    assert {"invoke_workflow First", "invoke_workflow Second"} <= {s.name for s in spans}
 
 
 def test_a_missing_exporter_is_a_clear_error(monkeypatch: Any) -> None:

@@ -184,6 +184,17 @@ def test_a_port_in_use_is_a_clear_error() -> None:
         PrometheusMonitor(port="9090")  # type: ignore[arg-type]
 
 
+def test_a_port_this_process_serves_on_another_host_says_so() -> None:
+    first = PrometheusMonitor(port=0, host="127.0.0.1")
+    try:
+        with pytest.raises(ConfigurationError, match=(
+                f"a PrometheusMonitor in this process already serves port {first.port} on 127.0.0.1: "
+                "give the same host to share its endpoint")):
+            PrometheusMonitor(port=first.port, host="0.0.0.0")
+    finally:
+        first.close()
+
+
 def test_by_name_and_by_class(chain_runtime: Runtime) -> None:
     from pyagent.monitors import PrometheusMonitor as ByClass
     from pyagent.monitors import create

@@ -100,6 +100,41 @@ def _event(kind: str, workflow: str, **data: Any) -> Any:
                  data={"error": "RuntimeError: x", "duration": 0.5, **data})
 
 
+def test_the_webhook_url_is_never_logged_even_by_slack_sdk(slack: Any, caplog: Any) -> None:
+    """The webhook URL is the secret: slack-sdk logs it at DEBUG, and at INFO when it retries."""
+    caplog.set_level(logging.DEBUG)
+    secret = "T000/B000/XXXXsecretXXXX"
+    slack.answers = [(429, {"Retry-After": "0"}, "rate_limited"), (500, {}, "oops")]
+    monitor = SlackMonitor(webhook_url=f"{slack.url}/services/{secret}", group_wait=0, backoff=0)
+    monitor.on_event(_event("workflow.failed", "W"))
+    assert len(slack.wait_for(3)) == 3
+    monitor.close()
+    assert monitor.sent == 1
+    assert any("slack_sdk" in r.name for r in caplog.records)  # slack-sdk's own lines are kept...
+    assert not any(secret in r.getMessage() for r in caplog.records)  # ...without the secret
+
+
+def test_what_runs_say_is_escaped_and_bounded_for_slack(slack: Any) -> None:
+    """Error text is the agents': Slack must not read <!channel> in it as a mention, and no field
+    may pass Block Kit's limits (Slack refuses the whole message then)."""
+    monitor = SlackMonitor(webhook_url=f"{slack.url}/hooks/a", group_wait=0, on=["workflow.failed", "handoff"])
+    monitor.on_event(_event("workflow.failed", "Night <!here>", error="RuntimeError: <!channel> & <http://x|y>"))
+    monitor.on_event(_event("handoff", "W", from_agent="a", to_agent="b", reason="r" * 5000))
+    requests = slack.wait_for(2)
+    monitor.close()
+    failed = next(r["body"] for r in requests if "failed" in r["body"]["text"])
+    # Everything Slack reads as mrkdwn (the header is plain text, where Slack reads nothing).
+    mrkdwn = " ".join([failed["text"], *(f["text"] for b in failed["blocks"] for f in b.get("fields", []))])
+    for raw in ("<!channel>", "<!here>", "<http://x|y>"):
+        assert raw not in mrkdwn
+    assert "&lt;!channel&gt; &amp; &lt;http://x|y&gt;" in failed["text"]
+    handoff = next(r["body"] for r in requests if r is not None and "handoff" in r["body"]["text"])
+    for block in handoff["blocks"]:
+        for field in block.get("fields", []):
+            assert len(field["text"]) <= 2000
+    assert len(handoff["text"]) <= 3000
+
+
 def test_429_retry_after_is_honoured(slack: Any) -> None:
     slack.answers = [(429, {"Retry-After": "1"}, "rate_limited")]
     monitor = SlackMonitor(webhook_url=f"{slack.url}/hooks/a", group_wait=0)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from pyagent.engine.concurrency import first_error
-from pyagent.errors import ConfigurationError, GuardrailError, TaskFailedError
+from pyagent.errors import CapabilityError, ConfigurationError, GuardrailError, TaskFailedError
 from pyagent.model import events as ev
 from pyagent.model.agents import FunctionAgent, InstructionAgent, WorkflowAgent
 from pyagent.model.context import (
@@ -404,7 +404,7 @@ class WorkflowRun:
                 att.error = f"{type(exc).__name__}: {exc}"
                 att.finished_at = time.time()
                 rec.attempts = [att]
-            if task.fallback_agent is not None and not isinstance(exc, GuardrailError):
+            if task.fallback_agent is not None and _blocked(exc) is None:
                 # A block is final: the fallback would get the same refused input, or be asked
                 # to replace an answer the guardrail refused rather than the agent failing.
                 if ctx is None:
@@ -511,11 +511,13 @@ class WorkflowRun:
         retry_on = cfg.retry_on
 
         def retryable(exc: BaseException) -> bool:
-            # A guardrail's block is retried only when the guardrail says it may be.
-            if isinstance(exc, GuardrailError) and not exc.retry:
+            # A guardrail's block is retried only when the guardrail says it may be; a denied
+            # capability never is: asking again is denied again. Either may come wrapped (a
+            # nested workflow's failed task, a handoff's error), so the causes are looked at too.
+            if _blocked(exc, denials=True) is not None:
                 return False
             # An error that says trying again cannot help (a model's bad key) fails at once.
-            if getattr(exc, "retryable", True) is False:
+            if any(getattr(e, "retryable", True) is False for e in _causes(exc)):
                 return False
             return isinstance(exc, retry_on)
 
@@ -639,6 +641,27 @@ class WorkflowRun:
                 rec.reason = reason
                 records[name] = rec
         return records
+
+
+def _causes(exc: BaseException) -> Iterable[BaseException]:
+    """``exc`` and what it wraps: a TaskFailedError's error, an exception's ``__cause__``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.error if isinstance(current, TaskFailedError) else current.__cause__
+
+
+def _blocked(exc: BaseException, *, denials: bool = False) -> BaseException | None:
+    """The final refusal in ``exc`` or its causes: a guardrail's block that allows no retry
+    (and, with ``denials``, a capability denial), or None."""
+    for error in _causes(exc):
+        if isinstance(error, GuardrailError) and not error.retry:
+            return error
+        if denials and isinstance(error, CapabilityError):
+            return error
+    return None
 
 
 def _describe(exc: BaseException) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pyagent.model.context import current_run
+from pyagent.model.context import current_run, current_task
 
 if TYPE_CHECKING:
     from pyagent.model.context import RunContext
@@ -23,9 +23,11 @@ def report(kind: str, data: dict[str, Any], *, ctx: RunContext | None = None,
     ``source`` is the event's ``workflow`` outside a run (the pattern or agent it came from).
     """
     run = ctx.run if ctx is not None else None
+    task = ctx.task.name if ctx is not None and ctx.task is not None else None
     if run is None:
         run = current_run()
-    task = ctx.task.name if ctx is not None and ctx.task is not None else None
+        if run is not None and task is None:
+            task = current_task()  # an agent a team pattern calls: the task running the pattern
     if run is not None:
         run.audit(kind, task, **data)
         return

@@ -7,13 +7,28 @@ dicts and the items of lists and tuples, since agents often answer with structur
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from pydantic import BaseModel
+
 from pyagent.errors import ConfigurationError, GuardrailError
 from pyagent.model.guardrails import Guardrail, Replace
+
+
+def _fields(value: Any) -> Iterator[tuple[str, Any]] | None:
+    """The fields of a pydantic model or dataclass instance (a structured answer), else None."""
+    if isinstance(value, BaseModel):
+        names = list(type(value).model_fields)
+        extra = value.__pydantic_extra__ or {}
+        return iter([*((n, getattr(value, n)) for n in names), *extra.items()])
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return ((f.name, getattr(value, f.name)) for f in dataclasses.fields(value))
+    return None
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -22,15 +37,30 @@ def _strings(value: Any) -> Iterator[str]:
     elif isinstance(value, dict):
         for v in value.values():
             yield from _strings(v)
-    elif isinstance(value, (list, tuple)):
+    elif isinstance(value, (list, tuple, set, frozenset)):
         for v in value:
             yield from _strings(v)
+    else:
+        fields = _fields(value)
+        if fields is not None:
+            for _, v in fields:
+                yield from _strings(v)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    return str(value)
 
 
 def _size(value: Any) -> int:
     if isinstance(value, (str, bytes, bytearray)):
         return len(value)
-    return len(json.dumps(value, default=str, ensure_ascii=False))
+    return len(json.dumps(value, default=_plain, ensure_ascii=False))
 
 
 def max_length(limit: int, *, name: str | None = None, retry: bool = False) -> Guardrail:
@@ -125,8 +155,11 @@ _EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-
 # Neither may be a fragment of a longer run of digit groups (an id, a number that failed Luhn).
 _EDGE_BEFORE = r"(?<![\d+])(?<!\d[ .-])"
 _EDGE_AFTER = r"(?!\d)(?![ .-]?\d)"
-# 13 to 19 digits, optionally grouped by single spaces or dashes.
-_CARD = re.compile(_EDGE_BEFORE + r"\d(?:[ -]?\d){12,18}" + _EDGE_AFTER)
+# A run of digit groups joined by single spaces or dashes; a card number (13 to 19 digits) is
+# looked for at its start or its end, so one followed by its expiry or security code
+# ("4111 1111 1111 1111 123", "4111111111111111 12/27") is found too.
+_DIGIT_RUN = re.compile(_EDGE_BEFORE + r"\d+(?:[ -]\d+)*(?!\d)(?!\.\d)")
+_GROUP = re.compile(r"\d+")
 _PHONE = re.compile(
     _EDGE_BEFORE + "(?:"
     # international: +country code, then digit groups (E.164 allows at most 15 digits)
@@ -156,6 +189,23 @@ def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
 
+def card_span(run: str) -> tuple[int, int] | None:
+    """Where a Luhn-valid card number (13-19 digits) is in a run of digit groups, or None.
+
+    The whole run first, then shorter runs of whole groups from its start, then from its end:
+    a card is written first with its expiry or code after it, or after an order number.
+    """
+    groups = [m.span() for m in _GROUP.finditer(run)]
+    last = len(groups) - 1
+    windows = [(0, j) for j in range(last, -1, -1)] + [(i, last) for i in range(1, last + 1)]
+    for i, j in windows:
+        start, end = groups[i][0], groups[j][1]
+        digits = _digits(run[start:end])
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            return start, end
+    return None
+
+
 def redact_pii(*, emails: bool = True, phones: bool = True, cards: bool = True,
                replacement: str = "[redacted {kind}]", name: str | None = None) -> Guardrail:
     """Replace e-mail addresses, phone numbers and payment card numbers; never blocks.
@@ -164,8 +214,8 @@ def redact_pii(*, emails: bool = True, phones: bool = True, cards: bool = True,
     Luhn check, so an order number that happens to be 16 digits long is left alone. Phone
     numbers are recognised with a ``+`` country code (``+44 20 7946 0958``) or in grouped
     national forms (``(555) 123-4567``, ``555-123-4567``, ``020 7946 0958``); a bare run of
-    digits is not taken for one. Strings inside dicts, lists and tuples are redacted too (dict
-    keys are not). ``replacement`` may use ``{kind}``: ``email``, ``phone`` or ``card``.
+    digits is not taken for one. Strings inside dicts, lists, tuples, sets, pydantic models and
+    dataclasses are redacted too (dict keys are not). ``replacement`` may use ``{kind}``: ``email``, ``phone`` or ``card``.
     """
     if not (emails or phones or cards):
         raise ConfigurationError("redact_pii with emails, phones and cards all False would redact nothing")
@@ -186,7 +236,17 @@ def redact_pii(*, emails: bool = True, phones: bool = True, cards: bool = True,
         if emails and "@" in text:
             text = _EMAIL.sub(sub("email"), text)
         if cards:
-            text = _CARD.sub(sub("card", lambda s: luhn_valid(_digits(s))), text)
+            def card(m: re.Match[str]) -> str:
+                run = m.group(0)
+                if len(run) < 13:
+                    return run
+                span = card_span(run)
+                if span is None:
+                    return run
+                counts["card"] = counts.get("card", 0) + 1
+                return run[:span[0]] + replacement.format(kind="card") + run[span[1]:]
+
+            text = _DIGIT_RUN.sub(card, text)
         if phones:
             text = _PHONE.sub(sub("phone", lambda s: 7 <= len(_digits(s)) <= 15), text)
         return text
@@ -200,7 +260,29 @@ def redact_pii(*, emails: bool = True, phones: bool = True, cards: bool = True,
             return [redact(v, counts) for v in value]
         if isinstance(value, tuple):
             return tuple(redact(v, counts) for v in value)
-        return value
+        if isinstance(value, frozenset):
+            return frozenset(redact(v, counts) for v in value)
+        if isinstance(value, set):
+            return {redact(v, counts) for v in value}
+        fields = _fields(value)
+        if fields is None:
+            return value
+        # A structured answer (a pydantic model, a dataclass): a copy with its text fields
+        # redacted, of the same type, without validating again (a redacted e-mail field would
+        # no longer be an e-mail address).
+        changes = {}
+        for name, old in fields:
+            new = redact(old, counts)
+            if new is not old:
+                changes[name] = new
+        if not changes:
+            return value
+        if isinstance(value, BaseModel):
+            return value.model_copy(update=changes)
+        out = copy.copy(value)
+        for name, new in changes.items():
+            object.__setattr__(out, name, new)
+        return out
 
     def check(value: Any) -> Any:
         counts: dict[str, int] = {}

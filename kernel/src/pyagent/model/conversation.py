@@ -272,6 +272,11 @@ class Conversation:
             value = await tool.call(kwargs, self.ctx)
         except Exception as exc:
             return self._failed(entry, clock, f"{type(exc).__name__}: {exc}")
+        except anyio.get_cancelled_exc_class():
+            # Cut off (the task's timeout, a cancelled run): the call still ends, in the
+            # events and in the task's record, before the cancellation goes on.
+            self._failed(entry, clock, "cancelled before the tool returned (the task's timeout or a cancellation)")
+            raise
         duration = time.perf_counter() - clock
         entry.update(status="ok", duration=duration, result=_bounded(value))
         self.report.tool_call(entry)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 # Event kinds. Task kinds mirror TaskStatus transitions; the others are policies at work.
@@ -145,8 +145,23 @@ def wanted_kinds(listener: Callable[[Event], Any]) -> frozenset[str] | None:
     A monitor says what it wants with an ``event_kinds`` attribute, read from the listener
     itself or, for a bound ``monitor.on_event``, from the monitor. A run builds no event of a
     kind that none of its listeners wants, so a monitor that only alerts on failed runs
-    costs nothing per task.
+    costs nothing per task. A declaration that cannot be read (a property that raises, a
+    value that is not kinds) never stops a run: that listener gets every event, and it is
+    logged. :func:`declared_kinds` reads it strictly, for checking a monitor when it is set.
     """
+    try:
+        return declared_kinds(listener)
+    except Exception as exc:
+        import logging
+
+        logging.getLogger("pyagent.monitors").warning(
+            "listener %r: its event_kinds cannot be read (%s: %s), so it is given every event",
+            listener, type(exc).__name__, exc)
+        return None
+
+
+def declared_kinds(listener: Callable[[Event], Any]) -> frozenset[str] | None:
+    """:func:`wanted_kinds`, raising TypeError (or what reading it raises) for a bad declaration."""
     kinds = getattr(listener, "event_kinds", None)
     if kinds is None:
         owner = getattr(listener, "__self__", None)
@@ -156,4 +171,9 @@ def wanted_kinds(listener: Callable[[Event], Any]) -> frozenset[str] | None:
         return None
     if isinstance(kinds, str):
         return frozenset((kinds,))
-    return frozenset(kinds)
+    if not isinstance(kinds, Iterable):
+        raise TypeError(f"event_kinds must be event kinds (strings), got {kinds!r}")
+    found = frozenset(kinds)
+    if not all(isinstance(k, str) for k in found):
+        raise TypeError(f"event_kinds must be event kinds (strings), got {kinds!r}")
+    return found

@@ -8,7 +8,8 @@ describes the tool, and an ``Args:`` section (Google style), ``:param x:`` lines
 rather than take a dependency for it: its runtime dependencies are kept to a handful.
 
 A tool may be sync or async. A sync tool runs in a worker thread, so that the calls a model
-asks for at once run concurrently and a slow one does not stall the event loop. A parameter
+asks for at once run concurrently and a slow one does not stall the event loop; a task's
+timeout or cancellation leaves that thread to finish in the background. A parameter
 named ``ctx`` or ``context`` receives the run context and is not shown to the model.
 """
 
@@ -206,7 +207,9 @@ class Tool:
 
         import anyio.to_thread
 
-        result = await anyio.to_thread.run_sync(functools.partial(self.fn, **kwargs))
+        # Abandoned on cancellation, as a thread=True agent is: a blocking tool must not hold
+        # its task past the task's timeout (the thread finishes in the background).
+        result = await anyio.to_thread.run_sync(functools.partial(self.fn, **kwargs), abandon_on_cancel=True)
         if inspect.isawaitable(result):
             result = await result
         return result

@@ -16,6 +16,15 @@ from pyagent_console.nesting import depth_var
 _FLUSH_EVERY = 0.5
 
 
+def plain(value: Any) -> str:
+    """Text from an agent or its error on one line and without control codes (escape sequences,
+    line breaks), which would otherwise reach the log as they are."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else " " if ch in "\r\n\t" else repr(ch)[1:-1] for ch in text)
+
+
 def _ms(seconds: Any) -> str:
     if seconds is None:
         return ""
@@ -111,7 +120,7 @@ class PlainLines:
         text = f"{mark} workflow '{e.workflow}' {status}" + (f" in {took:.3f} s" if took is not None else "")
         text += f": {done}"
         if e.data.get("error"):
-            text += f"; error: {e.data['error']}"
+            text += f"; error: {plain(e.data['error'])}"
         self._write(depth, text, flush=True)
 
     # The two events every task sends: kept short, they are most of what a long run logs.
@@ -148,10 +157,10 @@ class PlainLines:
         kind = e.kind
         if kind == events.TASK_FAILED:
             attempts = data.get("attempts") or 1
-            self._write(depth, f"✗ {e.task}: {data.get('error')}  ({attempts} attempt{'s' if attempts != 1 else ''})")
+            self._write(depth, f"✗ {e.task}: {plain(data.get('error'))}  ({attempts} attempt{'s' if attempts != 1 else ''})")
         elif kind == events.TASK_SKIPPED:
             reason = data.get("reason")
-            self._write(depth, f"- {e.task} skipped" + (f" ({reason})" if reason else ""))
+            self._write(depth, f"- {e.task} skipped" + (f" ({plain(reason)})" if reason else ""))
         elif kind == events.TASK_CANCELLED:
             self._write(depth, f"⊘ {e.task} cancelled")
         else:
@@ -160,21 +169,21 @@ class PlainLines:
     def _retrying(self, e: Event) -> None:
         delay = e.data.get("delay") or 0
         self._write(self._depth(e), f"↻ {e.task} attempt {e.data.get('attempt')} failed "
-                                    f"({e.data.get('error')}), retrying in {delay:g} s")
+                                    f"({plain(e.data.get('error'))}), retrying in {delay:g} s")
 
     def _fallback(self, e: Event) -> None:
-        self._write(self._depth(e), f"↪ {e.task} failed ({e.data.get('error')}), "
+        self._write(self._depth(e), f"↪ {e.task} failed ({plain(e.data.get('error'))}), "
                                     f"falling back to {e.data.get('fallback')} ({e.data.get('strategy')})")
 
     def _handoff(self, e: Event) -> None:
         reason = e.data.get("reason")
         self._write(depth_var.get(), f"⇄ handoff {e.data.get('from_agent')} → {e.data.get('to_agent')}"
-                                     + (f": {reason}" if reason else ""))
+                                     + (f": {plain(reason)}" if reason else ""))
 
     def _circuit(self, e: Event) -> None:
         self._write(self._depths.get(e.run_id, depth_var.get()),
                     f"⚡ circuit breaker of '{e.workflow}': {e.data.get('from')} → {e.data.get('to')} "
-                    f"({e.data.get('reason')})", flush=True)
+                    f"({plain(e.data.get('reason'))})", flush=True)
 
     def _waiting(self, e: Event) -> None:
         self._write(self._depths.get(e.run_id, 0), f"⏸ workflow '{e.workflow}' waiting (run {e.run_id[:8]})",
@@ -200,7 +209,7 @@ class PlainLines:
         elif kind == events.TEAM_COMPLETED:
             text = f"◆ {pattern} completed" + (f" after {data['rounds']} round(s)" if data.get("rounds") else "")
         else:
-            text = f"◆ {pattern} failed: {data.get('error')}"
+            text = f"◆ {pattern} failed: {plain(data.get('error'))}"
         self._write(depth, text)
 
     def _tool(self, e: Event) -> None:
@@ -211,4 +220,4 @@ class PlainLines:
         elif e.kind == events.TOOL_CALLED:
             self._write(depth, f"✓ {tool}{_ms(e.data.get('duration'))}")
         else:
-            self._write(depth, f"✗ {tool}: {e.data.get('error')}")
+            self._write(depth, f"✗ {tool}: {plain(e.data.get('error'))}")

@@ -14,7 +14,17 @@ import time
 from typing import Any
 
 from pyagent.plugin import Event, events
+from pyagent_console.lines import plain
 from pyagent_console.nesting import where_var
+
+
+def _text(value: Any) -> str:
+    """What agents, tasks and errors say, as literal text in rich markup: ``[/]`` in an error
+    message must not be read as a closing tag (rich would refuse to draw the view), and its
+    control codes must not reach the terminal."""
+    from rich.markup import escape
+
+    return escape(plain(value))
 
 _MARKS = {"running": "[yellow]▶[/]", "completed": "[green]✓[/]", "failed": "[red]✗[/]",
           "skipped": "[dim]-[/]", "cancelled": "[magenta]⊘[/]", "reused": "[cyan]=[/]"}
@@ -132,14 +142,14 @@ class LiveView:
 
     def _label(self, item: Any) -> str:
         if isinstance(item, TeamView):
-            text = f"[bold]◆ {item.pattern}[/] round {item.round or 1}, {item.turns} turn(s)"
+            text = f"[bold]◆ {_text(item.pattern)}[/] round {item.round or 1}, {item.turns} turn(s)"
             if item.agreement is not None:
                 text += f", agreement {item.agreement:.2f}"
             if item.last:
-                text += f"  [dim]{item.last}[/]"
+                text += f"  [dim]{_text(item.last)}[/]"
             return text
         done = sum(1 for t in item.tasks.values() if t.status != "running")
-        text = (f"[bold]{_MARKS.get(item.status, '▶')} {item.workflow}[/] [dim]run {item.run_id[:8]}[/]  "
+        text = (f"[bold]{_MARKS.get(item.status, '▶')} {_text(item.workflow)}[/] [dim]run {item.run_id[:8]}[/]  "
                 f"{done}/{len(item.tasks)} tasks  {time.monotonic() - item.started:.1f} s")
         if item.notes:
             text += "  " + "  ".join(item.notes[-2:])
@@ -165,7 +175,7 @@ class LiveView:
 
     def _task_line(self, task: TaskView) -> str:
         took = task.duration if task.duration is not None else time.monotonic() - task.started
-        text = f"{_MARKS.get(task.status, '?')} {task.name}  [dim]{took * 1000:.0f} ms[/]"
+        text = f"{_MARKS.get(task.status, '?')} {_text(task.name)}  [dim]{took * 1000:.0f} ms[/]"
         if task.attempts > 1:
             text += f"  attempts {task.attempts}"
         if task.notes:
@@ -190,7 +200,7 @@ class LiveView:
         run = self._runs.pop(e.run_id, None)
         if run is None:  # refused by an open circuit breaker before it started
             if e.data.get("circuit") == "open":
-                self.console.print(f"[red]✗ workflow '{e.workflow}' refused: {e.data.get('error')}[/]")
+                self.console.print(f"[red]✗ workflow '{_text(e.workflow)}' refused: {_text(e.data.get('error'))}[/]")
             return
         run.status = e.kind.rsplit(".", 1)[1]
         if run.parent is not None:
@@ -205,7 +215,7 @@ class LiveView:
         from rich.table import Table
 
         took = e.data.get("duration")
-        title = f"{run.workflow}: {run.status}" + (f" in {took:.3f} s" if took is not None else "")
+        title = f"{_text(run.workflow)}: {run.status}" + (f" in {took:.3f} s" if took is not None else "")
         table = Table(title=title, caption=f"run {run.run_id}", title_justify="left")
         for column in ("task", "status", "duration", "attempts", "notes"):
             table.add_column(column, justify="right" if column in ("duration", "attempts") else "left")
@@ -217,12 +227,12 @@ class LiveView:
         order = {id(t): i for i, t in enumerate(tasks)}
         for task in sorted(picked, key=lambda t: order[id(t)]):
             duration = "" if task.duration is None else f"{task.duration * 1000:.1f} ms"
-            table.add_row(task.name, f"{_MARKS.get(task.status, '')} {task.status}", duration,
+            table.add_row(_text(task.name), f"{_MARKS.get(task.status, '')} {task.status}", duration,
                           str(task.attempts), " ".join(task.notes))
         if len(tasks) > len(picked):
             table.add_row(f"… {len(tasks) - len(picked)} more completed", "", "", "", "")
         if e.data.get("error"):
-            table.caption = f"run {run.run_id}: {e.data['error']}"
+            table.caption = f"run {run.run_id}: {_text(e.data['error'])}"
         return table
 
     def _task(self, where: tuple[str, str | None] | None) -> TaskView | None:
@@ -254,21 +264,21 @@ class LiveView:
         task.duration = e.data.get("duration")
         task.attempts = e.data.get("attempts") or task.attempts
         if e.kind == events.TASK_FAILED:
-            task.notes.append(f"[red]{e.data.get('error')}[/]")
+            task.notes.append(f"[red]{_text(e.data.get('error'))}[/]")
 
     def _retrying(self, e: Event) -> None:
         task = self._task((e.run_id, e.task))
         if task is not None:
             task.attempts = int(e.data.get("attempt") or task.attempts) + 1
-            task.notes.append(f"↻ {e.data.get('error')}")
+            task.notes.append(f"↻ {_text(e.data.get('error'))}")
 
     def _fallback(self, e: Event) -> None:
         task = self._task((e.run_id, e.task))
         if task is not None:
-            task.notes.append(f"↪ fallback {e.data.get('fallback')}")
+            task.notes.append(f"↪ fallback {_text(e.data.get('fallback'))}")
 
     def _handoff(self, e: Event) -> None:
-        note = f"⇄ {e.data.get('from_agent')} → {e.data.get('to_agent')}"
+        note = f"⇄ {_text(e.data.get('from_agent'))} → {_text(e.data.get('to_agent'))}"
         task = self._task((e.run_id, e.task)) or self._task(where_var.get())
         if task is not None:
             task.notes.append(note)
@@ -279,7 +289,7 @@ class LiveView:
         if run is not None:
             run.notes.append(note)
         else:
-            self.console.print(f"⚡ circuit breaker of '{e.workflow}': {e.data.get('from')} → {e.data.get('to')}")
+            self.console.print(f"⚡ circuit breaker of '{_text(e.workflow)}': {e.data.get('from')} → {e.data.get('to')}")
 
     def _team_started(self, e: Event) -> None:
         team = TeamView(e)
@@ -310,6 +320,6 @@ class LiveView:
         team.last = team.status
         if team in self._top:
             self._top.remove(team)
-            self.console.print(f"◆ {team.pattern} {team.status} after {team.round or 1} round(s)")
+            self.console.print(f"◆ {_text(team.pattern)} {team.status} after {team.round or 1} round(s)")
             if not any(isinstance(item, RunView) for item in self._top) and not self._top:
                 self._stop()

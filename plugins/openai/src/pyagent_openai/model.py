@@ -12,21 +12,21 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from pyagent.plugin import ModelRequest, ModelResponse, ToolCall, Usage
+from pyagent.plugin import ModelError, ModelRequest, ModelResponse, ToolCall, Usage
 
 from .endpoint import Endpoint
 from .errors import translate
+from .limit import SharedLimit
 
 _KEPT_LOOPS = 4  # clients kept for this many event loops (an httpx client belongs to one loop)
 
 
 class _LoopState:
-    __slots__ = ("client", "limiter", "loop")
+    __slots__ = ("client", "loop")
 
-    def __init__(self, loop: Any, client: Any, limiter: Any) -> None:
+    def __init__(self, loop: Any, client: Any) -> None:
         self.loop = loop
         self.client = client
-        self.limiter = limiter
 
 
 def _current_loop() -> Any:
@@ -64,18 +64,20 @@ class OpenAIModel:
         self._key = endpoint.key(self.name)  # no key for OpenAI itself: refused now, before any agent runs
         self.structured_output = endpoint.structured_output
         self._states: list[_LoopState] = []
+        # One bound for the whole process, whatever event loop a request comes from.
+        limit = endpoint.max_concurrency
+        self._limit = SharedLimit(limit) if limit else None
 
     def __repr__(self) -> str:
         return f"OpenAIModel({self.name!r}, url={self.url!r})"
 
-    # -- per event loop: the SDK client and the concurrency limit --------------------------------
+    # -- per event loop: the SDK client ----------------------------------------------------------
 
     def _state(self) -> _LoopState:
         loop = _current_loop()
         for state in self._states:
             if state.loop is loop:
                 return state
-        import anyio
         import openai
 
         # Our own HTTP client: the SDK's default one closes itself from __del__ on whatever asyncio
@@ -84,8 +86,7 @@ class OpenAIModel:
                                     default_headers=self.endpoint.headers or None,
                                     http_client=openai.DefaultAsyncHttpxClient(),
                                     **({"timeout": self.endpoint.timeout} if self.endpoint.timeout else {}))
-        limit = self.endpoint.max_concurrency
-        state = _LoopState(loop, client, anyio.CapacityLimiter(limit) if limit else None)
+        state = _LoopState(loop, client)
         self._states = [state, *self._states][:_KEPT_LOOPS]
         return state
 
@@ -101,9 +102,9 @@ class OpenAIModel:
     async def respond(self, request: ModelRequest) -> ModelResponse:
         """Send one chat-completions request; stream it when the agent streams."""
         state = self._state()
-        if state.limiter is None:
+        if self._limit is None:
             return await self._call(state.client, request)
-        async with state.limiter:
+        async with self._limit:
             return await self._call(state.client, request)
 
     async def _call(self, client: Any, request: ModelRequest) -> ModelResponse:
@@ -121,6 +122,9 @@ class OpenAIModel:
                 return await self._send(client, request, "prompt")
         except openai.OpenAIError as exc:
             raise translate(exc, self.name, self.endpoint, timeout=request.timeout) from None
+
+    def _cut(self, parts: list[str], what: str) -> ModelError:
+        return _cut_error(self.name, self.url, parts, what)
 
     async def _send(self, client: Any, request: ModelRequest, mode: str) -> ModelResponse:
         kwargs = self._kwargs(request, mode)
@@ -162,34 +166,53 @@ class OpenAIModel:
                              finish_reason=getattr(choice, "finish_reason", None))
 
     async def _stream(self, client: Any, kwargs: dict[str, Any], on_delta: Callable[[str], None]) -> ModelResponse:
+        import openai
+
         stream = await client.chat.completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
         parts: list[str] = []
         calls: dict[int, dict[str, str]] = {}
         usage: Usage | None = None
         finish: str | None = None
         try:
-            async for chunk in stream:
-                if getattr(chunk, "usage", None) is not None:
-                    usage = _usage(chunk.usage)
-                for choice in chunk.choices or []:
-                    delta = choice.delta
-                    if delta is not None and delta.content:
-                        parts.append(delta.content)
-                        on_delta(delta.content)
-                    for call in (getattr(delta, "tool_calls", None) or []) if delta is not None else []:
-                        slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
-                        slot["id"] = call.id or slot["id"]
-                        if call.function is not None:
-                            slot["name"] += call.function.name or ""
-                            slot["arguments"] += call.function.arguments or ""
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
+            try:
+                async for chunk in stream:
+                    if getattr(chunk, "usage", None) is not None:
+                        usage = _usage(chunk.usage)
+                    for choice in chunk.choices or []:
+                        delta = choice.delta
+                        if delta is not None and delta.content:
+                            parts.append(delta.content)
+                            on_delta(delta.content)
+                        for call in (getattr(delta, "tool_calls", None) or []) if delta is not None else []:
+                            slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                            slot["id"] = call.id or slot["id"]
+                            if call.function is not None:
+                                slot["name"] += call.function.name or ""
+                                slot["arguments"] += call.function.arguments or ""
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
+            except openai.APITimeoutError:
+                raise  # the time its task allows ran out: reported as such
+            except openai.APIConnectionError as exc:
+                cause = exc.__cause__ or exc.__context__ or exc
+                raise self._cut(parts, f"the connection broke ({type(cause).__name__}: {cause})") from None
         finally:
             await stream.close()
+        if finish is None:
+            # No finish reason: the server (or a proxy) stopped mid-answer. What came is not the answer.
+            raise self._cut(parts, "the stream ended before the model finished (no finish_reason)")
         tool_calls = [ToolCall(id=c["id"] or f"call_{i}", name=c["name"], arguments=c["arguments"] or "{}")
                       for i, c in sorted(calls.items())]
         return ModelResponse(text="".join(parts) if parts or not tool_calls else None, tool_calls=tool_calls,
                              usage=usage, model=self.name, finish_reason=finish)
+
+
+def _cut_error(model: str, url: str, parts: list[str], what: str) -> ModelError:
+    received = sum(len(p) for p in parts)
+    return ModelError(
+        f"model '{model}' at {url}: {what} after {received} characters of a streamed answer: the partial "
+        "answer is not used; give the task a retry_config to ask again",
+        retryable=True, model=model, endpoint=url)
 
 
 def _usage(raw: Any) -> Usage | None:

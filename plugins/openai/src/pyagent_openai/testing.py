@@ -13,8 +13,8 @@ usage; ``GET /v1/models``) on 127.0.0.1, on a free port, in a thread of its own,
         server.requests          # every request body received, in order
 
 A script item is the answer to one request: text, :func:`reply` (text, tool calls, usage, a
-delay), :func:`fail` (an HTTP error with OpenAI's error body), or a function of the request
-body returning one of those. ``handler=`` answers every request instead of a script.
+delay), :func:`fail` (an HTTP error with OpenAI's error body), :func:`cut` (a stream that
+breaks), or a function of the request body returning one of those. ``handler=`` answers every request instead of a script.
 
 Tokens are counted as whitespace-separated words unless a reply says otherwise, so usage
 figures are deterministic. Other plugins' tests can use this server too: depend on
@@ -51,6 +51,8 @@ class ScriptedReply:
     error: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     finish_reason: str | None = None
+    cut_after: int | None = None  # streamed: stop after this many pieces of text
+    cut_drop: bool = True  # drop the connection (else end the stream early, without finishing it)
 
 
 def reply(text: str | dict[str, Any] | None = None, *, tool_calls: Iterable[tuple[str, dict[str, Any]]] = (),
@@ -80,6 +82,12 @@ _DEFAULT_MESSAGES = {
     500: "The server had an error while processing your request.",
     503: "The engine is currently overloaded.",
 }
+
+
+def cut(text: str, after: int, *, drop: bool = True) -> ScriptedReply:
+    """A streamed answer that breaks after ``after`` pieces of ``text``: the connection drops
+    (``drop=True``), or the stream ends early with neither a finish reason nor ``[DONE]``."""
+    return ScriptedReply(text=text, cut_after=after, cut_drop=drop)
 
 
 def slow(seconds: float, text: str = "late answer") -> ScriptedReply:
@@ -157,7 +165,7 @@ class ChatServer:
         if not self._started.wait(timeout):
             raise RuntimeError(f"the loopback chat server did not start within {timeout}s")
         if self._error is not None:
-            raise RuntimeError(f"the loopback chat server failed to start: {self._error}")
+            raise RuntimeError(f"the loopback chat server failed to start: {self._error}") from None
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._server is None or self._loop is None:
@@ -170,9 +178,15 @@ class ChatServer:
             self._thread.join(timeout)
 
     def _serve(self, sock: socket.socket) -> None:
-        import uvicorn
-
         try:
+            try:
+                import starlette  # noqa: F401
+                import uvicorn
+            except ImportError as exc:
+                raise ImportError(
+                    f"ChatServer needs starlette and uvicorn ({exc}): pip install 'pyagent-openai[testing]' "
+                    "(from a clone of pyagent: pip install './plugins/openai[testing]')"
+                ) from None
             config = uvicorn.Config(self._app(), log_level="warning", lifespan="off", access_log=False,
                                     timeout_graceful_shutdown=2)
             self._server = uvicorn.Server(config)
@@ -292,7 +306,12 @@ class ChatServer:
         yield chunk({"role": "assistant", "content": ""})
         text = item.text or ""
         pieces = [p for p in _split(text)]
-        for piece in pieces:
+        for n, piece in enumerate(pieces):
+            if item.cut_after is not None and n >= item.cut_after:
+                await asyncio.sleep(0.01)  # let what was sent reach the client first
+                if item.cut_drop:
+                    raise ConnectionAbortedError("the test script drops the connection mid-stream")
+                return
             yield chunk({"content": piece})
             await asyncio.sleep(0)
         calls = self._calls(item)

@@ -16,24 +16,21 @@ class OpenTelemetryMonitor:
     ``tracer_provider`` and ``meter_provider`` default to the application's global ones when
     it configured OpenTelemetry, else to providers built from the ``OTEL_*`` environment
     variables; with neither, that signal is off and nothing is exported (or even built).
-    ``close()`` flushes what is pending, and shuts down providers this monitor created.
+    ``close()`` flushes what is pending. Providers built from ``OTEL_*`` are installed as the
+    process's global ones (the agents' own instrumentation exports through them too, and the
+    API sets them once per process), so closing a monitor flushes them and leaves them running
+    for the next monitor; OpenTelemetry shuts them down at exit.
     """
 
     def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         from pyagent_otel import providers
 
-        owned: list[Any] = []
         if tracer_provider is None:
-            tracer_provider, created = providers.tracer_provider()
-            if created:
-                owned.append(tracer_provider)
+            tracer_provider, _ = providers.tracer_provider()
         if meter_provider is None:
-            meter_provider, created = providers.meter_provider()
-            if created:
-                owned.append(meter_provider)
+            meter_provider, _ = providers.meter_provider()
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
-        self._owned = owned
         handlers: dict[str, Any] = {}
         kinds: set[str] = set()
         if tracer_provider is not None:
@@ -64,7 +61,7 @@ class OpenTelemetryMonitor:
             fold(event)
 
     def close(self) -> None:
-        """Export what is pending; shut down the providers this monitor built from OTEL_* settings."""
+        """Export what is pending (the providers themselves stay up: see the class docstring)."""
         for provider in (self.tracer_provider, self.meter_provider):
             flush = getattr(provider, "force_flush", None)
             if flush is not None:
@@ -72,12 +69,6 @@ class OpenTelemetryMonitor:
                     flush()
                 except Exception as exc:
                     log.warning("OpenTelemetry provider %r failed to flush: %s", provider, exc)
-        for provider in self._owned:
-            try:
-                provider.shutdown()
-            except Exception as exc:
-                log.warning("OpenTelemetry provider %r failed to shut down: %s", provider, exc)
-        self._owned = []
 
     def __repr__(self) -> str:
         return (f"OpenTelemetryMonitor(tracing={'on' if self.spans is not None else 'off'}, "

@@ -51,8 +51,9 @@ class _Run:
 
 
 class _Team:
-    def __init__(self, span: Any, token: Any, pattern: str, start: int) -> None:
+    def __init__(self, span: Any, token: Any, pattern: str, start: int, owner: Any = None) -> None:
         self.span, self.token, self.pattern = span, token, pattern
+        self.owner = owner  # the span that was current when it started (its task attempt's)
         self.round_start = start
         self.cursor = start
         self.turns: list[tuple[Event, int, int]] = []  # event, start, end (ns)
@@ -124,6 +125,7 @@ class SpanBuilder:
         if run is None:  # refused by an open circuit breaker: it never started
             run = self._open_run(e)
         span = run.span
+        self._end_teams_of(span)
         if e.kind != events.WORKFLOW_COMPLETED:
             error = e.data.get("error") or e.status or "cancelled"
             span.set_attribute("error.type", error_type(error) if e.kind == events.WORKFLOW_FAILED else "cancelled")
@@ -152,6 +154,7 @@ class SpanBuilder:
         if attempt is None:
             return None
         span = attempt.span
+        self._end_teams_of(span)
         if error is not None:
             span.set_attribute("error.type", kind or error_type(error))
             span.set_status(self._error(error))
@@ -257,7 +260,8 @@ class SpanBuilder:
         if span is None:
             return
         if e.kind == events.TOOL_FAILED:
-            span.set_attribute("error.type", error_type(e.data.get("error")))
+            error = str(e.data.get("error") or "")
+            span.set_attribute("error.type", "cancelled" if error.startswith("cancelled") else error_type(error))
             span.set_status(self._error(e.data.get("error")))
         span.end()
 
@@ -269,8 +273,9 @@ class SpanBuilder:
             f"invoke_workflow {name}", kind=self._internal,
             attributes={"gen_ai.operation.name": "invoke_workflow", "gen_ai.workflow.name": name,
                         "pyagent.pattern": str(e.data.get("pattern") or e.workflow), "pyagent.run_id": e.run_id})
+        owner = self._current()
         token = self._attach(self._in_context(span))
-        self.teams[span] = _Team(span, token, str(e.data.get("pattern") or e.workflow), time.time_ns())
+        self.teams[span] = _Team(span, token, str(e.data.get("pattern") or e.workflow), time.time_ns(), owner)
 
     def _team(self, e: Event) -> _Team | None:
         team = self.teams.get(self._current())
@@ -322,6 +327,20 @@ class SpanBuilder:
             self._detach(team.token)
         team.span.end()
         self.teams.pop(team.span, None)
+
+    def _end_teams_of(self, owner: Any) -> None:
+        """End the teams started under ``owner`` that are still open: cut off (a task's timeout,
+        a cancelled run) they sent no team.completed or team.failed, and their spans must end
+        and leave the current context, or later spans would nest under them."""
+        for team in [t for t in self.teams.values() if t.owner is owner]:
+            self._end_teams_of(team.span)
+            self._flush_turns(team, team.span, lambda t: True)
+            team.span.set_attribute("error.type", "cancelled")
+            team.span.set_status(self._error("cancelled before the team finished"))
+            if self._current() is team.span:
+                self._detach(team.token)
+            team.span.end()
+            self.teams.pop(team.span, None)
 
     def _flush_turns(self, team: _Team, parent: Any, belongs: Any) -> None:
         keep = []

@@ -31,6 +31,13 @@ class Endpoint:
         try:
             self.server, self.thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
+            ours = [h for (h, p) in _endpoints if p == port]
+            if exc.errno == errno.EADDRINUSE and ours:
+                raise ConfigurationError(
+                    f"PrometheusMonitor cannot serve on {host}:{port}: a PrometheusMonitor in this process "
+                    f"already serves port {port} on {ours[0]}: give the same host to share its endpoint "
+                    f"(PrometheusMonitor(port={port}, host={ours[0]!r})), or another port"
+                ) from None
             if exc.errno == errno.EADDRINUSE:
                 raise ConfigurationError(
                     f"PrometheusMonitor cannot serve on {host}:{port}: the port is already in use by "

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
+from urllib.parse import quote
+
+FIELD_LIMIT = 2000  # characters of one section field's text (Block Kit refuses the message past it)
+TEXT_LIMIT = 3000  # characters of the notification text (Slack truncates long ones anyway)
 
 # Notification names for ``on=``: an event kind, or a name for a situation built from events.
 NOTIFICATIONS: dict[str, tuple[str, ...]] = {
@@ -37,6 +42,19 @@ class Batch:
         self.count += 1
 
 
+def escape(value: Any) -> str:
+    """Text from runs (errors, names) as literal mrkdwn: Slack reads ``<!channel>``, ``<@U123>``
+    and ``<url|label>`` as mentions and links unless ``&``, ``<`` and ``>`` are escaped."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, never in the middle of an escape (``&amp;``)."""
+    if len(text) <= limit:
+        return text
+    return re.sub(r"&[a-z]*$", "", text[: limit - 1]) + "…"
+
+
 def _duration(seconds: Any) -> str:
     if seconds is None:
         return "—"
@@ -66,34 +84,37 @@ def build(batch: Batch, link: str | None) -> tuple[str, list[dict[str, Any]]]:
     """(text, blocks) for one batch: the latest occurrence in full, and how many there were."""
     notification, workflow = batch.key
     d = batch.last
+    # The header is plain text (Slack reads nothing in it); everything else is mrkdwn, escaped.
     headline = _headline(notification, workflow, d, batch.count)
     icon = {"workflow.failed": ":x:", "circuit.opened": ":rotating_light:",
             "paused_run.ended": ":arrow_forward:"}.get(notification, ":information_source:")
-    fields = [("Workflow", workflow), ("Run id", f"`{d.get('run_id', '')}`")]
+    run_id = escape(d.get("run_id", ""))
+    fields = [("Workflow", escape(workflow)), ("Run id", f"`{run_id}`")]
     if d.get("task"):
-        fields.append(("Failing task" if notification == "workflow.failed" else "Task", str(d["task"])))
+        fields.append(("Failing task" if notification == "workflow.failed" else "Task", escape(d["task"])))
     if d.get("error"):
-        fields.append(("Error", f"```{str(d['error'])[:500]}```"))
+        fields.append(("Error", f"```{_clip(escape(str(d['error'])[:500]), FIELD_LIMIT - 20)}```"))
     if d.get("duration") is not None:
         fields.append(("Duration", _duration(d["duration"])))
     if d.get("attempts"):
         fields.append(("Attempts", str(d["attempts"])))
     if d.get("reason"):
-        fields.append(("Reason", str(d["reason"])))
+        fields.append(("Reason", escape(d["reason"])))
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"{headline}"[:150], "emoji": True}},
-        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": _clip(f"*{k}*\n{v}", FIELD_LIMIT)}
+                                       for k, v in fields]},
     ]
     notes = []
     if batch.count > 1:
-        first = batch.first.get("run_id", "")
+        first = escape(batch.first.get("run_id", ""))
         notes.append(f"{batch.count} occurrences coalesced (first run `{first}`, latest shown)")
     if link:
-        url = link.format(run_id=d.get("run_id", ""), workflow=workflow)
-        notes.append(f"<{url}|Open the run>")
+        url = link.format(run_id=quote(str(d.get("run_id", "")), safe=""), workflow=quote(workflow, safe=""))
+        notes.append(f"<{escape(url)}|Open the run>")
     if notes:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": n} for n in notes]})
-    text = f"{icon} {headline}: run {d.get('run_id', '')}"
+    text = f"{icon} {escape(_headline(notification, workflow, d, batch.count))}: run {run_id}"
     if d.get("error"):
-        text += f": {str(d['error'])[:200]}"
-    return text, blocks
+        text += f": {escape(str(d['error'])[:200])}"
+    return _clip(text, TEXT_LIMIT), blocks

@@ -267,16 +267,20 @@ class SlackMonitor:
             ConnectionErrorRetryHandler(max_retry_count=self.max_retries,
                                         interval_calculator=BackoffRetryIntervalCalculator(backoff_factor=self.backoff)),
         ]
+        # slack-sdk logs the webhook URL (the secret) at DEBUG, and at INFO when it retries: its
+        # lines go through a logger of ours that takes the secrets out.
+        logger = _sdk_logger(self._secrets())
         if self._webhook_url is not None:
             from slack_sdk.webhook import WebhookClient
 
-            self._client = WebhookClient(self._webhook_url, timeout=int(max(self.timeout, 1)), retry_handlers=handlers)
+            self._client = WebhookClient(self._webhook_url, timeout=int(max(self.timeout, 1)), retry_handlers=handlers,
+                                         logger=logger)
         else:
             from slack_sdk import WebClient
 
             kwargs: dict[str, Any] = {"base_url": self._base_url} if self._base_url else {}
             self._client = WebClient(token=self._token, timeout=int(max(self.timeout, 1)),
-                                     retry_handlers=handlers, **kwargs)
+                                     retry_handlers=handlers, logger=logger, **kwargs)
         return self._client
 
     # -- shutting down ---------------------------------------------------------------------
@@ -346,7 +350,39 @@ def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
         table.popitem(last=False)
 
 
-def _redact(text: str, secrets: list[str]) -> str:
+def _redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         text = text.replace(secret, "[redacted]")
     return text
+
+
+class _Redacting(logging.Filter):
+    """Takes the secrets (tokens, webhook URLs and their paths) out of the lines slack-sdk logs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        # Longest first: a webhook URL before its own path.
+        redacted = _redact(message, sorted(self.secrets, key=len, reverse=True))
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_redacting = _Redacting()
+
+
+def _sdk_logger(secrets: list[str]) -> logging.Logger:
+    """slack-sdk's logger for our clients: under ``slack_sdk`` (its levels and handlers apply), redacted."""
+    for secret in secrets:
+        _redacting.secrets.add(secret)
+        path = urlsplit(secret).path
+        if len(path) > 8:  # a webhook's /services/T.../B.../secret, logged on its own by some versions
+            _redacting.secrets.add(path)
+    logger = logging.getLogger("slack_sdk.pyagent")
+    if _redacting not in logger.filters:
+        logger.addFilter(_redacting)
+    return logger
