@@ -111,13 +111,18 @@ def _install_everything(session: nox.Session, **kwargs: object) -> None:
 
 @nox.session(name="all", python=PYTHONS)
 def all_(session: nox.Session) -> None:
-    """Everything installed: integration tests, meta-tests, and every suite again together."""
+    """Everything installed: integration tests, meta-tests, and every suite again together.
+
+    The slow tests (crash batteries, load tests, multi-process replicas: bounded, but minutes)
+    run once, on the first Python; the other Pythons run everything else.
+    """
     _install_everything(session)
     for name in PLUGINS:
         for package, binaries in DEBIAN_PACKAGES.get(name, {}).items():
             _install_debian(session, package, binaries)
+    only_fast = [] if session.python == PYTHONS[0] or session.posargs else ["-m", "not slow"]
     session.run("pytest", "tests", "kernel/tests", *(f"plugins/{p}/tests" for p in TESTED_PLUGINS),
-                *session.posargs, env=_env())
+                *only_fast, *session.posargs, env=_env())
 
 
 @nox.session(python=PYTHON)
