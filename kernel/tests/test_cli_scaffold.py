@@ -20,7 +20,8 @@ from pyagent.cli import main
 from pyagent.cli.scaffold import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
-PUBLIC = {"pyagent", "pyagent.plugin", "pyagent.orchestrator", "pyagent.testing", "pyagent.testing_fixtures"}
+PUBLIC = {"pyagent", "pyagent.plugin", "pyagent.orchestrator", "pyagent.testing", "pyagent.monitors",
+          "pyagent.testing_fixtures"}
 
 
 def new(tmp_path: Path, *args: str) -> Result:
