@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "kernel" / "src" / "pyagent" / "cli" / "templates"
 
 # Where each kind shows up in `pyagent plugins --json`.
-LISTED_AS = {"pattern": "patterns", "router": "routers", "monitor": None, "trigger": "triggers"}
+LISTED_AS = {"pattern": "patterns", "router": "routers", "monitor": "monitors", "trigger": "triggers"}
 
 
 @pytest.mark.slow
@@ -63,5 +63,4 @@ def test_a_new_plugin_of_every_kind_installs_and_passes_its_tests(
     else:
         (plugin,) = [p for p in report["plugins"] if p["name"] == name]
         assert plugin["distribution"] == f"pyagent-{name}"
-        if LISTED_AS[kind] is not None:
-            assert plugin["provides"] == {LISTED_AS[kind]: [name]}
+        assert plugin["provides"] == {LISTED_AS[kind]: [name]}

@@ -20,7 +20,8 @@ from pyagent.cli import main
 from pyagent.cli.scaffold import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
-PUBLIC = {"pyagent", "pyagent.plugin", "pyagent.orchestrator", "pyagent.testing", "pyagent.testing_fixtures"}
+PUBLIC = {"pyagent", "pyagent.plugin", "pyagent.orchestrator", "pyagent.testing", "pyagent.monitors",
+          "pyagent.testing_fixtures"}
 
 
 def new(tmp_path: Path, *args: str) -> Result:
@@ -78,6 +79,30 @@ def test_the_pyproject_declares_the_entry_point_the_kernel_looks_in(
     assert project["project"]["optional-dependencies"]["test"] == ["pyagent-kernel[test]>=0.1.0"]
     assert project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["src/pyagent_acme_thing"]
     assert "uv" not in project.get("tool", {})  # outside the pyagent repository the kernel comes from an index
+
+
+def test_the_store_template_implements_every_method_of_the_store_protocol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The protocol grows (create_run, leases, fence=): the template must grow with it, with the
+    same signatures, or the stores started from it break against the kernel."""
+    import importlib
+    import inspect
+    import sys
+
+    from pyagent.plugin import Store
+
+    assert new(tmp_path, "proto-check", "--kind", "store").exit_code == 0
+    monkeypatch.syspath_prepend(str(tmp_path / "pyagent-proto-check" / "src"))
+    monkeypatch.delitem(sys.modules, "pyagent_proto_check", raising=False)
+    cls = importlib.import_module("pyagent_proto_check").ProtoCheckStore
+    assert isinstance(cls("proto-check://x"), Store)
+    methods = [name for name, _ in inspect.getmembers(Store, inspect.isfunction) if not name.startswith("_")]
+    assert {"create_run", "begin_run", "claim_run", "list_leases"} <= set(methods)
+    for name in methods:
+        assert inspect.iscoroutinefunction(getattr(cls, name)), name
+        assert inspect.signature(getattr(cls, name)) == inspect.signature(getattr(Store, name)), name
+    sys.modules.pop("pyagent_proto_check", None)
 
 
 def test_the_default_kind_is_pattern_and_a_pyagent_prefix_is_not_doubled(tmp_path: Path) -> None:

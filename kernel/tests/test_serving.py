@@ -196,6 +196,39 @@ async def test_triggers_are_served_added_while_serving_and_stopped_when_removed(
         assert len(early.fired) == 3 and len(late.fired) == 8
 
 
+async def test_add_trigger_serves_a_kind_of_another_plugin_and_refuses_unknown_kinds(
+    serving_runtime: Any, clock: Any
+) -> None:
+    from pyagent import PluginNotInstalledError
+
+    class Plugin:
+        @hookimpl
+        def pyagent_register_triggers(self, register: Any) -> None:
+            register("ticker", Ticker)
+
+    serving_runtime.register(Plugin(), "test-ticker")
+    orch = Orchestrator()
+    wf = Workflow(name="w", steps=[Task(name="A", agent=lambda x: "ok")])
+    ticker = orch.add_trigger("ticker", wf, every=10)
+    assert isinstance(ticker, Ticker) and orch.triggers == [ticker] and orch.workflows == {"w": wf}
+    with pytest.raises(TypeError):
+        orch.add_trigger("ticker", wf, every=10, bogus=1)  # the factory checks its options now
+    with pytest.raises(PluginNotInstalledError, match="tickr"):
+        orch.add_trigger("tickr", wf, every=10)
+    assert orch.triggers == [ticker]
+    other = Orchestrator()
+    with pytest.raises(TypeError):
+        other.add_trigger("ticker", wf, every=10, bogus=1)
+    assert other.triggers == [] and other.workflows == {}  # refused: nothing was added
+    other.add_workflow(wf)
+    with pytest.raises(ConfigurationError, match="already added"):  # another workflow named "w"
+        other.add_trigger("ticker", Workflow(name="w", steps=[Task(name="B", agent=lambda x: x)]), every=1)
+    assert other.triggers == []
+    async with orch.serving(port=None):
+        await clock.run_for(25)
+    assert len(ticker.fired) == 2
+
+
 def test_serve_runs_until_stopped_from_another_thread(serving_runtime: Any) -> None:
     orch = Orchestrator()
     wf = Workflow(name="w", steps=[Task(name="A", agent=lambda e: e.n + 1)])

@@ -231,6 +231,16 @@ class Orchestrator:
 
         return emit_sync(self, name, payload, **fields)
 
+    def add_trigger(self, kind: str, workflow: str | Workflow, **options: Any) -> Any:
+        """Run ``workflow`` from a trigger of any installed kind: what ``schedule``, ``on_webhook``
+        and ``on_event`` do for theirs, for kinds that other plugins register.
+
+        The kind's factory (``pyagent_register_triggers``) is called now, with this orchestrator,
+        the workflow and ``options``, so bad options are refused here; the trigger acts while
+        the orchestrator serves (added while serving, it starts at once). Returns the trigger.
+        """
+        return self._add_trigger(kind, workflow, **options)
+
     def remove_trigger(self, trigger: Any) -> None:
         """Stop and forget one trigger (what ``schedule.remove()`` and friends call)."""
         if trigger in self.triggers:
@@ -244,10 +254,12 @@ class Orchestrator:
         from pyagent.workflow import Workflow
 
         factory = get_runtime().lookup("trigger", kind)
-        if isinstance(workflow, Workflow):
-            self.add_workflow(workflow)
-        wf = self.get_workflow(workflow)
-        trigger = factory(self, wf, **options)
+        wf = workflow if isinstance(workflow, Workflow) else self.get_workflow(workflow)
+        taken = self.workflows.get(wf.name)
+        if taken is not None and taken is not wf:
+            self.add_workflow(wf)  # raises: a different workflow has that name
+        trigger = factory(self, wf, **options)  # refuses bad options before anything is added
+        self.add_workflow(wf)
         self.triggers.append(trigger)
         self._trigger_kinds[id(trigger)] = kind
         host = self._host
