@@ -4,8 +4,8 @@ A run's checkpoints are appended with an increasing ``seq``. The first is **full
 input, ``ctx.state`` and any tasks already completed when a run resumes); each later one is
 a **delta** holding only the task records finished since the previous checkpoint and the
 ``ctx.state`` keys that changed. So a 200-task chain writes 200 small rows and storage grows
-linearly. With ``retention=N`` a full checkpoint is written every N checkpoints and older
-ones are pruned, so a run keeps between N and 2N checkpoints.
+linearly. With ``retention=N`` a full checkpoint replaces the deltas once they outweigh it,
+and the checkpoints it makes unnecessary are pruned in the background (see :class:`Checkpointer`).
 
 Folding the checkpoints from the latest full one on gives the state the run last saved
 (:mod:`pyagent.durability.replay`); ``workflow.resume_from(run_id)`` continues from it. The
@@ -357,7 +357,11 @@ class Checkpointer(RunRecorder):
         return body
 
     def _payload(self, kind: str, body: dict[str, Any]) -> bytes:
-        """The sealed payload of a checkpoint; StateError naming what cannot be encoded."""
+        """The sealed payload of a checkpoint; StateError naming what cannot be encoded.
+
+        Encrypted under a key derived for this run (``bind``), so a checkpoint copied into
+        another run's rows does not decrypt there.
+        """
         data = {"v": PAYLOAD_VERSION, "kind": kind, **body}
         try:
             raw = codec.dumps(data, f"a checkpoint of run {self.run.run_id!r}")
@@ -367,7 +371,7 @@ class Checkpointer(RunRecorder):
                 codec.dumps(t, f"the output of task {t.get('name')!r}")
             codec.dumps(body.get("input"), "the run's input")
             raise
-        return codec.seal(raw)
+        return codec.seal(raw, bind=self.run.run_id)
 
     async def _write(self, kind: str, body: dict[str, Any]) -> None:
         run = self.run

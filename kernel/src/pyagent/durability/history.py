@@ -482,6 +482,9 @@ async def query_store(url: str, *, workflow: str | None, since: float | None, st
             if h.payload:
                 try:
                     rec = ExecutionRecord.from_payload(h.payload, what, allow_plaintext=allow_plaintext)
+                    if rec.run_id != h.run_id:  # a sealed record copied over from another run
+                        raise StateError(f"{what} belongs to run {rec.run_id[:80]!r}: it was copied "
+                                         "from another run's header (or the storage is damaged)")
                 except StateError as exc:
                     rec = _plain_record(h)
                     rec.unreadable = str(exc)
