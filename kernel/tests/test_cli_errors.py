@@ -64,6 +64,21 @@ def test_traceback_shows_the_full_trace(tmp_path: Path) -> None:
         assert "ValidationError" in out.stderr and "dup.py" in out.stderr
 
 
+@pytest.mark.parametrize(("source", "code"), [
+    ("wf = Workflow(name='w', pattern='sequentail', steps=[Task(name='a', agent=lambda x: x)])", 2),
+    ("wf = Workflow(name='w', steps=[Task(name='a', agent=lambda x: x), Task(name='a', agent=lambda x: x)])", 2),
+    ("x = (", 2),
+])
+def test_traceback_keeps_the_exit_code(tmp_path: Path, source: str, code: int) -> None:
+    # Scripts tell a configuration error from a failed run by the exit code, with or without it.
+    write(tmp_path, "cfg.py", "from pyagent import Task, Workflow\n" + source + "\n")
+    plain = pyagent("run", "cfg.py", cwd=tmp_path)
+    traced = pyagent("run", "cfg.py", "--traceback", cwd=tmp_path)
+    assert plain.returncode == traced.returncode == code, (plain.stderr, traced.stderr)
+    assert "Traceback (most recent call last)" in traced.stderr
+    assert traced.stderr.strip().splitlines()[-1] == plain.stderr.strip().splitlines()[-1]  # the same Error: line
+
+
 @pytest.mark.parametrize(("source", "expected"), [
     ("wf = Workflow(name='w', pattern='sequentail', steps=[Task(name='a', agent=lambda x: x)])",
      "Error: unknown pattern 'sequentail'; did you mean 'sequential'?"),
