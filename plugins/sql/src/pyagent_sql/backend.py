@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pyagent.plugin import Checkpoint, Lease, RunHeader, StoredRun, StoreError
+from pyagent.plugin import Checkpoint, Lease, PyAgentError, RunHeader, StoredRun, StoreError
 
 from . import schema
 from ._loop import LoopThread, wait_future
@@ -114,10 +114,12 @@ class Backend:
         """Checks that need no connection (a missing directory, ...)."""
 
     async def schema_version(self) -> int:
-        """The version the database records now (checked at every open)."""
-        async with self.reader().connect() as conn:
-            value = (await conn.execute(select(func.max(self.tables.versions.c.version)))).scalar()
-        return int(value or 0)
+        """The version the database records now (checked at every open, once more on a fresh
+        connection if the server dropped the one it was read on)."""
+        async def body(conn: AsyncConnection) -> Any:
+            return (await conn.execute(select(func.max(self.tables.versions.c.version)))).scalar()
+
+        return int(await self.read(body) or 0)
 
     def reader(self) -> AsyncEngine:
         assert self.engine is not None
@@ -533,7 +535,12 @@ async def acquire(key: Hashable, make: Callable[[], Backend]) -> Backend:
     try:
         await wait_future(backend.ready)
         if backend.ready_checked:
-            await backend.check_schema()
+            try:
+                await backend.check_schema()
+            except PyAgentError:  # SchemaVersionError, StoreUnavailableError: already say it all
+                raise
+            except Exception as exc:  # the server went away since the backend started
+                raise backend.unavailable(exc) from None
         backend.ready_checked = True
     except BaseException:
         await release(backend, tidy=False)
