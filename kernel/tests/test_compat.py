@@ -50,7 +50,14 @@ def test_what_left_pyagent_checkpoint_is_still_found_under_its_old_path() -> Non
 
 
 def test_pyagent_engine_is_a_package_that_still_offers_what_the_module_had() -> None:
-    from pyagent.engine import Listener, WorkflowRun, check_runnable, current_run, execute, new_run_id
+    from pyagent.engine import (
+        Listener,
+        WorkflowRun,
+        check_runnable,
+        current_run,
+        execute,
+        new_run_id,
+    )
     from pyagent.engine.run import Listener as RunListener
     from pyagent.engine.run import WorkflowRun as Run
 

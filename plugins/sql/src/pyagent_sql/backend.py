@@ -498,7 +498,7 @@ def to_header(row: Row[Any]) -> RunHeader:
         status=m["status"],
         started_at=float(m["started_at"]),
         finished_at=None if m["finished_at"] is None else float(m["finished_at"]),
-        payload=bytes(m["payload"]),
+        payload=_blob(m["payload"]),
     )
 
 
@@ -508,9 +508,18 @@ def to_checkpoint(row: Row[Any]) -> Checkpoint:
         run_id=m["run_id"],
         seq=int(m["seq"]),
         kind=m["kind"],
-        payload=bytes(m["payload"]),
+        payload=_blob(m["payload"]),
         created_at=float(m["created_at"]),
     )
+
+
+def _blob(value: Any) -> bytes:
+    """A payload column as bytes. SQLite keeps whatever a hand-made UPDATE put in a BLOB
+    column, text included: that is handed on as its bytes, for the kernel to refuse as a
+    damaged payload, rather than failing the whole query (and every run listed with it)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return bytes(value)
 
 
 # -- the process-wide registry ---------------------------------------------------------------
