@@ -41,7 +41,7 @@ def _cli_commands(page: str) -> list[str]:
             if line.startswith("pyagent run examples/")]
 
 
-@pytest.mark.parametrize("command", _cli_commands("cli.md"))
+@pytest.mark.parametrize("command", _cli_commands("cli.md") + _cli_commands("getting-started.md"))
 def test_cli_page_examples_run(command: str) -> None:
     import shlex
     import subprocess
@@ -61,3 +61,10 @@ def test_every_name_of_the_plugin_api_is_documented() -> None:
     section = doc[doc.index("## The plugin API"):doc.index("## Executors")]
     missing = [name for name in pyagent.plugin.__all__ if not re.search(rf"`{name}\b", section)]
     assert not missing, f"docs/hooks.md's plugin API section does not list {missing}"
+
+
+def test_getting_started_quotes_the_error_of_a_missing_pattern_as_the_kernel_words_it() -> None:
+    from pyagent.plugins import not_installed
+
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    assert str(not_installed("pattern", "sequential", [])) in text
