@@ -68,3 +68,16 @@ def test_getting_started_quotes_the_error_of_a_missing_pattern_as_the_kernel_wor
 
     text = (ROOT / "docs" / "getting-started.md").read_text()
     assert str(not_installed("pattern", "sequential", [])) in text
+
+
+def test_no_page_or_example_names_a_deprecated_module_path() -> None:
+    # Old module paths still import, with a DeprecationWarning: what users copy must not.
+    from pyagent._compat import MOVED
+
+    old = re.compile(r"\b(" + "|".join(re.escape(m) for m in MOVED) + r")\b")
+    found = []
+    for page in [*PAGES, *sorted((ROOT / "examples").glob("*.py"))]:
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            for match in old.finditer(line):
+                found.append(f"{page.relative_to(ROOT)}:{number}: {match.group(0)}")
+    assert not found, found

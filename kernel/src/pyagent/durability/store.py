@@ -28,7 +28,7 @@ and closes it when the run ends; a history query or a resume opens and closes it
 per URL inside the process and make a repeated ``open()`` cheap.
 
 Payloads: checkpoint payloads and run-header payloads are opaque bytes produced by
-``pyagent.codec.seal`` (JSON with a checksum, or encrypted when ``PYAGENT_STATE_KEY`` is
+``pyagent.durability.codec.seal`` (JSON with a checksum, or encrypted when ``PYAGENT_STATE_KEY`` is
 set). The header payload is the run's audit record (``pyagent.history``).
 
 Errors: a store raises the kernel's error types (``StoreError`` or a subclass for a failed
