@@ -102,3 +102,33 @@ def test_history_shows_runs_it_cannot_read_and_lists_the_others(
     assert "unreadable: history of run" in listed.output and "could not be decrypted" in listed.output
     data = json.loads(CliRunner().invoke(main, ["history", "--storage", store_url, "--json"]).output)
     assert {d["run_id"]: d["unreadable"] is None for d in data} == {mine: True, other: False}
+
+
+def test_history_and_resume_read_the_storage_setting_when_no_storage_is_given(tmp_path: Path) -> None:
+    """`storage` in pyagent.toml (or PYAGENT_STORAGE) is where `pyagent history` and `pyagent
+    resume` look without --storage, as the configuration page says."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("pyagent_sql", reason="needs a store that outlives the process: pyagent-sql")
+    flow = _flow(tmp_path, "sqlite://runs.db")
+    (tmp_path / "pyagent.toml").write_text('storage = "sqlite://runs.db"\n')
+    env = {k: v for k, v in os.environ.items() if k != "PYAGENT_STORAGE"}
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pyagent.cli", *args], cwd=tmp_path, text=True,
+                              capture_output=True, env={**env, **extra}, timeout=120)
+
+    first = cli("run", str(flow), "--input", "AI", "--json", WRITER_DOWN="1")
+    assert first.returncode == 1, first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    listed = cli("history")
+    assert listed.returncode == 0 and run_id in listed.stdout and "failed" in listed.stdout, listed.stderr
+    resumed = cli("resume", run_id, str(flow))
+    assert resumed.returncode == 0 and "COMPLETED" in resumed.stdout, resumed.stderr
+    (tmp_path / "pyagent.toml").unlink()
+    nowhere = cli("history")
+    assert nowhere.returncode == 2 and "pass --storage URL" in nowhere.stderr, nowhere.stderr

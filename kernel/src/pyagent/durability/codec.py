@@ -368,7 +368,8 @@ def seal(data: bytes, *, bind: str | None = None) -> bytes:
     """
     cipher = None if bind is None else _run_cipher(bind)
     if cipher is not None:
-        return _BOUND + cipher.encrypt(data)
+        sealed: bytes = cipher.encrypt(data)
+        return _BOUND + sealed
     token = encrypt_text(data)
     if token is None:
         return _SUMMED + hashlib.sha256(data).digest() + data
