@@ -77,6 +77,11 @@ def test_cli_errors_are_clear(mini_runtime: Any, tmp_path: Path, store_url: str)
     assert bad_since.exit_code == 2 and "ISO date" in bad_since.output
     unknown = CliRunner().invoke(main, ["history", "--storage", "nosuch://x"])
     assert unknown.exit_code == 2 and "unknown store 'nosuch'" in unknown.output
+    for limit in ("-1", "99999999999999999999999"):
+        odd = CliRunner().invoke(main, ["history", "--storage", store_url, "--limit", limit])
+        assert (odd.exit_code, limit) == ((2, "-1") if limit == "-1" else (0, limit)), odd.output
+    assert "limit=-1 is not a number of runs" in CliRunner().invoke(
+        main, ["history", "--storage", store_url, "--limit", "-1"]).output
     needs_storage = CliRunner().invoke(main, ["history"])
     assert needs_storage.exit_code == 2 and "--storage" in needs_storage.output
 

@@ -429,6 +429,16 @@ def parse_status(status: Any) -> str | None:
     return value
 
 
+def parse_limit(limit: Any) -> int | None:
+    """``limit`` as a number of runs (None: all), or a ConfigurationError saying what is accepted."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigurationError(f"limit={limit!r} is not a number of runs: pass a whole number >= 0, "
+                                 "or None for all")
+    return limit if limit < 2**62 else None  # more runs than any store can hold: all of them
+
+
 def workflow_name(workflow: Any) -> str | None:
     if workflow is None or isinstance(workflow, str):
         return workflow
@@ -469,6 +479,7 @@ async def query_store(url: str, *, workflow: str | None, since: float | None, st
     """
     from pyagent.durability.stores import open_store, safe_url, store_failure
 
+    limit = parse_limit(limit)
     store = await open_store(url, setting="storage")
     out = []
     try:
@@ -539,6 +550,7 @@ async def gather_history(runtime: Runtime, urls: list[str], *, workflow: Any = N
                          status: Any = None, limit: int | None = None) -> list[ExecutionRecord]:
     """History from memory and from every store in ``urls``, merged, newest first."""
     name, ts, st = workflow_name(workflow), parse_since(since), parse_status(status)
+    limit = parse_limit(limit)
     groups = [_memory_records(runtime, name, ts, st)]
     for url in dict.fromkeys(urls):
         groups.append(await query_store(url, workflow=name, since=ts, status=st, limit=limit))
@@ -558,7 +570,7 @@ def get_history_sync(runtime: Runtime, urls: list[str], **filters: Any) -> list[
         # Memory only: no I/O, so answer directly even inside an event loop.
         name = workflow_name(filters.get("workflow"))
         ts, st = parse_since(filters.get("since")), parse_status(filters.get("status"))
-        return merge(_memory_records(runtime, name, ts, st), limit=filters.get("limit"))
+        return merge(_memory_records(runtime, name, ts, st), limit=parse_limit(filters.get("limit")))
     if not in_event_loop():
         return anyio.run(go)
     # Inside a running loop a store must be queried on a loop of its own: a short-lived thread.
