@@ -206,6 +206,35 @@ async def test_a_run_whose_lease_was_taken_over_stops_and_cannot_write(drt: Runt
     assert stored is not None and stored.header.status == "completed"
 
 
+async def test_a_run_whose_next_write_is_refused_after_a_takeover_stops_as_cancelled(
+        drt: Runtime, store_url: str) -> None:
+    """The first owner froze in a task past its lease and a resume took the run over; the task
+    then finishes before the keeper renews. Its checkpoint is refused (fenced): the run stops
+    there, as when the keeper notices, cancelled with RunOwnedError, and runs nothing more."""
+    reached, release = anyio.Event(), anyio.Event()
+    agents = Agents()
+    frozen = chain([*counted(agents, 1), Task(name="t1", agent=hanging("t1", reached, release)),
+                    *counted(agents, 3)[2:]], store_url, lease_seconds=15, lease_renew_seconds=5)
+    fresh = Agents()
+    taker = chain(counted(fresh, 3), store_url)
+    box: dict[str, Any] = {}
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: _into(box, "frozen", frozen.run("in", run_id="r1")))
+            await reached.wait()
+            drt.clock.advance(16)  # past the lease, long before the keeper's next renewal
+            box["taker"] = await taker.resume_from("r1")
+            release.set()
+    assert box["taker"].ok and box["taker"].output == "in>t0>t1>t2"
+    stopped = box["frozen"]
+    assert stopped.status is TaskStatus.CANCELLED, stopped.error
+    assert isinstance(stopped.exception, RunOwnedError)
+    assert agents.calls == {"t0": 1}  # t2 was not run by the process that lost the run
+    assert not stopped.errors  # no final checkpoint or header was attempted: the run is not its own
+    stored = await MemoryStore(store_url).load("r1")
+    assert stored is not None and stored.header.status == "completed"
+
+
 @pytest.mark.parametrize("outcome", ["completed", "failed", "cancelled"])
 async def test_the_lease_is_released_however_the_run_ends(drt: Runtime, store_url: str, outcome: str) -> None:
     agents = Agents()

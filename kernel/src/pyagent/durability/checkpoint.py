@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from pyagent.durability import codec
 from pyagent.durability.replay import PAYLOAD_VERSION
@@ -30,6 +31,7 @@ from pyagent.durability.stores import (
     store_failure,
 )
 from pyagent.errors import (
+    RunOwnedError,
     StateError,
 )
 from pyagent.model import events as ev
@@ -191,7 +193,15 @@ class Checkpointer(RunRecorder):
         self._pending.append(rec)
         if self.every is not None and self._clock.monotonic() - self._last_write < self.every:
             return
-        await self.flush()
+        try:
+            await self.flush()
+        except RunOwnedError as exc:
+            if self.ownership is None:
+                raise
+            # Taken over while this process was stalled: the run is another process's now.
+            self.ownership.refused(exc)
+            await anyio.lowlevel.checkpoint()  # the run's scope is cancelled: it stops here
+            raise
 
     async def flush(self, extra: dict[str, Any] | None = None, *, force: bool = False) -> None:
         """Write what changed since the last checkpoint (nothing if nothing changed).

@@ -238,6 +238,15 @@ class Ownership:
                 await self._lose()
                 return
 
+    def refused(self, exc: RunOwnedError) -> None:
+        """A write of this run was refused because another claim holds its lease now: stop the
+        run as when the keeper notices (cancelled, with ``exc``), and write nothing more."""
+        if self.lost is None:
+            self.lost = exc
+            log.error("run %s: %s; this process stopped running it", self.run_id, exc)
+        if isinstance(self.scope, anyio.CancelScope):
+            self.scope.cancel()
+
     async def _lose(self) -> None:
         holder = None
         with contextlib.suppress(Exception):
