@@ -12,6 +12,7 @@ import pickle
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -312,6 +313,28 @@ async def test_a_dead_owner_on_this_machine_is_taken_over_at_once(drt: Runtime, 
     here, pid = socket.gethostname(), _dead_pid()
     await _plant_lease(store_url, failed.run_id, f"{here}:{pid}:{key}0123abcd")
     result = await chain(counted(agents, 2), store_url).resume_from(failed.run_id)
+    assert result.ok and agents.calls == {"t0": 1, "t1": 2}
+
+
+@pytest.mark.skipif(_machine_key() is None, reason="process liveness is only known on Linux")
+async def test_a_killed_owner_its_parent_has_not_reaped_yet_is_taken_over_at_once(
+        drt: Runtime, store_url: str) -> None:
+    """A process that ran a run as a child, killed it and resumes before waiting for it: the
+    child is a zombie (dead, its pid still taken until it is reaped), not an owner at work."""
+    agents = Agents()
+    agents.failing.add("t1")
+    failed = await chain(counted(agents, 2), store_url).run("x")
+    agents.failing.clear()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        child.kill()
+        with anyio.fail_after(10):
+            while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                await anyio.sleep(0.01)
+        await _plant_lease(store_url, failed.run_id, f"{socket.gethostname()}:{child.pid}:{_machine_key()}0123abcd")
+        result = await chain(counted(agents, 2), store_url).resume_from(failed.run_id)
+    finally:
+        child.wait()
     assert result.ok and agents.calls == {"t0": 1, "t1": 2}
 
 

@@ -131,7 +131,18 @@ def _dead_here(owner: str) -> bool:
         return True
     except OSError:
         return False  # exists, owned by another user
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended but its parent has not reaped it yet (a parent that killed its
+    child and resumes the run before waiting for it): dead, though its pid is still taken."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]  # after "(command name)", which may hold spaces
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
 
 
 def _when(ts: float) -> str:
