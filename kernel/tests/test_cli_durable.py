@@ -73,6 +73,13 @@ def test_cli_errors_are_clear(mini_runtime: Any, tmp_path: Path, store_url: str)
     flow = _flow(tmp_path, store_url)
     missing = CliRunner().invoke(main, ["resume", "nope", str(flow), "--storage", store_url])
     assert missing.exit_code == 2 and "no run 'nope'" in missing.output
+    run_id = json.loads(CliRunner().invoke(main, ["run", str(flow), "--input", "AI", "--json"]).output)["run_id"]
+    other = tmp_path / "other.py"
+    other.write_text("from pyagent.orchestrator import Task, Workflow\n"
+                     "flow = Workflow(name='Other', steps=[Task(name='Research', agent=lambda x: x)])\n")
+    wrong = CliRunner().invoke(main, ["resume", run_id, f"{other}:flow", "--storage", store_url])
+    assert wrong.exit_code == 2 and "holds a run of workflow 'Research Report', not 'Other'" in wrong.output
+    assert "Resuming" not in wrong.output  # refused before it said it was resuming
     bad_since = CliRunner().invoke(main, ["history", "--storage", store_url, "--since", "last week"])
     assert bad_since.exit_code == 2 and "ISO date" in bad_since.output
     unknown = CliRunner().invoke(main, ["history", "--storage", "nosuch://x"])

@@ -125,6 +125,7 @@ def resume(run_id: str, target: str, storage: str | None, wait: bool, wait_timeo
                                                 allow_plaintext=True if allow_plaintext else None)
         try:
             workflow = find_workflow(module, wanted or state.workflow, path)
+            state.check_workflow(workflow, f"the saved state of run {state.run_id!r}")  # before "Resuming"
         except BaseException:
             await abandon(claimed)
             raise
