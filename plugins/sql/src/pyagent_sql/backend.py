@@ -35,8 +35,8 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
-    exists,
     func,
+    literal_column,
     or_,
     select,
     update,
@@ -225,8 +225,14 @@ class Backend:
         self.upsert_run = self.upsert_run_statement()
         self.insert_checkpoint = cps.insert()
         # One statement, so the hot path stays one round trip: the checkpoint is inserted only
-        # while the writer's claim holds the run's lease.
-        held = exists().where(leases.c.run_id == bindparam("run_id"), leases.c.token == bindparam("fence"))
+        # while the writer's claim holds the run's lease. FOR SHARE (PostgreSQL; SQLite has one
+        # writer at a time anyway) keeps the lease row from changing until the write commits: a
+        # claim taking the run over waits for it, and so sees it when it loads the run, or it
+        # commits first and the write finds the lease gone. A plain read would let a write whose
+        # check passed just before the takeover land unseen afterwards.
+        held = (select(literal_column("1")).select_from(leases)
+                .where(leases.c.run_id == bindparam("run_id"), leases.c.token == bindparam("fence"))
+                .with_for_update(read=True).exists())
         self.insert_checkpoint_fenced = cps.insert().from_select(
             ["run_id", "seq", "kind", "payload", "created_at"],
             select(bindparam("run_id", type_=Text), bindparam("seq", type_=BigInteger),
@@ -260,7 +266,9 @@ class Backend:
         self.delete_before = delete(cps).where(cps.c.run_id == bindparam("run_id"), cps.c.seq < bindparam("before"))
         self.claim = self.claim_statement()
         self.select_lease = select(leases).where(leases.c.run_id == bindparam("run_id"))
-        self.select_token = select(leases.c.token).where(leases.c.run_id == bindparam("run_id"))
+        # Read in a write transaction to check its fence: locked like ``held`` above.
+        self.select_token = (select(leases.c.token).where(leases.c.run_id == bindparam("run_id"))
+                             .with_for_update(read=True))
         # UPDATE reserves the column names for its SET values: the WHERE takes other names.
         self.renew = (update(leases)
                       .where(leases.c.run_id == bindparam("lease_run_id"), leases.c.token == bindparam("lease_token"))
