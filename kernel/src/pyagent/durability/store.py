@@ -104,7 +104,8 @@ class Store(Protocol):
         """Insert or replace the header of ``header.run_id``.
 
         With ``fence`` (a lease token) the write happens only if that claim still holds the
-        run's lease, checked in the same statement or transaction; otherwise nothing is
+        run's lease, checked in the same statement or transaction and holding the lease row
+        until the write commits (so a takeover cannot slip in between); otherwise nothing is
         written and ``RunOwnedError`` is raised.
         """
 
