@@ -161,11 +161,14 @@ async def test_a_fenced_write_in_flight_when_the_run_is_taken_over_is_seen_or_re
     and commits after it: the new owner must either see it when it loads the run, or the write
     must be refused. Without a lock on the lease row the write landed unseen, and the new
     owner's first checkpoint then collided with it (CheckpointConflictError)."""
+    import uuid
+
     import anyio
 
     from pyagent import RunOwnedError
 
-    old, new = postgres(pg_url), postgres(pg_url)
+    tag = f"old-owner-{uuid.uuid4().hex[:8]}"
+    old, new = postgres(f"{pg_url}&application_name={tag}"), postgres(pg_url)
     await old.open()
     await new.open()
     try:
@@ -194,7 +197,9 @@ async def test_a_fenced_write_in_flight_when_the_run_is_taken_over_is_seen_or_re
         with anyio.fail_after(30):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(old_owner_writes)
-                await anyio.sleep(0.5)  # the old write is inside the server, its fence passed
+                while not db_query(pg_url, "SELECT 1 FROM pg_stat_activity WHERE application_name = ? "
+                                           "AND wait_event = 'PgSleep'", tag):
+                    await anyio.sleep(0.01)  # until the old write is inside the server, its fence passed
                 lease = await new.claim_run("r", "new", "new-token", now=100.0, ttl=10.0)  # old lease expired
                 assert lease.token == "new-token"
                 stored = await new.load("r")
