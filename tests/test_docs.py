@@ -41,7 +41,7 @@ def _cli_commands(page: str) -> list[str]:
             if line.startswith("pyagent run examples/")]
 
 
-@pytest.mark.parametrize("command", _cli_commands("cli.md"))
+@pytest.mark.parametrize("command", _cli_commands("cli.md") + _cli_commands("getting-started.md"))
 def test_cli_page_examples_run(command: str) -> None:
     import shlex
     import subprocess
@@ -61,3 +61,23 @@ def test_every_name_of_the_plugin_api_is_documented() -> None:
     section = doc[doc.index("## The plugin API"):doc.index("## Executors")]
     missing = [name for name in pyagent.plugin.__all__ if not re.search(rf"`{name}\b", section)]
     assert not missing, f"docs/hooks.md's plugin API section does not list {missing}"
+
+
+def test_getting_started_quotes_the_error_of_a_missing_pattern_as_the_kernel_words_it() -> None:
+    from pyagent.plugins import not_installed
+
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    assert str(not_installed("pattern", "sequential", [])) in text
+
+
+def test_no_page_or_example_names_a_deprecated_module_path() -> None:
+    # Old module paths still import, with a DeprecationWarning: what users copy must not.
+    from pyagent._compat import MOVED
+
+    old = re.compile(r"\b(" + "|".join(re.escape(m) for m in MOVED) + r")\b")
+    found = []
+    for page in [*PAGES, *sorted((ROOT / "examples").glob("*.py"))]:
+        for number, line in enumerate(page.read_text().splitlines(), 1):
+            for match in old.finditer(line):
+                found.append(f"{page.relative_to(ROOT)}:{number}: {match.group(0)}")
+    assert not found, found

@@ -73,10 +73,22 @@ def test_cli_errors_are_clear(mini_runtime: Any, tmp_path: Path, store_url: str)
     flow = _flow(tmp_path, store_url)
     missing = CliRunner().invoke(main, ["resume", "nope", str(flow), "--storage", store_url])
     assert missing.exit_code == 2 and "no run 'nope'" in missing.output
+    run_id = json.loads(CliRunner().invoke(main, ["run", str(flow), "--input", "AI", "--json"]).output)["run_id"]
+    other = tmp_path / "other.py"
+    other.write_text("from pyagent.orchestrator import Task, Workflow\n"
+                     "flow = Workflow(name='Other', steps=[Task(name='Research', agent=lambda x: x)])\n")
+    wrong = CliRunner().invoke(main, ["resume", run_id, f"{other}:flow", "--storage", store_url])
+    assert wrong.exit_code == 2 and "holds a run of workflow 'Research Report', not 'Other'" in wrong.output
+    assert "Resuming" not in wrong.output  # refused before it said it was resuming
     bad_since = CliRunner().invoke(main, ["history", "--storage", store_url, "--since", "last week"])
     assert bad_since.exit_code == 2 and "ISO date" in bad_since.output
     unknown = CliRunner().invoke(main, ["history", "--storage", "nosuch://x"])
     assert unknown.exit_code == 2 and "unknown store 'nosuch'" in unknown.output
+    for limit in ("-1", "99999999999999999999999"):
+        odd = CliRunner().invoke(main, ["history", "--storage", store_url, "--limit", limit])
+        assert (odd.exit_code, limit) == ((2, "-1") if limit == "-1" else (0, limit)), odd.output
+    assert "limit=-1 is not a number of runs" in CliRunner().invoke(
+        main, ["history", "--storage", store_url, "--limit", "-1"]).output
     needs_storage = CliRunner().invoke(main, ["history"])
     assert needs_storage.exit_code == 2 and "--storage" in needs_storage.output
 
@@ -102,3 +114,33 @@ def test_history_shows_runs_it_cannot_read_and_lists_the_others(
     assert "unreadable: history of run" in listed.output and "could not be decrypted" in listed.output
     data = json.loads(CliRunner().invoke(main, ["history", "--storage", store_url, "--json"]).output)
     assert {d["run_id"]: d["unreadable"] is None for d in data} == {mine: True, other: False}
+
+
+def test_history_and_resume_read_the_storage_setting_when_no_storage_is_given(tmp_path: Path) -> None:
+    """`storage` in pyagent.toml (or PYAGENT_STORAGE) is where `pyagent history` and `pyagent
+    resume` look without --storage, as the configuration page says."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("pyagent_sql", reason="needs a store that outlives the process: pyagent-sql")
+    flow = _flow(tmp_path, "sqlite://runs.db")
+    (tmp_path / "pyagent.toml").write_text('storage = "sqlite://runs.db"\n')
+    env = {k: v for k, v in os.environ.items() if k != "PYAGENT_STORAGE"}
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pyagent.cli", *args], cwd=tmp_path, text=True,
+                              capture_output=True, env={**env, **extra}, timeout=120)
+
+    first = cli("run", str(flow), "--input", "AI", "--json", WRITER_DOWN="1")
+    assert first.returncode == 1, first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    listed = cli("history")
+    assert listed.returncode == 0 and run_id in listed.stdout and "failed" in listed.stdout, listed.stderr
+    resumed = cli("resume", run_id, str(flow))
+    assert resumed.returncode == 0 and "COMPLETED" in resumed.stdout, resumed.stderr
+    (tmp_path / "pyagent.toml").unlink()
+    nowhere = cli("history")
+    assert nowhere.returncode == 2 and "pass --storage URL" in nowhere.stderr, nowhere.stderr

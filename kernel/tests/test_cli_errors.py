@@ -64,6 +64,21 @@ def test_traceback_shows_the_full_trace(tmp_path: Path) -> None:
         assert "ValidationError" in out.stderr and "dup.py" in out.stderr
 
 
+@pytest.mark.parametrize(("source", "code"), [
+    ("wf = Workflow(name='w', pattern='sequentail', steps=[Task(name='a', agent=lambda x: x)])", 2),
+    ("wf = Workflow(name='w', steps=[Task(name='a', agent=lambda x: x), Task(name='a', agent=lambda x: x)])", 2),
+    ("x = (", 2),
+])
+def test_traceback_keeps_the_exit_code(tmp_path: Path, source: str, code: int) -> None:
+    # Scripts tell a configuration error from a failed run by the exit code, with or without it.
+    write(tmp_path, "cfg.py", "from pyagent import Task, Workflow\n" + source + "\n")
+    plain = pyagent("run", "cfg.py", cwd=tmp_path)
+    traced = pyagent("run", "cfg.py", "--traceback", cwd=tmp_path)
+    assert plain.returncode == traced.returncode == code, (plain.stderr, traced.stderr)
+    assert "Traceback (most recent call last)" in traced.stderr
+    assert traced.stderr.strip().splitlines()[-1] == plain.stderr.strip().splitlines()[-1]  # the same Error: line
+
+
 @pytest.mark.parametrize(("source", "expected"), [
     ("wf = Workflow(name='w', pattern='sequentail', steps=[Task(name='a', agent=lambda x: x)])",
      "Error: unknown pattern 'sequentail'; did you mean 'sequential'?"),
@@ -102,3 +117,26 @@ def test_a_failed_run_exits_1_with_its_error(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert "FAILED" in out.stdout and "ZeroDivisionError: division by zero" in out.stdout
     assert "1 step)" in out.stdout  # not "1 steps"
+
+
+@pytest.mark.parametrize("run_id", ["", "bad\udcffid"])
+def test_a_run_id_no_store_can_keep_is_refused_before_anything_runs(tmp_path: Path, run_id: str) -> None:
+    write(tmp_path, "flow.py", "from pyagent import Task, Workflow\n"
+                               "wf = Workflow(name='w', pattern='mini', steps=[Task(name='a', agent=lambda x: x)])\n"
+                               "from pyagent.plugins import get_runtime\n"
+                               "from pyagent import hookimpl\n"
+                               "class P:\n"
+                               "    async def execute(self, run):\n"
+                               "        return (await run.run_step(run.workflow.steps[0], run.input)).output\n"
+                               "class Plugin:\n"
+                               "    @hookimpl\n"
+                               "    def pyagent_register_patterns(self, register):\n"
+                               "        register('mini', P())\n"
+                               "get_runtime().register(Plugin(), 'mini')\n")
+    arg = run_id.encode("utf-8", "surrogateescape")  # as a shell passes bytes that are not UTF-8
+    out = subprocess.run([sys.executable, "-m", "pyagent.cli", "run", "flow.py", "--run-id", arg],  # type: ignore[list-item]
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stdout == ""  # not even "Running workflow ..."
+    assert out.stderr.startswith("Error: run_id "), out.stderr
+    assert "choose another run id" in out.stderr or "must be a non-empty string" in out.stderr, out.stderr

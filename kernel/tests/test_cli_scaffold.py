@@ -147,6 +147,7 @@ def test_the_written_code_passes_mypy_strict(tmp_path: Path) -> None:
     ("router", "pyagent-router is another project's distribution on PyPI: choose another name (e.g. 'acme-router')"),
     ("sequential", "pyagent-sequential is the name of one of pyagent's own plugins: choose a name of your own"),
     ("keyword_router", "pyagent-keyword-router is the name of one of pyagent's own plugins"),
+    ("a" * 300, "is 300 characters long: give a name of at most 64"),
 ])
 def test_bad_names_are_refused_with_the_fix(tmp_path: Path, name: str, message: str) -> None:
     out = new(tmp_path, name)

@@ -31,12 +31,38 @@ def test_names_that_left_a_module_are_still_found_under_its_old_path() -> None:
     assert (current_run, metrics_for, resume_state) == (now_current_run, now_metrics_for, now_resume_state)
 
 
+def test_what_left_pyagent_checkpoint_is_still_found_under_its_old_path() -> None:
+    # Opening stores and reading checkpoints back moved out of checkpoint.py after the move.
+    sys.modules.pop("pyagent.checkpoint", None)
+    with pytest.warns(DeprecationWarning):
+        from pyagent.checkpoint import (  # type: ignore[attr-defined]
+            fold,
+            load_run,
+            next_seq,
+            open_store,
+            store_scheme,
+        )
+    from pyagent.durability import replay, stores
+
+    assert (fold, load_run, next_seq) == (replay.fold, replay.load_run, replay.next_seq)
+    assert (open_store, store_scheme) == (stores.open_store, stores.store_scheme)
+    assert store_scheme("postgresql+asyncpg://db") == "postgresql"
+
+
 def test_pyagent_engine_is_a_package_that_still_offers_what_the_module_had() -> None:
-    from pyagent.engine import WorkflowRun, check_runnable, current_run, execute, new_run_id
+    from pyagent.engine import (
+        Listener,
+        WorkflowRun,
+        check_runnable,
+        current_run,
+        execute,
+        new_run_id,
+    )
+    from pyagent.engine.run import Listener as RunListener
     from pyagent.engine.run import WorkflowRun as Run
 
     assert WorkflowRun is Run and callable(check_runnable) and callable(current_run)
-    assert callable(execute) and callable(new_run_id)
+    assert callable(execute) and callable(new_run_id) and Listener is RunListener
 
 
 def test_the_plugin_api_resolves_every_name() -> None:

@@ -162,3 +162,26 @@ def test_sealed_payloads_say_how_they_are_encoded(monkeypatch: pytest.MonkeyPatc
         with pytest.raises(StateError, match="row 7 is not encrypted"):
             codec.unseal(blob, "row 7")
         assert codec.unseal(blob, "row 7", allow_plaintext=True) == b'{"a":1}'
+
+
+def test_checkpoint_payloads_decrypt_only_as_the_run_they_were_sealed_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    monkeypatch.setenv("PYAGENT_STATE_KEY", old)
+    sealed = codec.seal(b'{"a":1}', bind="run-1")
+    assert sealed[:1] == b"R" and codec.unseal(sealed, "x", bind="run-1") == b'{"a":1}'
+    with pytest.raises(StateError, match="copied from another run"):
+        codec.unseal(sealed, "checkpoint 3 of run 'run-2'", bind="run-2")
+    with pytest.raises(StateError, match="read without saying which"):
+        codec.unseal(sealed, "x")
+    # Rotation: the new key first, the old one still decrypts what it sealed.
+    monkeypatch.setenv("PYAGENT_STATE_KEY", f"{new},{old}")
+    assert codec.unseal(sealed, "x", bind="run-1") == b'{"a":1}'
+    monkeypatch.setenv("PYAGENT_STATE_KEY", new)
+    with pytest.raises(StateError, match="not the key it was saved with"):
+        codec.unseal(sealed, "x", bind="run-1")
+    monkeypatch.delenv("PYAGENT_STATE_KEY")
+    with pytest.raises(StateError, match="is encrypted: set PYAGENT_STATE_KEY"):
+        codec.unseal(sealed, "x", bind="run-1")
+    assert codec.seal(b"{}", bind="run-1")[:1] == b"S"  # without a key: checksummed as before

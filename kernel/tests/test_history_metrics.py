@@ -173,6 +173,20 @@ def test_bad_history_filters_are_clear_errors(rt: Runtime, kwargs: dict[str, Any
         Orchestrator().get_history(**kwargs)
 
 
+@pytest.mark.parametrize("limit", [-1, "10", 2.5, True])
+@pytest.mark.parametrize("with_store", [False, True])
+def test_a_bad_history_limit_is_a_clear_error(rt: Runtime, store_url: str, limit: Any, with_store: bool) -> None:
+    orchestrator = Orchestrator(store=store_url if with_store else None)
+    with pytest.raises(ConfigurationError, match=r"limit=.* is not a number of runs: pass a whole number >= 0"):
+        orchestrator.get_history(limit=limit)
+
+
+def test_a_history_limit_beyond_what_a_store_can_count_means_all(rt: Runtime, store_url: str) -> None:
+    wf = Workflow(name="w", steps=[Task(name="a", agent=lambda x: x)], checkpointing={"storage": store_url})
+    wf.run_sync(1)
+    assert len(Orchestrator(store=store_url).get_history(limit=10**30)) == 1
+
+
 @pytest.mark.anyio
 async def test_handoffs_inside_a_run_are_in_its_history(rt: Runtime) -> None:
     def triage(x: Any) -> str:

@@ -12,6 +12,7 @@ import pickle
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -206,6 +207,35 @@ async def test_a_run_whose_lease_was_taken_over_stops_and_cannot_write(drt: Runt
     assert stored is not None and stored.header.status == "completed"
 
 
+async def test_a_run_whose_next_write_is_refused_after_a_takeover_stops_as_cancelled(
+        drt: Runtime, store_url: str) -> None:
+    """The first owner froze in a task past its lease and a resume took the run over; the task
+    then finishes before the keeper renews. Its checkpoint is refused (fenced): the run stops
+    there, as when the keeper notices, cancelled with RunOwnedError, and runs nothing more."""
+    reached, release = anyio.Event(), anyio.Event()
+    agents = Agents()
+    frozen = chain([*counted(agents, 1), Task(name="t1", agent=hanging("t1", reached, release)),
+                    *counted(agents, 3)[2:]], store_url, lease_seconds=15, lease_renew_seconds=5)
+    fresh = Agents()
+    taker = chain(counted(fresh, 3), store_url)
+    box: dict[str, Any] = {}
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: _into(box, "frozen", frozen.run("in", run_id="r1")))
+            await reached.wait()
+            drt.clock.advance(16)  # past the lease, long before the keeper's next renewal
+            box["taker"] = await taker.resume_from("r1")
+            release.set()
+    assert box["taker"].ok and box["taker"].output == "in>t0>t1>t2"
+    stopped = box["frozen"]
+    assert stopped.status is TaskStatus.CANCELLED, stopped.error
+    assert isinstance(stopped.exception, RunOwnedError)
+    assert agents.calls == {"t0": 1}  # t2 was not run by the process that lost the run
+    assert not stopped.errors  # no final checkpoint or header was attempted: the run is not its own
+    stored = await MemoryStore(store_url).load("r1")
+    assert stored is not None and stored.header.status == "completed"
+
+
 @pytest.mark.parametrize("outcome", ["completed", "failed", "cancelled"])
 async def test_the_lease_is_released_however_the_run_ends(drt: Runtime, store_url: str, outcome: str) -> None:
     agents = Agents()
@@ -283,6 +313,28 @@ async def test_a_dead_owner_on_this_machine_is_taken_over_at_once(drt: Runtime, 
     here, pid = socket.gethostname(), _dead_pid()
     await _plant_lease(store_url, failed.run_id, f"{here}:{pid}:{key}0123abcd")
     result = await chain(counted(agents, 2), store_url).resume_from(failed.run_id)
+    assert result.ok and agents.calls == {"t0": 1, "t1": 2}
+
+
+@pytest.mark.skipif(_machine_key() is None, reason="process liveness is only known on Linux")
+async def test_a_killed_owner_its_parent_has_not_reaped_yet_is_taken_over_at_once(
+        drt: Runtime, store_url: str) -> None:
+    """A process that ran a run as a child, killed it and resumes before waiting for it: the
+    child is a zombie (dead, its pid still taken until it is reaped), not an owner at work."""
+    agents = Agents()
+    agents.failing.add("t1")
+    failed = await chain(counted(agents, 2), store_url).run("x")
+    agents.failing.clear()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        child.kill()
+        with anyio.fail_after(10):
+            while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                await anyio.sleep(0.01)
+        await _plant_lease(store_url, failed.run_id, f"{socket.gethostname()}:{child.pid}:{_machine_key()}0123abcd")
+        result = await chain(counted(agents, 2), store_url).resume_from(failed.run_id)
+    finally:
+        child.wait()
     assert result.ok and agents.calls == {"t0": 1, "t1": 2}
 
 

@@ -263,3 +263,19 @@ def test_strict_mode_keeps_raising_instead_of_running_with_half_the_plugins(
         with pytest.raises(PluginLoadError, match='Error importing plugin "broken"'):
             rt.lookup("pattern", "zigzag")
     assert [f.name for f in rt.failures].count("broken") == 1
+
+
+def test_in_strict_mode_the_command_line_reports_a_broken_plugin_as_a_configuration_error(
+        site: Path, distribution: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    _install_two(site, distribution)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+           "PYAGENT_STRICT_PLUGINS": "1"}
+    out = subprocess.run([sys.executable, "-m", "pyagent.cli", "plugins"], capture_output=True, text=True,
+                         env=env, cwd=site, timeout=120)
+    assert out.returncode == 2, out.stderr  # nothing ran: the installation is wrong, as for a missing plugin
+    errors = [line for line in out.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == ['Error: Error importing plugin "broken": needs libfoo'], out.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -319,3 +320,20 @@ def test_cancelled_tasks_are_listed_apart_from_failed_ones_and_repr_is_bounded()
     state = WorkflowState.from_records("fan", ["big", "hang", "boom", "later"], records, status=TaskStatus.FAILED)
     assert (state.completed, state.failed, state.cancelled, state.pending) == (["big"], ["boom"], ["hang"], ["later"])
     assert len(repr(state)) < 1000
+
+
+@pytest.mark.parametrize("where", ["folder is a file", "target is a folder"])
+def test_a_state_file_that_cannot_be_written_is_a_state_error_naming_it(tmp_path: Path, where: str) -> None:
+    from pyagent.orchestrator import WorkflowState
+
+    blocker = tmp_path / "blocker"
+    if where == "folder is a file":
+        blocker.write_text("not a folder")
+        target = blocker / "state.json"
+    else:
+        blocker.mkdir()
+        (blocker / "keep").write_text("x")
+        target = blocker
+    with pytest.raises(StateError, match=rf"state file '{re.escape(str(target))}' cannot be written: .*nothing was written"):
+        WorkflowState(workflow="w", run_id="r", input="x").save(target)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["blocker", *(["keep"] if blocker.is_dir() else [])])

@@ -34,6 +34,11 @@ MOVED = {
 
 # Names that left a moved module for another one.
 _EXTRA = {
+    "pyagent.durability.checkpoint": {
+        "fold": "pyagent.durability.replay", "load_run": "pyagent.durability.replay",
+        "next_seq": "pyagent.durability.replay", "open_store": "pyagent.durability.stores",
+        "store_scheme": "pyagent.durability.stores",
+    },
     "pyagent.durability.lifecycle": {
         "current_run": "pyagent.model.context", "metrics_for": "pyagent.durability.metrics",
         "resume_state": "pyagent.runner", "resume_run": "pyagent.runner",

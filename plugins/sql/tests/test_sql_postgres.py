@@ -152,3 +152,66 @@ async def test_application_name_reaches_the_server(pg_url: str, pg_base_url: str
         # The store's connection is open: the server lists it under that name.
         rows = db_query(pg_base_url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name)
     assert rows[0][0] >= 1
+
+
+@pytest.mark.parametrize("write", ["checkpoint", "header"])
+async def test_a_fenced_write_in_flight_when_the_run_is_taken_over_is_seen_or_refused(
+        pg_url: str, db_query: Any, write: str) -> None:
+    """The old owner's write passed its fence check just before a new owner claimed the run,
+    and commits after it: the new owner must either see it when it loads the run, or the write
+    must be refused. Without a lock on the lease row the write landed unseen, and the new
+    owner's first checkpoint then collided with it (CheckpointConflictError)."""
+    import uuid
+
+    import anyio
+
+    from pyagent import RunOwnedError
+
+    tag = f"old-owner-{uuid.uuid4().hex[:8]}"
+    old, new = postgres(f"{pg_url}&application_name={tag}"), postgres(pg_url)
+    await old.open()
+    await new.open()
+    try:
+        await old.claim_run("r", "old", "old-token", now=0.0, ttl=10.0)
+        await old.begin_run(RunHeader("r", "w", "running", 1.0), Checkpoint("r", 0, "full", b"first", 1.0),
+                            fence="old-token")
+        # Hold the old owner's write inside the server for a while, after its fence was checked.
+        table, when = (("pyagent_checkpoints", "NEW.seq = 1") if write == "checkpoint"
+                       else ("pyagent_runs", "NEW.status = 'late'"))
+        db_query(pg_url, "CREATE FUNCTION slow_write() RETURNS trigger AS $$ BEGIN "
+                         f"IF {when} THEN PERFORM pg_sleep(1.5); END IF; RETURN NEW; END $$ LANGUAGE plpgsql")
+        db_query(pg_url, f"CREATE TRIGGER slow BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
+                         "EXECUTE FUNCTION slow_write()")
+        outcome: dict[str, Any] = {}
+
+        async def old_owner_writes() -> None:
+            try:
+                if write == "checkpoint":
+                    await old.append_checkpoint(Checkpoint("r", 1, "delta", b"late", 2.0), fence="old-token")
+                else:
+                    await old.save_run(RunHeader("r", "w", "late", 1.0), fence="old-token")
+                outcome["old"] = "written"
+            except RunOwnedError:
+                outcome["old"] = "refused"
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(old_owner_writes)
+                while not db_query(pg_url, "SELECT 1 FROM pg_stat_activity WHERE application_name = ? "
+                                           "AND wait_event = 'PgSleep'", tag):
+                    await anyio.sleep(0.01)  # until the old write is inside the server, its fence passed
+                lease = await new.claim_run("r", "new", "new-token", now=100.0, ttl=10.0)  # old lease expired
+                assert lease.token == "new-token"
+                stored = await new.load("r")
+                assert stored is not None
+                seen = [cp.seq for cp in stored.checkpoints]
+                header = stored.header.status
+        if outcome["old"] == "written":  # then the new owner saw it when it loaded the run
+            assert (1 in seen) if write == "checkpoint" else header == "late", (seen, header)
+        await new.append_checkpoint(Checkpoint("r", max(seen) + 1, "full", b"resumed", 3.0), fence="new-token")
+        await new.save_run(RunHeader("r", "w", "running", 1.0), fence="new-token")
+        final = await new.load("r")
+        assert final is not None and final.header.status == "running"
+    finally:
+        await old.close()
+        await new.close()

@@ -256,3 +256,72 @@ def test_driver_messages_lose_argument_values() -> None:
     exc = DataError("invalid input for query argument $4: b'{\"card\": \"4111\"...' (expected str, got bytes)")
     assert describe(exc) == "DataError: invalid input for query argument $4 (value withheld)"
     assert describe(DataError("line one\nline two")) == "DataError: line one"
+
+
+async def test_a_server_gone_when_a_store_is_opened_again_is_a_store_unavailable_error(
+        chain_runtime: Any, pg_url: str, proxy: Proxy) -> None:
+    # The process's connections to this database outlive the run (the backend stays ready);
+    # the next open finds the server gone.
+    url = through(proxy, pg_url)
+    assert (await chain(url).run("in")).ok
+    proxy.down()
+    for attempt in (lambda: chain(url).run("in"), lambda: Orchestrator(store=url).aget_history()):
+        with anyio.fail_after(60), pytest.raises(StoreUnavailableError) as refused:
+            await attempt()
+        message = str(refused.value)
+        assert "could not be reached" in message and "pg_isready" in message, message
+        assert "\n" not in message and "[SQL" not in message, message
+
+
+async def test_a_connection_dropped_while_a_store_is_opened_is_replaced(
+        chain_runtime: Any, named_url: str, pg_base_url: str, app_name: str, db_query: Any) -> None:
+    """The schema check at every open reads on a pooled connection: when the server drops it
+    mid-read, the check reads once more on a fresh one instead of failing the run."""
+    import asyncio
+    import concurrent.futures
+    from urllib.parse import parse_qs, urlsplit
+
+    import asyncpg
+
+    assert (await chain(named_url).run("warm")).ok
+    schema = parse_qs(urlsplit(named_url).query)["schema"][0]
+    locked, release = threading.Event(), threading.Event()
+
+    async def hold_lock() -> None:
+        # A lock that makes the next schema check wait, so its session can be killed mid-read.
+        conn = await asyncpg.connect(pg_base_url)
+        try:
+            async with conn.transaction():
+                await conn.execute(f'LOCK TABLE "{schema}".pyagent_schema_version IN ACCESS EXCLUSIVE MODE')
+                locked.set()
+                while not release.is_set():
+                    await asyncio.sleep(0.01)
+        finally:
+            await conn.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(asyncio.run, hold_lock())
+        assert locked.wait(30)
+        killed: list[int] = []
+
+        def kill_the_waiting_check() -> None:
+            for _ in range(3000):
+                rows = db_query(pg_base_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE application_name = ? AND wait_event_type = 'Lock'", app_name)
+                if rows:
+                    killed.append(len(rows))
+                    break
+                threading.Event().wait(0.01)
+            release.set()
+
+        killer = threading.Thread(target=kill_the_waiting_check)
+        killer.start()
+        try:
+            with anyio.fail_after(60):
+                result = await chain(named_url).run("in")
+        finally:
+            release.set()
+            killer.join(30)
+            holder.result(30)
+    assert killed == [1]
+    assert result.ok, result.error

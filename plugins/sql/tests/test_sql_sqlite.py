@@ -278,3 +278,28 @@ def test_a_read_only_database_is_a_store_unavailable_error_naming_the_file(read_
         assert "StoreError" in mro and "DriverLoadFailure" in mro
         assert str(db) in message, message
         assert "writable" in message or "cannot be opened" in message, message
+
+
+def test_a_payload_edited_into_text_is_one_damaged_run_not_a_failed_history(
+        chain_runtime: Any, sqlite_url: str, db_query: Any) -> None:
+    """SQLite keeps text in a BLOB column (``UPDATE ... SET payload = '...'`` by hand): that run
+    is unreadable, and every other run is still listed."""
+    from pyagent import StateError, Task, Workflow
+    from pyagent.durability.history import query_store
+
+    wf = Workflow(name="edited", pattern="sql-test-chain", checkpointing={"storage": sqlite_url},
+                  steps=[Task(name="a", agent=lambda x: x)])
+    for run_id in ("before", "edited", "after"):
+        assert wf.run_sync("in", run_id=run_id).ok
+    db_query(sqlite_url, "UPDATE pyagent_runs SET payload = 'hand-edited' WHERE run_id = 'edited'")
+    db_query(sqlite_url, "UPDATE pyagent_checkpoints SET payload = 'hand-edited' WHERE run_id = 'edited'")
+
+    async def history() -> Any:
+        return await query_store(sqlite_url, workflow=None, since=None, status=None)
+
+    records = {r.run_id: r for r in anyio.run(history)}
+    assert set(records) == {"before", "edited", "after"}
+    assert records["before"].unreadable is None and records["after"].unreadable is None
+    assert "not a pyagent payload" in (records["edited"].unreadable or "")
+    with pytest.raises(StateError, match=r"checkpoint 0.*not a pyagent payload"):
+        wf.resume_from("edited")

@@ -29,10 +29,17 @@ class _Group(click.Group):
             return super().main(argv, *a, **kw)
         except click.ClickException as exc:
             cause = exc.__cause__
-            if cause is None:
-                exc.show()
-                sys.exit(exc.exit_code)
-            raise cause from None
+            if cause is not None:
+                # The trace of what went wrong, then the same exit code as without --traceback:
+                # scripts tell a configuration error (2) from a failed run (1) either way.
+                import traceback
+
+                traceback.print_exception(cause)
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         command = super().get_command(ctx, name)

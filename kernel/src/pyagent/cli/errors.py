@@ -82,8 +82,15 @@ def loading_error(exc: BaseException, path: Path) -> ConfigError:
 
 def report_unexpected(exc: BaseException) -> Any:
     """An error no command turned into a message: one line with a pointer to ``--traceback``."""
-    from pyagent.errors import ConfigurationError, PluginNotInstalledError, StateError
+    from pyagent.errors import (
+        ConfigurationError,
+        PluginLoadError,
+        PluginNotInstalledError,
+        StateError,
+    )
 
-    if isinstance(exc, (ConfigurationError, PluginNotInstalledError, StateError)):
+    # A plugin that fails to import under PYAGENT_STRICT_PLUGINS is an installation problem,
+    # like a missing one: nothing ran.
+    if isinstance(exc, (ConfigurationError, PluginLoadError, PluginNotInstalledError, StateError)):
         return ConfigError(one_line(exc))
     return UnexpectedError(f"{one_line(exc)} (run with --traceback for the full trace)")

@@ -15,9 +15,27 @@ from pyagent.cli.loading import find_workflow, load_module
 from pyagent.cli.progress import progress_monitor
 
 
+def _storage(given: str | None) -> str:
+    """``--storage``, else the ``storage`` setting (pyagent.toml, [tool.pyagent], PYAGENT_STORAGE)."""
+    if given:
+        return given
+    from pyagent.config import get_settings
+    from pyagent.errors import ConfigurationError
+
+    try:
+        configured = get_settings().storage
+    except ConfigurationError as exc:
+        raise ConfigError(one_line(exc)) from exc
+    if not configured:
+        raise ConfigError("no store to read: pass --storage URL (e.g. --storage sqlite://checkpoints.db), "
+                          "or set storage in pyagent.toml, [tool.pyagent] in pyproject.toml or PYAGENT_STORAGE")
+    return configured
+
+
 @click.command()
-@click.option("--storage", required=True, envvar="PYAGENT_STORAGE",
-              help="Store URL holding the runs, e.g. sqlite://checkpoints.db (or $PYAGENT_STORAGE).")
+@click.option("--storage", default=None,
+              help="Store URL holding the runs, e.g. sqlite://checkpoints.db (default: the storage "
+                   "setting, from pyagent.toml or $PYAGENT_STORAGE).")
 @click.option("--workflow", "workflow_name", default=None, help="Only runs of this workflow.")
 @click.option("--status", default=None, help="Only runs with this status (completed, failed, running, ...).")
 @click.option("--since", default=None, help="Only runs started at or after this ISO date/datetime.")
@@ -25,10 +43,12 @@ from pyagent.cli.progress import progress_monitor
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--handoffs", is_flag=True,
               help="Export the runs' handoffs and denied handoffs/tool calls as JSON, one object each, oldest first.")
-def history(storage: str, workflow_name: str | None, status: str | None, since: str | None,
+def history(storage: str | None, workflow_name: str | None, status: str | None, since: str | None,
             limit: int, as_json: bool, handoffs: bool) -> None:
     """List past workflow runs recorded in a store, newest first (--handoffs: their handoffs)."""
     import anyio
+
+    storage = _storage(storage)
 
     from pyagent.durability.history import handoff_rows, parse_since, parse_status, query_store
     from pyagent.errors import PyAgentError
@@ -70,8 +90,9 @@ def history(storage: str, workflow_name: str | None, status: str | None, since: 
 @click.command()
 @click.argument("run_id")
 @click.argument("target")
-@click.option("--storage", required=True, envvar="PYAGENT_STORAGE",
-              help="Store URL the run was checkpointed to (or $PYAGENT_STORAGE).")
+@click.option("--storage", default=None,
+              help="Store URL the run was checkpointed to (default: the storage setting, from "
+                   "pyagent.toml or $PYAGENT_STORAGE).")
 @click.option("--wait", is_flag=True,
               help="If another process owns the run, wait for its lease to end instead of failing.")
 @click.option("--wait-timeout", type=float, default=None, show_default="60",
@@ -79,7 +100,7 @@ def history(storage: str, workflow_name: str | None, status: str | None, since: 
 @click.option("--allow-plaintext", is_flag=True,
               help="Read unencrypted checkpoints although PYAGENT_STATE_KEY is set (saved before it was).")
 @click.option("--quiet", is_flag=True, help="Print only the result.")
-def resume(run_id: str, target: str, storage: str, wait: bool, wait_timeout: float | None,
+def resume(run_id: str, target: str, storage: str | None, wait: bool, wait_timeout: float | None,
            allow_plaintext: bool, quiet: bool) -> None:
     """Continue a checkpointed run: RUN_ID from --storage, with the workflow in TARGET (FILE[:WORKFLOW]).
 
@@ -93,16 +114,18 @@ def resume(run_id: str, target: str, storage: str, wait: bool, wait_timeout: flo
     from pyagent.errors import PyAgentError
     from pyagent.runner import abandon, claim_stored_run, resume_state
 
+    url = _storage(storage)
     file_part, _, wanted = target.partition(":") if not Path(target).exists() else (target, "", "")
     path = Path(file_part)
     module = load_module(path)
     monitors: list[Any] = []  # the progress monitor, once the run's workflow is known
 
     async def go() -> Any:
-        state, claimed = await claim_stored_run(storage, run_id, wait=wait, wait_timeout=wait_timeout,
+        state, claimed = await claim_stored_run(url, run_id, wait=wait, wait_timeout=wait_timeout,
                                                 allow_plaintext=True if allow_plaintext else None)
         try:
             workflow = find_workflow(module, wanted or state.workflow, path)
+            state.check_workflow(workflow, f"the saved state of run {state.run_id!r}")  # before "Resuming"
         except BaseException:
             await abandon(claimed)
             raise
@@ -112,7 +135,7 @@ def resume(run_id: str, target: str, storage: str, wait: bool, wait_timeout: flo
             monitor = progress_monitor(workflow.name)
             if monitor is not None:
                 monitors.append(monitor)
-        return await resume_state(workflow, state, checkpoint_url=storage, claimed=claimed,
+        return await resume_state(workflow, state, checkpoint_url=url, claimed=claimed,
                                   on_event=monitors[0].on_event if monitors else None)
 
     try:

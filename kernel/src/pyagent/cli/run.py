@@ -14,7 +14,7 @@ from pyagent.cli.loading import find_workflow, load_module
 from pyagent.cli.progress import progress_monitor
 from pyagent.engine import new_run_id
 from pyagent.errors import PyAgentError
-from pyagent.runner import resolve_pattern
+from pyagent.runner import check_run_id, resolve_pattern
 
 
 @click.command()
@@ -40,6 +40,8 @@ def run(target: str, input_: str | None, quiet: bool, as_json: bool, run_id: str
             value = input_
     try:
         resolve_pattern(workflow)  # a missing plugin or a bad workflow: before anything is printed
+        if run_id is not None:
+            check_run_id(run_id)  # "" or one no store can keep: refused, not replaced
     except PyAgentError as exc:
         raise ConfigError(one_line(exc)) from exc
     run_id = run_id or new_run_id()

@@ -74,6 +74,8 @@ pytest {folder}/tests
 """
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
+# Folder and file names (pyagent-NAME, test_NAME.py, ...) must fit a file system's 255 bytes.
+MAX_NAME = 64
 
 
 class _KindChoice(click.Choice):  # type: ignore[type-arg]  # generic only in click >= 8.2
@@ -124,6 +126,9 @@ def check_name(raw: str) -> str:
             name = name[len(prefix):]
     if not name:
         raise click.BadParameter(f"{raw!r} names no plugin: give a name such as 'race'", param_hint="NAME")
+    if len(name) > MAX_NAME:
+        raise click.BadParameter(f"{name[:20]!r}... is {len(name)} characters long: give a name of at most "
+                                 f"{MAX_NAME}", param_hint="NAME")
     if not _NAME.fullmatch(name):
         fixed = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         fixed = re.sub(r"^[0-9-]+", "", fixed)

@@ -4,8 +4,8 @@ A run's checkpoints are appended with an increasing ``seq``. The first is **full
 input, ``ctx.state`` and any tasks already completed when a run resumes); each later one is
 a **delta** holding only the task records finished since the previous checkpoint and the
 ``ctx.state`` keys that changed. So a 200-task chain writes 200 small rows and storage grows
-linearly. With ``retention=N`` a full checkpoint is written every N checkpoints and older
-ones are pruned, so a run keeps between N and 2N checkpoints.
+linearly. With ``retention=N`` a full checkpoint replaces the deltas once they outweigh it,
+and the checkpoints it makes unnecessary are pruned in the background (see :class:`Checkpointer`).
 
 Folding the checkpoints from the latest full one on gives the state the run last saved
 (:mod:`pyagent.durability.replay`); ``workflow.resume_from(run_id)`` continues from it. The
@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from pyagent.durability import codec
 from pyagent.durability.replay import PAYLOAD_VERSION
@@ -30,6 +31,7 @@ from pyagent.durability.stores import (
     store_failure,
 )
 from pyagent.errors import (
+    RunOwnedError,
     StateError,
 )
 from pyagent.model import events as ev
@@ -191,7 +193,15 @@ class Checkpointer(RunRecorder):
         self._pending.append(rec)
         if self.every is not None and self._clock.monotonic() - self._last_write < self.every:
             return
-        await self.flush()
+        try:
+            await self.flush()
+        except RunOwnedError as exc:
+            if self.ownership is None:
+                raise
+            # Taken over while this process was stalled: the run is another process's now.
+            self.ownership.refused(exc)
+            await anyio.lowlevel.checkpoint()  # the run's scope is cancelled: it stops here
+            raise
 
     async def flush(self, extra: dict[str, Any] | None = None, *, force: bool = False) -> None:
         """Write what changed since the last checkpoint (nothing if nothing changed).
@@ -357,7 +367,11 @@ class Checkpointer(RunRecorder):
         return body
 
     def _payload(self, kind: str, body: dict[str, Any]) -> bytes:
-        """The sealed payload of a checkpoint; StateError naming what cannot be encoded."""
+        """The sealed payload of a checkpoint; StateError naming what cannot be encoded.
+
+        Encrypted under a key derived for this run (``bind``), so a checkpoint copied into
+        another run's rows does not decrypt there.
+        """
         data = {"v": PAYLOAD_VERSION, "kind": kind, **body}
         try:
             raw = codec.dumps(data, f"a checkpoint of run {self.run.run_id!r}")
@@ -367,7 +381,7 @@ class Checkpointer(RunRecorder):
                 codec.dumps(t, f"the output of task {t.get('name')!r}")
             codec.dumps(body.get("input"), "the run's input")
             raise
-        return codec.seal(raw)
+        return codec.seal(raw, bind=self.run.run_id)
 
     async def _write(self, kind: str, body: dict[str, Any]) -> None:
         run = self.run

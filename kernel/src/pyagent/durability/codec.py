@@ -15,8 +15,10 @@ deep or containing themselves. Strings with lone surrogates (``os.fsdecode`` mak
 file names that are not UTF-8) are written as ``\\udcxx`` escapes and come back unchanged.
 
 Store payloads start with one byte saying how they are encoded: ``S`` plain JSON after its
-SHA-256 checksum (an edited or damaged row is detected), ``F`` a Fernet token, and ``J``
-plain JSON without a checksum (written by earlier versions; still read).
+SHA-256 checksum (an edited or damaged row is detected), ``R`` a Fernet token under a key
+derived for one run (checkpoints: a row copied into another run does not decrypt there),
+``F`` a Fernet token under the key itself (run headers, and checkpoints written by earlier
+versions), and ``J`` plain JSON without a checksum (written by earlier versions; still read).
 
 Encryption: when ``PYAGENT_STATE_KEY`` holds a Fernet key (several comma-separated keys
 allow rotation: the first encrypts, any decrypts) payloads are encrypted with the
@@ -57,6 +59,7 @@ _MAX_INT_BITS = 14_280
 _PLAIN = b"J"  # JSON, no checksum (written by earlier versions)
 _SUMMED = b"S"  # the SHA-256 digest of the JSON (32 bytes), then the JSON
 _SEALED = b"F"  # a Fernet token
+_BOUND = b"R"  # a Fernet token under a key derived for one run
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,8 @@ register_serializer(EventPayload, dict, EventPayload, name="event")  # an emitte
 # -- encryption ---------------------------------------------------------------------------------
 
 _cipher_cache: tuple[str, Any] | None = None
+_run_ciphers: dict[tuple[str, str], Any] = {}  # (PYAGENT_STATE_KEY, run id) -> MultiFernet
+_RUN_CIPHERS_KEPT = 256
 
 
 def _cipher() -> Any:
@@ -277,6 +282,34 @@ def _cipher() -> Any:
         ) from None
     cipher = MultiFernet(keys)
     _cipher_cache = (raw, cipher)
+    return cipher
+
+
+def _run_cipher(run_id: str) -> Any:
+    """The MultiFernet under keys derived from each PYAGENT_STATE_KEY key for ``run_id``
+    (HMAC-SHA256 of the run id), or None when no key is set.
+
+    A Fernet token says nothing about where it belongs, so one run's encrypted checkpoint,
+    copied into another run's rows by someone with write access but no key, would decrypt
+    there and its outputs flow into that run. Under a key of its run's own it does not.
+    """
+    if _cipher() is None:
+        return None
+    raw = os.environ.get(KEY_ENV, "").strip()
+    cached = _run_ciphers.get((raw, run_id))
+    if cached is not None:
+        return cached
+    import hmac
+
+    from cryptography.fernet import Fernet, MultiFernet
+
+    label = b"pyagent checkpoint key for run\x00" + run_id.encode("utf-8", "surrogatepass")
+    keys = [Fernet(base64.urlsafe_b64encode(hmac.digest(base64.urlsafe_b64decode(k.strip()), label, "sha256")))
+            for k in raw.split(",") if k.strip()]
+    cipher = MultiFernet(keys)
+    if len(_run_ciphers) >= _RUN_CIPHERS_KEPT:
+        _run_ciphers.clear()
+    _run_ciphers[(raw, run_id)] = cipher
     return cipher
 
 
@@ -329,21 +362,31 @@ def refuse_plaintext(what: str, allow: bool | None = None) -> None:
         )
 
 
-def seal(data: bytes) -> bytes:
-    """A store payload: encrypted when a key is configured, else checksummed; tagged either way."""
+def seal(data: bytes, *, bind: str | None = None) -> bytes:
+    """A store payload: encrypted when a key is configured, else checksummed; tagged either way.
+
+    ``bind`` (a run id): encrypt under a key derived for that run, so the payload only
+    decrypts as that run's (:func:`unseal` with the same ``bind``).
+    """
+    cipher = None if bind is None else _run_cipher(bind)
+    if cipher is not None:
+        sealed: bytes = cipher.encrypt(data)
+        return _BOUND + sealed
     token = encrypt_text(data)
     if token is None:
         return _SUMMED + hashlib.sha256(data).digest() + data
     return _SEALED + token.encode()
 
 
-def unseal(blob: bytes, what: str, *, allow_plaintext: bool | None = None) -> bytes:
+def unseal(blob: bytes, what: str, *, allow_plaintext: bool | None = None, bind: str | None = None) -> bytes:
     """The plain bytes of a store payload written by :func:`seal`.
 
-    StateError when it is damaged, encrypted with another key, or not encrypted while a key
-    is set (unless ``allow_plaintext``).
+    StateError when it is damaged, encrypted with another key or for another run than
+    ``bind``, or not encrypted while a key is set (unless ``allow_plaintext``).
     """
     head = blob[:1]
+    if head == _BOUND:
+        return _decrypt_bound(blob[1:], what, bind)
     if head == _SEALED:
         return decrypt_text(blob[1:].decode("ascii", "replace"), what)
     if head == _SUMMED:
@@ -356,3 +399,21 @@ def unseal(blob: bytes, what: str, *, allow_plaintext: bool | None = None) -> by
         refuse_plaintext(what, allow_plaintext)
         return blob[1:]
     raise StateError(f"{what} is not a pyagent payload (unknown encoding {head!r}): corrupt data?")
+
+
+def _decrypt_bound(token: bytes, what: str, bind: str | None) -> bytes:
+    if bind is None:
+        raise StateError(f"{what} is encrypted for one run, and was read without saying which")
+    cipher = _run_cipher(bind)
+    if cipher is None:
+        raise StateError(f"{what} is encrypted: set {KEY_ENV} to the key it was saved with")
+    from cryptography.fernet import InvalidToken
+
+    try:
+        plain: bytes = cipher.decrypt(token)
+    except InvalidToken:
+        raise StateError(
+            f"{what} could not be decrypted: {KEY_ENV} is not the key it was saved with, or the "
+            f"row was copied from another run's checkpoints (or altered)"
+        ) from None
+    return plain

@@ -436,6 +436,16 @@ def parse_status(status: Any) -> str | None:
     return value
 
 
+def parse_limit(limit: Any) -> int | None:
+    """``limit`` as a number of runs (None: all), or a ConfigurationError saying what is accepted."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigurationError(f"limit={limit!r} is not a number of runs: pass a whole number >= 0, "
+                                 "or None for all")
+    return limit if limit < 2**62 else None  # more runs than any store can hold: all of them
+
+
 def workflow_name(workflow: Any) -> str | None:
     if workflow is None or isinstance(workflow, str):
         return workflow
@@ -476,6 +486,7 @@ async def query_store(url: str, *, workflow: str | None, since: float | None, st
     """
     from pyagent.durability.stores import open_store, store_failure
 
+    limit = parse_limit(limit)
     store = await open_store(url, setting="storage")
     out = []
     try:
@@ -502,6 +513,9 @@ async def record_of_header(store: Any, h: Any, *, allow_plaintext: bool | None =
     if h.payload:
         try:
             rec = ExecutionRecord.from_payload(h.payload, what, allow_plaintext=allow_plaintext)
+            if rec.run_id != h.run_id:  # a sealed record copied over from another run
+                raise StateError(f"{what} belongs to run {rec.run_id[:80]!r}: it was copied "
+                                 "from another run's header (or the storage is damaged)")
         except StateError as exc:
             rec = _plain_record(h)
             rec.unreadable = str(exc)
@@ -558,6 +572,7 @@ async def gather_history(runtime: Runtime, urls: list[str], *, workflow: Any = N
                          status: Any = None, limit: int | None = None) -> list[ExecutionRecord]:
     """History from memory and from every store in ``urls``, merged, newest first."""
     name, ts, st = workflow_name(workflow), parse_since(since), parse_status(status)
+    limit = parse_limit(limit)
     groups = [_memory_records(runtime, name, ts, st)]
     for url in dict.fromkeys(urls):
         groups.append(await query_store(url, workflow=name, since=ts, status=st, limit=limit))
@@ -575,6 +590,6 @@ def get_history_sync(runtime: Runtime, urls: list[str], **filters: Any) -> list[
         # Memory only: no I/O, so answer directly even inside an event loop.
         name = workflow_name(filters.get("workflow"))
         ts, st = parse_since(filters.get("since")), parse_status(filters.get("status"))
-        return merge(_memory_records(runtime, name, ts, st), limit=filters.get("limit"))
+        return merge(_memory_records(runtime, name, ts, st), limit=parse_limit(filters.get("limit")))
     # Inside a running loop a store is queried on a loop of its own, in a short-lived thread.
     return run_blocking(go, name="pyagent-history")

@@ -131,7 +131,18 @@ def _dead_here(owner: str) -> bool:
         return True
     except OSError:
         return False  # exists, owned by another user
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has ended but its parent has not reaped it yet (a parent that killed its
+    child and resumes the run before waiting for it): dead, though its pid is still taken."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]  # after "(command name)", which may hold spaces
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
 
 
 def _when(ts: float) -> str:
@@ -237,6 +248,15 @@ class Ownership:
             if not renewed:
                 await self._lose()
                 return
+
+    def refused(self, exc: RunOwnedError) -> None:
+        """A write of this run was refused because another claim holds its lease now: stop the
+        run as when the keeper notices (cancelled, with ``exc``), and write nothing more."""
+        if self.lost is None:
+            self.lost = exc
+            log.error("run %s: %s; this process stopped running it", self.run_id, exc)
+        if isinstance(self.scope, anyio.CancelScope):
+            self.scope.cancel()
 
     async def _lose(self) -> None:
         holder = None

@@ -27,7 +27,13 @@ def fold(stored: StoredRun, what: str, *, allow_plaintext: bool | None = None) -
 
     ``allow_plaintext``: accept unencrypted checkpoints although ``PYAGENT_STATE_KEY`` is set
     (see :func:`pyagent.durability.codec.unseal`).
+
+    A checkpoint copied from another run's rows (anyone with write access to the store can
+    copy rows, key or not) is refused rather than letting that run's outputs flow into this
+    one: with a key, checkpoints are encrypted under a key derived for their run, so a copy
+    does not decrypt; with or without, a full checkpoint names its run.
     """
+    run_id = stored.header.run_id
     cps = sorted(stored.checkpoints, key=lambda c: c.seq)
     if not cps:
         raise StateError(f"{what} has no checkpoints to resume from")
@@ -35,11 +41,17 @@ def fold(stored: StoredRun, what: str, *, allow_plaintext: bool | None = None) -
     tasks: dict[str, dict[str, Any]] = {}
     for cp in cps:
         where = f"{what} (checkpoint {cp.seq})"
-        body = codec.loads(codec.unseal(cp.payload, where, allow_plaintext=allow_plaintext), where)
+        body = codec.loads(codec.unseal(cp.payload, where, allow_plaintext=allow_plaintext, bind=run_id), where)
         if not isinstance(body, dict) or body.get("v") != PAYLOAD_VERSION:
             raise StateError(
                 f"{where} has payload version {body.get('v') if isinstance(body, dict) else None!r}; "
                 f"this pyagent reads version {PAYLOAD_VERSION}"
+            )
+        owner = body.get("run_id", run_id)  # deltas do not name it: their key binds them
+        if owner != run_id:
+            raise StateError(
+                f"{where} belongs to run {str(owner)[:80]!r}, not {run_id!r}: it was copied from "
+                "another run's checkpoints (or the storage is damaged); refused"
             )
         try:
             kind = body["kind"]

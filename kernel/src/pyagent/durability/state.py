@@ -311,17 +311,24 @@ class WorkflowState(BaseModel):
         """Write this state to ``path`` atomically; raises StateError before writing if it cannot be saved."""
         target = Path(path)
         data = self.to_bytes()  # may raise: then nothing is written
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        except OSError as exc:
+            raise StateError(f"state file {str(target)!r} cannot be written: {exc}: check that its folder "
+                             "exists (or can be created) and is writable; nothing was written") from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):  # a full disk, the target a folder, ...
+                raise StateError(f"state file {str(target)!r} cannot be written: {exc}; nothing was "
+                                 "written") from None
             raise
         return target
 

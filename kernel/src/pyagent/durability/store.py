@@ -28,7 +28,7 @@ and closes it when the run ends; a history query or a resume opens and closes it
 per URL inside the process and make a repeated ``open()`` cheap.
 
 Payloads: checkpoint payloads and run-header payloads are opaque bytes produced by
-``pyagent.codec.seal`` (JSON with a checksum, or encrypted when ``PYAGENT_STATE_KEY`` is
+``pyagent.durability.codec.seal`` (JSON with a checksum, or encrypted when ``PYAGENT_STATE_KEY`` is
 set). The header payload is the run's audit record (``pyagent.history``).
 
 Errors: a store raises the kernel's error types (``StoreError`` or a subclass for a failed
@@ -108,7 +108,8 @@ class Store(Protocol):
         """Insert or replace the header of ``header.run_id``.
 
         With ``fence`` (a lease token) the write happens only if that claim still holds the
-        run's lease, checked in the same statement or transaction; otherwise nothing is
+        run's lease, checked in the same statement or transaction and holding the lease row
+        until the write commits (so a takeover cannot slip in between); otherwise nothing is
         written and ``RunOwnedError`` is raised.
         """
 

@@ -4,7 +4,7 @@
 pattern decides which tasks run when. Nothing here imports durability or the workflow layer.
 """
 
-from pyagent.engine.run import WorkflowRun, check_runnable, execute, new_run_id
+from pyagent.engine.run import Listener, WorkflowRun, check_runnable, execute, new_run_id
 from pyagent.model.context import current_run
 
-__all__ = ["WorkflowRun", "check_runnable", "current_run", "execute", "new_run_id"]
+__all__ = ["Listener", "WorkflowRun", "check_runnable", "current_run", "execute", "new_run_id"]

@@ -35,8 +35,8 @@ from sqlalchemy import (
     Text,
     bindparam,
     delete,
-    exists,
     func,
+    literal_column,
     or_,
     select,
     update,
@@ -44,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pyagent.plugin import Checkpoint, Lease, RunHeader, StoredRun, StoreError
+from pyagent.plugin import Checkpoint, Lease, PyAgentError, RunHeader, StoredRun, StoreError
 
 from . import schema
 from ._loop import LoopThread, wait_future
@@ -118,10 +118,12 @@ class Backend:
         """Checks that need no connection (a missing directory, ...)."""
 
     async def schema_version(self) -> int:
-        """The version the database records now (checked at every open)."""
-        async with self.reader().connect() as conn:
-            value = (await conn.execute(select(func.max(self.tables.versions.c.version)))).scalar()
-        return int(value or 0)
+        """The version the database records now (checked at every open, once more on a fresh
+        connection if the server dropped the one it was read on)."""
+        async def body(conn: AsyncConnection) -> Any:
+            return (await conn.execute(select(func.max(self.tables.versions.c.version)))).scalar()
+
+        return int(await self.read(body) or 0)
 
     def reader(self) -> AsyncEngine:
         assert self.engine is not None
@@ -228,8 +230,14 @@ class Backend:
         self.insert_run_if_absent = self.insert_run_if_absent_statement()
         self.insert_checkpoint = cps.insert()
         # One statement, so the hot path stays one round trip: the checkpoint is inserted only
-        # while the writer's claim holds the run's lease.
-        held = exists().where(leases.c.run_id == bindparam("run_id"), leases.c.token == bindparam("fence"))
+        # while the writer's claim holds the run's lease. FOR SHARE (PostgreSQL; SQLite has one
+        # writer at a time anyway) keeps the lease row from changing until the write commits: a
+        # claim taking the run over waits for it, and so sees it when it loads the run, or it
+        # commits first and the write finds the lease gone. A plain read would let a write whose
+        # check passed just before the takeover land unseen afterwards.
+        held = (select(literal_column("1")).select_from(leases)
+                .where(leases.c.run_id == bindparam("run_id"), leases.c.token == bindparam("fence"))
+                .with_for_update(read=True).exists())
         self.insert_checkpoint_fenced = cps.insert().from_select(
             ["run_id", "seq", "kind", "payload", "created_at"],
             select(bindparam("run_id", type_=Text), bindparam("seq", type_=BigInteger),
@@ -263,7 +271,9 @@ class Backend:
         self.delete_before = delete(cps).where(cps.c.run_id == bindparam("run_id"), cps.c.seq < bindparam("before"))
         self.claim = self.claim_statement()
         self.select_lease = select(leases).where(leases.c.run_id == bindparam("run_id"))
-        self.select_token = select(leases.c.token).where(leases.c.run_id == bindparam("run_id"))
+        # Read in a write transaction to check its fence: locked like ``held`` above.
+        self.select_token = (select(leases.c.token).where(leases.c.run_id == bindparam("run_id"))
+                             .with_for_update(read=True))
         # UPDATE reserves the column names for its SET values: the WHERE takes other names.
         self.renew = (update(leases)
                       .where(leases.c.run_id == bindparam("lease_run_id"), leases.c.token == bindparam("lease_token"))
@@ -506,7 +516,7 @@ def to_header(row: Row[Any]) -> RunHeader:
         status=m["status"],
         started_at=float(m["started_at"]),
         finished_at=None if m["finished_at"] is None else float(m["finished_at"]),
-        payload=bytes(m["payload"]),
+        payload=_blob(m["payload"]),
     )
 
 
@@ -516,9 +526,18 @@ def to_checkpoint(row: Row[Any]) -> Checkpoint:
         run_id=m["run_id"],
         seq=int(m["seq"]),
         kind=m["kind"],
-        payload=bytes(m["payload"]),
+        payload=_blob(m["payload"]),
         created_at=float(m["created_at"]),
     )
+
+
+def _blob(value: Any) -> bytes:
+    """A payload column as bytes. SQLite keeps whatever a hand-made UPDATE put in a BLOB
+    column, text included: that is handed on as its bytes, for the kernel to refuse as a
+    damaged payload, rather than failing the whole query (and every run listed with it)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return bytes(value)
 
 
 # -- the process-wide registry ---------------------------------------------------------------
@@ -543,7 +562,12 @@ async def acquire(key: Hashable, make: Callable[[], Backend]) -> Backend:
     try:
         await wait_future(backend.ready)
         if backend.ready_checked:
-            await backend.check_schema()
+            try:
+                await backend.check_schema()
+            except PyAgentError:  # SchemaVersionError, StoreUnavailableError: already say it all
+                raise
+            except Exception as exc:  # the server went away since the backend started
+                raise backend.unavailable(exc) from None
         backend.ready_checked = True
     except BaseException:
         await release(backend, tidy=False)
