@@ -50,13 +50,16 @@ What is here, by kind of plugin:
   :class:`ModelResponse`, :class:`ToolCall`, :class:`ToolSpec`, :class:`OutputSpec`,
   :class:`Usage`), :class:`ModelError` for failed calls, :func:`check_models`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
-  :class:`StoredRun`, :class:`Lease`; :class:`StoreError`, :class:`RunOwnedError` and
-  :class:`CheckpointConflictError` to raise
+  :class:`StoredRun`, :class:`Lease`, :class:`InterruptRecord` (a question a run asked);
+  :class:`StoreError`, :class:`RunOwnedError` and :class:`CheckpointConflictError` to raise
+- questions for people: :class:`Interrupt` (a question and its answer), the errors an answer
+  is refused with (:class:`InterruptNotFoundError`, :class:`InterruptAnsweredError`,
+  :class:`AnswerValidationError`) and :class:`InterruptTimeoutError`
 - monitors: :class:`Event` and :mod:`events` (the event kinds, e.g. ``events.TASK_FAILED``);
   for metrics monitors, :class:`MetricFold`, :data:`METRICS` (the catalogue) and
   :func:`bind_meter` (the catalogue on an OpenTelemetry meter)
 - triggers: :class:`TriggerHost` (what ``serve(host)`` gets: ``submit``, ``record_skipped``,
-  ``clock``, ``run_status``), :class:`Submission`, :class:`NotAcceptingError`,
+  ``clock``, ``run_status``, ``question``, ``answer``), :class:`Submission`, :class:`NotAcceptingError`,
   :class:`EventPayload`
 """
 
@@ -67,6 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 # Light names, imported at once: every plugin module imports this module at discovery.
 from pyagent.errors import (
+    AnswerValidationError,
     CapabilityError,
     CheckpointConflictError,
     CircuitOpenError,
@@ -74,6 +78,10 @@ from pyagent.errors import (
     DriverLoadFailure,
     GuardrailError,
     HandoffLoopError,
+    InterruptAnsweredError,
+    InterruptError,
+    InterruptNotFoundError,
+    InterruptTimeoutError,
     ModelError,
     ModelNotConfiguredError,
     NotAcceptingError,
@@ -95,7 +103,7 @@ if TYPE_CHECKING:
     from pyagent._sync import in_event_loop, run_or_await
     from pyagent.cli.loading import LoadedTarget, load_target
     from pyagent.config import Settings, get_settings
-    from pyagent.durability.store import Checkpoint, Lease, RunHeader, Store, StoredRun
+    from pyagent.durability.store import Checkpoint, InterruptRecord, Lease, RunHeader, Store, StoredRun
     from pyagent.engine.concurrency import (
         TaskGroup,
         cancels_unstarted_children,
@@ -128,6 +136,7 @@ if TYPE_CHECKING:
     )
     from pyagent.model.capabilities import check_tool_call, record_denial
     from pyagent.model.context import Message, RunContext, current_run, current_task, run_scope
+    from pyagent.model.interrupts import Interrupt
     from pyagent.model.language import (
         Model,
         ModelRequest,
@@ -149,7 +158,9 @@ if TYPE_CHECKING:
 
 # The rest is loaded on first use, so discovering plugins stays fast.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(["Checkpoint", "Lease", "RunHeader", "Store", "StoredRun"], "pyagent.durability.store"),
+    **dict.fromkeys(["Checkpoint", "InterruptRecord", "Lease", "RunHeader", "Store", "StoredRun"],
+                    "pyagent.durability.store"),
+    "Interrupt": "pyagent.model.interrupts",
     **dict.fromkeys(["TaskGroup", "cancels_unstarted_children", "first_error", "large_fanout"],
                     "pyagent.engine.concurrency"),
     "WorkflowRun": "pyagent.engine.run",
@@ -199,6 +210,7 @@ __all__ = [
     "BUCKETS",
     "METRICS",
     "Agent",
+    "AnswerValidationError",
     "Attempt",
     "CapabilityError",
     "Checkpoint",
@@ -217,6 +229,12 @@ __all__ = [
     "HandoffResult",
     "HandoffSession",
     "InstructionAgent",
+    "Interrupt",
+    "InterruptAnsweredError",
+    "InterruptError",
+    "InterruptNotFoundError",
+    "InterruptRecord",
+    "InterruptTimeoutError",
     "Lease",
     "LoadedTarget",
     "Message",

@@ -68,6 +68,9 @@ async def run_workflow(
     wait_timeout: float | None = None,
     first_started_at: float | None = None,
     earlier_resumes: Iterable[float] = (),
+    wait_for_answers: bool = True,
+    earlier_audit: Iterable[dict[str, Any]] = (),
+    earlier_handoffs: Iterable[dict[str, Any]] = (),
 ) -> WorkflowResult:
     """Run ``workflow`` once. Configuration errors raise; a failure while running is returned.
 
@@ -78,7 +81,13 @@ async def run_workflow(
     there before any agent runs (``claimed``: already claimed by a resume): RunOwnedError if
     another process owns it, unless ``wait`` (up to ``wait_timeout`` seconds).
     ``first_started_at`` and ``earlier_resumes`` carry a resumed run's history (when it first
-    started, when it was resumed before), so it stays one run in history.
+    started, when it was resumed before), so it stays one run in history, and so do
+    ``earlier_audit`` and ``earlier_handoffs`` (its audit trail so far).
+
+    ``wait_for_answers``: a run whose tasks all wait for people (``ctx.interrupt``) stays here,
+    holding its lease, and goes on as soon as it is answered (True); or this call returns a
+    result with status ``waiting`` and the run goes on when resumed (False; needs a checkpoint
+    store).
     """
     try:
         if run_id is not None:
@@ -97,7 +106,9 @@ async def run_workflow(
     run = WorkflowRun(workflow, runtime=runtime, input=input, run_id=run_id,
                       listeners=all_listeners, on_task_complete=on_task_complete,
                       executor=executor, resumed=resumed, task_executors=task_executors,
-                      first_started_at=first_started_at, earlier_resumes=earlier_resumes)
+                      first_started_at=first_started_at, earlier_resumes=earlier_resumes,
+                      hold_waiting=wait_for_answers, earlier_audit=earlier_audit,
+                      earlier_handoffs=earlier_handoffs)
     if shared_state:
         run.state.update(shared_state)
     return await drive(run, pattern, checkpoint_url=checkpoint_url, history_url=history_url,
@@ -217,7 +228,8 @@ async def resume_state(workflow: Workflow, state: WorkflowState, *, checkpoint_u
     return await run_workflow(
         workflow, state.input, run_id=state.run_id, resumed=state.completed_results(),
         shared_state=state.shared, checkpoint_url=checkpoint_url, next_seq=next_seq,
-        first_started_at=state.started_at, earlier_resumes=state.resumes, **kwargs,
+        first_started_at=state.started_at, earlier_resumes=state.resumes,
+        earlier_audit=state.audit, earlier_handoffs=state.handoffs, **kwargs,
     )
 
 
