@@ -76,7 +76,7 @@ async def _locate(runtime: Runtime, urls: list[str], run_id: str) -> tuple[str, 
     local = local_url(runtime)
     store = await open_store(local)
     try:
-        if await store.list_interrupts(run_id=run_id, limit=1):  # type: ignore[attr-defined]
+        if await store.list_interrupts(run_id=run_id, limit=1):
             return local, None
     finally:
         await _close(store)
@@ -103,7 +103,7 @@ async def record_answers(store: Store, run_id: str, answers: dict[str, Any], *, 
     if not isinstance(answers, dict):
         raise ConfigurationError(f"answers must be a dict of question id to answer, got {type(answers).__name__}")
     for interrupt_id, value in answers.items():
-        row = await store.get_interrupt(interrupt_id) if isinstance(interrupt_id, str) else None  # type: ignore[attr-defined]
+        row = await store.get_interrupt(interrupt_id) if isinstance(interrupt_id, str) else None
         if row is None or row.run_id != run_id:
             raise InterruptNotFoundError(f"run {run_id!r} in {where} has no question {interrupt_id!r}: answer one "
                                          "of the questions orchestrator.pending() lists for it",

@@ -103,7 +103,14 @@ if TYPE_CHECKING:
     from pyagent._sync import in_event_loop, run_or_await
     from pyagent.cli.loading import LoadedTarget, load_target
     from pyagent.config import Settings, get_settings
-    from pyagent.durability.store import Checkpoint, InterruptRecord, Lease, RunHeader, Store, StoredRun
+    from pyagent.durability.store import (
+        Checkpoint,
+        InterruptRecord,
+        Lease,
+        RunHeader,
+        Store,
+        StoredRun,
+    )
     from pyagent.engine.concurrency import (
         TaskGroup,
         cancels_unstarted_children,

@@ -241,6 +241,7 @@ async def claim_stored_run(url: str, run_id: str, *, wait: bool = False, wait_ti
     In that order: state loaded before the claim could be overtaken by the owner that held it.
     The caller runs the returned claim (``run_workflow(claimed=...)``), which releases it.
     """
+    from pyagent.durability.history import earlier_trail
     from pyagent.durability.lifecycle import Claimed
     from pyagent.durability.ownership import Ownership
     from pyagent.durability.replay import _load, state_of
@@ -252,7 +253,11 @@ async def claim_stored_run(url: str, run_id: str, *, wait: bool = False, wait_ti
     try:
         await own.claim(wait=wait, timeout=wait_timeout)
         try:
-            state, seq = state_of(await _load(store, run_id), run_id, url, allow_plaintext=allow_plaintext)
+            stored = await _load(store, run_id)
+            state, seq = state_of(stored, run_id, url, allow_plaintext=allow_plaintext)
+            assert stored is not None  # state_of raised otherwise
+            state.audit, state.handoffs = earlier_trail(stored.header.payload, f"history of run {run_id!r}",
+                                                        allow_plaintext=allow_plaintext)
         except BaseException:
             await own.release()
             raise

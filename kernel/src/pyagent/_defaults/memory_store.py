@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 import dataclasses
+import threading
 
 from pyagent.durability.store import Checkpoint, InterruptRecord, Lease, RunHeader, StoredRun
 from pyagent.errors import CheckpointConflictError, RunOwnedError

@@ -121,28 +121,8 @@ def state_of(stored: StoredRun | None, run_id: str, url: str, *,
             f"workflow.run(input, run_id={run_id!r})"
         )
     state = fold(stored, what, allow_plaintext=allow_plaintext)
-    state.audit, state.handoffs = _earlier(stored, what, allow_plaintext)
     next_seq = max(c.seq for c in stored.checkpoints) + 1
     return state, next_seq
-
-
-def _earlier(stored: StoredRun, what: str, allow_plaintext: bool | None) -> tuple[list[dict[str, Any]],
-                                                                                   list[dict[str, Any]]]:
-    """The audit trail and handoffs a stored run's header keeps, as a run records them (a resume
-    goes on from them, so the run's history keeps what every execution did)."""
-    from pyagent.durability.history import ExecutionRecord
-
-    if not stored.header.payload:
-        return [], []
-    try:
-        rec = ExecutionRecord.from_payload(stored.header.payload, f"history of {what}",
-                                           allow_plaintext=allow_plaintext)
-    except Exception:  # unreadable here: the resumed run starts a new trail
-        return [], []
-    audit = [{**a.data, "kind": a.kind, "task": a.task, "timestamp": a.timestamp} for a in rec.audit]
-    handoffs = [{**h.data, "from_agent": h.from_agent, "to_agent": h.to_agent, "reason": h.reason,
-                 "timestamp": h.timestamp} for h in rec.handoffs]
-    return audit, handoffs
 
 
 async def next_seq(store: Store, run_id: str) -> int:

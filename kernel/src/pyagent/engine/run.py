@@ -20,7 +20,12 @@ import anyio
 
 from pyagent.engine.concurrency import first_error
 from pyagent.engine.waiting import only_suspension, waiting_in
-from pyagent.errors import ConfigurationError, GuardrailError, InterruptTimeoutError, TaskFailedError
+from pyagent.errors import (
+    ConfigurationError,
+    GuardrailError,
+    InterruptTimeoutError,
+    TaskFailedError,
+)
 from pyagent.model import events as ev
 from pyagent.model.agents import FunctionAgent, InstructionAgent, WorkflowAgent
 from pyagent.model.context import (

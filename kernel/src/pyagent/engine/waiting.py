@@ -236,16 +236,14 @@ class Waits:
         try:
             with anyio.move_on_after(desk.poll_seconds):
                 async with anyio.create_task_group() as tg:
-                    def wake(wait: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
-                        async def go() -> None:
-                            await wait()
-                            tg.cancel_scope.cancel()
-                        return go
+                    async def wake(wait: Callable[[], Awaitable[Any]]) -> None:
+                        await wait()
+                        tg.cancel_scope.cancel()
 
-                    tg.start_soon(wake(changed.wait))
-                    tg.start_soon(wake(signal.wait))
+                    tg.start_soon(wake, changed.wait)
+                    tg.start_soon(wake, signal.wait)
                     if deadline is not None:
-                        tg.start_soon(wake(lambda: clock.sleep_until(deadline)))
+                        tg.start_soon(wake, lambda: clock.sleep_until(deadline))
         finally:
             desk.unsignal(signal)
 

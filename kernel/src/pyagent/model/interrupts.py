@@ -116,7 +116,7 @@ class Interrupt(BaseModel):
                 f"question={self.question[:60]!r})")
 
 
-class WaitingForAnswer(BaseException):  # noqa: N818 - not an error: the task pauses
+class WaitingForAnswer(BaseException):
     """Raised by ``ctx.interrupt`` when its question has no answer yet: the task pauses.
 
     A BaseException, so an agent's ``except Exception`` does not swallow the pause; the
@@ -129,7 +129,7 @@ class WaitingForAnswer(BaseException):  # noqa: N818 - not an error: the task pa
         self.interrupt = interrupt
 
 
-class RunSuspended(BaseException):  # noqa: N818 - not an error: the run stops here and goes on later
+class RunSuspended(BaseException):
     """Ends this execution of a run whose unfinished tasks all wait: it continues once answered."""
 
 
@@ -280,7 +280,7 @@ def _resolve(ref: str, root: dict[str, Any]) -> dict[str, Any]:
     return node if isinstance(node, dict) else {}
 
 
-def _check(value: Any, schema: Any, root: dict[str, Any], path: str, out: list[str]) -> None:  # noqa: C901
+def _check(value: Any, schema: Any, root: dict[str, Any], path: str, out: list[str]) -> None:
     if schema is True or schema is None:
         return
     if schema is False:
@@ -334,15 +334,24 @@ def _check(value: Any, schema: Any, root: dict[str, Any], path: str, out: list[s
             except re.error:
                 pass
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        for key, test, word in (("minimum", lambda v, b: v >= b, ">="), ("maximum", lambda v, b: v <= b, "<="),
-                                ("exclusiveMinimum", lambda v, b: v > b, ">"),
-                                ("exclusiveMaximum", lambda v, b: v < b, "<")):
+        for key, word in (("minimum", ">="), ("maximum", "<="), ("exclusiveMinimum", ">"),
+                          ("exclusiveMaximum", "<")):
             bound = schema.get(key)
-            if isinstance(bound, (int, float)) and not isinstance(bound, bool) and not test(value, bound):
+            if isinstance(bound, (int, float)) and not isinstance(bound, bool) and not _within(value, word, bound):
                 out.append(f"{path}: must be {word} {bound:g}")
         step = schema.get("multipleOf")
         if isinstance(step, (int, float)) and step and not float(value / step).is_integer():
             out.append(f"{path}: must be a multiple of {step:g}")
+
+
+def _within(value: float, word: str, bound: float) -> bool:
+    if word == ">=":
+        return value >= bound
+    if word == "<=":
+        return value <= bound
+    if word == ">":
+        return value > bound
+    return value < bound
 
 
 def _check_object(value: dict[str, Any], schema: dict[str, Any], root: dict[str, Any], path: str,
