@@ -137,7 +137,7 @@ async def test_an_answer_that_does_not_match_the_schema_is_refused_and_the_run_k
         assert refused.value.errors == ["answer.approved: must be a boolean, got a string",
                                         "answer.note: must be a string, got a number"]
         assert refused.value.interrupt_id == question.id
-        with pytest.raises(AnswerValidationError, match="answer.approved: is required"):
+        with pytest.raises(AnswerValidationError, match=r"answer\.approved: is required"):
             await orch.resume(question.run_id, {question.id: {}})
         await anyio.sleep(0.1)
         assert [q.id for q in await orch.apending()] == [question.id]  # still waiting
@@ -464,7 +464,7 @@ async def test_approval_task_asks_declaratively_and_a_rejection_fails_the_task(m
                                                                                    "comment": "tone"}, None)):
         box: dict[str, Any] = {}
         async with anyio.create_task_group() as tg:
-            async def run() -> None:
+            async def run(box: dict[str, Any] = box) -> None:
                 box["result"] = await wf.run("cats")
 
             tg.start_soon(run)

@@ -8,8 +8,9 @@ questions are no longer all open (answered, by anyone, from anywhere), or one of
 questions is past its deadline, is resumed: claimed in the store (so of several replicas
 exactly one continues it) and run from its checkpoints, where the answered task runs again
 and a timed-out question gets its policy. Runs that started waiting elsewhere (a replica that
-died, a ``pyagent run`` that was stopped) are adopted when the host starts and every
-``ADOPT_SECONDS`` after, unless a live lease says another process holds them.
+died, a ``pyagent run`` that was stopped or killed) are adopted when the host starts and every
+``ADOPT_SECONDS`` after, unless a live lease says another process holds them (a lease of a
+process of this machine that no longer exists does not count; elsewhere it expires first).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ log = logging.getLogger("pyagent.serve")
 #: How often waiting runs' questions are looked up in the store (seconds).
 POLL_SECONDS = 0.5
 #: How often runs that started waiting in another process are looked for (seconds).
-ADOPT_SECONDS = 30.0
+ADOPT_SECONDS = 10.0
 
 
 class WaitingRuns:
@@ -58,6 +59,7 @@ class WaitingRuns:
     async def adopt_stored(self) -> None:
         """Track the stored runs of served workflows that wait and that no live process holds."""
         from pyagent.durability.interrupts import list_questions, supports_interrupts
+        from pyagent.durability.ownership import _dead_here
 
         host = self.host
         store = host._store
@@ -71,7 +73,7 @@ class WaitingRuns:
                     or run_id in host._waiting):
                 continue
             lease = await store.get_lease(run_id)
-            if lease is not None and not lease.expired(now):
+            if lease is not None and not lease.expired(now) and not _dead_here(lease.owner):
                 continue  # held by the process that waits for it: it goes on there
             questions = await list_questions(store, run_id=run_id)
             log.info("run %s of %r waits for %d answer(s): continued here once answered", run_id,
