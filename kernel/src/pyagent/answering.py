@@ -159,7 +159,9 @@ async def resume(orchestrator: Orchestrator, run_id: str, answers: dict[str, Any
         lease = await store.get_lease(run_id)
     finally:
         await _close(store)
-    if lease is not None and not lease.expired(runtime.clock.time()):
+    from pyagent.durability.ownership import _dead_here
+
+    if lease is not None and not lease.expired(runtime.clock.time()) and not _dead_here(lease.owner):
         return None  # another process holds the run: it goes on there
     workflow = orchestrator.workflows.get(header.workflow)
     if workflow is None:

@@ -104,6 +104,7 @@ def approve(run_id: str, interrupt_id: str | None, answer_text: str, answered_by
     import anyio
 
     from pyagent.durability.interrupts import list_questions, record_answer
+    from pyagent.durability.ownership import _dead_here
     from pyagent.durability.stores import _close, open_store, safe_url
     from pyagent.errors import ConfigurationError, InterruptError, PyAgentError
     from pyagent.plugins import get_runtime
@@ -132,7 +133,8 @@ def approve(run_id: str, interrupt_id: str | None, answer_text: str, answered_by
             answered = await record_answer(store, run_id, chosen, value, answered_by=who,
                                            clock=get_runtime().clock, where=safe_url(url))
             lease = await store.get_lease(run_id)
-            held = lease is not None and not lease.expired(get_runtime().clock.time())
+            held = (lease is not None and not lease.expired(get_runtime().clock.time())
+                    and not _dead_here(lease.owner))
             return answered, (lease.owner if held and lease is not None else None)
         finally:
             await _close(store)
