@@ -119,6 +119,10 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
             try:
                 with own.scope if own is not None else contextlib.nullcontext():
                     result = await execute(run, pattern, release if ticket is not None else None)
+                if result is None and run.status is TaskStatus.WAITING and own is not None and own.lost is None:
+                    # Suspended (wait_for_answers=False): every unfinished task waits, so this
+                    # execution ends here and the run goes on once answered.
+                    result = run.result(None, TaskStatus.WAITING)
                 if result is None and own is not None and own.lost is not None:
                     result = run.result(None, TaskStatus.CANCELLED, own.lost)
             finally:
@@ -157,6 +161,10 @@ def _install_desk(run: WorkflowRun, recorder: RunRecorder | None) -> None:
     runtime = run.runtime
     if recorder is not None:
         run.on_waiting = recorder.on_waiting
+        own = recorder.ownership
+        if own is not None:
+            # Ending an execution whose tasks all wait: cancel the run's body, as a lost lease does.
+            run.suspend = lambda: own.scope.cancel()
     make: Any
     if isinstance(recorder, Checkpointer):
         store, fence = recorder.store, recorder.fence

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from pyagent.engine.concurrency import first_error
-from pyagent.engine.waiting import only_suspension, waiting_in
+from pyagent.engine.waiting import waiting_in
 from pyagent.errors import (
     ConfigurationError,
     GuardrailError,
@@ -131,6 +131,8 @@ class WorkflowRun:
         self.hold_waiting = hold_waiting
         #: Called with True when the run starts waiting and False when it runs again (saves it).
         self.on_waiting: Callable[[bool], Any] | None = None
+        #: Ends this execution when the run waits and does not hold (cancels its body).
+        self.suspend: Callable[[], Any] | None = None
         #: Makes the run's desk (its questions, kept in its store): set by the durability layer.
         self.desk_factory: Callable[[], Any] | None = None
         self._desk: Any = None
@@ -880,11 +882,6 @@ async def _execute(run: WorkflowRun, pattern: Any,
         exc = _task_failure(error)
         status = TaskStatus.FAILED
     except BaseException as error:  # KeyboardInterrupt, SystemExit, ...: recorded, then raised
-        if only_suspension(error):  # every unfinished task waits: this execution ends here
-            result = _suspend(run)
-            if before_end is not None:
-                before_end(TaskStatus.WAITING)
-            return result
         _stopped(run, error)
         raise
     run.status = status

@@ -9,10 +9,11 @@ question is answered (or timed out) the task runs again from its start and the s
 When no task of the run can make progress any more (every unfinished one waits) the run
 *settles*: its status becomes ``waiting`` and ``workflow.waiting`` is announced. Then either
 this process holds the run (``hold_waiting``, the default of ``workflow.run()``: the run keeps
-its lease and its waiting tasks poll for answers) or the run is *suspended*: its waiting tasks
-raise :class:`~pyagent.model.interrupts.RunSuspended`, the execution ends with status
-``waiting`` and a process that is told of an answer (``pyagent serve``, ``pyagent resume``,
-``orchestrator.resume``) resumes it from its checkpoints. A resumed run's tasks that still wait
+its lease and its waiting tasks poll for answers) or the run is *suspended*: its body is
+cancelled (``run.suspend``, as a lost lease cancels it; the waiting tasks' records stay
+``waiting``), the execution ends with status ``waiting`` and a process that is told of an
+answer (``pyagent serve``, ``pyagent resume``, ``orchestrator.resume``) resumes it from its
+checkpoints. A resumed run's tasks that still wait
 park at once, without running their agents again.
 
 Questions and answers are kept by a *desk* (the durability layer's ``Desk``, reached through
@@ -37,7 +38,6 @@ from pyagent.model.interrupts import (
     PENDING,
     Interrupt,
     Question,
-    RunSuspended,
     WaitingForAnswer,
     convert,
 )
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyagent.engine")
 
-_RESOLVED, _SUSPEND = "resolved", "suspend"
+_RESOLVED = "resolved"
 #: Loop turns a settling run lets pass before it decides that nothing can make progress: a
 #: graph starts a task's dependents one turn after the task ends.
 _SETTLE_TURNS = 3
@@ -168,8 +168,10 @@ class Waits:
         run.current_task = None
         run.emit(ev.WORKFLOW_WAITING, status="waiting", interrupts=self.summary(), held=run.hold_waiting)
         if not run.hold_waiting:
+            if run.suspend is None:  # pragma: no cover - the runner refuses this before the run starts
+                raise ConfigurationError("this run cannot be suspended: it has no store to go on from")
             self.suspending = True
-            self.changed()
+            run.suspend()
             return
         if run.on_waiting is not None:
             try:
@@ -202,7 +204,7 @@ class Waits:
         clock = run.runtime.clock
         while True:
             if self.suspending:
-                return _SUSPEND
+                await anyio.sleep_forever()  # the run's body is being cancelled
             interrupt = self.parked[name]
             if interrupt.deadline is not None and clock.time() >= interrupt.deadline:
                 what, now_on = await desk.time_out(interrupt)
@@ -223,7 +225,7 @@ class Waits:
                 continue
             await self._sleep(desk, interrupt.deadline)
             if self.suspending:
-                return _SUSPEND
+                continue
             fresh = await desk.refresh(interrupt)
             if fresh.status != PENDING:
                 return _RESOLVED
@@ -270,8 +272,8 @@ async def park(run: WorkflowRun, name: str, rec: TaskResult, interrupt: Interrup
         if run.hold_waiting:
             desk.hold(-1)
         run.active_tasks += 1
-    if outcome == _SUSPEND:
-        raise RunSuspended()
+    if outcome != _RESOLVED:  # pragma: no cover - wait() returns only once resolved
+        raise AssertionError(outcome)
     if waits.settled:
         await waits.unsettle()
     waits.changed()
@@ -289,11 +291,3 @@ def waiting_in(exc: BaseException) -> WaitingForAnswer | None:
                 return found
     return None
 
-
-def only_suspension(exc: BaseException) -> bool:
-    """Whether ``exc`` is a suspension: RunSuspended, or groups of nothing else."""
-    if isinstance(exc, RunSuspended):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return bool(exc.exceptions) and all(only_suspension(e) for e in exc.exceptions)
-    return False

@@ -129,10 +129,6 @@ class WaitingForAnswer(BaseException):
         self.interrupt = interrupt
 
 
-class RunSuspended(BaseException):
-    """Ends this execution of a run whose unfinished tasks all wait: it continues once answered."""
-
-
 # -- what is asked ---------------------------------------------------------------------------
 
 
