@@ -553,3 +553,19 @@ async def test_questions_and_answers_survive_in_the_store_history(drt: Any) -> N
     (record,) = await query_store(url, workflow=None, since=None, status=None)
     kinds = [a.kind for a in record.audit]
     assert kinds == [ev.INTERRUPT_ASKED, ev.INTERRUPT_ANSWERED]  # each once, across both executions
+
+
+async def test_metric_folds_count_a_waiting_run_as_in_progress_once_and_as_ended_once(drt: Any) -> None:
+    from pyagent.telemetry import MetricFold
+
+    fold = MetricFold()
+    wf = refund_workflow(Calls(), storage=store_url())
+    orch = Orchestrator(monitors=[fold.on_event])
+    orch.add_workflow(wf)
+    waiting = await orch.run_workflow(wf, {}, wait_for_answers=False)
+    assert fold.values["pyagent_runs_in_progress"] == {("Refund",): 0}  # suspended: not in progress here
+    assert fold.values["pyagent_runs"] == {}  # and it has not ended
+    (q,) = await orch.apending()
+    await orch.resume(waiting.run_id, {q.id: {"approved": True}})
+    assert fold.values["pyagent_runs_in_progress"] == {("Refund",): 0}
+    assert fold.values["pyagent_runs"] == {("Refund", "completed"): 1}

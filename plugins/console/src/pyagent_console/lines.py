@@ -59,6 +59,8 @@ class PlainLines:
             events.TOOL_CALLED: self._tool,
             events.TOOL_FAILED: self._tool,
             events.WORKFLOW_WAITING: self._waiting,
+            events.WORKFLOW_SUSPENDED: self._suspended,
+            events.TASK_WAITING: self._task_ended,
         }
         self.event_kinds = frozenset(self._handlers)
 
@@ -154,6 +156,9 @@ class PlainLines:
             self._write(depth, f"- {e.task} skipped" + (f" ({reason})" if reason else ""))
         elif kind == events.TASK_CANCELLED:
             self._write(depth, f"⊘ {e.task} cancelled")
+        elif kind == events.TASK_WAITING:
+            self._write(depth, f"⏸ {e.task} waits for an answer: {data.get('question')} "
+                               f"(question {data.get('interrupt')})", flush=True)
         else:
             self._write(depth, f"= {e.task} completed earlier, output reused")
 
@@ -175,6 +180,14 @@ class PlainLines:
         self._write(self._depths.get(e.run_id, depth_var.get()),
                     f"⚡ circuit breaker of '{e.workflow}': {e.data.get('from')} → {e.data.get('to')} "
                     f"({e.data.get('reason')})", flush=True)
+
+    def _suspended(self, e: Event) -> None:
+        depth = self._depths.pop(e.run_id, 0)
+        self._indents.pop(e.run_id, None)
+        self._runs.pop(e.run_id, None)
+        asked = len(e.data.get("interrupts") or ())
+        self._write(depth, f"⏸ workflow '{e.workflow}' suspended: it waits for {asked} answer(s) and goes on "
+                           f"once answered (run {e.run_id[:8]})", flush=True)
 
     def _waiting(self, e: Event) -> None:
         self._write(self._depths.get(e.run_id, 0), f"⏸ workflow '{e.workflow}' waiting (run {e.run_id[:8]})",
