@@ -36,6 +36,36 @@ def parse_answer(text: str) -> Any:
         return text
 
 
+def shape(schema: Any, root: dict[str, Any], depth: int = 0) -> str:
+    """A JSON schema as a short shape to read in a terminal: {"approved": boolean, "comment"?: string}."""
+    if not isinstance(schema, dict) or depth > 4:
+        return "any"
+    if "$ref" in schema:
+        ref = str(schema["$ref"])
+        target: Any = root
+        for part in ref.removeprefix("#/").split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        return shape(target, root, depth + 1)
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    for key in ("anyOf", "oneOf"):
+        if schema.get(key):
+            return " | ".join(shape(s, root, depth + 1) for s in schema[key])
+    kind = schema.get("type")
+    if kind == "object" and isinstance(schema.get("properties"), dict):
+        required = set(schema.get("required", ()))
+        fields = ", ".join(f"{json.dumps(name)}{'' if name in required else '?'}: {shape(sub, root, depth + 1)}"
+                           for name, sub in schema["properties"].items())
+        return "{" + fields + "}"
+    if kind == "array":
+        return f"[{shape(schema.get('items', {}), root, depth + 1)}, ...]"
+    if isinstance(kind, list):
+        return " | ".join(str(k) for k in kind)
+    return str(kind) if kind else "any JSON value"
+
+
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
@@ -79,7 +109,7 @@ def pending(storage: str | None, workflow_name: str | None, run_id: str | None, 
         click.echo(f"{q.id}  run {q.run_id}  {q.workflow} / {q.task}  asked {_when(q.asked_at)}{due}")
         click.echo(f"    {q.question}")
         if q.schema:
-            click.echo(f"    answer: {json.dumps(q.schema)}")
+            click.echo(f"    answer: {shape(q.schema, q.schema)}")
         if q.metadata:
             click.echo(f"    {json.dumps(q.metadata)}")
     click.echo(f"\n{plural(len(questions), 'question')} waiting. Answer one with: "

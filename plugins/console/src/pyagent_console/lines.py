@@ -143,7 +143,7 @@ class PlainLines:
         depth_var.set(self._depths.get(e.run_id, 0))
         counts = self._runs.get(e.run_id)
         status = "reused" if e.kind == events.TASK_REUSED else (e.status or e.kind.rsplit(".", 1)[1])
-        if counts is not None:
+        if counts is not None and e.kind != events.TASK_WAITING:  # a waiting task ends later, and counts then
             counts[status] = counts.get(status, 0) + 1
         data = e.data
         depth = self._depth(e)
