@@ -569,3 +569,58 @@ async def test_metric_folds_count_a_waiting_run_as_in_progress_once_and_as_ended
     await orch.resume(waiting.run_id, {q.id: {"approved": True}})
     assert fold.values["pyagent_runs_in_progress"] == {("Refund",): 0}
     assert fold.values["pyagent_runs"] == {("Refund", "completed"): 1}
+
+
+async def test_a_run_an_agent_starts_by_itself_asks_its_own_questions(mini_runtime: Any) -> None:
+    async def inner_ask(x: Any, ctx: Any) -> Any:
+        return await ctx.interrupt("inner?", schema=int)
+
+    inner = Workflow(name="Inner", steps=[Task(name="Ask", agent=inner_ask)])
+
+    async def starts_inner(x: Any) -> Any:  # not a step: a run of its own, started from an agent
+        return (await inner.run(x)).output
+
+    outer = Workflow(name="Outer", steps=[Task(name="Start", agent=starts_inner)])
+    orch = Orchestrator()
+    box: dict[str, Any] = {}
+    async with anyio.create_task_group() as tg:
+        async def run() -> None:
+            box["result"] = await outer.run(1)
+
+        tg.start_soon(run)
+        (question,) = await wait_for(orch.apending, "the inner run's question")
+        assert question.workflow == "Inner" and question.task == "Ask"
+        assert question.run_id != outer.get_state().run_id
+        await orch.resume(question.run_id, {question.id: 5})
+    assert box["result"].output == 5
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_serving_orchestrator_applies_a_deadline_while_it_serves_the_waiting_run(drt: Any) -> None:
+    clock = drt.clock
+    url = store_url()
+
+    async def approve(x: Any, ctx: Any) -> Any:
+        return await ctx.interrupt("Ship?", schema=bool, timeout=600, on_timeout="default", default=False)
+
+    wf = Workflow(name="Ship", steps=[Task(name="Approve", agent=approve)])
+    orch = Orchestrator(store=url)
+    orch.add_workflow(wf)
+    async with orch.serving(port=None) as host:
+        submitted = await host.submit(wf, None, trigger="test", source="test")
+        status = await wait_for(lambda: _host_status(host, submitted.run_id, "waiting"), "the run waits")
+        assert [q["question"] for q in status["interrupts"]] == ["Ship?"]
+        assert host.in_flight == 0 and host.waiting_for_answers == 1  # no slot held while it waits
+        store = mini_runtime_store(drt, url)
+        assert await store.get_lease(submitted.run_id) is None
+        await clock.run_for(601)  # the deadline passes while the orchestrator serves the run
+        done = await wait_for(lambda: _host_status(host, submitted.run_id, "completed"), "the default applies")
+    assert done["output"] is False
+    (record,) = await orch.aget_history()
+    answered = next(a for a in record.audit if a.kind == ev.INTERRUPT_ANSWERED)
+    assert answered.data["answered_by"] == "timeout"
+
+
+async def _host_status(host: Any, run_id: str, want: str) -> dict[str, Any] | None:
+    found = await host.run_status(run_id)
+    return found if found is not None and found["status"] == want else None

@@ -33,6 +33,7 @@ from pyagent.model.context import (
     RunContext,
     _current_run,
     _current_task,
+    _step_of,
     current_run,
 )
 from pyagent.model.events import Event, wanted_kinds
@@ -123,10 +124,11 @@ class WorkflowRun:
         self.audit_trail: list[dict[str, Any]] = list(earlier_audit)
         # What the run's tool sources opened (an MCP server's session), closed when it ends.
         self.tool_scope: ToolScope | None = None
-        # Waiting for people (see pyagent.engine.waiting). A run started inside another run's
-        # task (a workflow used as a step) asks its questions as that task.
-        self.parent: WorkflowRun | None = _current_run.get()
-        self.parent_task: str | None = _current_task.get() if self.parent is not None else None
+        # Waiting for people (see pyagent.engine.waiting). A workflow used as a step of another
+        # run asks its questions as that run's task.
+        outer = _step_of.get()
+        self.parent: WorkflowRun | None = None if outer is None else outer[0]
+        self.parent_task: str | None = None if outer is None else outer[1]
         #: Keep the run here while it waits (True), or end this execution (False: resumed later).
         self.hold_waiting = hold_waiting
         #: Called with True when the run starts waiting and False when it runs again (saves it).
@@ -846,9 +848,11 @@ async def execute(run: WorkflowRun, pattern: Any,
     (the circuit breaker announces what the outcome changed inside the run).
     """
     token = _current_run.set(run)
+    step = _step_of.set(None)
     try:
         return await _execute(run, pattern, before_end)
     finally:
+        _step_of.reset(step)
         _current_run.reset(token)
         if run.tool_scope is not None:
             await run.tool_scope.aclose()

@@ -33,6 +33,12 @@ def current_run() -> WorkflowRun | None:
 
 _current_task: contextvars.ContextVar[str | None] = contextvars.ContextVar("pyagent_current_task", default=None)
 
+# Set by a workflow used as a step of another (WorkflowAgent) while it starts its run: the outer
+# run and task, whose questions (ctx.interrupt) the inner run's are. Cleared inside every run,
+# so a run merely started from inside another one (an emitted event's) is not nested.
+_step_of: contextvars.ContextVar[tuple[Any, str | None] | None] = contextvars.ContextVar(
+    "pyagent_step_of", default=None)
+
 
 def current_task() -> str | None:
     """The name of the task whose agent the calling code runs in (a team pattern inside a step), or None."""
