@@ -624,3 +624,76 @@ async def test_a_serving_orchestrator_applies_a_deadline_while_it_serves_the_wai
 async def _host_status(host: Any, run_id: str, want: str) -> dict[str, Any] | None:
     found = await host.run_status(run_id)
     return found if found is not None and found["status"] == want else None
+
+
+async def test_questions_asked_concurrently_in_one_task_each_get_their_own_answer_in_any_order(
+        mini_runtime: Any) -> None:
+    """Two tools of one model turn asking at once (LangGraph's #6542): the next time the task
+    runs they may ask in the other order, and each must still get its own answer."""
+    order = [["refund", "discount"], ["discount", "refund"], ["discount", "refund"]]
+    runs = Calls()
+
+    async def tools(x: Any, ctx: Any) -> dict[str, Any]:
+        this = order[runs["task"]]
+        runs["task"] += 1
+        answers: dict[str, Any] = {}
+
+        async def tool(name: str, delay: float) -> None:
+            await anyio.sleep(delay)
+            answers[name] = await ctx.interrupt(f"Allow {name}?", schema=str)
+
+        async with anyio.create_task_group() as tg:
+            for i, name in enumerate(this):
+                tg.start_soon(tool, name, 0.01 * i)
+        return answers
+
+    wf = Workflow(name="Tools", steps=[Task(name="Turn", agent=tools)])
+    orch = Orchestrator()
+    box: dict[str, Any] = {}
+    async with anyio.create_task_group() as tg:
+        async def run() -> None:
+            box["result"] = await wf.run()
+
+        tg.start_soon(run)
+        (first,) = await wait_for(orch.apending, "the first question")
+        assert first.question == "Allow refund?"
+        await orch.resume(first.run_id, {first.id: "refund ok"})
+        # Run again in the other order: "Allow discount?" is new, "Allow refund?" keeps its answer.
+        second = await wait_for(lambda: _other(orch, first.id), "the second question")
+        assert [q.question for q in second] == ["Allow discount?"]
+        await orch.resume(first.run_id, {second[0].id: "discount ok"})
+    assert box["result"].output == {"refund": "refund ok", "discount": "discount ok"}
+    assert runs["task"] == 3
+
+
+async def test_a_question_asked_twice_gets_two_answers_and_a_key_names_a_question_whose_text_changes(
+        mini_runtime: Any) -> None:
+    runs = Calls()
+
+    async def agent_(x: Any, ctx: Any) -> list[Any]:
+        runs["task"] += 1
+        first = await ctx.interrupt("Continue?", schema=bool)
+        second = await ctx.interrupt("Continue?", schema=bool)  # the same text again: its own question
+        stamped = await ctx.interrupt(f"Sign off (run {runs['task']})?", key="sign-off", schema=str)
+        return [first, second, stamped]
+
+    wf = Workflow(name="Loop", steps=[Task(name="Ask", agent=agent_)])
+    orch = Orchestrator()
+    box: dict[str, Any] = {}
+    async with anyio.create_task_group() as tg:
+        async def run() -> None:
+            box["result"] = await wf.run()
+
+        tg.start_soon(run)
+        seen: list[str] = []
+        for answer in (True, False, "signed"):
+            (q,) = await wait_for(lambda: _open_except(orch, seen), "the next question")
+            seen.append(q.id)
+            await orch.resume(q.run_id, {q.id: answer})
+    assert box["result"].output == [True, False, "signed"]
+    assert runs["task"] == 4  # asked three times, then ran once more with every answer
+
+
+async def _open_except(orch: Orchestrator, seen: list[str]) -> list[Any] | None:
+    found = [q for q in await orch.apending() if q.id not in seen]
+    return found or None

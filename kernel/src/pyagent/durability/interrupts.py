@@ -70,7 +70,7 @@ def encode(interrupt: Interrupt) -> InterruptRecord:
     body = {"question": interrupt.question, "schema": interrupt.schema, "timeout": interrupt.timeout,
             "on_timeout": interrupt.on_timeout, "default": interrupt.default,
             "escalate_to": interrupt.escalate_to, "escalates": interrupt.escalates,
-            "metadata": interrupt.metadata}
+            "metadata": interrupt.metadata, "key": interrupt.key, "occurrence": interrupt.occurrence}
     answer = None if interrupt.status == PENDING else codec.seal(codec.dumps(interrupt.answer, "the answer"))
     return InterruptRecord(
         id=interrupt.id, run_id=interrupt.run_id, workflow=interrupt.workflow, task=interrupt.task,
@@ -97,7 +97,8 @@ def decode(row: InterruptRecord, where: str, *, allow_plaintext: bool | None = N
             schema=body.get("schema") or {}, asked_at=row.asked_at, deadline=row.deadline,
             timeout=body.get("timeout"), on_timeout=body.get("on_timeout") or "fail",
             default=body.get("default"), escalate_to=body.get("escalate_to"), escalates=body.get("escalates"),
-            metadata=body.get("metadata") or {}, answer=answer, answered_by=row.answered_by,
+            metadata=body.get("metadata") or {}, key=body.get("key"), occurrence=body.get("occurrence") or 0,
+            answer=answer, answered_by=row.answered_by,
             answered_at=row.answered_at)
     except Exception as exc:
         raise StateError(f"{what} is damaged: {type(exc).__name__}: {str(exc)[:200]}") from None
@@ -220,12 +221,16 @@ class Desk:
         for row in rows:
             self._keep(decode(row, self.where))
 
-    def lookup(self, task: str, position: int) -> Interrupt | None:
-        """The latest question (highest escalation) asked at ``position`` of ``task``, or None."""
-        chain = self._chains.get((task, position))
-        if not chain:
-            return None
-        return chain[max(chain)]
+    def places(self, task: str) -> dict[int, tuple[str, int, Interrupt]]:
+        """``task``'s questions by position: what identifies the question as first asked (its key,
+        else its text) and how often the task had asked it before, and its latest record."""
+        out: dict[int, tuple[str, int, Interrupt]] = {}
+        for (name, position), chain in self._chains.items():
+            if name == task:
+                first = chain[min(chain)]
+                out[position] = (first.key if first.key is not None else first.question, first.occurrence,
+                                 chain[max(chain)])
+        return out
 
     def waiting_on(self, task: str) -> Interrupt | None:
         """The open question ``task`` waits on (its latest question still pending), or None.
@@ -255,7 +260,8 @@ class Desk:
             level=level, status=PENDING, question=question["question"], schema=question.get("schema") or {},
             asked_at=now, deadline=None if timeout is None else now + float(timeout), timeout=timeout,
             on_timeout=question.get("on_timeout") or "fail", default=question.get("default"),
-            escalate_to=question.get("escalate_to"), escalates=escalates, metadata=question.get("metadata") or {})
+            escalate_to=question.get("escalate_to"), escalates=escalates, metadata=question.get("metadata") or {},
+            key=question.get("key"), occurrence=question.get("occurrence") or 0)
         row = encode(interrupt)
         try:
             stored = await self.store.ask_interrupt(row, fence=self.fence)

@@ -139,7 +139,8 @@ class WorkflowRun:
         self.desk_factory: Callable[[], Any] | None = None
         self._desk: Any = None
         self._waits: Waits | None = None
-        self._asked: dict[str, int] = {}  # task -> questions it asked in its current execution
+        # task -> (how often it asked each question in its current execution, the places matched)
+        self._asked: dict[str, tuple[dict[str, int], set[int]]] = {}
         self.active_tasks = 0  # tasks running now (not waiting)
         self.audited: set[tuple[str, str]] = {
             (e["kind"], e["interrupt"]) for e in self.audit_trail
@@ -276,11 +277,16 @@ class WorkflowRun:
             self._waits = Waits(self)
         return self._waits
 
-    def next_question(self, task: str) -> int:
-        """The position of ``task``'s next question in its current execution (0, 1, ...)."""
-        n = self._asked.get(task, 0)
-        self._asked[task] = n + 1
-        return n
+    def next_question(self, task: str, identity: str) -> tuple[int, set[int]]:
+        """How often ``task`` asked question ``identity`` before in its current execution (0, 1,
+        ...), and the places (positions) its questions in this execution were matched to."""
+        entry = self._asked.get(task)
+        if entry is None:
+            entry = self._asked[task] = ({}, set())
+        counts, used = entry
+        n = counts.get(identity, 0)
+        counts[identity] = n + 1
+        return n, used
 
     def _forget_questions(self, task: str) -> None:
         """``task`` starts again: its questions count from 0 (so each finds its recorded answer)."""

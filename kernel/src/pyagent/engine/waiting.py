@@ -73,17 +73,15 @@ async def ask(run: WorkflowRun, task: str | None, question: Question) -> Any:
                 "such as a Dask worker): ask in a task that runs on the local executor")
         task = f"{run.parent_task}/{task}"
         run = run.parent
-    position = run.next_question(task)
+    identity = question.identity
+    occurrence, used = run.next_question(task, identity)
     desk = run.desk()
-    found = desk.lookup(task, position)
+    position, found = place(desk, task, identity, occurrence, used)
+    used.add(position)  # reserved before any await: a concurrent question of the task takes another
     if found is None:
-        found, asked = await desk.ask(task, position, question.describe())
+        found, asked = await desk.ask(task, position, {**question.describe(), "occurrence": occurrence})
         if asked:
             audit_asked(run, found)
-    elif found.level == 0 and found.question != question.question:
-        log.warning("run %s: task %r asked %r as its question %d, which was recorded as %r: the recorded "
-                    "question's answer is used (questions are matched by their order in the task)",
-                    run.run_id, task, question.question, position, found.question)
     if found.status == ESCALATED:  # its successor was never asked: the run stopped in between
         found = await desk.escalate(found)
         audit_asked(run, found)
@@ -103,6 +101,26 @@ async def ask(run: WorkflowRun, task: str | None, question: Question) -> Any:
     if not found.pending:  # pragma: no cover - a status this pyagent does not know
         raise ConfigurationError(f"question {found.id} has an unknown status {found.status!r}")
     raise WaitingForAnswer(found)
+
+
+def place(desk: Any, task: str, identity: str, occurrence: int, used: set[int]) -> tuple[int, Interrupt | None]:
+    """Where in ``task`` this question was (or is to be) asked, and its latest record if any.
+
+    The task runs again from its start once answered, so each call must find its own recorded
+    question. A question is identified by its ``key=`` or, without one, its text, and by how
+    often the task asked it before in this execution: not by the order of all its questions,
+    which changes when questions are asked concurrently (parallel tool calls of a model agent,
+    which LangGraph misroutes by order). A new question goes to the first free position.
+    """
+    recorded = desk.places(task)  # position -> (identity, occurrence, latest record)
+    for position in sorted(recorded):
+        ident, n, latest = recorded[position]
+        if ident == identity and n == occurrence and position not in used:
+            return position, latest
+    position = 0
+    while position in recorded or position in used:
+        position += 1
+    return position, None
 
 
 def _audit_once(run: WorkflowRun, kind: str, interrupt: Interrupt, **data: Any) -> None:

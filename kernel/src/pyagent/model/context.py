@@ -169,7 +169,7 @@ class RunContext:
 
     async def interrupt(self, question: str, *, schema: Any = None, timeout: float | None = None,
                         on_timeout: str = "fail", default: Any = None, escalate_to: Any = None,
-                        metadata: dict[str, Any] | None = None) -> Any:
+                        metadata: dict[str, Any] | None = None, key: str | None = None) -> Any:
         """Ask a person ``question`` and return their answer; the run waits durably until there is one.
 
         The first time, the question is recorded and the task pauses (the run's status becomes
@@ -185,6 +185,10 @@ class RunContext:
         :class:`~pyagent.Escalation`, with its own id and timeout). ``metadata`` is shown with
         the question (e.g. ``{"assignee": "finance"}``). Only for agents that run in the run's
         own process (the local executor).
+
+        When the task runs again, each call finds its answer by the question's text (or
+        ``key``, for a question whose text changes from one run to the next) and how often the
+        task asked it before, so questions asked concurrently get their own answers in any order.
         """
         from pyagent.errors import ConfigurationError
         from pyagent.model.interrupts import Question
@@ -201,7 +205,7 @@ class RunContext:
                 "runs it away from its run): ask in a task that runs on the local executor, e.g. an "
                 "ApprovalTask or Task(..., executor='local') before or after this one")
         spec = Question(question, schema=schema, timeout=timeout, on_timeout=on_timeout, default=default,
-                        escalate_to=escalate_to, metadata=metadata)
+                        escalate_to=escalate_to, metadata=metadata, key=key)
         task = self.task.name if self.task is not None else current_task()
         return await ask(task, spec)
 

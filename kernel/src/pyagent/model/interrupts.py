@@ -94,6 +94,8 @@ class Interrupt(BaseModel):
     escalate_to: dict[str, Any] | None = None
     escalates: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    key: str | None = None
+    occurrence: int = 0
     answer: Any = None
     answered_by: str | None = None
     answered_at: float | None = None
@@ -135,14 +137,16 @@ class WaitingForAnswer(BaseException):
 class Question:
     """One ``ctx.interrupt`` call's arguments, checked: the question, its schemas and timeout policy."""
 
-    __slots__ = ("default", "escalate_to", "json_schema", "metadata", "on_timeout", "question", "schema",
+    __slots__ = ("default", "escalate_to", "json_schema", "key", "metadata", "on_timeout", "question", "schema",
                  "timeout")
 
     def __init__(self, question: str, *, schema: Any = None, timeout: float | None = None,
                  on_timeout: str = "fail", default: Any = None, escalate_to: Any = None,
-                 metadata: dict[str, Any] | None = None) -> None:
+                 metadata: dict[str, Any] | None = None, key: str | None = None) -> None:
         if not isinstance(question, str) or not question.strip():
             raise ConfigurationError(f"ctx.interrupt needs the question as a non-empty string, got {question!r}")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ConfigurationError(f"key={key!r}: give a non-empty string naming the question, or leave it out")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                     or not timeout > 0 or not math.isfinite(timeout)):
             raise ConfigurationError(f"timeout={timeout!r}: give the seconds to wait for an answer (> 0), or None")
@@ -170,12 +174,18 @@ class Question:
                                          f"{'; '.join(problems)}")
         self.escalate_to = _escalation(escalate_to, self.timeout)
         self.metadata = dict(metadata or {})
+        self.key = key
+
+    @property
+    def identity(self) -> str:
+        """What tells this question from the task's others when the task runs again: its key, else its text."""
+        return self.key if self.key is not None else self.question
 
     def describe(self) -> dict[str, Any]:
         """What the store keeps about the question (JSON-able)."""
         return {"question": self.question, "schema": self.json_schema, "timeout": self.timeout,
                 "on_timeout": self.on_timeout, "default": self.default, "escalate_to": self.escalate_to,
-                "metadata": self.metadata}
+                "metadata": self.metadata, "key": self.key}
 
 
 def _escalation(value: Any, timeout: float | None) -> dict[str, Any] | None:
