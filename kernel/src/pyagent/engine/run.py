@@ -138,6 +138,7 @@ class WorkflowRun:
         #: Makes the run's desk (its questions, kept in its store): set by the durability layer.
         self.desk_factory: Callable[[], Any] | None = None
         self._desk: Any = None
+        self._questions = False  # set once the run asks (or reads) questions: the hot path checks it
         self._waits: Waits | None = None
         # task -> (how often it asked each question in its current execution, the places matched)
         self._asked: dict[str, tuple[dict[str, int], set[int]]] = {}
@@ -268,6 +269,7 @@ class WorkflowRun:
                     f"run {self.run_id!r} cannot ask questions: it was not started by workflow.run() or an "
                     "orchestrator, which give a run the place its questions are kept")
             self._desk = self.desk_factory()
+            self._questions = True
         return self._desk
 
     def waits(self) -> Waits:
@@ -280,6 +282,7 @@ class WorkflowRun:
     def next_question(self, task: str, identity: str) -> tuple[int, set[int]]:
         """How often ``task`` asked question ``identity`` before in its current execution (0, 1,
         ...), and the places (positions) its questions in this execution were matched to."""
+        self._questions = True
         entry = self._asked.get(task)
         if entry is None:
             entry = self._asked[task] = ({}, set())
@@ -432,21 +435,22 @@ class WorkflowRun:
             done = self._resumed.get(name)
             if done is not None and done.status is _COMPLETED:
                 return self._reuse(done)
-        if self._asked:
-            self._forget_questions(name)
         agent = fields["agent"]
         rec = TaskResult(name, _RUNNING, agent.name)
         rec.started_at = time.time()
         self.records[name] = rec
-        desk = self._desk
-        if desk is not None and self.parent is None:
-            # A resumed run: a task whose question is still open waits again, without running.
-            open_question = desk.waiting_on(name)
-            if open_question is not None:
-                from pyagent.engine.waiting import park
+        if self._questions:  # the run asked people questions (or read those it asked before)
+            if self._asked:
+                self._forget_questions(name)
+            desk = self._desk
+            if desk is not None and self.parent is None:
+                # A task whose question is still open waits again, without running.
+                open_question = desk.waiting_on(name)
+                if open_question is not None:
+                    from pyagent.engine.waiting import park
 
-                return await park(self, name, rec, open_question,
-                                  lambda: self._run_task(task, input, previous))
+                    return await park(self, name, rec, open_question,
+                                      lambda: self._run_task(task, input, previous))
         self.current_task = name
         ctx: RunContext | None = None
         try:
@@ -653,7 +657,7 @@ class WorkflowRun:
     async def _attempt(self, task: Task, agent: Any, input: Any, ctx: RunContext, rec: TaskResult,
                        number: int) -> Any:
         ctx.attempt = number
-        if number > 1 and self._asked:
+        if number > 1 and self._questions and self._asked:
             self._forget_questions(task.name)  # a retry runs the agent from its start again
         att = Attempt(number, agent.name, time.time())
         rec.attempts.append(att)
