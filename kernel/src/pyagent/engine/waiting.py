@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyagent.engine")
 
-_RESOLVED = "resolved"
 #: Loop turns a settling run lets pass before it decides that nothing can make progress: a
 #: graph starts a task's dependents one turn after the task ends.
 _SETTLE_TURNS = 3
@@ -212,11 +211,8 @@ class Waits:
         return [{"interrupt": i.id, "task": name, "question": i.question, "deadline": i.deadline}
                 for name, i in self.parked.items()]
 
-    def interrupts(self) -> list[Interrupt]:
-        return list(self.parked.values())
-
-    async def wait(self, name: str) -> str:
-        """Until the question ``name`` waits on is resolved, or the run is suspended."""
+    async def wait(self, name: str) -> None:
+        """Until the question ``name`` waits on is resolved (a suspended run's body is cancelled meanwhile)."""
         run = self.run
         desk = run.desk()
         clock = run.runtime.clock
@@ -234,7 +230,7 @@ class Waits:
                     run.emit(ev.TASK_WAITING, name, "waiting", interrupt=now_on.id, question=now_on.question,
                              escalates=interrupt.id)
                     continue
-                return _RESOLVED
+                return
             if not self.settled and run.active_tasks == 0:
                 for _ in range(_SETTLE_TURNS):
                     await anyio.lowlevel.checkpoint()
@@ -246,7 +242,7 @@ class Waits:
                 continue
             fresh = await desk.refresh(interrupt)
             if fresh.status != PENDING:
-                return _RESOLVED
+                return
 
     async def _sleep(self, desk: Any, deadline: float | None) -> None:
         """Until something changes in the run, an answer is recorded here, a poll is due or the deadline."""
@@ -284,14 +280,12 @@ async def park(run: WorkflowRun, name: str, rec: TaskResult, interrupt: Interrup
         desk.hold(1)
     waits.changed()
     try:
-        outcome = await waits.wait(name)
+        await waits.wait(name)
     finally:
         waits.parked.pop(name, None)
         if run.hold_waiting:
             desk.hold(-1)
         run.active_tasks += 1
-    if outcome != _RESOLVED:  # pragma: no cover - wait() returns only once resolved
-        raise AssertionError(outcome)
     if waits.settled:
         await waits.unsettle()
     waits.changed()
