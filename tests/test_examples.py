@@ -31,3 +31,57 @@ def test_demo_through_the_cli(tmp_path: Path) -> None:
     nested = next(x for x in lines if "▶ workflow 'Multi-Source Research' started" in x)
     assert lines.index(task) < lines.index(nested)
     assert len(nested) - len(nested[10:].lstrip()) > len(task) - len(task[10:].lstrip())
+
+
+def test_the_human_approval_example_as_a_terminal_session(tmp_path: Path) -> None:
+    """examples/human_approval.py as its docstring runs it: one terminal starts the run, which
+    waits; another lists what waits and answers it with pyagent approve; the first finishes."""
+    import json
+    import os
+    import select
+    import time
+
+    example = ROOT / "examples" / "human_approval.py"
+    storage = "sqlite://approvals.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYAGENT_")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pyagent.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    first = subprocess.Popen([sys.executable, "-m", "pyagent.cli", "run", str(example), "--run-id", "refund-42",
+                              "--input", '{"order": "A-1001", "amount": 120}'], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert first.stdout is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + 60
+        while not any("answer with: pyagent approve refund-42" in line for line in seen):
+            assert time.monotonic() < deadline, "the run never said it waits:\n" + "".join(seen)
+            if select.select([first.stdout], [], [], 1.0)[0]:
+                line = first.stdout.readline()
+                assert line, "the first terminal's run ended early:\n" + "".join(seen)
+                seen.append(line)
+
+        pending = cli("pending", "--storage", storage)
+        assert pending.returncode == 0, pending.stderr
+        assert "Approve a refund of $120 for order A-1001?" in pending.stdout
+        assert 'answer: {"approved": boolean, "comment"?: string}' in pending.stdout
+        (question,) = json.loads(cli("pending", "--storage", storage, "--json").stdout)
+
+        answered = cli("approve", "refund-42", "--answer", '{"approved": true, "comment": "loyal customer"}',
+                       "--by", "alice", "--storage", storage)
+        assert answered.returncode == 0, answered.stderr
+        assert "The run goes on in the process that holds it" in answered.stdout
+
+        rest, _ = first.communicate(timeout=60)
+        output = "".join(seen) + rest
+        assert first.returncode == 0, output
+        assert "COMPLETED" in output and "output: 'refunded $120 for order A-1001'" in output
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(30)
+    history = cli("history", "--storage", storage)
+    assert f"(question {question['id']})" in history.stdout
+    assert 'answered by alice: {"approved": true, "comment": "loyal customer"}' in history.stdout

@@ -24,12 +24,17 @@ from typing import TYPE_CHECKING, Any
 from pyagent import _compat
 from pyagent.controller import Orchestrator
 from pyagent.errors import (
+    AnswerValidationError,
     CapabilityError,
     CheckpointConflictError,
     CircuitOpenError,
     ConfigurationError,
     GuardrailError,
     HandoffLoopError,
+    InterruptAnsweredError,
+    InterruptError,
+    InterruptNotFoundError,
+    InterruptTimeoutError,
     ModelError,
     ModelNotConfiguredError,
     PluginNotInstalledError,
@@ -53,6 +58,8 @@ from pyagent.workflow import ExecutionPattern, Workflow
 if TYPE_CHECKING:
     from pyagent.durability.codec import register_serializer, unregister_serializer
     from pyagent.handoffs import handoff
+    from pyagent.model.approval import ApprovalRejectedError, ApprovalTask
+    from pyagent.model.interrupts import Approval, Escalation, Interrupt
     from pyagent.model.tools import Tool, tool
 
 __version__ = "0.1.0"
@@ -65,6 +72,11 @@ _LAZY = {
     "register_serializer": ("pyagent.durability.codec", "register_serializer"),
     "unregister_serializer": ("pyagent.durability.codec", "unregister_serializer"),
     "Tool": ("pyagent.model.tools", "Tool"),
+    "ApprovalTask": ("pyagent.model.approval", "ApprovalTask"),
+    "ApprovalRejectedError": ("pyagent.model.approval", "ApprovalRejectedError"),
+    "Approval": ("pyagent.model.interrupts", "Approval"),
+    "Escalation": ("pyagent.model.interrupts", "Escalation"),
+    "Interrupt": ("pyagent.model.interrupts", "Interrupt"),
     "tool": ("pyagent.model.tools", "tool"),
 }
 
@@ -82,17 +94,27 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Agent",
+    "AnswerValidationError",
+    "Approval",
+    "ApprovalRejectedError",
+    "ApprovalTask",
     "CapabilityError",
     "CheckpointConflictError",
     "CircuitOpenError",
     "ConditionalTask",
     "ConfigurationError",
+    "Escalation",
     "Event",
     "ExecutionPattern",
     "FunctionAgent",
     "GuardrailError",
     "HandoffLoopError",
     "InstructionAgent",
+    "Interrupt",
+    "InterruptAnsweredError",
+    "InterruptError",
+    "InterruptNotFoundError",
+    "InterruptTimeoutError",
     "Message",
     "Model",
     "ModelError",

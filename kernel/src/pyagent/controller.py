@@ -13,6 +13,7 @@ from pyagent.monitors import listener_of, resolve
 
 if TYPE_CHECKING:
     from pyagent.durability.history import ExecutionRecord
+    from pyagent.model.interrupts import Interrupt
     from pyagent.model.results import TaskResult, WorkflowResult
     from pyagent.serving.host import TriggerHost
     from pyagent.workflow import Workflow
@@ -78,8 +79,13 @@ class Orchestrator:
         on_task_complete: Callable[[TaskResult], Any] | None = None,
         on_event: Callable[[Any], Any] | None = None,
         run_id: str | None = None,
+        wait_for_answers: bool = True,
     ) -> WorkflowResult:
-        """Run a workflow by name (or object); ``on_task_complete(task_result)`` is called per completed task."""
+        """Run a workflow by name (or object); ``on_task_complete(task_result)`` is called per completed task.
+
+        ``wait_for_answers``: as for ``Workflow.run`` (False returns a ``waiting`` result when the
+        run waits for people; continue it with :meth:`resume`).
+        """
         from pyagent.runner import run_workflow
 
         wf = self.get_workflow(workflow)
@@ -87,7 +93,59 @@ class Orchestrator:
         # A workflow object that was never added is still this orchestrator's run: its store
         # records it (its history, handoffs and denials), as for an added one.
         return await run_workflow(wf, input, on_task_complete=on_task_complete, on_event=on_event,
-                                  listeners=self._listeners, run_id=run_id, history_url=self.store)
+                                  listeners=self._listeners, run_id=run_id, history_url=self.store,
+                                  wait_for_answers=wait_for_answers)
+
+    # -- people ------------------------------------------------------------------------------
+
+    def pending(self, workflow: str | Workflow | None = None, *, run_id: str | None = None) -> list[Interrupt]:
+        """Questions runs wait to have answered, oldest first: each with ``.id``, ``.run_id``, ``.task``,
+        ``.question``, ``.schema`` (the JSON schema of the answer) and ``.asked_at``.
+
+        Looks in this process (runs without a store) and in the orchestrator's store and its
+        workflows' checkpoint stores. Inside async code prefer ``await orchestrator.apending()``.
+        """
+        from pyagent.answering import pending_sync
+        from pyagent.durability.history import workflow_name
+        from pyagent.plugins import get_runtime
+
+        return pending_sync(get_runtime(), self._question_urls(), workflow=workflow_name(workflow), run_id=run_id)
+
+    async def apending(self, workflow: str | Workflow | None = None, *, run_id: str | None = None) -> list[Interrupt]:
+        """:meth:`pending` for async code."""
+        from pyagent.answering import pending_questions
+        from pyagent.durability.history import workflow_name
+        from pyagent.plugins import get_runtime
+
+        return await pending_questions(get_runtime(), self._question_urls(), workflow=workflow_name(workflow),
+                                       run_id=run_id)
+
+    async def resume(self, run_id: str, answers: dict[str, Any] | None = None, *, answered_by: str | None = None,
+                     wait_for_answers: bool = False) -> WorkflowResult | None:
+        """Answer a waiting run's questions and continue it.
+
+        ``answers`` maps question ids (``orchestrator.pending()``) to answers. They are checked
+        against each question's schema (AnswerValidationError, nothing recorded, the run keeps
+        waiting), refused for ids not pending in that run (InterruptNotFoundError,
+        InterruptAnsweredError), and recorded in the run's store before anything else, with
+        ``answered_by`` and the time.
+
+        Then the run goes on: where a process holds it (the one still waiting in
+        ``workflow.run()``, or this orchestrator while it serves) it continues there and this
+        returns None; where none does, it is continued here and its result returned (with
+        ``wait_for_answers=False``, a run that waits again returns a ``waiting`` result). Without
+        answers this continues a run that was answered, or killed, while nobody held it.
+        """
+        from pyagent.answering import resume
+
+        return await resume(self, run_id, answers, answered_by=answered_by, wait_for_answers=wait_for_answers)
+
+    def _question_urls(self) -> list[str]:
+        urls = self._history_urls()
+        host = self._host
+        if host is not None and host.store is not None and host.store not in urls:
+            urls.append(host.store)
+        return urls
 
     # -- closing ---------------------------------------------------------------------------
 

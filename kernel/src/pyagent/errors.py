@@ -227,3 +227,51 @@ def _rebuild(cls: type[Exception], args: tuple[Any, ...], kwargs: dict[str, Any]
 
 class NotAcceptingError(PyAgentError, RuntimeError):
     """The orchestrator is shutting down (or not serving) and starts no new triggered runs."""
+
+
+class InterruptError(PyAgentError):
+    """An answer to a question a run asked (``ctx.interrupt``) was refused, or the question expired.
+
+    ``run_id`` and ``interrupt_id`` say which question.
+    """
+
+    def __init__(self, message: str, *, run_id: str = "", interrupt_id: str = "") -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.interrupt_id = interrupt_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), (str(self),), {"run_id": self.run_id, "interrupt_id": self.interrupt_id}))
+
+
+class InterruptNotFoundError(InterruptError, LookupError):
+    """No question with that id is pending in that run: unknown, forged, or of another run (HTTP 404)."""
+
+
+class InterruptAnsweredError(InterruptError):
+    """The question was already answered, expired or escalated: a replayed answer is refused (HTTP 409)."""
+
+
+class AnswerValidationError(InterruptError, ValueError):
+    """The answer does not match the question's schema; the run keeps waiting (HTTP 422).
+
+    ``errors`` lists each problem as ``"<path>: <what is wrong>"``.
+    """
+
+    def __init__(self, message: str, *, run_id: str = "", interrupt_id: str = "",
+                 errors: list[str] | None = None) -> None:
+        super().__init__(message, run_id=run_id, interrupt_id=interrupt_id)
+        self.errors = list(errors or [])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), (str(self),), {"run_id": self.run_id, "interrupt_id": self.interrupt_id,
+                                                      "errors": self.errors}))
+
+
+class InterruptTimeoutError(InterruptError, TimeoutError):
+    """A question timed out with ``on_timeout="fail"``: the task that asked it fails.
+
+    Never retried (``retryable`` is False) and never handed to the task's fallback agent.
+    """
+
+    retryable = False

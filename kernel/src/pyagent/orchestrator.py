@@ -14,11 +14,17 @@ if TYPE_CHECKING:
     from pyagent.durability.history import ExecutionRecord
     from pyagent.durability.metrics import TaskMetrics, WorkflowMetrics
     from pyagent.durability.state import WorkflowState
+    from pyagent.model.approval import ApprovalTask
+    from pyagent.model.interrupts import Approval, Escalation, Interrupt
     from pyagent.patterns import AgentPatterns, TeamResult
 
 # Loaded on first use, so importing the common names stays fast.
 _LAZY = {
     "AgentPatterns": "pyagent.patterns",
+    "ApprovalTask": "pyagent.model.approval",
+    "Approval": "pyagent.model.interrupts",
+    "Escalation": "pyagent.model.interrupts",
+    "Interrupt": "pyagent.model.interrupts",
     "TeamResult": "pyagent.engine.teams",
     "ExecutionRecord": "pyagent.durability.history",
     "TaskMetrics": "pyagent.durability.metrics",
@@ -39,11 +45,15 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AgentPatterns",
+    "Approval",
+    "ApprovalTask",
     "CheckpointConfig",
     "CircuitBreakerConfig",
     "ConditionalTask",
+    "Escalation",
     "ExecutionPattern",
     "ExecutionRecord",
+    "Interrupt",
     "Orchestrator",
     "RetryConfig",
     "Task",

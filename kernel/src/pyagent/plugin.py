@@ -50,8 +50,11 @@ What is here, by kind of plugin:
   :class:`ModelResponse`, :class:`ToolCall`, :class:`ToolSpec`, :class:`OutputSpec`,
   :class:`Usage`), :class:`ModelError` for failed calls, :func:`check_models`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
-  :class:`StoredRun`, :class:`Lease`; :class:`StoreError`, :class:`RunOwnedError` and
-  :class:`CheckpointConflictError` to raise
+  :class:`StoredRun`, :class:`Lease`, :class:`InterruptRecord` (a question a run asked);
+  :class:`StoreError`, :class:`RunOwnedError` and :class:`CheckpointConflictError` to raise
+- questions for people: :class:`Interrupt` (a question and its answer), the errors an answer
+  is refused with (:class:`InterruptNotFoundError`, :class:`InterruptAnsweredError`,
+  :class:`AnswerValidationError`) and :class:`InterruptTimeoutError`
 - reading runs back (dashboards, reports): :func:`open_store` and :func:`close_store` by URL,
   :func:`safe_url`; :func:`list_runs` (a page of :class:`ExecutionRecord`, paged in the store's
   query), :func:`list_headers` (the same page undecoded), :func:`read_run` (one run's
@@ -60,7 +63,7 @@ What is here, by kind of plugin:
   for metrics monitors, :class:`MetricFold`, :data:`METRICS` (the catalogue) and
   :func:`bind_meter` (the catalogue on an OpenTelemetry meter)
 - triggers: :class:`TriggerHost` (what ``serve(host)`` gets: ``submit``, ``record_skipped``,
-  ``clock``, ``run_status``), :class:`Submission`, :class:`NotAcceptingError`,
+  ``clock``, ``run_status``, ``question``, ``answer``), :class:`Submission`, :class:`NotAcceptingError`,
   :class:`EventPayload`
 """
 
@@ -71,6 +74,7 @@ from typing import TYPE_CHECKING, Any
 
 # Light names, imported at once: every plugin module imports this module at discovery.
 from pyagent.errors import (
+    AnswerValidationError,
     CapabilityError,
     CheckpointConflictError,
     CircuitOpenError,
@@ -78,6 +82,10 @@ from pyagent.errors import (
     DriverLoadFailure,
     GuardrailError,
     HandoffLoopError,
+    InterruptAnsweredError,
+    InterruptError,
+    InterruptNotFoundError,
+    InterruptTimeoutError,
     ModelError,
     ModelNotConfiguredError,
     NotAcceptingError,
@@ -103,7 +111,14 @@ if TYPE_CHECKING:
     from pyagent.durability.browse import RunDetails, list_headers, list_runs, read_run
     from pyagent.durability.history import ExecutionRecord
     from pyagent.durability.state import WorkflowState
-    from pyagent.durability.store import Checkpoint, Lease, RunHeader, Store, StoredRun
+    from pyagent.durability.store import (
+        Checkpoint,
+        InterruptRecord,
+        Lease,
+        RunHeader,
+        Store,
+        StoredRun,
+    )
     from pyagent.durability.stores import close_store, open_store, safe_url
     from pyagent.engine.concurrency import (
         TaskGroup,
@@ -137,6 +152,7 @@ if TYPE_CHECKING:
     )
     from pyagent.model.capabilities import check_tool_call, record_denial
     from pyagent.model.context import Message, RunContext, current_run, current_task, run_scope
+    from pyagent.model.interrupts import Interrupt
     from pyagent.model.language import (
         Model,
         ModelRequest,
@@ -158,7 +174,9 @@ if TYPE_CHECKING:
 
 # The rest is loaded on first use, so discovering plugins stays fast.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(["Checkpoint", "Lease", "RunHeader", "Store", "StoredRun"], "pyagent.durability.store"),
+    **dict.fromkeys(["Checkpoint", "InterruptRecord", "Lease", "RunHeader", "Store", "StoredRun"],
+                    "pyagent.durability.store"),
+    "Interrupt": "pyagent.model.interrupts",
     **dict.fromkeys(["RunDetails", "list_headers", "list_runs", "read_run"], "pyagent.durability.browse"),
     "ExecutionRecord": "pyagent.durability.history",
     "WorkflowState": "pyagent.durability.state",
@@ -212,6 +230,7 @@ __all__ = [
     "BUCKETS",
     "METRICS",
     "Agent",
+    "AnswerValidationError",
     "Attempt",
     "CapabilityError",
     "Checkpoint",
@@ -231,6 +250,12 @@ __all__ = [
     "HandoffResult",
     "HandoffSession",
     "InstructionAgent",
+    "Interrupt",
+    "InterruptAnsweredError",
+    "InterruptError",
+    "InterruptNotFoundError",
+    "InterruptRecord",
+    "InterruptTimeoutError",
     "Lease",
     "LoadedTarget",
     "Message",

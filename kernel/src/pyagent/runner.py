@@ -68,6 +68,9 @@ async def run_workflow(
     wait_timeout: float | None = None,
     first_started_at: float | None = None,
     earlier_resumes: Iterable[float] = (),
+    wait_for_answers: bool = True,
+    earlier_audit: Iterable[dict[str, Any]] = (),
+    earlier_handoffs: Iterable[dict[str, Any]] = (),
 ) -> WorkflowResult:
     """Run ``workflow`` once. Configuration errors raise; a failure while running is returned.
 
@@ -78,7 +81,13 @@ async def run_workflow(
     there before any agent runs (``claimed``: already claimed by a resume): RunOwnedError if
     another process owns it, unless ``wait`` (up to ``wait_timeout`` seconds).
     ``first_started_at`` and ``earlier_resumes`` carry a resumed run's history (when it first
-    started, when it was resumed before), so it stays one run in history.
+    started, when it was resumed before), so it stays one run in history, and so do
+    ``earlier_audit`` and ``earlier_handoffs`` (its audit trail so far).
+
+    ``wait_for_answers``: a run whose tasks all wait for people (``ctx.interrupt``) stays here,
+    holding its lease, and goes on as soon as it is answered (True); or this call returns a
+    result with status ``waiting`` and the run goes on when resumed (False; needs a checkpoint
+    store).
     """
     try:
         if run_id is not None:
@@ -97,7 +106,9 @@ async def run_workflow(
     run = WorkflowRun(workflow, runtime=runtime, input=input, run_id=run_id,
                       listeners=all_listeners, on_task_complete=on_task_complete,
                       executor=executor, resumed=resumed, task_executors=task_executors,
-                      first_started_at=first_started_at, earlier_resumes=earlier_resumes)
+                      first_started_at=first_started_at, earlier_resumes=earlier_resumes,
+                      hold_waiting=wait_for_answers, earlier_audit=earlier_audit,
+                      earlier_handoffs=earlier_handoffs)
     if shared_state:
         run.state.update(shared_state)
     return await drive(run, pattern, checkpoint_url=checkpoint_url, history_url=history_url,
@@ -217,7 +228,8 @@ async def resume_state(workflow: Workflow, state: WorkflowState, *, checkpoint_u
     return await run_workflow(
         workflow, state.input, run_id=state.run_id, resumed=state.completed_results(),
         shared_state=state.shared, checkpoint_url=checkpoint_url, next_seq=next_seq,
-        first_started_at=state.started_at, earlier_resumes=state.resumes, **kwargs,
+        first_started_at=state.started_at, earlier_resumes=state.resumes,
+        earlier_audit=state.audit, earlier_handoffs=state.handoffs, **kwargs,
     )
 
 
@@ -229,6 +241,7 @@ async def claim_stored_run(url: str, run_id: str, *, wait: bool = False, wait_ti
     In that order: state loaded before the claim could be overtaken by the owner that held it.
     The caller runs the returned claim (``run_workflow(claimed=...)``), which releases it.
     """
+    from pyagent.durability.history import earlier_trail
     from pyagent.durability.lifecycle import Claimed
     from pyagent.durability.ownership import Ownership
     from pyagent.durability.replay import _load, state_of
@@ -240,7 +253,11 @@ async def claim_stored_run(url: str, run_id: str, *, wait: bool = False, wait_ti
     try:
         await own.claim(wait=wait, timeout=wait_timeout)
         try:
-            state, seq = state_of(await _load(store, run_id), run_id, url, allow_plaintext=allow_plaintext)
+            stored = await _load(store, run_id)
+            state, seq = state_of(stored, run_id, url, allow_plaintext=allow_plaintext)
+            assert stored is not None  # state_of raised otherwise
+            state.audit, state.handoffs = earlier_trail(stored.header.payload, f"history of run {run_id!r}",
+                                                        allow_plaintext=allow_plaintext)
         except BaseException:
             await own.release()
             raise

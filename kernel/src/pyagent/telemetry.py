@@ -91,6 +91,7 @@ class MetricFold:
         self._handlers: dict[str, Callable[[Event], None]] = {
             ev.WORKFLOW_STARTED: self._run_started,
             **dict.fromkeys(_RUN_ENDS, self._run_ended),
+            ev.WORKFLOW_SUSPENDED: self._run_suspended,
             **dict.fromkeys(_TASK_ENDS, self._task_ended),
             ev.TASK_RETRYING: self._retried,
             ev.TASK_FALLBACK: self._fell_back,
@@ -119,8 +120,15 @@ class MetricFold:
         table[key] = table.get(key, 0) + amount
 
     def _run_started(self, e: Event) -> None:
+        if e.run_id in self._running:  # a run continued while it was still counted here
+            return
         self._running[e.run_id] = e.workflow
         self._add("pyagent_runs_in_progress", (e.workflow,))
+
+    def _run_suspended(self, e: Event) -> None:
+        # It waits for people, no longer in progress here; it has not ended (not in pyagent_runs).
+        if self._running.pop(e.run_id, None) is not None:
+            self._add("pyagent_runs_in_progress", (e.workflow,), -1)
 
     def _run_ended(self, e: Event) -> None:
         if self._running.pop(e.run_id, None) is not None:

@@ -255,12 +255,20 @@ class Workflow(BaseModel):
         on_task_complete: Callable[[TaskResult], Any] | None = None,
         on_event: Callable[[Any], Any] | None = None,
         run_id: str | None = None,
+        wait_for_answers: bool = True,
     ) -> WorkflowResult:
-        """Run the workflow once and return its result; a failed run is returned, not raised."""
+        """Run the workflow once and return its result; a failed run is returned, not raised.
+
+        A run whose agents ask people questions (``ctx.interrupt``) waits for the answers:
+        here, holding the run, until it is answered (``orchestrator.resume``, ``pyagent
+        approve``) and finishes. With ``wait_for_answers=False`` it returns a result with
+        status ``waiting`` instead, and the run goes on when resumed (that needs a
+        checkpoint store).
+        """
         from pyagent.runner import run_workflow
 
         return await run_workflow(self, input, on_task_complete=on_task_complete,
-                                  on_event=on_event, run_id=run_id)
+                                  on_event=on_event, run_id=run_id, wait_for_answers=wait_for_answers)
 
     def run_sync(self, input: Any = None, **kwargs: Any) -> WorkflowResult:
         """Run from synchronous code (starts an event loop)."""
@@ -340,8 +348,13 @@ class Workflow(BaseModel):
         wait: bool = False,
         wait_timeout: float | None = None,
         allow_plaintext: bool | None = None,
+        wait_for_answers: bool = True,
     ) -> Any:
         """Continue a saved run: completed tasks are skipped and their outputs reused.
+
+        A run that waits for people: its answered questions are returned to the tasks that
+        asked them (which run again from their start), and its tasks whose questions are still
+        open wait again without running; ``wait_for_answers`` as for :meth:`run`.
 
         ``source`` is a state file written by ``state.save(path)``, a ``WorkflowState``, or a
         run id in the checkpoint store (``storage=`` URL, default: this workflow's
@@ -361,7 +374,7 @@ class Workflow(BaseModel):
         from pyagent.runner import resume_run, resume_state
 
         kwargs: dict[str, Any] = {"on_task_complete": on_task_complete, "on_event": on_event,
-                                  "wait": wait, "wait_timeout": wait_timeout}
+                                  "wait": wait, "wait_timeout": wait_timeout, "wait_for_answers": wait_for_answers}
         if isinstance(source, WorkflowState):
             source.check_workflow(self, f"the state of run {source.run_id!r}")
             return run_or_await(lambda: resume_state(self, source, **kwargs))

@@ -264,3 +264,53 @@ def test_pyagent_run_uses_the_console_monitor(chain_runtime: Runtime, tmp_path: 
     assert out.exit_code == 0, out.output
     assert "▶ workflow 'Report' started" in out.output  # the console monitor's lines, not the plain ones
     assert "✓ workflow 'Report' completed in " in out.output and "output: 'notes written'" in out.output
+
+
+def approval_workflow(url: str) -> Workflow:
+    async def approve(x: Any, ctx: Any) -> Any:
+        return await ctx.interrupt("Ship it?", schema=bool)
+
+    return Workflow(name="Ship", steps=[Task(name="Build", agent=lambda x: "built"),
+                                        Task(name="Approve", agent=approve)], checkpointing={"storage": url})
+
+
+def test_a_run_that_waits_for_a_person_in_plain_lines(chain_runtime: Runtime) -> None:
+    import uuid
+
+    out = io.StringIO()
+    monitor = ConsoleMonitor(file=out)
+    orch = Orchestrator(monitors=[monitor])
+    orch.add_workflow(approval_workflow(f"memory://console-{uuid.uuid4().hex}"))
+
+    async def go() -> Any:
+        waiting = await orch.run_workflow("Ship", wait_for_answers=False)
+        (question,) = await orch.apending()
+        return waiting, question, await orch.resume(waiting.run_id, {question.id: True})
+
+    waiting, question, done = anyio.run(go)
+    monitor.close()
+    body = [x[10:] for x in out.getvalue().splitlines()]
+    assert f"  ⏸ Approve waits for an answer: Ship it? (question {question.id})" in body
+    assert f"⏸ workflow 'Ship' waiting (run {waiting.run_id[:8]})" in body
+    assert (f"⏸ workflow 'Ship' suspended: it waits for 1 answer(s) and goes on once answered "
+            f"(run {waiting.run_id[:8]})") in body
+    assert "  = Build completed earlier, output reused" in body
+    assert done.ok and body[-1].startswith("✓ workflow 'Ship' completed")
+
+
+def test_on_a_terminal_a_waiting_task_and_run_are_shown_waiting(chain_runtime: Runtime) -> None:
+    import uuid
+
+    console = terminal()
+    monitor = ConsoleMonitor(console=console, refresh_per_second=1000)
+    orch = Orchestrator(monitors=[monitor])
+    orch.add_workflow(approval_workflow(f"memory://console-{uuid.uuid4().hex}"))
+
+    async def go() -> Any:
+        return await orch.run_workflow("Ship", wait_for_answers=False)
+
+    anyio.run(go)
+    monitor.close()
+    text = console.export_text()
+    assert "Ship: waiting" in text
+    assert "⏸ waiting" in text and "asks: Ship it?" in text

@@ -471,3 +471,43 @@ async def test_environment_variables_select_the_executor_too(
     assert (await wf.run(2)).output["pid"] in set(client.run(os.getpid).values())
     local = Workflow(name="local", executor="local", steps=[Task(name="double", agent=lambda x: os.getpid())])
     assert (await local.run(2)).output == os.getpid()  # a workflow that names one keeps it
+
+
+async def asks_a_person(x: Any, ctx: Any) -> Any:
+    return await ctx.interrupt("Approve?", schema=bool)
+
+
+def doubles(x: int) -> int:
+    return x * 2
+
+
+async def test_asking_a_person_from_a_worker_is_a_clear_error(dask_runtime: Any, address: str) -> None:
+    from pyagent import ConfigurationError
+
+    result = await dask_workflow(address, [Task(name="ask", agent=asks_a_person)]).run(1)
+    assert result.status is TaskStatus.FAILED
+    error = result.tasks["ask"].error
+    assert isinstance(error, ConfigurationError)
+    assert "ctx.interrupt is not available where this agent runs" in str(error) and "ApprovalTask" in str(error)
+
+
+async def test_an_approval_task_in_a_dask_workflow_asks_in_the_runs_own_process(dask_runtime: Any,
+                                                                                  address: str) -> None:
+    from pyagent import ApprovalTask, Orchestrator
+
+    wf = dask_workflow(address, [Task(name="double", agent=doubles),
+                                 ApprovalTask(name="approve", question=lambda x: f"Keep {x}?", schema=bool)])
+    orch = Orchestrator()
+    box: dict[str, Any] = {}
+    async with anyio.create_task_group() as tg:
+        async def run() -> None:
+            box["result"] = await wf.run(21)
+
+        tg.start_soon(run)
+        with anyio.fail_after(60):
+            while not (pending := await orch.apending()):
+                await anyio.sleep(0.02)
+        (question,) = pending
+        assert question.question == "Keep 42?"
+        await orch.resume(question.run_id, {question.id: True}, answered_by="tester")
+    assert box["result"].ok and box["result"].output is True

@@ -406,3 +406,32 @@ def test_by_name_and_by_class(chain_runtime: Runtime) -> None:
 
     assert ByClass is OpenTelemetryMonitor
     assert isinstance(create("otel"), OpenTelemetryMonitor)
+
+
+@pytest.mark.anyio
+async def test_a_run_that_waits_for_a_person_ends_its_spans_without_an_error(chain_runtime: Runtime, traced: Any) -> None:
+    import uuid
+
+    provider, exporter = traced
+
+    async def approve(x: Any, ctx: Any) -> Any:
+        return await ctx.interrupt("Ship it?", schema=bool)
+
+    wf = Workflow(name="Ship", steps=[Task(name="Approve", agent=approve)],
+                  checkpointing={"storage": f"memory://otel-{uuid.uuid4().hex}"})
+    orch = Orchestrator(monitors=[OpenTelemetryMonitor(tracer_provider=provider)])
+    orch.add_workflow(wf)
+    waiting = await orch.run_workflow("Ship", wait_for_answers=False)
+    (question,) = await orch.apending()
+    names, _ = tree(exporter)
+    (suspended,) = names["invoke_workflow Ship"]  # ended, not left open while the run waits
+    assert suspended.attributes["pyagent.run.status"] == "waiting"
+    assert suspended.status.status_code.name == "UNSET"
+    assert [e.name for e in suspended.events] == ["pyagent.waiting"]
+    (asked,) = names["invoke_agent approve"]
+    assert asked.attributes["pyagent.task.status"] == "waiting" and asked.status.status_code.name == "UNSET"
+    assert asked.events[0].attributes["pyagent.interrupt.id"] == question.id
+    done = await orch.resume(waiting.run_id, {question.id: True})
+    assert done is not None and done.ok
+    names, _ = tree(exporter)
+    assert len(names["invoke_workflow Ship"]) == 2 and len(names["invoke_agent approve"]) == 2

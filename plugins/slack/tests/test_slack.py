@@ -292,3 +292,33 @@ def test_configuration_errors_are_clear(monkeypatch: Any, caplog: Any) -> None:
     assert not placeholder.enabled and placeholder.event_kinds == frozenset()
     assert "not an http(s) URL" in caplog.text
 
+
+
+def test_a_run_that_really_waits_for_a_person_is_announced_when_it_ends(chain_runtime: Runtime, slack: Any) -> None:
+    monitor = SlackMonitor(webhook_url=f"{slack.url}/hooks/a", group_wait=0, coalesce_window=0)
+    orch = Orchestrator(monitors=[monitor])
+
+    async def approve(x: Any, ctx: Any) -> str:
+        answer = await ctx.interrupt("Approve the refund?", schema=bool)
+        return "refunded" if answer else "refused"
+
+    orch.add_workflow(Workflow(name="Refund", steps=[Task(name="approve", agent=approve)]))
+
+    async def go() -> Any:
+        box: dict[str, Any] = {}
+        async with anyio.create_task_group() as tg:
+            async def start() -> None:
+                box["result"] = await orch.run_workflow("Refund")
+
+            tg.start_soon(start)
+            with anyio.fail_after(10):
+                while not (pending := await orch.apending()):
+                    await anyio.sleep(0.01)
+            await orch.resume(pending[0].run_id, {pending[0].id: True}, answered_by="alice")
+        return box["result"]
+
+    result = anyio.run(go)
+    monitor.flush(5)
+    monitor.close()
+    texts = [r["body"]["text"] for r in slack.requests]
+    assert result.ok and any(f"Paused run of workflow 'Refund' completed: run {result.run_id}" in t for t in texts)

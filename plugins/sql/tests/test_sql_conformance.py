@@ -473,3 +473,119 @@ def test_processes_racing_on_the_same_run_ids_each_insert_a_disjoint_share(reque
         assert sorted(r for r, _ in rows) == sorted(ids)
         by_winner = {i: tag for tag, (out, _) in zip("abcd", outs, strict=True) for i in out.split()}
         assert all(payload.decode() == by_winner[run_id] for run_id, payload in rows)
+
+
+# -- interrupts: the questions runs ask people ---------------------------------------------------
+
+
+def question(run_id: str, task: str = "approve", position: int = 0, level: int = 0, *, id: str | None = None,
+             asked_at: float = 100.0, workflow: str = "wf", deadline: float | None = None):  # type: ignore[no-untyped-def]
+    from pyagent.durability.store import InterruptRecord
+
+    return InterruptRecord(id=id or uuid.uuid4().hex, run_id=run_id, workflow=workflow, task=task,
+                           position=position, level=level, status="pending", asked_at=asked_at,
+                           deadline=deadline, payload=f"q:{run_id}:{task}:{position}:{level}".encode() + b"\x00\xff")
+
+
+async def test_a_question_is_asked_once_per_place_in_its_run_and_read_back(url: str) -> None:
+    async with opened(url) as store:
+        first = question("r1", id="a" * 32, deadline=500.0)
+        stored = await store.ask_interrupt(first)
+        assert stored == first
+        # Asked again at the same (task, position, level), with a new id: the first row stands.
+        again = await store.ask_interrupt(question("r1", id="b" * 32))
+        assert again.id == "a" * 32 and again.payload == first.payload and again.deadline == 500.0
+        assert await store.get_interrupt("b" * 32) is None
+        assert await store.get_interrupt("a" * 32) == first
+        # Another position, level, task or run is another question.
+        for other in (question("r1", position=1), question("r1", level=1), question("r1", task="t2"),
+                      question("r2")):
+            assert (await store.ask_interrupt(other)).id == other.id
+        assert len(await store.list_interrupts(run_id="r1")) == 4
+        assert await store.get_interrupt("nope") is None
+
+
+async def test_concurrent_asks_of_one_question_leave_one_row(url: str) -> None:
+    async with opened(url) as store:
+        got: list[str] = []
+
+        async def ask(i: int) -> None:
+            got.append((await store.ask_interrupt(question("race", id=f"{i:032d}"))).id)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(ask, i)
+        assert len(set(got)) == 1
+        assert [r.id for r in await store.list_interrupts(run_id="race")] == [got[0]]
+
+
+async def test_resolving_a_question_happens_once_and_only_while_it_is_pending(url: str) -> None:
+    async with opened(url) as store:
+        await store.ask_interrupt(question("r1", id="q" * 32))
+        assert await store.resolve_interrupt("q" * 32, status="answered", answer=b"\x01yes", answered_by="alice",
+                                             answered_at=200.0)
+        row = await store.get_interrupt("q" * 32)
+        assert row is not None
+        assert (row.status, row.answer, row.answered_by, row.answered_at) == ("answered", b"\x01yes", "alice", 200.0)
+        # A replayed or late answer changes nothing.
+        assert not await store.resolve_interrupt("q" * 32, status="answered", answer=b"\x01no", answered_by="mallory",
+                                                 answered_at=300.0)
+        assert not await store.resolve_interrupt("q" * 32, status="expired", answer=None, answered_by="timeout",
+                                                 answered_at=300.0)
+        assert await store.get_interrupt("q" * 32) == row
+        assert not await store.resolve_interrupt("unknown", status="answered", answer=b"", answered_by=None,
+                                                 answered_at=1.0)
+        await store.ask_interrupt(question("r1", task="t2", id="e" * 32))
+        assert await store.resolve_interrupt("e" * 32, status="escalated", answer=None, answered_by="timeout",
+                                             answered_at=250.0)
+        escalated = await store.get_interrupt("e" * 32)
+        assert escalated is not None and escalated.status == "escalated" and escalated.answer is None
+
+
+async def test_concurrent_answers_to_one_question_one_wins(url: str) -> None:
+    async with opened(url) as store:
+        await store.ask_interrupt(question("r1", id="w" * 32))
+        wins: list[str] = []
+
+        async def answer(who: str) -> None:
+            if await store.resolve_interrupt("w" * 32, status="answered", answer=who.encode(), answered_by=who,
+                                             answered_at=1.0):
+                wins.append(who)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(answer, f"p{i}")
+        assert len(wins) == 1
+        row = await store.get_interrupt("w" * 32)
+        assert row is not None and row.answered_by == wins[0] and row.answer == wins[0].encode()
+
+
+async def test_list_interrupts_filters_and_orders_oldest_first(url: str) -> None:
+    async with opened(url) as store:
+        await store.ask_interrupt(question("r1", id="c" * 32, asked_at=300.0))
+        await store.ask_interrupt(question("r1", task="b", id="a" * 32, asked_at=100.0))
+        await store.ask_interrupt(question("r2", id="b" * 32, asked_at=200.0, workflow="other"))
+        await store.ask_interrupt(question("r1", task="b", level=1, id="d" * 32, asked_at=100.0))
+        assert [r.id for r in await store.list_interrupts()] == ["a" * 32, "d" * 32, "b" * 32, "c" * 32]
+        assert [r.id for r in await store.list_interrupts(run_id="r1")] == ["a" * 32, "d" * 32, "c" * 32]
+        assert [r.id for r in await store.list_interrupts(workflow="other")] == ["b" * 32]
+        await store.resolve_interrupt("a" * 32, status="answered", answer=b"1", answered_by=None, answered_at=5.0)
+        assert [r.id for r in await store.list_interrupts(status="pending")] == ["d" * 32, "b" * 32, "c" * 32]
+        assert [r.id for r in await store.list_interrupts(status="answered")] == ["a" * 32]
+        assert [r.id for r in await store.list_interrupts(limit=2)] == ["a" * 32, "d" * 32]
+
+
+async def test_asking_under_a_lost_lease_is_refused_and_writes_nothing(url: str) -> None:
+    from pyagent.errors import RunOwnedError
+
+    async with opened(url) as store:
+        lease = await store.claim_run("owned", "me", "t1", now=100.0, ttl=10.0)
+        assert lease.token == "t1"
+        assert (await store.ask_interrupt(question("owned", id="f" * 32), fence="t1")).id == "f" * 32
+        await store.claim_run("owned", "other", "t2", now=200.0, ttl=10.0)  # expired: taken over
+        with pytest.raises(RunOwnedError):
+            await store.ask_interrupt(question("owned", position=1, id="g" * 32), fence="t1")
+        assert await store.get_interrupt("g" * 32) is None
+        # Answering needs no lease.
+        assert await store.resolve_interrupt("f" * 32, status="answered", answer=b"ok", answered_by="bob",
+                                             answered_at=201.0)

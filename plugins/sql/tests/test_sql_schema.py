@@ -35,7 +35,8 @@ async def test_the_schema_is_created_on_first_open_and_recorded_once(url: str, d
         for store in stores:
             await store.close()
     assert db_query(url, "SELECT version, description FROM pyagent_schema_version ORDER BY version") == [
-        (1, "runs and checkpoints tables"), (2, "run leases (one owner per run)")
+        (1, "runs and checkpoints tables"), (2, "run leases (one owner per run)"),
+        (3, "interrupts (questions runs ask people, and their answers)"),
     ]
     assert db_query(url, "SELECT count(*) FROM pyagent_runs") == [(0,)]
 
@@ -61,17 +62,19 @@ async def test_an_older_database_is_migrated_forward_keeping_its_data(
         await store.save_run(RunHeader("r1", "wf", "completed", 1.0))
         await store.append_checkpoint(Checkpoint("r1", 0, "full", b"state", 1.0))
 
-    def to_3(conn: Connection) -> None:
+    def to_next(conn: Connection) -> None:
         where = conn.schema_for_object(schema.define_tables().runs)  # the store's schema, if any
         prefix = f'"{where}".' if where else ""
         conn.execute(text(f"ALTER TABLE {prefix}pyagent_runs ADD COLUMN note TEXT"))
 
-    monkeypatch.setattr(schema, "LATEST", 3)
-    monkeypatch.setitem(schema.MIGRATIONS, 3, ("runs get a note", to_3))
+    latest = schema.LATEST
+    monkeypatch.setattr(schema, "LATEST", latest + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, latest + 1, ("runs get a note", to_next))
     async with make_store(url) as store:
         loaded = await store.load("r1")
     assert loaded is not None and loaded.checkpoints[0].payload == b"state"
-    assert db_query(url, "SELECT version FROM pyagent_schema_version ORDER BY version") == [(1,), (2,), (3,)]
+    assert db_query(url, "SELECT version FROM pyagent_schema_version ORDER BY version") == [
+        (v,) for v in range(1, latest + 2)]
     assert db_query(url, "SELECT run_id, note FROM pyagent_runs") == [("r1", None)]
 
 
@@ -91,8 +94,37 @@ async def test_a_version_1_database_gets_the_lease_table_and_keeps_its_runs(
         loaded = await store.load("r1")
     assert lease.token == "t1" and lease.expires_at == 15.0
     assert loaded is not None and loaded.checkpoints[0].payload == b"state"
-    assert db_query(url, "SELECT version FROM pyagent_schema_version ORDER BY version") == [(1,), (2,)]
+    assert db_query(url, "SELECT version FROM pyagent_schema_version ORDER BY version") == [
+        (v,) for v in range(1, schema.LATEST + 1)]  # brought up to the latest version at once
     assert db_query(url, "SELECT run_id, owner, token FROM pyagent_leases") == [("r1", "me", "t1")]
+
+
+async def test_a_version_2_database_gets_the_interrupts_table_and_keeps_its_runs_and_leases(
+    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Databases written before runs could ask people questions are upgraded in place on first open."""
+    from pyagent.durability.store import InterruptRecord
+
+    with monkeypatch.context() as old:
+        old.setattr(schema, "LATEST", 2)
+        async with make_store(url) as store:
+            await store.save_run(RunHeader("r1", "wf", "running", 1.0))
+            await store.append_checkpoint(Checkpoint("r1", 0, "full", b"state", 1.0))
+            await store.claim_run("r1", "me", "t1", now=10.0, ttl=5.0)
+    assert db_query(url, "SELECT max(version) FROM pyagent_schema_version") == [(2,)]
+    await _forget_backends()
+    question = InterruptRecord(id="q" * 32, run_id="r1", workflow="wf", task="Approve", position=0, level=0,
+                               status="pending", asked_at=11.0, deadline=None, payload=b"question")
+    async with make_store(url) as store:
+        assert (await store.ask_interrupt(question, fence="t1")) == question
+        assert await store.resolve_interrupt("q" * 32, status="answered", answer=b"yes", answered_by="al",
+                                             answered_at=12.0)
+        loaded = await store.load("r1")
+        lease = await store.get_lease("r1")
+    assert loaded is not None and loaded.checkpoints[0].payload == b"state"
+    assert lease is not None and lease.token == "t1"
+    assert db_query(url, "SELECT version FROM pyagent_schema_version ORDER BY version") == [(1,), (2,), (3,)]
+    assert db_query(url, "SELECT id, status, answered_by FROM pyagent_interrupts") == [("q" * 32, "answered", "al")]
 
 
 async def _forget_backends() -> None:

@@ -33,10 +33,11 @@ async def served(orch: Orchestrator, **options: Any) -> AsyncIterator[tuple[Any,
             yield host, client
 
 
-async def until(client: httpx.AsyncClient, run_id: str, status: str) -> dict[str, Any]:
+async def until(client: httpx.AsyncClient, run_id: str, status: str,
+                headers: dict[str, str] | None = None) -> dict[str, Any]:
     with anyio.fail_after(10):
         while True:
-            body = (await client.get(f"/runs/{run_id}")).json()
+            body = (await client.get(f"/runs/{run_id}", headers=headers)).json()
             if body.get("status") == status:
                 return dict(body)
             await anyio.sleep(0.01)
@@ -257,3 +258,107 @@ def test_under_trio_the_server_says_it_needs_asyncio(hook_runtime: Any) -> None:
 
     with pytest.raises(ConfigurationError, match="needs asyncio"):
         anyio.run(go, backend="trio")
+
+
+# -- answering the questions runs ask people -------------------------------------------------------
+
+
+def approval(asked: list[str]) -> Workflow:
+    async def ask(body: Any, ctx: Any) -> str:
+        asked.append(body["ref"])
+        answer = await ctx.interrupt(f"Deploy {body['ref']}?", schema=bool)
+        return f"{body['ref']}: {'deployed' if answer else 'held'}"
+
+    return Workflow(name="deploy", steps=[Task(name="Approve", agent=ask)])
+
+
+async def questions_of(client: httpx.AsyncClient, run_id: str, **headers: str) -> list[dict[str, Any]]:
+    with anyio.fail_after(10):
+        while True:
+            body = (await client.get(f"/runs/{run_id}", headers=headers)).json()
+            if body.get("status") == "waiting" and body.get("interrupts"):
+                return list(body["interrupts"])
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("with_store", [False, True], ids=["no-store", "memory-store"])
+async def test_a_run_waiting_for_an_answer_is_answered_over_http_and_finishes(
+        hook_runtime: Any, store_url: str, with_store: bool) -> None:
+    asked: list[str] = []
+    orch = Orchestrator()
+    orch.on_webhook("/deploys", workflow=approval(asked), auth="bearer", secret="t0ken")
+    auth = {"Authorization": "Bearer t0ken"}
+    async with served(orch, store=store_url if with_store else None) as (host, client):
+        run_id = (await client.post("/deploys", json={"ref": "v2"}, headers=auth)).json()["run_id"]
+        (question,) = await questions_of(client, run_id, **auth)
+        assert question["question"] == "Deploy v2?" and question["schema"] == {"type": "boolean"}
+        assert len(question["id"]) == 32 and question["task"] == "Approve"
+        listed = await client.get(f"/runs/{run_id}/interrupts", headers=auth)
+        assert listed.status_code == 200 and [q["id"] for q in listed.json()["interrupts"]] == [question["id"]]
+        # With a store the waiting run gives its slot back; without one it can only wait in memory.
+        assert host.in_flight == (0 if with_store else 1)
+        where = f"/runs/{run_id}/interrupts/{question['id']}"
+        unauthorised = await client.post(where, json={"answer": True})
+        assert unauthorised.status_code == 401 and unauthorised.headers["www-authenticate"] == "Bearer"
+        mismatch = await client.post(where, json={"answer": "yes please"}, headers=auth)
+        assert mismatch.status_code == 422
+        assert mismatch.json()["errors"] == ["answer: must be a boolean, got a string"]
+        assert "does not match its schema" in mismatch.json()["error"]
+        forged = await client.post(f"/runs/{run_id}/interrupts/{'a' * 32}", json={"answer": True}, headers=auth)
+        assert forged.status_code == 404 and "has no question" in forged.json()["error"]
+        other_run = await client.post(f"/runs/nope/interrupts/{question['id']}", json={"answer": True}, headers=auth)
+        assert other_run.status_code == 404
+        malformed = await client.post(where, json={"reply": True}, headers=auth)
+        assert malformed.status_code == 400 and '"answer"' in malformed.json()["error"]
+        not_json = await client.post(where, content=b"true", headers={**auth, "content-type": "text/plain"})
+        assert not_json.status_code == 415
+        assert await questions_of(client, run_id, **auth)  # refused answers leave it waiting
+        ok = await client.post(where, json={"answer": True, "answered_by": "ops"}, headers=auth)
+        assert ok.status_code == 200
+        body = ok.json()
+        assert (body["interrupt_id"], body["status"], body["answer"], body["answered_by"]) == (
+            question["id"], "answered", True, "ops")
+        assert body["status_url"] == f"/runs/{run_id}"
+        replay = await client.post(where, json={"answer": False}, headers=auth)
+        assert replay.status_code == 409 and "already answered by ops" in replay.json()["error"]
+        done = await until(client, run_id, "completed", headers=auth)
+    assert done["tasks_completed"] == 1
+    assert asked == ["v2", "v2"]  # asked, then ran again with the answer
+
+
+async def test_answers_are_guarded_by_the_hmac_signature_of_the_workflows_webhook(hook_runtime: Any) -> None:
+    secret = b"shh"
+    orch = Orchestrator()
+    orch.on_webhook("/deploys", workflow=approval([]), secret=secret)
+    async with served(orch) as (_, client):
+        body = json.dumps({"ref": "v3"}).encode()
+        run_id = (await client.post("/deploys", content=body,
+                                    headers={**JSON, "x-signature-256": sign(secret, body)})).json()["run_id"]
+        (question,) = await questions_of(client, run_id)
+        where = f"/runs/{run_id}/interrupts/{question['id']}"
+        answer = json.dumps({"answer": False}).encode()
+        assert (await client.post(where, content=answer, headers=JSON)).status_code == 401
+        wrong = await client.post(where, content=answer, headers={**JSON, "x-signature-256": sign(b"no", answer)})
+        assert wrong.status_code == 401
+        ok = await client.post(where, content=answer, headers={**JSON, "x-signature-256": sign(secret, answer)})
+        assert ok.status_code == 200
+        done = await until(client, run_id, "completed")
+    assert done["output"] == "v3: held"
+
+
+async def test_a_run_of_a_workflow_without_a_webhook_is_not_answered_over_http(hook_runtime: Any) -> None:
+    asked: list[str] = []
+    orch = Orchestrator()
+    orch.on_webhook("/other", workflow=ci())
+    wf = approval(asked)
+    orch.add_workflow(wf)
+    async with served(orch) as (_, client), anyio.create_task_group() as tg:
+        tg.start_soon(orch.run_workflow, wf, {"ref": "v4"})
+        with anyio.fail_after(10):
+            while not (pending := await orch.apending()):
+                await anyio.sleep(0.01)
+        (question,) = pending
+        refused = await client.post(f"/runs/{question.run_id}/interrupts/{question.id}", json={"answer": True})
+        assert refused.status_code == 403 and "has a webhook here" in refused.json()["error"]
+        await orch.resume(question.run_id, {question.id: True}, answered_by="console")
+    assert asked == ["v4", "v4"]

@@ -1,10 +1,11 @@
-"""The default store: keeps runs, checkpoints and leases in process memory (``memory://``)."""
+"""The default store: keeps runs, checkpoints, leases and interrupts in process memory (``memory://``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
-from pyagent.durability.store import Checkpoint, Lease, RunHeader, StoredRun
+from pyagent.durability.store import Checkpoint, InterruptRecord, Lease, RunHeader, StoredRun
 from pyagent.errors import CheckpointConflictError, RunOwnedError
 
 
@@ -15,6 +16,8 @@ class _Data:
         self.runs: dict[str, RunHeader] = {}
         self.checkpoints: dict[str, list[Checkpoint]] = {}
         self.leases: dict[str, Lease] = {}
+        self.interrupts: dict[str, InterruptRecord] = {}
+        self.asked: dict[tuple[str, str, int, int], str] = {}  # (run, task, position, level) -> id
         self.lock = threading.RLock()
 
 
@@ -169,4 +172,43 @@ class MemoryStore:
                 if (owner is None or lease.owner == owner)
                 and (expired_at is None or lease.expires_at <= expired_at)]
         rows.sort(key=lambda lease: (lease.expires_at, lease.run_id))
+        return rows[:limit] if limit is not None else rows
+
+    # -- interrupts ---------------------------------------------------------------------------
+
+    async def ask_interrupt(self, record: InterruptRecord, *, fence: str | None = None) -> InterruptRecord:
+        key = (record.run_id, record.task, record.position, record.level)
+        with self._data.lock:
+            self._check_fence(record.run_id, fence)
+            existing = self._data.asked.get(key)
+            if existing is not None:
+                return dataclasses.replace(self._data.interrupts[existing])
+            if record.id in self._data.interrupts:
+                raise ValueError(f"interrupt id {record.id!r} is taken in {self.url}")
+            self._data.interrupts[record.id] = dataclasses.replace(record)
+            self._data.asked[key] = record.id
+            return dataclasses.replace(record)
+
+    async def resolve_interrupt(self, interrupt_id: str, *, status: str, answer: bytes | None,
+                                answered_by: str | None, answered_at: float) -> bool:
+        with self._data.lock:
+            row = self._data.interrupts.get(interrupt_id)
+            if row is None or row.status != "pending":
+                return False
+            self._data.interrupts[interrupt_id] = dataclasses.replace(
+                row, status=status, answer=answer, answered_by=answered_by, answered_at=answered_at)
+            return True
+
+    async def get_interrupt(self, interrupt_id: str) -> InterruptRecord | None:
+        with self._data.lock:
+            row = self._data.interrupts.get(interrupt_id)
+            return None if row is None else dataclasses.replace(row)
+
+    async def list_interrupts(self, *, run_id: str | None = None, workflow: str | None = None,
+                              status: str | None = None, limit: int | None = None) -> list[InterruptRecord]:
+        with self._data.lock:
+            rows = [dataclasses.replace(r) for r in self._data.interrupts.values()
+                    if (run_id is None or r.run_id == run_id) and (workflow is None or r.workflow == workflow)
+                    and (status is None or r.status == status)]
+        rows.sort(key=lambda r: (r.asked_at, r.level, r.id))
         return rows[:limit] if limit is not None else rows

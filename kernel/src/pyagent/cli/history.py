@@ -85,6 +85,26 @@ def history(storage: str | None, workflow_name: str | None, status: str | None, 
             click.echo(f"    resumed {plural(len(r.resumes), 'time')}: {when}")
         if r.error:
             click.echo(f"    error: {r.error}")
+        for line in question_lines(r):
+            click.echo(f"    {line}")
+
+
+def question_lines(record: Any) -> list[str]:
+    """What a run asked people and what they answered, from its audit trail: one line each."""
+    lines = []
+    for entry in record.audit:
+        data, when = entry.data, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.timestamp or 0))
+        if entry.kind == "interrupt.asked":
+            lines.append(f"? {when}  {entry.task} asked {data.get('question')!r} (question {data.get('interrupt')})")
+        elif entry.kind == "interrupt.answered":
+            lines.append(f"✓ {when}  answered by {data.get('answered_by') or 'someone'}: {data.get('answer')} "
+                         f"(question {data.get('interrupt')})")
+        elif entry.kind == "interrupt.expired":
+            lines.append(f"✗ {when}  nobody answered in time: expired (question {data.get('interrupt')})")
+        elif entry.kind == "interrupt.escalated":
+            lines.append(f"↑ {when}  nobody answered in time: escalated to question {data.get('to')} "
+                         f"(question {data.get('interrupt')})")
+    return lines
 
 
 @click.command()
@@ -111,6 +131,8 @@ def resume(run_id: str, target: str, storage: str | None, wait: bool, wait_timeo
     """
     import anyio
 
+    from pyagent.cli.people import waiting_notice
+    from pyagent.cli.run import stopped
     from pyagent.errors import PyAgentError
     from pyagent.runner import abandon, claim_stored_run, resume_state
 
@@ -130,18 +152,23 @@ def resume(run_id: str, target: str, storage: str | None, wait: bool, wait_timeo
             await abandon(claimed)
             raise
         if not quiet:
+            waits = f" ({len(state.waiting)} waiting for an answer)" if state.waiting else ""
             click.echo(f"Resuming run {run_id} of {workflow.name!r}: {plural(len(state.completed), 'task')} "
-                       f"done, {len(state.pending) + len(state.failed)} to go")
+                       f"done, {len(state.pending) + len(state.failed) + len(state.waiting)} to go{waits}")
             monitor = progress_monitor(workflow.name)
             if monitor is not None:
                 monitors.append(monitor)
         return await resume_state(workflow, state, checkpoint_url=url, claimed=claimed,
-                                  on_event=monitors[0].on_event if monitors else None)
+                                  on_event=monitors[0].on_event if monitors else None,
+                                  listeners=[waiting_notice(url)])
 
     try:
         result = anyio.run(go)
     except PyAgentError as exc:
         raise ConfigError(one_line(exc)) from exc
+    except KeyboardInterrupt:
+        stopped(run_id, storage)
+        sys.exit(130)
     finally:
         for monitor in monitors:
             monitor.close()

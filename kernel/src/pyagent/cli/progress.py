@@ -64,6 +64,8 @@ def progress(event: Any) -> None:
         click.echo(f"{stamp}  = {event.task} (completed earlier, output reused)")
     elif kind == "task.cancelled":
         click.echo(f"{stamp}  ⊘ {event.task} cancelled")
+    elif kind == "task.waiting":
+        click.echo(f"{stamp}  ⏸ {event.task} waits for an answer: {event.data.get('question')}")
     elif kind == "task.fallback":
         click.echo(f"{stamp}  ↪ {event.task} failed ({event.data.get('error')}), "
                    f"falling back to {event.data.get('fallback')}")

@@ -11,10 +11,11 @@ import click
 
 from pyagent.cli.errors import ConfigError, one_line, plural
 from pyagent.cli.loading import find_workflow, load_module
+from pyagent.cli.people import waiting_notice
 from pyagent.cli.progress import progress_monitor
 from pyagent.engine import new_run_id
 from pyagent.errors import PyAgentError
-from pyagent.runner import check_run_id, resolve_pattern
+from pyagent.runner import check_run_id, resolve_pattern, run_workflow
 
 
 @click.command()
@@ -50,15 +51,22 @@ def run(target: str, input_: str | None, quiet: bool, as_json: bool, run_id: str
                    f"{plural(len(workflow.steps), 'step')}), run_id={run_id}")
 
     monitor = None if (quiet or as_json) else progress_monitor(workflow.name)
+    cp = workflow.checkpointing
+    storage = cp.storage if cp is not None and cp.enabled else None
+    # A run that waits for people says what it waits for and how to answer, even with --quiet.
+    notice = [waiting_notice(storage)] if not as_json else []
 
     async def go() -> Any:
-        return await workflow.run(value, on_event=None if monitor is None else monitor.on_event,
-                                  run_id=run_id)
+        return await run_workflow(workflow, value, on_event=None if monitor is None else monitor.on_event,
+                                  run_id=run_id, listeners=notice)
 
     try:
         result = anyio.run(go)
     except PyAgentError as exc:  # refused before any agent ran: a missing plugin, a bad setting
         raise ConfigError(one_line(exc)) from exc
+    except KeyboardInterrupt:
+        stopped(run_id, storage)
+        sys.exit(130)
     finally:
         if monitor is not None:
             monitor.close()
@@ -74,6 +82,15 @@ def run(target: str, input_: str | None, quiet: bool, as_json: bool, run_id: str
             click.echo(f"error: {result.error}")
     if not result.ok:
         sys.exit(1)
+
+
+def stopped(run_id: str, storage: str | None) -> None:
+    """What Ctrl-C left: a run that waited still waits (with a store, it can be answered and resumed)."""
+    if storage:
+        click.echo(f"\nStopped. Run {run_id} keeps what it did: if it waits for answers, answer with pyagent approve "
+                   f"and continue it with pyagent resume {run_id} FILE --storage {storage}", err=True)
+    else:
+        click.echo(f"\nStopped. Run {run_id} had no store, so it cannot be continued.", err=True)
 
 
 COMMANDS = [run]

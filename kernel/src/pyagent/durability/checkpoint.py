@@ -90,6 +90,12 @@ class RunRecorder:
         except Exception as exc:
             raise store_failure(self.store, f"saving the header of run {self.run.run_id!r}", exc) from exc
 
+    async def on_waiting(self, waiting: bool) -> None:
+        """The run started waiting for answers (True) or runs again (False): its header says so."""
+        from pyagent.durability.history import summary_of_run
+
+        await self._save_header(summary_of_run(self.run))
+
     async def finish(self, result: WorkflowResult | None) -> None:
         """Save the final checkpoint and header; runs shielded so a cancelled run still records how it ended.
 
@@ -299,10 +305,22 @@ class Checkpointer(RunRecorder):
             self._prune_state = "idle"
             self._pruned.set()
 
+    async def on_waiting(self, waiting: bool) -> None:
+        """Saves the waiting tasks and the run's ``waiting`` status, so a run killed while it
+        waits resumes (and is listed) as waiting; then the header."""
+        if waiting:
+            run = self.run
+            for name, rec in list(run.records.items()):
+                if (rec.status is TaskStatus.WAITING and self._saved.get(name) is not rec.status
+                        and rec not in self._pending):
+                    self._pending.append(rec)
+            await self.flush({"status": run.status.value}, force=True)
+        await super().on_waiting(waiting)
+
     async def _flush_final(self, result: WorkflowResult | None) -> None:
         run = self.run
         for name, rec in list(run.records.items()):
-            if (rec.status.finished and self._saved.get(name) is not rec.status and rec not in self._pending
+            if ((rec.status.finished or rec.status is TaskStatus.WAITING) and self._saved.get(name) is not rec.status and rec not in self._pending
                     and name not in self._unsaveable):
                 self._pending.append(rec)
         extra = {"status": run.status.value, "finished_at": run.finished_at,
@@ -349,7 +367,7 @@ class Checkpointer(RunRecorder):
         records.update(run.records)
         unsaveable = self._unsaveable
         for name, rec in list(records.items()):
-            if rec.status.finished and name not in unsaveable:
+            if (rec.status.finished or rec.status is TaskStatus.WAITING) and name not in unsaveable:
                 tasks.append(encode_record(rec))
                 self._saved[name] = rec.status
         shared = codec.to_jsonable(dict(run.state), "ctx.state")

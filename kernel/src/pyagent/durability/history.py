@@ -526,6 +526,8 @@ async def record_of_header(store: Any, h: Any, *, allow_plaintext: bool | None =
         rec = _plain_record(h)
     if progress and rec.status is TaskStatus.RUNNING and rec.unreadable is None:
         await _progress_from_checkpoints(store, rec, what, allow_plaintext)
+    if progress and rec.status is TaskStatus.WAITING and rec.unreadable is None:
+        await _answers_since(store, rec, allow_plaintext)
     return rec
 
 
@@ -558,6 +560,42 @@ def progress_from_state(rec: ExecutionRecord, state: WorkflowState) -> None:
                             started_at=t.started_at, finished_at=t.finished_at, reused=t.reused,
                             attempts=[AttemptRecord(**a.to_dict()) for a in t.to_result().attempts])
                  for t in state.tasks.values()]
+
+
+async def _answers_since(store: Any, rec: ExecutionRecord, allow_plaintext: bool | None) -> None:
+    """A waiting run's record written when it started waiting lacks what was answered since (by
+    another process, while the run did not run): add it from the store's questions."""
+    from pyagent.durability.interrupts import decode, supports_interrupts
+    from pyagent.durability.stores import safe_url
+    from pyagent.model.interrupts import ANSWERED, ESCALATED, EXPIRED
+
+    if not supports_interrupts(store):
+        return
+    try:
+        rows = await store.list_interrupts(run_id=rec.run_id)
+    except Exception:
+        return
+    seen = {(a.kind, a.data.get("interrupt")) for a in rec.audit}
+    kinds = {ANSWERED: "interrupt.answered", EXPIRED: "interrupt.expired", ESCALATED: "interrupt.escalated"}
+    for row in rows:
+        try:
+            q = decode(row, safe_url(store.url), allow_plaintext=allow_plaintext)
+        except StateError:
+            continue
+        if ("interrupt.asked", q.id) not in seen:
+            rec.audit.append(AuditRecord(kind="interrupt.asked", task=q.task, timestamp=q.asked_at, data=_plain(
+                {"interrupt": q.id, "question": q.question, "level": q.level, "escalates": q.escalates,
+                 "deadline": q.deadline})))
+        kind = kinds.get(q.status)
+        if kind is None or (kind, q.id) in seen:
+            continue
+        data: dict[str, Any] = {"interrupt": q.id, "question": q.question, "answered_by": q.answered_by,
+                                "answered_at": q.answered_at}
+        if kind == "interrupt.answered":
+            import json
+
+            data["answer"] = json.dumps(q.answer, ensure_ascii=False)
+        rec.audit.append(AuditRecord(kind=kind, task=q.task, timestamp=q.answered_at, data=_plain(data)))
 
 
 def _memory_records(runtime: Runtime, workflow: str | None, since: float | None,
@@ -593,3 +631,19 @@ def get_history_sync(runtime: Runtime, urls: list[str], **filters: Any) -> list[
         return merge(_memory_records(runtime, name, ts, st), limit=parse_limit(filters.get("limit")))
     # Inside a running loop a store is queried on a loop of its own, in a short-lived thread.
     return run_blocking(go, name="pyagent-history")
+
+
+def earlier_trail(header_payload: bytes, what: str, *, allow_plaintext: bool | None = None
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The audit trail and handoffs a stored run's header keeps, as a run records them: a resume
+    goes on from them, so the run's history keeps what every execution did (unreadable: none)."""
+    if not header_payload:
+        return [], []
+    try:
+        rec = ExecutionRecord.from_payload(header_payload, what, allow_plaintext=allow_plaintext)
+    except Exception:
+        return [], []
+    audit = [{**a.data, "kind": a.kind, "task": a.task, "timestamp": a.timestamp} for a in rec.audit]
+    handoffs = [{**h.data, "from_agent": h.from_agent, "to_agent": h.to_agent, "reason": h.reason,
+                 "timestamp": h.timestamp} for h in rec.handoffs]
+    return audit, handoffs

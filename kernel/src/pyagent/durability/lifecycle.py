@@ -21,7 +21,7 @@ from pyagent.durability.history import history_log
 from pyagent.durability.metrics import metrics_for
 from pyagent.engine.resilience import Transition, breaker_for
 from pyagent.engine.run import execute
-from pyagent.errors import CircuitOpenError, RunCancelledError
+from pyagent.errors import CircuitOpenError, ConfigurationError, RunCancelledError
 from pyagent.model import events as ev
 from pyagent.model.tasks import TaskStatus
 
@@ -62,9 +62,16 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
     """Run ``pattern`` over ``run`` with the workflow's breaker, checkpointing and history.
 
     A run recorded in a store is claimed there first (``claimed``, or here: RunOwnedError if
-    another process owns it, unless ``wait``) and its lease is kept alive until it ends.
+    another process owns it, unless ``wait``) and its lease is kept alive until it ends (also
+    while it waits for answers in this process). The run's questions are kept in its
+    checkpoint store, or, without one, in this process only.
     """
     wf = run.workflow
+    if not run.hold_waiting and claimed is None and _checkpoint_url(wf, checkpoint_url) is None:
+        raise ConfigurationError(
+            f"workflow {wf.name!r}: wait_for_answers=False returns while the run waits for people, so the run "
+            "must be saved to go on later: give the workflow checkpointing={'storage': 'sqlite://runs.db'} (or "
+            "'memory://' for this process only), or leave wait_for_answers=True")
     breaker = None
     ticket = None
     if wf.circuit_breaker is not None:
@@ -87,9 +94,15 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
     try:
         if claimed is not None or url is not None or history_url is not None:
             recorder, own = await _start(run, url, history_url, next_seq, claimed, wait, wait_timeout)
+        _install_desk(run, recorder)
+        if run.resumes:
+            await _load_questions(run, recorder)
     except BaseException:
         if ticket is not None and breaker is not None:
             breaker.release(ticket, None)
+        if own is not None and recorder is not None:  # started, then reading its questions failed
+            await own.release()
+            await _close_store(recorder.store)
         raise
 
     wf._active.append(run)
@@ -101,7 +114,8 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
         nonlocal released
         if ticket is not None and breaker is not None and not released:
             released = True
-            outcome = None if status is None else status is TaskStatus.COMPLETED
+            # A run that waits for people has neither succeeded nor failed yet.
+            outcome = None if status in (None, TaskStatus.WAITING) else status is TaskStatus.COMPLETED
             _announce(run, breaker.release(ticket, outcome))
 
     stop = run.stop_scope = anyio.CancelScope()
@@ -111,6 +125,10 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
             try:
                 with own.scope if own is not None else contextlib.nullcontext(), stop:
                     result = await execute(run, pattern, release if ticket is not None else None)
+                if result is None and run.status is TaskStatus.WAITING and own is not None and own.lost is None:
+                    # Suspended (wait_for_answers=False): every unfinished task waits, so this
+                    # execution ends here and the run goes on once answered.
+                    result = run.result(None, TaskStatus.WAITING)
                 if result is None and own is not None and own.lost is not None:
                     result = run.result(None, TaskStatus.CANCELLED, own.lost)
                 elif result is None and stop.cancel_called:
@@ -121,6 +139,10 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
                 wf._last = run
                 release(None if result is None else result.status)
                 ended = result
+                if ended is None and run.status is TaskStatus.WAITING:
+                    # Stopped while it waited for answers (Ctrl-C, a shutdown): it still waits.
+                    ended = run.result(None, TaskStatus.WAITING)
+                    _remember(run, ended)
                 if ended is None and run.status is TaskStatus.CANCELLED:
                     # Cancelled: nothing is returned, but the run happened and belongs in the
                     # history and the metrics (as it does in a store's history).
@@ -135,9 +157,50 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
         if recorder is not None:
             await _close_store(recorder.store)
     assert result is not None  # execute() returns or raises
-    metrics_for(wf).record(result)
+    if result.status is not TaskStatus.WAITING:  # not finished: counted when it ends
+        metrics_for(wf).record(result)
     _remember(run, result)
     return result
+
+
+def _install_desk(run: WorkflowRun, recorder: RunRecorder | None) -> None:
+    """Where the run keeps its questions: its checkpoint store, or (without one) this process."""
+    from pyagent.durability.checkpoint import Checkpointer
+
+    runtime = run.runtime
+    if recorder is not None:
+        run.on_waiting = recorder.on_waiting
+        own = recorder.ownership
+        if own is not None:
+            # Ending an execution whose tasks all wait: cancel the run's body, as a lost lease does.
+            run.suspend = lambda: own.scope.cancel()
+    make: Any
+    if isinstance(recorder, Checkpointer):
+        store, fence = recorder.store, recorder.fence
+
+        def make() -> Any:
+            from pyagent.durability.interrupts import Desk
+
+            return Desk(store, run.run_id, run.workflow.name, clock=runtime.clock, fence=fence,
+                        where=_display(store))
+    else:
+        def make() -> Any:
+            from pyagent.durability.interrupts import Desk, local_url
+
+            store = runtime.driver("stores", "memory")(local_url(runtime))
+            return Desk(store, run.run_id, run.workflow.name, clock=runtime.clock, where="this process",
+                        local=True)
+    run.desk_factory = make
+
+
+async def _load_questions(run: WorkflowRun, recorder: RunRecorder | None) -> None:
+    """A resumed run reads the questions it asked before: answered ones are returned, open ones waited on."""
+    from pyagent.durability.checkpoint import Checkpointer
+    from pyagent.durability.interrupts import supports_interrupts
+
+    if isinstance(recorder, Checkpointer) and not supports_interrupts(recorder.store):
+        return  # a store from before questions existed: this run cannot have asked any there
+    await run.desk().load()
 
 
 def _checkpoint_url(wf: Workflow, override: str | None) -> str | None:

@@ -134,9 +134,10 @@ def encode_record(rec: TaskResult) -> dict[str, Any]:
 class WorkflowState(BaseModel):
     """Where a workflow run stands: usable while it runs, after it ends, and after a restart.
 
-    ``status`` is the run's status (``"pending"`` before any run, ``"running"``, ``"completed"``,
-    ``"failed"``, ``"cancelled"``); ``current_task`` the task started most recently and still
-    running; ``completed``/``pending``/``failed``/``cancelled``/``skipped``/``running`` are task names;
+    ``status`` is the run's status (``"pending"`` before any run, ``"running"``, ``"waiting"``
+    (for answers to questions), ``"completed"``, ``"failed"``, ``"cancelled"``); ``current_task``
+    the task started most recently and still running;
+    ``completed``/``pending``/``failed``/``cancelled``/``skipped``/``running``/``waiting`` are task names;
     ``results`` the outputs of completed tasks by name; ``tasks`` every task's record.
     ``circuit`` shows the workflow's circuit breaker, when it has one.
     """
@@ -155,6 +156,7 @@ class WorkflowState(BaseModel):
     cancelled: list[str] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list)
     running: list[str] = Field(default_factory=list)
+    waiting: list[str] = Field(default_factory=list, description="tasks waiting for an answer")
     results: dict[str, Any] = Field(default_factory=dict)
     tasks: dict[str, TaskState] = Field(default_factory=dict)
     input: Any = None
@@ -165,11 +167,14 @@ class WorkflowState(BaseModel):
     finished_at: float | None = None
     resumes: list[float] = Field(default_factory=list, description="when it was resumed, in order")
     circuit: dict[str, Any] | None = None
+    # What a stored run's earlier executions recorded (from its header), carried into a resume.
+    audit: list[dict[str, Any]] = Field(default_factory=list, exclude=True, repr=False)
+    handoffs: list[dict[str, Any]] = Field(default_factory=list, exclude=True, repr=False)
 
     def __repr__(self) -> str:
         # Bounded: results can be megabytes, and pydantic's repr would print them all.
         lists = ", ".join(f"{k}={getattr(self, k)!r}" if len(getattr(self, k)) <= 8 else f"{k}=<{len(getattr(self, k))} tasks>"
-                          for k in ("completed", "running", "pending", "failed", "cancelled", "skipped"))
+                          for k in ("completed", "running", "waiting", "pending", "failed", "cancelled", "skipped"))
         return (f"WorkflowState(workflow={self.workflow!r}, run_id={self.run_id!r}, status={self.status.value}, "
                 f"current_task={self.current_task!r}, {lists})")
 
@@ -196,6 +201,7 @@ class WorkflowState(BaseModel):
             by.setdefault(t.status, []).append(name)
         done = {n for n, t in tasks.items() if t.status.finished}
         running = by.get(TaskStatus.RUNNING, [])
+        waiting = by.get(TaskStatus.WAITING, [])
         current = fields.pop("current_task", None)
         if current not in running:
             current = running[-1] if running else None
@@ -206,7 +212,8 @@ class WorkflowState(BaseModel):
             cancelled=by.get(TaskStatus.CANCELLED, []),
             skipped=by.get(TaskStatus.SKIPPED, []),
             running=running,
-            pending=[n for n in names if n not in done and n not in running],
+            waiting=waiting,
+            pending=[n for n in names if n not in done and n not in running and n not in waiting],
             results={n: t.output for n, t in tasks.items() if t.status is TaskStatus.COMPLETED},
             tasks=tasks, current_task=current, **fields,
         )

@@ -37,7 +37,18 @@ store and never carry the data written: task outputs must not leak into errors o
 
 Status ``"pending"``: a run recorded (``create_run``) but not started yet, e.g. a webhook
 request that was accepted or a cron tick that fired; ``pyagent serve`` starts such runs when
-it (re)starts. Its payload also holds the run's input.
+it (re)starts. Its payload also holds the run's input. Status ``"waiting"``: a run whose
+unfinished tasks all wait for answers to questions (interrupts); see below.
+
+**Interrupts.** A question a run asks a person (``ctx.interrupt``) is a row of its own, apart
+from the run's header and checkpoints: the run's owner writes it (``ask_interrupt``, fenced
+like every write of the run), and *anyone* answers it (``resolve_interrupt``, no lease: the
+answering process is usually not the one running the run). A row is identified by a random
+``id`` and, within its run, by ``(task, position, level)``: the task that asked it, which of
+the task's questions it is, and how many times it was escalated. Its ``status`` moves once,
+atomically, from ``pending`` to ``answered``, ``expired`` or ``escalated``; an answer for a row
+that is not pending changes nothing, so a replayed answer cannot overwrite the first. The
+question (``payload``) and the answer are opaque bytes the kernel sealed.
 """
 
 from __future__ import annotations
@@ -90,6 +101,30 @@ class Lease:
 
     def expired(self, now: float) -> bool:
         return self.expires_at <= now
+
+
+@dataclass
+class InterruptRecord:
+    """One question a run asked, as stored: the plain columns plus two sealed payloads.
+
+    ``status`` is ``pending``, ``answered``, ``expired`` or ``escalated``; ``payload`` holds the
+    question (its text, the answer's JSON schema, timeout policy); ``answer`` the answer once
+    there is one. Times are epoch seconds; ``deadline`` None means no timeout.
+    """
+
+    id: str
+    run_id: str
+    workflow: str
+    task: str
+    position: int
+    level: int
+    status: str
+    asked_at: float
+    deadline: float | None
+    payload: bytes
+    answer: bytes | None = None
+    answered_by: str | None = None
+    answered_at: float | None = None
 
 
 @runtime_checkable
@@ -205,6 +240,32 @@ class Store(Protocol):
         """Leases held, soonest expiry first: those of ``owner``, and/or those already expired
         at ``expired_at`` (``expires_at <= expired_at``: runs whose owner stopped renewing, to
         be taken over). A lease may exist for a run that has no header yet."""
+
+    # -- interrupts ---------------------------------------------------------------------------
+
+    async def ask_interrupt(self, record: InterruptRecord, *, fence: str | None = None) -> InterruptRecord:
+        """Insert ``record`` unless its run already has a row for ``(task, position, level)``;
+        return the row as stored (the existing one, with its own id, when there was one).
+
+        Atomic: of concurrent calls for one ``(run_id, task, position, level)`` exactly one row
+        results. ``fence``: as for :meth:`save_run` (RunOwnedError, nothing written).
+        """
+
+    async def resolve_interrupt(self, interrupt_id: str, *, status: str, answer: bytes | None,
+                                answered_by: str | None, answered_at: float) -> bool:
+        """Set ``status`` (``answered``, ``expired`` or ``escalated``), ``answer``, ``answered_by``
+        and ``answered_at`` of a row, only if it is ``pending``: one conditional write.
+
+        True if this call resolved it; False if there is no such row or it was resolved
+        already (nothing is changed). Needs no lease.
+        """
+
+    async def get_interrupt(self, interrupt_id: str) -> InterruptRecord | None:
+        """The row with this id, or None."""
+
+    async def list_interrupts(self, *, run_id: str | None = None, workflow: str | None = None,
+                              status: str | None = None, limit: int | None = None) -> list[InterruptRecord]:
+        """Rows matching every given filter, oldest question first (``asked_at``, then ``level``, then id)."""
 
 
 def unstorable(text: str) -> str | None:

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from pyagent.engine.concurrency import first_error
-from pyagent.errors import CapabilityError, ConfigurationError, GuardrailError, TaskFailedError
+from pyagent.engine.waiting import waiting_in
+from pyagent.errors import (
+    CapabilityError,
+    ConfigurationError,
+    GuardrailError,
+    InterruptTimeoutError,
+    TaskFailedError,
+)
 from pyagent.model import events as ev
 from pyagent.model.agents import FunctionAgent, InstructionAgent, WorkflowAgent
 from pyagent.model.context import (
@@ -27,6 +34,7 @@ from pyagent.model.context import (
     RunContext,
     _current_run,
     _current_task,
+    _step_of,
     current_run,
 )
 from pyagent.model.events import Event, wanted_kinds
@@ -37,6 +45,8 @@ from pyagent.model.tasks import ConditionalTask, Task, TaskStatus
 from pyagent.plugins import set_run_lookup
 
 if TYPE_CHECKING:
+    from pyagent.engine.waiting import Waits
+    from pyagent.model.interrupts import Question, WaitingForAnswer
     from pyagent.model.toolsource import ToolScope
     from pyagent.plugins import Runtime
     from pyagent.workflow import Workflow
@@ -72,6 +82,9 @@ class WorkflowRun:
         first_started_at: float | None = None,
         earlier_resumes: Iterable[float] = (),
         task_executors: dict[str, Any] | None = None,
+        hold_waiting: bool = True,
+        earlier_audit: Iterable[dict[str, Any]] = (),
+        earlier_handoffs: Iterable[dict[str, Any]] = (),
     ) -> None:
         self.workflow = workflow
         self.runtime = runtime
@@ -106,15 +119,39 @@ class WorkflowRun:
         self._resumed = resumed or {}
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self.after_task: list[Callable[[WorkflowRun, TaskResult], Any]] = []
-        self.handoffs: list[dict[str, Any]] = []
+        self.handoffs: list[dict[str, Any]] = list(earlier_handoffs)
         self.usage: Usage | None = None  # tokens of every model call in the run
-        self.audit_trail: list[dict[str, Any]] = []
+        # A resumed run's trail goes on from where its earlier executions left it.
+        self.audit_trail: list[dict[str, Any]] = list(earlier_audit)
         # What the run's tool sources opened (an MCP server's session), closed when it ends.
         self.tool_scope: ToolScope | None = None
+        # Waiting for people (see pyagent.engine.waiting). A workflow used as a step of another
+        # run asks its questions as that run's task.
+        outer = _step_of.get()
+        self.parent: WorkflowRun | None = None if outer is None else outer[0]
+        self.parent_task: str | None = None if outer is None else outer[1]
+        #: Keep the run here while it waits (True), or end this execution (False: resumed later).
+        self.hold_waiting = hold_waiting
+        #: Called with True when the run starts waiting and False when it runs again (saves it).
+        self.on_waiting: Callable[[bool], Any] | None = None
+        #: Ends this execution when the run waits and does not hold (cancels its body).
+        self.suspend: Callable[[], Any] | None = None
+        #: Makes the run's desk (its questions, kept in its store): set by the durability layer.
+        self.desk_factory: Callable[[], Any] | None = None
+        self._desk: Any = None
+        self._questions = False  # set once the run asks (or reads) questions: the hot path checks it
+        self._waits: Waits | None = None
+        # task -> (how often it asked each question in its current execution, the places matched)
+        self._asked: dict[str, tuple[dict[str, int], set[int]]] = {}
+        self.active_tasks = 0  # tasks running now (not waiting)
+        self.audited: set[tuple[str, str]] = {
+            (e["kind"], e["interrupt"]) for e in self.audit_trail
+            if str(e.get("kind", "")).startswith("interrupt.") and "interrupt" in e}
         # Set while the run goes on (by the durability layer): what cancel() stops, and from where.
         self.stop_scope: anyio.CancelScope | None = None
         self.cancel_reason: str | None = None
         self._loop: tuple[Any, int] | None = None
+
 
     def cancel(self, reason: str | None = None) -> bool:
         """Stop this run from outside it: its tasks are cancelled and it ends ``cancelled``.
@@ -240,6 +277,59 @@ class WorkflowRun:
             rec.tool_calls = []
         rec.tool_calls.append(entry)
 
+    # -- waiting for people ------------------------------------------------------------------
+
+    async def ask_person(self, task: str | None, question: Question) -> Any:
+        """What ``ctx.interrupt`` calls: the answer, or WaitingForAnswer (see :mod:`pyagent.engine.waiting`)."""
+        from pyagent.engine.waiting import ask
+
+        return await ask(self, task, question)
+
+    def desk(self) -> Any:
+        """Where this run's questions are kept (made on first use)."""
+        if self._desk is None:
+            if self.desk_factory is None:
+                raise ConfigurationError(
+                    f"run {self.run_id!r} cannot ask questions: it was not started by workflow.run() or an "
+                    "orchestrator, which give a run the place its questions are kept")
+            self._desk = self.desk_factory()
+            self._questions = True
+        return self._desk
+
+    def waits(self) -> Waits:
+        if self._waits is None:
+            from pyagent.engine.waiting import Waits
+
+            self._waits = Waits(self)
+        return self._waits
+
+    def next_question(self, task: str, identity: str) -> tuple[int, set[int]]:
+        """How often ``task`` asked question ``identity`` before in its current execution (0, 1,
+        ...), and the places (positions) its questions in this execution were matched to."""
+        self._questions = True
+        entry = self._asked.get(task)
+        if entry is None:
+            entry = self._asked[task] = ({}, set())
+        counts, used = entry
+        n = counts.get(identity, 0)
+        counts[identity] = n + 1
+        return n, used
+
+    def _forget_questions(self, task: str) -> None:
+        """``task`` starts again: its questions count from 0 (so each finds its recorded answer)."""
+        self._asked.pop(task, None)
+        nested = f"{task}/"
+        for key in [k for k in self._asked if k.startswith(nested)]:
+            del self._asked[key]
+
+    @property
+    def waiting_interrupts(self) -> list[Any]:
+        """The questions the run waits on (when it waits), for its result."""
+        waits = self._waits
+        if waits is None:
+            return []
+        return list(waits.parked.values()) or list(waits.at_settle)
+
     def audit(self, kind: str, task: str | None = None, **data: Any) -> dict[str, Any]:
         """Keep ``kind`` (a guardrail block or replacement, a denied tool call, ...) in this run's
         audit trail, which its history saves, and deliver it to the run's listeners as an event.
@@ -247,6 +337,8 @@ class WorkflowRun:
         ``data`` should be plain JSON-able values; others are saved as their repr.
         """
         entry = {"kind": kind, "task": task, "timestamp": self.runtime.clock.time(), **data}
+        if entry["timestamp"] is None:
+            entry["timestamp"] = self.runtime.clock.time()
         self.audit_trail.append(entry)
         if self._listeners:
             self.emit(kind, task, **{k: v for k, v in entry.items() if k not in ("kind", "task")})
@@ -348,10 +440,14 @@ class WorkflowRun:
         # The task's name is visible to what its agent calls (a model agent inside a team
         # pattern reports its usage to this task), through a context variable.
         token = _current_task.set(task.name)
+        self.active_tasks += 1
         try:
             return await self._run_task(task, input, previous)
         finally:
+            self.active_tasks -= 1
             _current_task.reset(token)
+            if self._waits is not None:
+                self._waits.changed()
 
     async def _run_task(self, task: Task, input: Any, previous: Any) -> TaskResult:
         # Fields are read from the instance dict, where pydantic keeps them: an attribute read
@@ -367,6 +463,18 @@ class WorkflowRun:
         rec = TaskResult(name, _RUNNING, agent.name)
         rec.started_at = time.time()
         self.records[name] = rec
+        if self._questions:  # the run asked people questions (or read those it asked before)
+            if self._asked:
+                self._forget_questions(name)
+            desk = self._desk
+            if desk is not None and self.parent is None:
+                # A task whose question is still open waits again, without running.
+                open_question = desk.waiting_on(name)
+                if open_question is not None:
+                    from pyagent.engine.waiting import park
+
+                    return await park(self, name, rec, open_question,
+                                      lambda: self._run_task(task, input, previous))
         self.current_task = name
         ctx: RunContext | None = None
         try:
@@ -404,16 +512,27 @@ class WorkflowRun:
                 att.error = f"{type(exc).__name__}: {exc}"
                 att.finished_at = time.time()
                 rec.attempts = [att]
-            if task.fallback_agent is not None and _blocked(exc) is None:
+            if (task.fallback_agent is not None and _blocked(exc) is None
+                    and not isinstance(exc, InterruptTimeoutError)):
                 # A block is final: the fallback would get the same refused input, or be asked
                 # to replace an answer the guardrail refused rather than the agent failing.
+                # A question nobody answered in time is the task's outcome too.
                 if ctx is None:
                     ctx = self._context(task, input, previous)
-                return await self._fallback(task, input, ctx, rec, exc)
+                try:
+                    return await self._fallback(task, input, ctx, rec, exc)
+                except BaseException as again:
+                    waiting = waiting_in(again)
+                    if waiting is None:
+                        raise
+                    return await self._wait(task, rec, waiting, again, input, previous)
             return self._fail(task, rec, exc)
         except BaseException as exc:
-            self._interrupted(rec, exc)
-            raise
+            waiting = waiting_in(exc)
+            if waiting is None:
+                self._interrupted(rec, exc)
+                raise
+            return await self._wait(task, rec, waiting, exc, input, previous)
         rec.output = output
         rec.status = _COMPLETED
         rec.finished_at = time.time()
@@ -422,6 +541,21 @@ class WorkflowRun:
         if self.after_task:
             await self._after(rec)
         return rec
+
+    async def _wait(self, task: Task, rec: TaskResult, waiting: WaitingForAnswer, exc: BaseException,
+                    input: Any, previous: Any) -> TaskResult:
+        """The task's agent asked a question with no answer yet: it waits (never a failure, never retried)."""
+        if self.parent is not None:
+            # A workflow run as a step: the outer run's task waits, and runs this one again.
+            rec.status = TaskStatus.WAITING
+            rec.reason = f"waiting for an answer to question {waiting.interrupt.id} (asked by the outer run)"
+            self.emit(ev.TASK_WAITING, task.name, "waiting", interrupt=waiting.interrupt.id,
+                      question=waiting.interrupt.question, agent=rec.agent)
+            raise exc
+        from pyagent.engine.waiting import park
+
+        return await park(self, task.name, rec, waiting.interrupt,
+                          lambda: self._run_task(task, input, previous))
 
     def _context(self, task: Task, input: Any, previous: Any) -> RunContext:
         return RunContext(workflow=self.workflow, task=task, results=self.results,
@@ -511,6 +645,10 @@ class WorkflowRun:
         retry_on = cfg.retry_on
 
         def retryable(exc: BaseException) -> bool:
+            # A pause for a person is not a failure: never retried (nor is an expired question,
+            # whose error says retryable=False).
+            if waiting_in(exc) is not None:
+                return False
             # A guardrail's block is retried only when the guardrail says it may be; a denied
             # capability never is: asking again is denied again. Either may come wrapped (a
             # nested workflow's failed task, a handoff's error), so the causes are looked at too.
@@ -546,6 +684,8 @@ class WorkflowRun:
     async def _attempt(self, task: Task, agent: Any, input: Any, ctx: RunContext, rec: TaskResult,
                        number: int) -> Any:
         ctx.attempt = number
+        if number > 1 and self._questions and self._asked:
+            self._forget_questions(task.name)  # a retry runs the agent from its start again
         att = Attempt(number, agent.name, time.time())
         rec.attempts.append(att)
         try:
@@ -588,9 +728,10 @@ class WorkflowRun:
             exc.__context__ = primary
             return self._fail(task, rec, exc)
         except BaseException as exc:
-            att.error = f"{type(exc).__name__}: {exc}"
             att.finished_at = time.time()
-            self._interrupted(rec, exc)
+            if waiting_in(exc) is None:
+                att.error = f"{type(exc).__name__}: {exc}"
+                self._interrupted(rec, exc)
             raise
         att.finished_at = time.time()
         rec.output = output
@@ -618,6 +759,7 @@ class WorkflowRun:
             error=None if exc is None else _describe(exc), exception=exc,
             errors=dict(self.errors), transcript=list(self.transcript),
             started_at=self.started_at, finished_at=self.finished_at, usage=self.usage,
+            interrupts=self.waiting_interrupts if status is TaskStatus.WAITING else [],
         )
 
 
@@ -633,6 +775,8 @@ class WorkflowRun:
             return records
         if status is _COMPLETED:
             state, reason = TaskStatus.SKIPPED, "not run: the pattern completed the run without it"
+        elif status is TaskStatus.WAITING:
+            state, reason = TaskStatus.PENDING, "not started yet: the run waits for an answer first"
         else:
             state, reason = TaskStatus.PENDING, f"not started: the run {status.value} before reaching it"
         for name in names:
@@ -679,16 +823,43 @@ def _task_failure(exc: BaseException) -> BaseException:
     return first_error(exc)
 
 
+def _suspend(run: WorkflowRun) -> WorkflowResult:
+    """End this execution of a run that waits for answers: it goes on later, here or elsewhere."""
+    run.status = TaskStatus.WAITING
+    run.current_task = None
+    run.finished_at = None
+    result = run.result(None, TaskStatus.WAITING)
+    run.emit(ev.WORKFLOW_SUSPENDED, status="waiting",
+             interrupts=[{"interrupt": i.id, "task": i.task, "question": i.question} for i in result.interrupts])
+    return result
+
+
+def _settled(run: WorkflowRun) -> bool:
+    """Whether every unfinished task of the run waits for an answer (stopping it now loses nothing)."""
+    waits = run._waits
+    return waits is not None and waits.settled and run.active_tasks == 0
+
+
 def _stopped(run: WorkflowRun, error: BaseException) -> None:
-    """End a run that a BaseException went through: CANCELLED if it is an interrupt, else FAILED."""
+    """End a run that a BaseException went through: CANCELLED if it is an interrupt, else FAILED.
+
+    A run that was waiting for answers when it was stopped (Ctrl-C, a shutdown) still waits:
+    it stays WAITING, to be answered and resumed later.
+    """
     stopping = (KeyboardInterrupt, SystemExit, run._cancelled_exc)
+    if waiting_in(error) is not None:
+        # A workflow run as a step of another stopped at a question of the outer run's task.
+        _suspend(run)
+        return
     if isinstance(error, BaseExceptionGroup):
         cancelled = error.split(stopping)[1] is None
     else:
         cancelled = isinstance(error, stopping)
     run.current_task = None
     run.finished_at = time.time()
-    if cancelled:
+    if cancelled and _settled(run):
+        _suspend(run)
+    elif cancelled:
         run.status = TaskStatus.CANCELLED
         run.emit(ev.WORKFLOW_CANCELLED, status="cancelled")
     else:
@@ -735,9 +906,11 @@ async def execute(run: WorkflowRun, pattern: Any,
     (the circuit breaker announces what the outcome changed inside the run).
     """
     token = _current_run.set(run)
+    step = _step_of.set(None)
     try:
         return await _execute(run, pattern, before_end)
     finally:
+        _step_of.reset(step)
         _current_run.reset(token)
         if run.tool_scope is not None:
             await run.tool_scope.aclose()
@@ -760,6 +933,9 @@ async def _execute(run: WorkflowRun, pattern: Any,
         output = await pattern.execute(run)
         status = _COMPLETED
     except run._cancelled_exc:
+        if _settled(run):  # stopped while it waited for answers: it still waits
+            _suspend(run)
+            raise
         run.status = TaskStatus.CANCELLED
         run.finished_at = time.time()
         run.emit(ev.WORKFLOW_CANCELLED, status="cancelled")

@@ -399,9 +399,16 @@ class WorkflowAgent:
         self.description = workflow.description or f"runs workflow {workflow.name!r}"
 
     async def run(self, input: Any, ctx: RunContext) -> Any:
+        from pyagent.model.context import _step_of, current_task
+
         parent = ctx.run
         forward = parent.forward if parent is not None and parent.listening else None
-        result = await self.workflow.run(input, on_event=forward)
+        task = ctx.task.name if ctx.task is not None else current_task()
+        token = _step_of.set((parent, task) if parent is not None else None)
+        try:
+            result = await self.workflow.run(input, on_event=forward)
+        finally:
+            _step_of.reset(token)
         if not result.ok:
             raise result.exception or RuntimeError(result.error)
         return result.output

@@ -33,6 +33,12 @@ def current_run() -> WorkflowRun | None:
 
 _current_task: contextvars.ContextVar[str | None] = contextvars.ContextVar("pyagent_current_task", default=None)
 
+# Set by a workflow used as a step of another (WorkflowAgent) while it starts its run: the outer
+# run and task, whose questions (ctx.interrupt) the inner run's are. Cleared inside every run,
+# so a run merely started from inside another one (an emitted event's) is not nested.
+_step_of: contextvars.ContextVar[tuple[Any, str | None] | None] = contextvars.ContextVar(
+    "pyagent_step_of", default=None)
+
 
 def current_task() -> str | None:
     """The name of the task whose agent the calling code runs in (a team pattern inside a step), or None."""
@@ -160,6 +166,48 @@ class RunContext:
         self.partial_output = partial_output
         self.extra = extra if extra is not None else {}
         self.run = run  # the WorkflowRun, for agents that start sub-workflows or emit events
+
+    async def interrupt(self, question: str, *, schema: Any = None, timeout: float | None = None,
+                        on_timeout: str = "fail", default: Any = None, escalate_to: Any = None,
+                        metadata: dict[str, Any] | None = None, key: str | None = None) -> Any:
+        """Ask a person ``question`` and return their answer; the run waits durably until there is one.
+
+        The first time, the question is recorded and the task pauses (the run's status becomes
+        ``waiting`` once nothing else can go on). Once it is answered, **the task runs again
+        from its start** and this call returns the answer, validated into ``schema`` (a
+        pydantic model or any type pydantic validates; a JSON schema dict; None: any JSON
+        value). So work before the question runs again: make it idempotent, or do it in an
+        earlier task (completed tasks never run again).
+
+        ``timeout`` (seconds) with ``on_timeout="fail"`` (the task fails with
+        InterruptTimeoutError), ``"default"`` (``default`` is the answer, given by
+        ``"timeout"``) or ``escalate_to=`` (a second question, a string or an
+        :class:`~pyagent.Escalation`, with its own id and timeout). ``metadata`` is shown with
+        the question (e.g. ``{"assignee": "finance"}``). Only for agents that run in the run's
+        own process (the local executor).
+
+        When the task runs again, each call finds its answer by the question's text (or
+        ``key``, for a question whose text changes from one run to the next) and how often the
+        task asked it before, so questions asked concurrently get their own answers in any order.
+        """
+        from pyagent.errors import ConfigurationError
+        from pyagent.model.interrupts import Question
+
+        run = self.run
+        ask = getattr(run, "ask_person", None)
+        if run is None:
+            raise ConfigurationError(
+                "ctx.interrupt needs a workflow run: the agent was called outside one. Run it as a task of a "
+                "workflow (or use an ApprovalTask)")
+        if ask is None:
+            raise ConfigurationError(
+                "ctx.interrupt is not available where this agent runs (a remote executor such as a Dask worker "
+                "runs it away from its run): ask in a task that runs on the local executor, e.g. an "
+                "ApprovalTask or Task(..., executor='local') before or after this one")
+        spec = Question(question, schema=schema, timeout=timeout, on_timeout=on_timeout, default=default,
+                        escalate_to=escalate_to, metadata=metadata, key=key)
+        task = self.task.name if self.task is not None else current_task()
+        return await ask(task, spec)
 
     def __repr__(self) -> str:
         task = self.task.name if self.task is not None else None

@@ -42,7 +42,22 @@ TEAM_COMPLETED = "team.completed"
 TEAM_FAILED = "team.failed"
 CHECKPOINT_SAVED = "checkpoint.saved"
 # A run paused for a person (``ctx.interrupt``); the same run id ends later, here or elsewhere.
+# data: interrupts (id, task, question of each question it waits on), held (this process
+# keeps the run and continues it when answered).
 WORKFLOW_WAITING = "workflow.waiting"
+# This process stopped running a waiting run (it continues once answered, here or in another
+# process): the end of this execution, not of the run. data: interrupts.
+WORKFLOW_SUSPENDED = "workflow.suspended"
+# A task paused at ``ctx.interrupt``; data: interrupt (its id), question, agent. It runs again,
+# from its start, once the question is answered.
+TASK_WAITING = "task.waiting"
+# Questions and answers, kept in the run's audit trail (``task`` is the task that asked); data:
+# interrupt (id), question, level (0, or how many times it was escalated), deadline; answered:
+# answer (JSON text), answered_by, answered_at; escalated: to (the new question's id).
+INTERRUPT_ASKED = "interrupt.asked"
+INTERRUPT_ANSWERED = "interrupt.answered"
+INTERRUPT_EXPIRED = "interrupt.expired"
+INTERRUPT_ESCALATED = "interrupt.escalated"
 CIRCUIT_CHANGED = "circuit.changed"
 # Language-model agents. ``task`` is the task the agent runs in (None outside a workflow) and
 # ``data["agent"]`` the agent's name; ``call_id`` pairs a tool's start with its end.

@@ -148,7 +148,9 @@ class WorkflowResult(BaseModel):
 
     ``output`` is the final output, ``outputs`` every completed task's output by name,
     ``tasks`` every task's :class:`TaskResult`. A failed run has ``status == "failed"`` and
-    ``error``; it is returned, not raised.
+    ``error``; it is returned, not raised. A run returned while it waits for people has
+    ``status == "waiting"`` and ``interrupts``, the questions it waits on
+    (:class:`~pyagent.Interrupt`); it goes on once they are answered.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -166,6 +168,7 @@ class WorkflowResult(BaseModel):
     started_at: float = Field(default_factory=time.time)
     finished_at: float | None = None
     usage: Usage | None = None
+    interrupts: list[Any] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -192,16 +195,24 @@ class WorkflowResult(BaseModel):
             raise self.exception
         from pyagent.errors import PyAgentError
 
+        if self.status is TaskStatus.WAITING:
+            asked = "; ".join(f"{i.question!r} (question {i.id})" for i in self.interrupts) or "questions"
+            raise PyAgentError(f"run {self.run_id!r} of workflow {self.workflow!r} waits for answers to {asked}")
         raise PyAgentError(self.error or f"workflow {self.workflow!r} ended {self.status.value}")
 
     def __repr__(self) -> str:
         # Not pydantic's field-by-field repr: it repeats every output (in .output, .outputs and
         # each task) at full length.
-        tail = f"output={short_repr(self.output)}" if self.ok else f"error={short_repr(self.error)}"
+        if self.status is TaskStatus.WAITING:
+            tail = f"waiting for {len(self.interrupts)} answer(s)"
+        else:
+            tail = f"output={short_repr(self.output)}" if self.ok else f"error={short_repr(self.error)}"
         return (f"WorkflowResult(workflow={self.workflow!r}, status={self.status.value}, "
                 f"run_id={self.run_id!r}, tasks={len(self.tasks)}, {tail})")
 
     def __str__(self) -> str:
+        if self.status is TaskStatus.WAITING:
+            return f"{self.workflow} [waiting] " + "; ".join(i.question for i in self.interrupts)
         return f"{self.workflow} [{self.status.value}] {short_repr(self.output)}" if self.ok else (
             f"{self.workflow} [{self.status.value}] {self.error}"
         )

@@ -13,7 +13,11 @@ from pyagent.model.guardrails import Guardrail, as_guardrails
 
 
 class TaskStatus(enum.StrEnum):
-    """Lifecycle of a task (and of a run): PENDING → RUNNING → COMPLETED | FAILED | SKIPPED | CANCELLED."""
+    """Lifecycle of a task (and of a run): PENDING → RUNNING → COMPLETED | FAILED | SKIPPED | CANCELLED.
+
+    WAITING: paused for a person's answer (``ctx.interrupt``); it runs again once answered, so
+    it is neither finished nor failed. A run is WAITING while its unfinished tasks all wait.
+    """
 
     PENDING = "pending"
     RUNNING = "running"
@@ -21,10 +25,11 @@ class TaskStatus(enum.StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    WAITING = "waiting"
 
     @property
     def finished(self) -> bool:
-        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.WAITING)
 
 
 class RetryConfig(BaseModel):

@@ -6,7 +6,9 @@ themselves: they call :meth:`TriggerHost.submit`, which with a store records the
 an accepted request or a fired tick survives a crash, and a run id that is already recorded
 (a replayed idempotency key, a tick another process fired) starts nothing. Runs then wait
 for one of ``max_running`` slots; triggered runs are checkpointed to the store so the next
-start resumes them.
+start resumes them. A run that waits for people (``ctx.interrupt``) gives its slot back: with
+a store its execution ends and the host continues it once it is answered (see
+:mod:`pyagent.serving.waiting`); without one it waits in memory.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import anyio
 import anyio.lowlevel
 
 import pyagent.serving.records as records
-from pyagent.errors import ConfigurationError, NotAcceptingError, PyAgentError
+from pyagent.errors import ConfigurationError, NotAcceptingError, PyAgentError, RunOwnedError
 from pyagent.model import events as ev
 from pyagent.model.events import Event
+from pyagent.serving.waiting import WaitingRuns
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup, TaskStatus
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from pyagent.clock import Clock
     from pyagent.controller import Orchestrator
     from pyagent.durability.store import Store
+    from pyagent.model.interrupts import Interrupt
     from pyagent.model.results import WorkflowResult
     from pyagent.workflow import Workflow
 
@@ -91,6 +95,7 @@ class TriggerHost:
         self._stop: anyio.Event | None = None
         self._changed: anyio.Event | None = None
         self._grace_scope: anyio.CancelScope | None = None
+        self._answers = WaitingRuns(self)
 
     # -- what triggers use ------------------------------------------------------------------
 
@@ -110,6 +115,11 @@ class TriggerHost:
     def in_flight(self) -> int:
         """Runs executing now."""
         return len(self._running)
+
+    @property
+    def waiting_for_answers(self) -> int:
+        """Runs waiting for people that this host continues once they are answered."""
+        return len(self._answers)
 
     def triggers(self, kind: str) -> list[Any]:
         """The orchestrator's triggers of one kind (``"webhook"``, ``"cron"``, ...), live."""
@@ -193,8 +203,75 @@ class TriggerHost:
     def in_loop_thread(self) -> bool:
         return self._thread == threading.get_ident()
 
+    # -- questions for people ------------------------------------------------------------------
+
+    def _question_store(self) -> Store:
+        from pyagent.durability.interrupts import local_url
+        from pyagent.plugins import get_runtime
+
+        if self._store is not None:
+            return self._store
+        runtime = get_runtime()
+        store: Store = runtime.driver("stores", "memory")(local_url(runtime))
+        return store
+
+    def _where(self) -> str:
+        from pyagent.durability.stores import safe_url
+
+        return "this process" if self._store is None else safe_url(self.store or "")
+
+    async def question(self, run_id: str, interrupt_id: str) -> Interrupt | None:
+        """Question ``interrupt_id`` of run ``run_id`` (answered or not), or None if the run has no such question."""
+        from pyagent.durability.interrupts import decode
+
+        row = await self._question_store().get_interrupt(interrupt_id)
+        if row is None or row.run_id != run_id:
+            return None
+        return decode(row, self._where())
+
+    async def questions(self, run_id: str) -> list[Interrupt]:
+        """The open questions of run ``run_id``."""
+        from pyagent.durability.interrupts import list_questions, supports_interrupts
+
+        store = self._question_store()
+        if not supports_interrupts(store):
+            return []
+        return await list_questions(store, run_id=run_id, where=self._where())
+
+    async def answer(self, run_id: str, interrupt_id: str, value: Any, *, answered_by: str | None = None) -> Interrupt:
+        """Record an answer (refused as ``orchestrator.resume`` refuses one: unknown id, answered
+        already, schema mismatch) and continue the run: it is in the store when this returns,
+        and the run goes on within a poll interval."""
+        from pyagent.durability.interrupts import record_answer
+
+        answered = await record_answer(self._question_store(), run_id, interrupt_id, value,
+                                       answered_by=answered_by, clock=self.clock, where=self._where())
+        self.wake(run_id)
+        return answered
+
+    def wake(self, run_id: str | None = None) -> None:
+        """An answer was recorded: look for runs to continue now rather than at the next poll."""
+        self._answers.wake()
+
     async def run_status(self, run_id: str) -> dict[str, Any] | None:
-        """Status of a run as JSON-able data (status, tasks completed/total, output, error), or None."""
+        """Status of a run as JSON-able data (status, tasks completed/total, output, error), or None.
+
+        A run that waits for people lists the questions it waits on under ``interrupts``
+        (id, task, question, schema, asked_at, deadline, metadata): what an answer names.
+        """
+        found = await self._run_status(run_id)
+        if found is not None and found.get("status") == "waiting":
+            try:
+                asked = await self.questions(run_id)
+            except Exception as exc:
+                log.warning("reading the questions of run %s failed: %s", run_id, exc)
+                asked = []
+            found = {**found, "interrupts": [
+                {"id": q.id, "task": q.task, "question": q.question, "schema": q.schema, "asked_at": q.asked_at,
+                 "deadline": q.deadline, "metadata": q.metadata} for q in asked]}
+        return found
+
+    async def _run_status(self, run_id: str) -> dict[str, Any] | None:
         done = self._recent.get(run_id)
         if done is not None:
             return done
@@ -206,7 +283,7 @@ class TriggerHost:
             for run in list(wf._active):
                 if run.run_id == run_id:
                     completed = sum(1 for r in run.records.values() if r.status.value == "completed")
-                    return _status(run_id, wf.name, "running", completed, wf.task_count,
+                    return _status(run_id, wf.name, run.status.value, completed, wf.task_count,
                                    started_at=run.started_at)
         if self._store is not None:
             return await _stored_status(self._store, self.store or "", run_id)
@@ -256,6 +333,7 @@ class TriggerHost:
                 try:
                     if self._store is not None:
                         await self._recover()
+                        tg.start_soon(self._answers.watch)
                     for trigger in list(self.orchestrator.triggers):
                         await self.attach(trigger)
                     self._log_served()
@@ -329,6 +407,8 @@ class TriggerHost:
                on_finish: OnFinish | None = None) -> None:
         assert self._tg is not None
         self._waiting[run_id] = workflow.name
+        self._recent.pop(run_id, None)  # a waiting run continued: no longer what it was
+        self._answers.untrack(run_id)
         self._tg.start_soon(self._execute, workflow, run_id, input, resume, on_finish)
 
     async def _execute(self, workflow: Workflow, run_id: str, input: Any, resume: bool,
@@ -346,6 +426,10 @@ class TriggerHost:
                     with scope:
                         try:
                             result = await self._run(workflow, run_id, input, resume)
+                        except RunOwnedError as exc:
+                            # Continued by another process (a replica, a pyagent resume) first.
+                            log.info("run %s of %r is held by another process, which continues it: %s",
+                                     run_id, workflow.name, exc)
                         except Exception as exc:  # refused before any agent ran, or the store failed
                             log.error("run %s of %r could not start: %s", run_id, workflow.name, exc,
                                       exc_info=not isinstance(exc, PyAgentError))
@@ -360,6 +444,8 @@ class TriggerHost:
                     del self._running[run_id]
                     if result is not None:
                         self._remember(self._recent, run_id, _status_of(result, workflow.task_count))
+                        if result.status.value == "waiting" and self._store is not None:
+                            self._answers.track(run_id, workflow.name, list(result.interrupts))
                     assert self._changed is not None
                     self._changed.set()
         finally:
@@ -374,12 +460,16 @@ class TriggerHost:
         from pyagent.runner import resume_run, run_workflow
 
         listeners = self.orchestrator._listeners
+        # With a store a run that waits for people ends its execution here (its slot and lease
+        # are given back) and is continued once answered; without one it can only wait here.
+        hold = self.store is None
         if resume:
             assert self.store is not None
-            return await resume_run(workflow, run_id, self.store, listeners=listeners)
+            return await resume_run(workflow, run_id, self.store, listeners=listeners, wait_for_answers=hold)
         # A run recorded by create_run has no checkpoint yet: its first one is seq 0 (saves a read).
         return await run_workflow(workflow, input, run_id=run_id, listeners=listeners,
-                                  checkpoint_url=self.store, next_seq=0 if self.store is not None else None)
+                                  checkpoint_url=self.store, next_seq=0 if self.store is not None else None,
+                                  wait_for_answers=hold)
 
     async def _record_failure(self, workflow: Workflow, run_id: str, exc: BaseException) -> None:
         if self._store is None:
@@ -431,6 +521,7 @@ class TriggerHost:
             else:
                 log.warning("%s was left %s with no checkpoint and no recorded input: it cannot be "
                             "resumed", what, header.status)
+        await self._answers.adopt_stored()
 
     async def _drain(self) -> None:
         self.accepting = False

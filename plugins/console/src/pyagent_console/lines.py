@@ -68,6 +68,8 @@ class PlainLines:
             events.TOOL_CALLED: self._tool,
             events.TOOL_FAILED: self._tool,
             events.WORKFLOW_WAITING: self._waiting,
+            events.WORKFLOW_SUSPENDED: self._suspended,
+            events.TASK_WAITING: self._task_ended,
         }
         self.event_kinds = frozenset(self._handlers)
 
@@ -150,7 +152,7 @@ class PlainLines:
         depth_var.set(self._depths.get(e.run_id, 0))
         counts = self._runs.get(e.run_id)
         status = "reused" if e.kind == events.TASK_REUSED else (e.status or e.kind.rsplit(".", 1)[1])
-        if counts is not None:
+        if counts is not None and e.kind != events.TASK_WAITING:  # a waiting task ends later, and counts then
             counts[status] = counts.get(status, 0) + 1
         data = e.data
         depth = self._depth(e)
@@ -163,6 +165,9 @@ class PlainLines:
             self._write(depth, f"- {e.task} skipped" + (f" ({plain(reason)})" if reason else ""))
         elif kind == events.TASK_CANCELLED:
             self._write(depth, f"⊘ {e.task} cancelled")
+        elif kind == events.TASK_WAITING:
+            self._write(depth, f"⏸ {e.task} waits for an answer: {data.get('question')} "
+                               f"(question {data.get('interrupt')})", flush=True)
         else:
             self._write(depth, f"= {e.task} completed earlier, output reused")
 
@@ -184,6 +189,14 @@ class PlainLines:
         self._write(self._depths.get(e.run_id, depth_var.get()),
                     f"⚡ circuit breaker of '{e.workflow}': {e.data.get('from')} → {e.data.get('to')} "
                     f"({plain(e.data.get('reason'))})", flush=True)
+
+    def _suspended(self, e: Event) -> None:
+        depth = self._depths.pop(e.run_id, 0)
+        self._indents.pop(e.run_id, None)
+        self._runs.pop(e.run_id, None)
+        asked = len(e.data.get("interrupts") or ())
+        self._write(depth, f"⏸ workflow '{e.workflow}' suspended: it waits for {asked} answer(s) and goes on "
+                           f"once answered (run {e.run_id[:8]})", flush=True)
 
     def _waiting(self, e: Event) -> None:
         self._write(self._depths.get(e.run_id, 0), f"⏸ workflow '{e.workflow}' waiting (run {e.run_id[:8]})",

@@ -27,7 +27,8 @@ def _text(value: Any) -> str:
     return escape(plain(value))
 
 _MARKS = {"running": "[yellow]▶[/]", "completed": "[green]✓[/]", "failed": "[red]✗[/]",
-          "skipped": "[dim]-[/]", "cancelled": "[magenta]⊘[/]", "reused": "[cyan]=[/]"}
+          "skipped": "[dim]-[/]", "cancelled": "[magenta]⊘[/]", "reused": "[cyan]=[/]",
+          "waiting": "[blue]⏸[/]"}
 
 
 class TaskView:
@@ -82,6 +83,9 @@ class LiveView:
             events.WORKFLOW_COMPLETED: self._run_ended,
             events.WORKFLOW_FAILED: self._run_ended,
             events.WORKFLOW_CANCELLED: self._run_ended,
+            events.WORKFLOW_SUSPENDED: self._run_ended,
+            events.WORKFLOW_WAITING: self._run_waiting,
+            events.TASK_WAITING: self._task_ended,
             events.TASK_STARTED: self._task_started,
             events.TASK_COMPLETED: self._task_ended,
             events.TASK_FAILED: self._task_ended,
@@ -202,7 +206,8 @@ class LiveView:
             if e.data.get("circuit") == "open":
                 self.console.print(f"[red]✗ workflow '{_text(e.workflow)}' refused: {_text(e.data.get('error'))}[/]")
             return
-        run.status = e.kind.rsplit(".", 1)[1]
+        # A suspended run has not ended: it waits for answers and goes on later (maybe elsewhere).
+        run.status = "waiting" if e.kind == events.WORKFLOW_SUSPENDED else e.kind.rsplit(".", 1)[1]
         if run.parent is not None:
             return
         self._top.remove(run)
@@ -210,6 +215,11 @@ class LiveView:
             self._stop()
         if self.summary:
             self.console.print(self._summary(run, e))
+
+    def _run_waiting(self, e: Event) -> None:
+        run = self._runs.get(e.run_id)
+        if run is not None:
+            run.status = "waiting"
 
     def _summary(self, run: RunView, e: Event) -> Any:
         from rich.table import Table
@@ -246,6 +256,8 @@ class LiveView:
         if run is None or e.task is None:
             return
         run.tasks[e.task] = TaskView(e.task, e.data.get("agent"))
+        if run.status == "waiting":  # answered: it runs again
+            run.status = "running"
         self._tokens[(e.run_id, e.task)] = where_var.set((e.run_id, e.task))
 
     def _task_ended(self, e: Event) -> None:
@@ -265,6 +277,8 @@ class LiveView:
         task.attempts = e.data.get("attempts") or task.attempts
         if e.kind == events.TASK_FAILED:
             task.notes.append(f"[red]{_text(e.data.get('error'))}[/]")
+        elif e.kind == events.TASK_WAITING:
+            task.notes.append(f"asks: {_text(e.data.get('question'))}")
 
     def _retrying(self, e: Event) -> None:
         task = self._task((e.run_id, e.task))

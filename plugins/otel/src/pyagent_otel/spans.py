@@ -83,6 +83,8 @@ class SpanBuilder:
             events.WORKFLOW_COMPLETED: self.workflow_ended,
             events.WORKFLOW_FAILED: self.workflow_ended,
             events.WORKFLOW_CANCELLED: self.workflow_ended,
+            events.WORKFLOW_SUSPENDED: self.workflow_suspended,
+            events.TASK_WAITING: self.task_waiting,
             events.TASK_STARTED: self.task_started,
             events.TASK_COMPLETED: self.task_ended,
             events.TASK_FAILED: self.task_ended,
@@ -134,6 +136,20 @@ class SpanBuilder:
             self._detach(run.token)
         span.end()
 
+    def workflow_suspended(self, e: Event) -> None:
+        """This execution ends while the run waits for people: its span ends, neither ok nor an
+        error; the run's next execution (once answered) has a span of its own."""
+        run = self.runs.pop(e.run_id, None)
+        if run is None:
+            return
+        span = run.span
+        span.set_attribute("pyagent.run.status", "waiting")
+        span.add_event("pyagent.waiting", {"pyagent.interrupts": [
+            str(i.get("interrupt")) for i in e.data.get("interrupts") or ()]})
+        if run.token is not None and self._current() is span:
+            self._detach(run.token)
+        span.end()
+
     # -- task attempts ---------------------------------------------------------------------
 
     def _start_attempt(self, e: Event, agent: str, number: int, extra: dict[str, Any] | None = None) -> None:
@@ -173,6 +189,16 @@ class SpanBuilder:
             self._end_attempt((e.run_id, e.task), "cancelled", "cancelled")
         else:
             self._end_attempt((e.run_id, e.task), e.data.get("error") or "failed")
+
+    def task_waiting(self, e: Event) -> None:
+        """The attempt paused at a question: its span ends (not an error); the task runs again,
+        from its start, in a new attempt span once answered."""
+        attempt = self.attempts.get((e.run_id, e.task))
+        if attempt is not None:
+            attempt.span.set_attribute("pyagent.task.status", "waiting")
+            attempt.span.add_event("pyagent.interrupt", {"pyagent.interrupt.id": str(e.data.get("interrupt")),
+                                                         "pyagent.interrupt.question": str(e.data.get("question"))})
+        self._end_attempt((e.run_id, e.task))
 
     def task_retrying(self, e: Event) -> None:
         key = (e.run_id, e.task)

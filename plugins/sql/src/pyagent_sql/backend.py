@@ -44,7 +44,15 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pyagent.plugin import Checkpoint, Lease, PyAgentError, RunHeader, StoredRun, StoreError
+from pyagent.plugin import (
+    Checkpoint,
+    InterruptRecord,
+    Lease,
+    PyAgentError,
+    RunHeader,
+    StoredRun,
+    StoreError,
+)
 
 from . import schema
 from ._loop import LoopThread, wait_future
@@ -87,6 +95,10 @@ class Backend:
 
     def insert_run_if_absent_statement(self) -> Any:
         """``INSERT`` of a run header that does nothing when the run id exists."""
+        raise NotImplementedError
+
+    def insert_interrupt_if_absent_statement(self) -> Any:
+        """``INSERT`` of a question that does nothing when its run has one at that (task, position, level)."""
         raise NotImplementedError
 
     async def migrate(self, conn: AsyncConnection) -> None:
@@ -280,6 +292,19 @@ class Backend:
                       .values(expires_at=bindparam("new_expires_at", type_=Double)))
         self.release = delete(leases).where(leases.c.run_id == bindparam("run_id"),
                                             leases.c.token == bindparam("token"))
+        questions = self.tables.interrupts
+        self.insert_interrupt = self.insert_interrupt_if_absent_statement()
+        self.select_interrupt = select(questions).where(questions.c.id == bindparam("id"))
+        self.select_interrupt_at = select(questions).where(
+            questions.c.run_id == bindparam("run_id"), questions.c.task == bindparam("task"),
+            questions.c.position == bindparam("position"), questions.c.level == bindparam("level"))
+        # Only a pending question is resolved: the first answer wins, a replay changes nothing.
+        self.resolve_interrupt = (
+            update(questions)
+            .where(questions.c.id == bindparam("interrupt_id"), questions.c.status == "pending")
+            .values(status=bindparam("new_status", type_=String), answer=bindparam("new_answer", type_=LargeBinary),
+                    answered_by=bindparam("new_answered_by", type_=Text),
+                    answered_at=bindparam("new_answered_at", type_=Double)))
 
     # -- running statements, with retries after a dropped connection ------------------
 
@@ -488,6 +513,46 @@ class Backend:
         return await self.read(body)
 
 
+    async def ask_interrupt(self, params: dict[str, Any], fence: str | None) -> InterruptRecord:
+        async def body(conn: AsyncConnection, attempt: int) -> InterruptRecord:
+            if fence is not None:
+                await self._check_fence(conn, params["run_id"], fence)
+            await conn.execute(self.insert_interrupt, params)
+            row = (await conn.execute(self.select_interrupt_at, {
+                k: params[k] for k in ("run_id", "task", "position", "level")})).first()
+            assert row is not None  # inserted now, or there before: rows are never deleted
+            return to_interrupt(row)
+
+        return await self.transaction(body)
+
+    async def resolve(self, params: dict[str, Any]) -> bool:
+        async def already_done(conn: AsyncConnection) -> Any:
+            # The first attempt committed but its answer was lost with the connection.
+            row = (await conn.execute(self.select_interrupt, {"id": params["interrupt_id"]})).first()
+            if row is None:
+                return None
+            m = row._mapping
+            ours = (m["status"] == params["new_status"] and m["answered_at"] == params["new_answered_at"]
+                    and m["answered_by"] == params["new_answered_by"])
+            return (1, []) if ours else None
+
+        count, _ = await self.execute_write(self.resolve_interrupt, params, already_done)
+        return bool(count == 1)
+
+    async def get_interrupt(self, interrupt_id: str) -> InterruptRecord | None:
+        async def body(conn: AsyncConnection) -> InterruptRecord | None:
+            row = (await conn.execute(self.select_interrupt, {"id": interrupt_id})).first()
+            return None if row is None else to_interrupt(row)
+
+        return await self.read(body)
+
+    async def list_interrupts(self, query: Any) -> list[InterruptRecord]:
+        async def body(conn: AsyncConnection) -> list[InterruptRecord]:
+            return [to_interrupt(r) for r in (await conn.execute(query)).all()]
+
+        return await self.read(body)
+
+
 class Fenced(Exception):
     """A fenced write found the run's lease held by another claim (or by none)."""
 
@@ -506,6 +571,17 @@ def lease_of_params(params: dict[str, Any]) -> Lease:
 def to_lease(row: Row[Any]) -> Lease:
     m = row._mapping
     return Lease(m["run_id"], m["owner"], m["token"], float(m["claimed_at"]), float(m["expires_at"]))
+
+
+def to_interrupt(row: Row[Any]) -> InterruptRecord:
+    m = row._mapping
+    return InterruptRecord(
+        id=m["id"], run_id=m["run_id"], workflow=m["workflow"], task=m["task"], position=int(m["position"]),
+        level=int(m["level"]), status=m["status"], asked_at=float(m["asked_at"]),
+        deadline=None if m["deadline"] is None else float(m["deadline"]), payload=bytes(m["payload"]),
+        answer=None if m["answer"] is None else bytes(m["answer"]), answered_by=m["answered_by"],
+        answered_at=None if m["answered_at"] is None else float(m["answered_at"]),
+    )
 
 
 def to_header(row: Row[Any]) -> RunHeader:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pyagent.plugin import (
     Checkpoint,
+    InterruptRecord,
     Lease,
     PyAgentError,
     RunHeader,
@@ -248,6 +249,51 @@ class SQLStore:
             query = query.limit(limit)
         return await self._call("listing leases", "", lambda: backend.run(backend.list_leases, query))
 
+    # -- interrupts ---------------------------------------------------------------------------
+
+    async def ask_interrupt(self, record: InterruptRecord, *, fence: str | None = None) -> InterruptRecord:
+        """Insert the question unless its run has one at (task, position, level); the row as stored."""
+        params = interrupt_params(record)
+        backend = await self._ready()
+        return await self._call(f"recording a question of run {record.run_id!r}", record.run_id,
+                                 lambda: backend.run(backend.ask_interrupt, params, fence))
+
+    async def resolve_interrupt(self, interrupt_id: str, *, status: str, answer: bytes | None,
+                                answered_by: str | None, answered_at: float) -> bool:
+        """Resolve a pending question (one conditional UPDATE); False when it was not pending."""
+        if status not in ("answered", "expired", "escalated"):
+            raise ValueError(f"status must be 'answered', 'expired' or 'escalated', got {status!r}")
+        params = {"interrupt_id": interrupt_id, "new_status": status, "new_answer": answer,
+                  "new_answered_by": answered_by, "new_answered_at": answered_at}
+        backend = await self._ready()
+        return await self._call(f"answering question {interrupt_id!r}", "",
+                                 lambda: backend.run(backend.resolve, params))
+
+    async def get_interrupt(self, interrupt_id: str) -> InterruptRecord | None:
+        """The question with this id, or None."""
+        backend = await self._ready()
+        return await self._call(f"reading question {interrupt_id!r}", "",
+                                 lambda: backend.run(backend.get_interrupt, interrupt_id))
+
+    async def list_interrupts(self, *, run_id: str | None = None, workflow: str | None = None,
+                              status: str | None = None, limit: int | None = None) -> list[InterruptRecord]:
+        """Questions matching every given filter, oldest first."""
+        backend = await self._ready()
+        t = backend.tables.interrupts
+        query = select(t)
+        if run_id is not None:
+            query = query.where(t.c.run_id == run_id)
+        if workflow is not None:
+            query = query.where(t.c.workflow == workflow)
+        if status is not None:
+            query = query.where(t.c.status == status)
+        query = query.order_by(t.c.asked_at, t.c.level, t.c.id)
+        if limit is not None:
+            if limit < 0:
+                raise ValueError(f"limit must be >= 0 or None, got {limit}")
+            query = query.limit(limit)
+        return await self._call("listing questions", "", lambda: backend.run(backend.list_interrupts, query))
+
     def _conflict(self, cp: Checkpoint) -> CheckpointConflictError:
         return CheckpointConflictError(
             f"checkpoint {cp.seq} of run {cp.run_id!r} is already stored in {self.display_url}: "
@@ -263,6 +309,15 @@ def run_params(header: RunHeader) -> dict[str, Any]:
         "started_at": header.started_at,
         "finished_at": header.finished_at,
         "payload": header.payload,
+    }
+
+
+def interrupt_params(record: InterruptRecord) -> dict[str, Any]:
+    return {
+        "id": record.id, "run_id": record.run_id, "workflow": record.workflow, "task": record.task,
+        "position": record.position, "level": record.level, "status": record.status,
+        "asked_at": record.asked_at, "deadline": record.deadline, "payload": record.payload,
+        "answer": record.answer, "answered_by": record.answered_by, "answered_at": record.answered_at,
     }
 
 

@@ -94,6 +94,10 @@ class PostgresBackend(Backend):
         runs = self.tables.runs
         return pg_insert(runs).on_conflict_do_nothing(index_elements=[runs.c.run_id])
 
+    def insert_interrupt_if_absent_statement(self) -> Any:
+        t = self.tables.interrupts
+        return pg_insert(t).on_conflict_do_nothing(index_elements=[t.c.run_id, t.c.task, t.c.position, t.c.level])
+
     async def migrate(self, conn: AsyncConnection) -> None:
         key = zlib.crc32((self.target.schema or "").encode()) - 2**31
         async with conn.begin():

@@ -5,7 +5,8 @@ an older database up to ``LATEST`` inside one transaction and refuses a database
 newer pyagent-sql, so an old process never writes rows a newer one cannot read.
 
 Versions: 1 created the runs and checkpoints tables; 2 added ``pyagent_leases`` (who owns
-each run, until when: see the kernel's store protocol).
+each run, until when: see the kernel's store protocol); 3 added ``pyagent_interrupts`` (the
+questions runs ask people, and their answers).
 
 Adding version 3: freeze the ``_define_v*`` functions as they are, write ``_migrate_to_3``
 (ALTER/CREATE on ``conn``), register it in ``MIGRATIONS``, bump ``LATEST`` and describe the
@@ -31,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     func,
     insert,
     select,
@@ -38,10 +40,11 @@ from sqlalchemy import (
 
 from .errors import SchemaVersionError
 
-LATEST = 2
+LATEST = 3
 RUNS = "pyagent_runs"
 CHECKPOINTS = "pyagent_checkpoints"
 LEASES = "pyagent_leases"
+INTERRUPTS = "pyagent_interrupts"
 VERSIONS = "pyagent_schema_version"
 
 
@@ -97,6 +100,34 @@ def _define_v2(md: MetaData) -> Table:
     )
 
 
+def _define_v3(md: MetaData) -> Table:
+    # One row per question a run asks a person; answered by anyone, so apart from the run's
+    # lease-fenced rows. (run_id, task, position, level) is where the run asked it: a task that
+    # runs again finds its question (and answer) there, whatever process it runs in.
+    return Table(
+        INTERRUPTS,
+        md,
+        Column("id", Text, primary_key=True),
+        Column("run_id", Text, nullable=False),
+        Column("workflow", Text, nullable=False),
+        Column("task", Text, nullable=False),
+        Column("position", Integer, nullable=False),
+        Column("level", Integer, nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("asked_at", Double, nullable=False),
+        Column("deadline", Double, nullable=True),
+        Column("payload", LargeBinary, nullable=False),
+        Column("answer", LargeBinary, nullable=True),
+        Column("answered_by", Text, nullable=True),
+        Column("answered_at", Double, nullable=True),
+        UniqueConstraint("run_id", "task", "position", "level", name="uq_pyagent_interrupts_asked_where"),
+        CheckConstraint("status IN ('pending', 'answered', 'expired', 'escalated')",
+                        name="ck_pyagent_interrupts_status"),
+        Index("ix_pyagent_interrupts_status_asked", "status", "asked_at"),
+        Index("ix_pyagent_interrupts_workflow_asked", "workflow", "asked_at"),
+    )
+
+
 @dataclass(frozen=True)
 class Tables:
     """The current shape of the tables the store queries."""
@@ -105,13 +136,15 @@ class Tables:
     checkpoints: Table
     versions: Table
     leases: Table
+    interrupts: Table
 
 
 def define_tables() -> Tables:
     md = MetaData()
     runs, checkpoints = _define_v1(md)
     leases = _define_v2(md)
-    return Tables(runs, checkpoints, _define_version_table(md), leases)
+    interrupts = _define_v3(md)
+    return Tables(runs, checkpoints, _define_version_table(md), leases, interrupts)
 
 
 def _migrate_to_1(conn: Connection) -> None:
@@ -126,9 +159,16 @@ def _migrate_to_2(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _migrate_to_3(conn: Connection) -> None:
+    md = MetaData()
+    _define_v3(md)
+    md.create_all(conn)
+
+
 MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     1: ("runs and checkpoints tables", _migrate_to_1),
     2: ("run leases (one owner per run)", _migrate_to_2),
+    3: ("interrupts (questions runs ask people, and their answers)", _migrate_to_3),
 }
 
 

@@ -151,6 +151,10 @@ class SQLiteBackend(Backend):
         runs = self.tables.runs
         return sqlite_insert(runs).on_conflict_do_nothing(index_elements=[runs.c.run_id])
 
+    def insert_interrupt_if_absent_statement(self) -> Any:
+        t = self.tables.interrupts
+        return sqlite_insert(t).on_conflict_do_nothing(index_elements=[t.c.run_id, t.c.task, t.c.position, t.c.level])
+
     async def before_start(self) -> None:
         folder = os.path.dirname(self.path)
         if not os.path.isdir(folder):
