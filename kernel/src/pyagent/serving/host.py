@@ -87,6 +87,7 @@ class TriggerHost:
         self._limiter: anyio.CapacityLimiter | None = None
         self._waiting: dict[str, str] = {}  # accepted, not started: run id -> workflow name
         self._running: dict[str, anyio.CancelScope] = {}
+        self._running_workflow: dict[str, str] = {}  # run id -> its workflow's name, while in flight
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._seen: OrderedDict[str, None] = OrderedDict()  # run ids submitted here (no store)
         self._trigger_scopes: dict[int, anyio.CancelScope] = {}
@@ -285,6 +286,12 @@ class TriggerHost:
                     completed = sum(1 for r in run.records.values() if r.status.value == "completed")
                     return _status(run_id, wf.name, run.status.value, completed, wf.task_count,
                                    started_at=run.started_at)
+        name = self._running_workflow.get(run_id)
+        if name is not None:
+            # Its run has just ended and its result is being recorded here: the store may already
+            # say how it ended, but not with its output. Still running, for a moment more.
+            wf = self.orchestrator.workflows.get(name)
+            return _status(run_id, name, "running", 0, wf.task_count if wf else 0)
         if self._store is not None:
             return await _stored_status(self._store, self.store or "", run_id)
         return None
@@ -422,6 +429,7 @@ class TriggerHost:
                 self._waiting.pop(run_id, None)
                 scope = anyio.CancelScope()
                 self._running[run_id] = scope
+                self._running_workflow[run_id] = workflow.name
                 try:
                     with scope:
                         try:
@@ -441,11 +449,12 @@ class TriggerHost:
                         with anyio.CancelScope(shield=True):
                             await self._suspended(workflow, run_id)
                 finally:
-                    del self._running[run_id]
                     if result is not None:
                         self._remember(self._recent, run_id, _status_of(result, workflow.task_count))
                         if result.status.value == "waiting" and self._store is not None:
                             self._answers.track(run_id, workflow.name, list(result.interrupts))
+                    del self._running[run_id]
+                    self._running_workflow.pop(run_id, None)
                     assert self._changed is not None
                     self._changed.set()
         finally:
