@@ -68,6 +68,7 @@ async def run_workflow(
     wait_timeout: float | None = None,
     first_started_at: float | None = None,
     earlier_resumes: Iterable[float] = (),
+    trigger: dict[str, Any] | None = None,
 ) -> WorkflowResult:
     """Run ``workflow`` once. Configuration errors raise; a failure while running is returned.
 
@@ -78,7 +79,10 @@ async def run_workflow(
     there before any agent runs (``claimed``: already claimed by a resume): RunOwnedError if
     another process owns it, unless ``wait`` (up to ``wait_timeout`` seconds).
     ``first_started_at`` and ``earlier_resumes`` carry a resumed run's history (when it first
-    started, when it was resumed before), so it stays one run in history.
+    started, when it was resumed before), so it stays one run in history. ``trigger`` is how
+    the run started, as history shows it (``{"kind": "webhook", "source": "/hooks/ci"}``;
+    default ``{"kind": "manual"}``, or ``{"kind": "resume"}`` for a resumed run whose origin
+    was not saved).
     """
     try:
         if run_id is not None:
@@ -97,7 +101,8 @@ async def run_workflow(
     run = WorkflowRun(workflow, runtime=runtime, input=input, run_id=run_id,
                       listeners=all_listeners, on_task_complete=on_task_complete,
                       executor=executor, resumed=resumed, task_executors=task_executors,
-                      first_started_at=first_started_at, earlier_resumes=earlier_resumes)
+                      first_started_at=first_started_at, earlier_resumes=earlier_resumes,
+                      trigger=trigger)
     if shared_state:
         run.state.update(shared_state)
     return await drive(run, pattern, checkpoint_url=checkpoint_url, history_url=history_url,
@@ -214,6 +219,7 @@ async def resume_state(workflow: Workflow, state: WorkflowState, *, checkpoint_u
         if claimed is not None:
             await abandon(claimed)
         raise
+    kwargs.setdefault("trigger", state.trigger)  # a resumed run keeps how it first started
     return await run_workflow(
         workflow, state.input, run_id=state.run_id, resumed=state.completed_results(),
         shared_state=state.shared, checkpoint_url=checkpoint_url, next_seq=next_seq,
