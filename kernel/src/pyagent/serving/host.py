@@ -281,11 +281,7 @@ class TriggerHost:
                     if self._store is not None:
                         await self._recover()
                     if self.http_port is not None:
-                        from pyagent.serving.web import WebApps
-
-                        self._web = WebApps()
-                        await self._web.start(self, tg)
-                        self.web_apps = self._web.apps
+                        await self._start_web_apps(tg)
                     for trigger in list(self.orchestrator.triggers):
                         await self.attach(trigger)
                     await self._serve_http()
@@ -325,31 +321,48 @@ class TriggerHost:
             scope = self._trigger_scopes[id(trigger)] = anyio.CancelScope()
             self._tg.start_soon(self._run_trigger, trigger, scope)
 
+    @staticmethod
+    def _http_kinds() -> dict[str, Callable[..., Any]]:
+        """Trigger kinds whose shared server serves HTTP (``http=True``): their serve functions."""
+        from pyagent.plugins import get_runtime
+
+        regs = get_runtime().registry("triggers")
+        return {k: r.options["serve"] for k, r in regs.items()
+                if r.options.get("http") and callable(r.options.get("serve"))}
+
+    async def _start_web_apps(self, tg: TaskGroup) -> None:
+        from pyagent.plugins import get_runtime
+        from pyagent.serving.web import WebApps
+
+        registered = get_runtime().registry("web_apps")
+        if not registered:
+            return
+        if not self._http_kinds():
+            log.warning("web apps at %s are not served: no installed plugin serves HTTP "
+                        "(install pyagent-webhooks)", ", ".join(sorted(registered)))
+            return
+        self._web = WebApps()
+        await self._web.start(self, tg)
+        self.web_apps = self._web.apps
+
     async def _serve_http(self) -> None:
         """Open the HTTP server for the web apps when no trigger opened it (no webhooks).
 
         The server is the shared server of a trigger kind registered with ``http=True``. Web
-        apps are extras: when none can be served (no such plugin, the port is taken, not
-        asyncio) that is logged, and the triggers are served all the same.
+        apps are extras: when they cannot be served (the port is taken, not asyncio) that is
+        logged, and the triggers are served all the same.
         """
-        from pyagent.plugins import get_runtime
-
         if not self.web_apps or self.http_port is None:
             return
-        regs = get_runtime().registry("triggers")
-        kinds = [k for k, r in regs.items() if r.options.get("http") and callable(r.options.get("serve"))]
-        if any(k in self._server_scopes for k in kinds):
+        kinds = self._http_kinds()
+        if not kinds or any(k in self._server_scopes for k in kinds):
             return
         paths = ", ".join(w.path for w in self.web_apps)
-        if not kinds:
-            log.warning("web apps at %s are not served: no installed plugin serves HTTP "
-                        "(install pyagent-webhooks)", paths)
-            return
-        kind = kinds[0]
+        kind = next(iter(kinds))
         self._server_scopes[kind] = anyio.CancelScope()
         assert self._tg is not None
         try:
-            await self._tg.start(self._run_server, kind, regs[kind].options["serve"])
+            await self._tg.start(self._run_server, kind, kinds[kind])
         except Exception as exc:
             self._server_scopes.pop(kind, None)
             log.error("web apps at %s are not served: %s", paths, exc)
