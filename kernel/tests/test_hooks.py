@@ -160,7 +160,7 @@ async def test_hook_pyagent_register_web_apps(mini_runtime: Any) -> None:
 
     async def ui(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (message := await receive())["type"] == "lifespan.startup":
+            while (await receive())["type"] == "lifespan.startup":
                 lifespan.append("startup")
                 await send({"type": "lifespan.startup.complete"})
             lifespan.append("shutdown")

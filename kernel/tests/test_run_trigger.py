@@ -49,7 +49,7 @@ async def test_a_call_is_a_manual_run_in_memory_and_in_the_store(serving_runtime
     assert rec.trigger == {"kind": "manual"}
     tagged = await orch.run_workflow("w", 2, trigger={"kind": "event", "source": "tests"})
     assert await stored_trigger(store_url, tagged.run_id) == {"kind": "event", "source": "tests"}
-    with pytest.raises(ConfigurationError, match="trigger='cron'.*'kind'"):
+    with pytest.raises(ConfigurationError, match=r"trigger='cron'.*'kind'"):
         await orch.run_workflow("w", 3, trigger="cron")  # type: ignore[arg-type]
 
 

@@ -188,7 +188,6 @@ def test_web_app_paths_are_checked() -> None:
 
 async def test_a_server_that_cannot_open_for_the_web_apps_alone_does_not_stop_serving(
         mini_runtime: Any, caplog: pytest.LogCaptureFixture) -> None:
-    made: list[tuple[Any, Any]] = []
     app = App("ui")
 
     async def taken(host: Any, *, task_status: Any) -> None:

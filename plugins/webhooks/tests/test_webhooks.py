@@ -320,7 +320,7 @@ async def test_the_server_opens_for_web_apps_with_no_webhook(hook_runtime: Any) 
     console = Console()
     hook_runtime.register(console.plugin(), "console")
     orch = Orchestrator()
-    async with served(orch) as (host, client):
+    async with served(orch) as (_, client):
         assert (await client.get("/console/x")).text == "hello at /console/x (root /console)"
         health = (await client.get("/healthz")).json()
         assert health["status"] == "ok" and health["webhooks"] == []
@@ -343,6 +343,6 @@ async def test_a_web_app_on_the_status_api_is_not_served(hook_runtime: Any, capl
     orch = Orchestrator()
     orch.on_webhook("/runs-hook", workflow=ci())
     caplog.set_level(logging.INFO)
-    async with served(orch) as (host, client):
+    async with served(orch) as (_, client):
         assert (await client.get("/runs/nope")).json() == {"error": "no run 'nope'"}
     assert any("web app /runs" in r.getMessage() and "status API" in r.getMessage() for r in caplog.records)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,8 +110,12 @@ def scheduled_at(run_id: str) -> tuple[str, float] | None:
 
 
 async def recorded_ticks(store: Store, *, now: float | None = None) -> dict[str, Recorded]:
-    """The ticks the store recorded in the last :data:`WINDOW`, by schedule name."""
-    now = time.time() if now is None else now
+    """The ticks the store recorded in the last :data:`WINDOW` before ``now`` (default: the
+    runtime clock's time, which schedules fire on), by schedule name."""
+    if now is None:
+        from pyagent.plugin import get_runtime
+
+        now = get_runtime().clock.time()
     headers = await list_headers(store, since=now - WINDOW, limit=SCAN)
     groups: dict[str, Recorded] = {}
     shown: dict[str, list[RunHeader]] = {}

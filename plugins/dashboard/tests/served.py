@@ -1,0 +1,41 @@
+"""A file for ``pyagent serve``, as the dashboard's serve tests start it: a schedule, webhooks.
+
+- ``heartbeat``: a cron schedule firing every 2 seconds (a seconds field), in Europe/Berlin;
+- ``POST /hooks/intake``: a workflow that completes;
+- ``POST /hooks/ledger``: a workflow that fails while the file named by
+  ``PYAGENT_DASHBOARD_TEST_LEDGER_UP`` does not exist (the ledger is "down"), so a test can
+  resume it from the dashboard once it created the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pyagent.orchestrator import Orchestrator, Task, Workflow
+
+LEDGER_UP = Path(os.environ.get("PYAGENT_DASHBOARD_TEST_LEDGER_UP", "ledger-up"))
+
+
+def post(entries: Any) -> str:
+    if not LEDGER_UP.exists():
+        raise ConnectionError("ledger service is down")
+    return f"posted {entries}"
+
+
+tick = Workflow(name="tick", steps=[Task(name="beat", agent=lambda x: "beat")])
+intake = Workflow(name="intake", steps=[
+    Task(name="read", agent=lambda body: f"order {body['order']}"),
+    Task(name="file", agent=lambda text: f"filed {text}"),
+])
+ledger = Workflow(name="ledger", steps=[
+    Task(name="prepare", agent=lambda body: f"entries for invoice {body['invoice']}"),
+    Task(name="post", agent=post),
+    Task(name="confirm", agent=lambda posted: f"confirmed: {posted}"),
+])
+
+orchestrator = Orchestrator()
+orchestrator.schedule(tick, cron="* * * * * */2", timezone="Europe/Berlin", name="heartbeat", misfire="skip")
+orchestrator.on_webhook("/hooks/intake", workflow=intake)
+orchestrator.on_webhook("/hooks/ledger", workflow=ledger)
