@@ -1,6 +1,7 @@
 """A file for ``pyagent serve``, as the dashboard's serve tests start it: a schedule, webhooks.
 
 - ``heartbeat``: a cron schedule firing every 2 seconds (a seconds field), in Europe/Berlin;
+- ``weekday report``: 09:00 on weekdays in New York (it does not fire during a test);
 - ``POST /hooks/intake``: a workflow that completes;
 - ``POST /hooks/ledger``: a workflow that fails while the file named by
   ``PYAGENT_DASHBOARD_TEST_LEDGER_UP`` does not exist (the ledger is "down"), so a test can
@@ -25,6 +26,7 @@ def post(entries: Any) -> str:
 
 
 tick = Workflow(name="tick", steps=[Task(name="beat", agent=lambda x: "beat")])
+report = Workflow(name="report", steps=[Task(name="write", agent=lambda x: "the weekday report")])
 intake = Workflow(name="intake", steps=[
     Task(name="read", agent=lambda body: f"order {body['order']}"),
     Task(name="file", agent=lambda text: f"filed {text}"),
@@ -37,5 +39,6 @@ ledger = Workflow(name="ledger", steps=[
 
 orchestrator = Orchestrator()
 orchestrator.schedule(tick, cron="* * * * * */2", timezone="Europe/Berlin", name="heartbeat", misfire="skip")
+orchestrator.schedule(report, cron="0 9 * * MON-FRI", timezone="America/New_York", name="weekday report")
 orchestrator.on_webhook("/hooks/intake", workflow=intake)
 orchestrator.on_webhook("/hooks/ledger", workflow=ledger)

@@ -122,6 +122,9 @@ def test_a_paused_schedule_fires_no_more_and_resumes(served: ServeProcess, brows
     assert nexts.count() == 5
     first = nexts.first.locator("td")
     assert re.search(r" CE(S)?T$", first.nth(0).inner_text()) and first.nth(1).inner_text().endswith(" UTC")
+    report = page.locator("section.schedule[data-schedule='weekday report']")
+    assert report.locator("dd", has_text="America/New_York").count() == 1
+    assert re.search(r" 09:00:00 E[DS]T$", report.locator("tr[data-next] td").first.inner_text())
     # It fires on the real clock: a completed tick shows (the page follows live).
     expect(section.locator("tr[data-tick][data-status=completed]").first).to_be_visible(timeout=20_000)
     shot(page, tmp_path, "schedules")
@@ -194,3 +197,4 @@ def test_a_failed_run_is_resumed_from_its_page_inside_serve(served: ServeProcess
     page.goto(served.ui + "/runs")
     row = page.locator(f"tr[data-run='{run_id}'] td[data-trigger]")
     assert row.get_attribute("data-trigger") == "webhook" and "resumed" in row.inner_text()
+    shot(page, tmp_path, "serve-runs-later")
