@@ -51,6 +51,8 @@ async def test_a_call_is_a_manual_run_in_memory_and_in_the_store(serving_runtime
     assert await stored_trigger(store_url, tagged.run_id) == {"kind": "event", "source": "tests"}
     with pytest.raises(ConfigurationError, match=r"trigger='cron'.*'kind'"):
         await orch.run_workflow("w", 3, trigger="cron")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="plain values"):
+        await orch.run_workflow("w", 3, trigger={"kind": "event", "source": object()})
 
 
 async def test_an_event_run_is_an_event_run_served_or_not(serving_runtime: Any, store_url: str) -> None:

@@ -376,12 +376,14 @@ class Orchestrator:
             wf._runtime_data["history_store"] = url
 
 
-
 def _trigger(value: Any) -> dict[str, Any] | None:
+    """``run_workflow(trigger=...)`` checked: it is saved with the run's history, as JSON."""
     if value is None:
         return None
-    if not isinstance(value, dict) or not isinstance(value.get("kind"), str) or not value["kind"]:
+    plain = (str, int, float, bool, type(None))
+    if (not isinstance(value, dict) or not isinstance(value.get("kind"), str) or not value["kind"]
+            or not all(isinstance(k, str) and isinstance(v, plain) for k, v in value.items())):
         raise ConfigurationError(
-            f"trigger={value!r}: give how the run started as a dict with a 'kind', e.g. "
-            "{'kind': 'event', 'source': 'order.created'}")
+            f"trigger={value!r}: give how the run started as a dict with a 'kind' and plain values "
+            "(text, numbers), e.g. {'kind': 'event', 'source': 'order.created'}")
     return dict(value)
