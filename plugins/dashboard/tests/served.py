@@ -5,7 +5,8 @@
 - ``POST /hooks/intake``: a workflow that completes;
 - ``POST /hooks/ledger``: a workflow that fails while the file named by
   ``PYAGENT_DASHBOARD_TEST_LEDGER_UP`` does not exist (the ledger is "down"), so a test can
-  resume it from the dashboard once it created the file.
+  resume it from the dashboard once it created the file;
+- ``POST /hooks/crunch``: a workflow whose second task waits (a minute), for cancelling.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from pyagent.orchestrator import Orchestrator, Task, Workflow
 
@@ -23,6 +26,11 @@ def post(entries: Any) -> str:
     if not LEDGER_UP.exists():
         raise ConnectionError("ledger service is down")
     return f"posted {entries}"
+
+
+async def crunch_numbers(x: Any) -> str:
+    await anyio.sleep(60)
+    return "crunched"
 
 
 tick = Workflow(name="tick", steps=[Task(name="beat", agent=lambda x: "beat")])
@@ -37,8 +45,14 @@ ledger = Workflow(name="ledger", steps=[
     Task(name="confirm", agent=lambda posted: f"confirmed: {posted}"),
 ])
 
+crunch = Workflow(name="crunch", steps=[
+    Task(name="load", agent=lambda body: body),
+    Task(name="crunch", agent=crunch_numbers),
+])
+
 orchestrator = Orchestrator()
 orchestrator.schedule(tick, cron="* * * * * */2", timezone="Europe/Berlin", name="heartbeat", misfire="skip")
 orchestrator.schedule(report, cron="0 9 * * MON-FRI", timezone="America/New_York", name="weekday report")
 orchestrator.on_webhook("/hooks/intake", workflow=intake)
 orchestrator.on_webhook("/hooks/ledger", workflow=ledger)
+orchestrator.on_webhook("/hooks/crunch", workflow=crunch)

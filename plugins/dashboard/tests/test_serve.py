@@ -198,3 +198,19 @@ def test_a_failed_run_is_resumed_from_its_page_inside_serve(served: ServeProcess
     row = page.locator(f"tr[data-run='{run_id}'] td[data-trigger]")
     assert row.get_attribute("data-trigger") == "webhook" and "resumed" in row.inner_text()
     shot(page, tmp_path, "serve-runs-later")
+
+
+def test_a_run_going_on_in_serve_is_cancelled_from_its_page(served: ServeProcess, browser: Any) -> None:
+    code, text = http(served.base + "/hooks/crunch", body={"rows": 3})
+    assert code == 202
+    run_id = json.loads(text)["run_id"]
+    until_status(served, run_id, "running")
+    page = browser.new_page()
+    page.on("dialog", lambda d: d.accept())
+    sign_in(page, served.ui, path=f"/runs/{run_id}")
+    expect(page.locator("#run-status")).to_have_text("running", timeout=15_000)
+    expect(page.locator("#run-progress")).to_have_text("1/2 done", timeout=15_000)  # crunch goes on
+    page.click("#cancel-run")
+    expect(page.locator("#run-status")).to_have_text("cancelled", timeout=20_000)
+    assert "cancelled from the dashboard" in page.locator("#run-error").inner_text()
+    assert until_status(served, run_id, "cancelled")["tasks_completed"] == 1
