@@ -1,7 +1,7 @@
 """The dashboard ``pyagent serve`` mounts at /ui, driven in chromium against a real serve process.
 
 One ``pyagent serve tests/served.py --port 0 --storage sqlite:///... --token ...`` process on
-127.0.0.1 serves a cron schedule (every 2 seconds, on the real clock) and two webhooks; the
+127.0.0.1 serves cron schedules (one every 2 seconds, on the real clock) and webhooks; the
 dashboard is on the same server, at /ui. Waits are bounded; screenshots go to tmp_path.
 """
 
