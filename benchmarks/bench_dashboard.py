@@ -2,7 +2,8 @@
 
 Ten real runs (a chain of three tasks, some failing) are recorded, then their history records
 are copied into 10,000 run headers spread over the last 24 hours (85% completed, 12% failed,
-3% still running, each running one with a live lease). Each page is asked for through the
+3% still running, each running one with a live lease; one in ten is a cron tick, its run id
+a fire id, for the schedules page). Each page is asked for through the
 ASGI application directly, so the figure is the server's time (routing, the store's query,
 decoding the page's records, rendering), without a network or a client. Printed per page: the
 median and the 95th percentile of ``REPEATS`` requests, after one warm-up request.
@@ -56,7 +57,9 @@ async def fill(url: str) -> None:
             kind = "running" if i % 33 == 0 else "failed" if i % 8 == 0 else "completed"
             body = dict(bad if kind == "failed" else ok)
             body.pop("v", None)
-            run_id = f"run-{i:05d}"
+            # One run in ten is a cron schedule's tick: its run id is its fire id, name@instant.
+            run_id = (f"nightly-{i % 3}@{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(started))}"
+                      if i % 10 == 5 else f"run-{i:05d}")
             finished = None if kind == "running" else started + 0.2 + (i % 50) / 100
             body.update(run_id=run_id, status=kind, started_at=started, finished_at=finished,
                         workflow=f"orders-{i % 5}", duration=None if finished is None else finished - started)
@@ -108,7 +111,8 @@ async def main() -> int:
                  ("runs, failed only", "/runs", "status=failed"),
                  ("runs, one workflow, page 20", "/runs", "workflow=orders-3&offset=950"),
                  ("one run", "/runs/run-09990", ""),
-                 ("metrics, 24 h (10,000 runs)", "/metrics", "window=24h")]
+                 ("metrics, 24 h (10,000 runs)", "/metrics", "window=24h"),
+                 ("schedules, 5,000 runs scanned", "/schedules", "")]
         worst = 0.0
         for label, path, query in pages:
             status, _ = await request(app, path, query)

@@ -5,8 +5,9 @@
 
 Run directly (``python examples/serve_app.py``) it serves itself for a moment on a free port:
 one order comes in over HTTP, its run emits an event that starts a second workflow, a cron
-tick fires, then it shuts down gracefully as SIGTERM would make it. Needs pyagent-webhooks,
-pyagent-cron and pyagent-sql.
+tick fires, each run says how it started, then it shuts down gracefully as SIGTERM would make
+it. With pyagent-dashboard installed, the dashboard is at /ui on the same port (it reads its
+runs page). Needs pyagent-webhooks, pyagent-cron and pyagent-sql.
 """
 
 from __future__ import annotations
@@ -41,11 +42,16 @@ heartbeat = orchestrator.schedule(Workflow(name="heartbeat", steps=[Task(name="B
 if __name__ == "__main__":
     import json
     import logging
+    import re
     import urllib.request
 
     import anyio
 
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+
+    def get(url: str) -> str:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "text/html"}), timeout=10) as r:
+            return str(r.read().decode())
 
     def post(url: str, payload: dict[str, Any]) -> dict[str, Any]:
         request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
@@ -62,6 +68,15 @@ if __name__ == "__main__":
                     await anyio.sleep(0.05)
             print(f"event started: {fulfil.get_state().results['Ship']}")
             print(f"cron fired: heartbeat at {heartbeat.last_fired:%H:%M:%S %Z}")
+            newest = {}
+            for run in await orchestrator.aget_history(limit=20):
+                newest.setdefault(run.workflow, run)
+            for name, run in sorted(newest.items()):
+                print(f"  {name}: started by {run.trigger['kind']} ({run.trigger.get('source')})")
+            if any(web.path == "/ui" for web in host.web_apps):
+                html = await anyio.to_thread.run_sync(get, host.urls[0] + "/ui/runs")
+                kinds = sorted(set(re.findall(r'data-trigger="([a-z]+)"', html)))
+                print(f"dashboard at {host.urls[0]}/ui/ shows runs started by: {', '.join(kinds)}")
         print("stopped gracefully")
 
     anyio.run(main, backend="asyncio")

@@ -19,7 +19,7 @@ HOOKS = sorted(name for name, fn in vars(hookspecs).items() if name.startswith("
 def test_there_are_hooks_of_every_kind() -> None:
     assert set(hookspecs.HOOK_KINDS) == set(HOOKS)
     assert set(hookspecs.HOOK_KINDS.values()) == {
-        "executors", "patterns", "routers", "stores", "monitors", "triggers", "models", "commands"}
+        "executors", "patterns", "routers", "stores", "monitors", "triggers", "web_apps", "models", "commands"}
 
 
 @pytest.mark.parametrize("hook", HOOKS)

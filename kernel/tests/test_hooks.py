@@ -152,6 +152,43 @@ def test_hook_pyagent_register_triggers(bare_runtime: Any) -> None:
     assert made == [{"workflow": "daily_report", "cron": "0 9 * * MON-FRI"}]
 
 
+async def test_hook_pyagent_register_web_apps(mini_runtime: Any) -> None:
+    import anyio
+
+    seen: list[Any] = []
+    lifespan: list[str] = []
+
+    async def ui(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] == "lifespan.startup":
+                lifespan.append("startup")
+                await send({"type": "lifespan.startup.complete"})
+            lifespan.append("shutdown")
+            await send({"type": "lifespan.shutdown.complete"})
+
+    async def http_server(host: Any, *, task_status: Any) -> None:
+        seen.append([(w.path, w.app, w.plugin) for w in host.web_apps])  # what it mounts
+        task_status.started()
+        await anyio.sleep_forever()
+
+    class Plugin:
+        @hookimpl
+        def pyagent_register_web_apps(self, register: Any) -> None:
+            register("/ui", lambda orchestrator, host: seen.append((orchestrator, host)) or ui)
+
+        @hookimpl
+        def pyagent_register_triggers(self, register: Any) -> None:
+            register("http", lambda orch, wf, **o: object(), serve=http_server, http=True)
+
+    mini_runtime.register(Plugin(), "ui-plugin")
+    orch = Orchestrator()
+    async with orch.serving(port=0) as host:
+        assert lifespan == ["startup"]
+        assert seen == [(orch, host), [("/ui", ui, "ui-plugin")]]  # built, then mounted with no trigger of its kind
+    assert lifespan == ["startup", "shutdown"]
+    assert mini_runtime.plugins["ui-plugin"].provides["web_apps"] == ["/ui"]
+
+
 async def test_hook_pyagent_register_models(bare_runtime: Any) -> None:
     class Plugin:
         @hookimpl

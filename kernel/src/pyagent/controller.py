@@ -80,11 +80,14 @@ class Orchestrator:
         on_event: Callable[[Any], Any] | None = None,
         run_id: str | None = None,
         wait_for_answers: bool = True,
+        trigger: dict[str, Any] | None = None,
     ) -> WorkflowResult:
         """Run a workflow by name (or object); ``on_task_complete(task_result)`` is called per completed task.
 
         ``wait_for_answers``: as for ``Workflow.run`` (False returns a ``waiting`` result when the
-        run waits for people; continue it with :meth:`resume`).
+        run waits for people; continue it with :meth:`resume`). ``trigger``: how this run started,
+        as history and the dashboard show it, e.g. ``{"kind": "event", "source": "order.created"}``
+        (default ``{"kind": "manual"}``).
         """
         from pyagent.runner import run_workflow
 
@@ -94,7 +97,7 @@ class Orchestrator:
         # records it (its history, handoffs and denials), as for an added one.
         return await run_workflow(wf, input, on_task_complete=on_task_complete, on_event=on_event,
                                   listeners=self._listeners, run_id=run_id, history_url=self.store,
-                                  wait_for_answers=wait_for_answers)
+                                  wait_for_answers=wait_for_answers, trigger=_trigger(trigger))
 
     # -- people ------------------------------------------------------------------------------
 
@@ -299,6 +302,13 @@ class Orchestrator:
         """
         return self._add_trigger(kind, workflow, **options)
 
+    def trigger_kind(self, trigger: Any) -> str | None:
+        """The kind a trigger of this orchestrator was added as (``"cron"``, ``"webhook"``,
+        ``"event"``, ...), or None for an object that is not one of its triggers."""
+        if not any(t is trigger for t in self.triggers):
+            return None
+        return self._trigger_kinds.get(id(trigger))
+
     def remove_trigger(self, trigger: Any) -> None:
         """Stop and forget one trigger (what ``schedule.remove()`` and friends call)."""
         if trigger in self.triggers:
@@ -334,7 +344,8 @@ class Orchestrator:
 
     @asynccontextmanager
     async def serving(self, *, host: str = "127.0.0.1", port: int | None = 8000, store: str | None = None,
-                      grace: float = 30.0, max_running: int = 100) -> AsyncIterator[TriggerHost]:
+                      grace: float = 30.0, max_running: int = 100,
+                      web_token: str | None = None) -> AsyncIterator[TriggerHost]:
         """Serve this orchestrator's triggers while the block runs; drain when it exits.
 
         On entry, with a store, runs a previous serve process left (recorded but never
@@ -343,18 +354,24 @@ class Orchestrator:
         rest (with a store) so the next start resumes them. ``host``/``port`` are where HTTP
         triggers listen; ``store`` overrides ``Orchestrator(store=...)``; at most
         ``max_running`` runs execute at once, the others wait their turn.
+
+        Web apps that plugins register (``pyagent_register_web_apps``: the dashboard at
+        ``/ui``) are served on the same ``host``/``port``, which then opens even with no
+        webhooks; ``web_token`` is the token they ask of every request (default: their own
+        setting, e.g. ``PYAGENT_DASHBOARD_TOKEN``). ``port=None`` serves no HTTP at all.
         """
         from pyagent.serving.host import TriggerHost
 
         if store is not None:
             self._use_store(store)
         server = TriggerHost(self, store=self.store, http_host=host, http_port=port, grace=grace,
-                             max_running=max_running)
+                             max_running=max_running, web_token=web_token)
         async with server.running():
             yield server
 
     async def serve(self, *, host: str = "127.0.0.1", port: int | None = 8000, store: str | None = None,
-                    grace: float = 30.0, max_running: int = 100, handle_signals: bool = True) -> None:
+                    grace: float = 30.0, max_running: int = 100, handle_signals: bool = True,
+                    web_token: str | None = None) -> None:
         """Serve schedules, event subscriptions and webhooks until stopped (``pyagent serve``).
 
         Stops on ``stop()`` or, with ``handle_signals`` in the main thread, on SIGTERM/SIGINT
@@ -365,7 +382,8 @@ class Orchestrator:
 
         import anyio
 
-        serving = self.serving(host=host, port=port, store=store, grace=grace, max_running=max_running)
+        serving = self.serving(host=host, port=port, store=store, grace=grace, max_running=max_running,
+                               web_token=web_token)
         if not handle_signals or threading.current_thread() is not threading.main_thread():
             async with serving as server:
                 await server.wait_stopped()
@@ -412,3 +430,15 @@ class Orchestrator:
         for wf in self.workflows.values():
             wf._runtime_data["history_store"] = url
 
+
+def _trigger(value: Any) -> dict[str, Any] | None:
+    """``run_workflow(trigger=...)`` checked: it is saved with the run's history, as JSON."""
+    if value is None:
+        return None
+    plain = (str, int, float, bool, type(None))
+    if (not isinstance(value, dict) or not isinstance(value.get("kind"), str) or not value["kind"]
+            or not all(isinstance(k, str) and isinstance(v, plain) for k, v in value.items())):
+        raise ConfigurationError(
+            f"trigger={value!r}: give how the run started as a dict with a 'kind' and plain values "
+            "(text, numbers), e.g. {'kind': 'event', 'source': 'order.created'}")
+    return dict(value)

@@ -130,9 +130,28 @@ def pyagent_register_triggers(register: Register) -> None:
     ``pyagent.plugin.TriggerHost``). A kind whose triggers share one server (webhooks: one
     HTTP port) registers ``serve=shared`` instead: ``async shared(host, *, task_status)`` runs
     once per serving orchestrator, calls ``task_status.started()`` once listening, and finds
-    its triggers with ``host.triggers(kind)``. A trigger with ``events`` (names) and
+    its triggers with ``host.triggers(kind)``. A kind registered with ``http=True`` as well
+    is the serving HTTP server: it mounts ``host.web_apps`` (see
+    :func:`pyagent_register_web_apps`), and is started for them even when the orchestrator
+    has no trigger of its kind. A trigger with ``events`` (names) and
     ``accepts(event) -> bool`` receives ``orchestrator.emit`` of those names. Called once
     per plugin at discovery (broadcast).
+    """
+
+
+@hookspec
+def pyagent_register_web_apps(register: Register) -> None:
+    """Register web apps served with the triggers: ``register("/ui", factory)``.
+
+    While an orchestrator serves with an HTTP port (``pyagent serve``,
+    ``orchestrator.serve()``), ``factory(orchestrator, host)`` is called once and returns an
+    ASGI app, or None to serve nothing (say why in the log). The host runs the app's ASGI
+    lifespan (startup before anything is served, shutdown after the runs in flight have
+    drained), and the HTTP server (a trigger kind registered with ``http=True``: webhooks)
+    mounts it under the path on its host and port, opening them even with no webhooks.
+    ``host.web_token``, when set, is the token the app should ask of every request. An app
+    that fails to build or start is logged and left out; the triggers are served anyway.
+    Called once per plugin at discovery (broadcast).
     """
 
 
@@ -178,6 +197,7 @@ HOOK_KINDS: dict[str, str] = {
     "pyagent_register_monitors": "monitors",
     "pyagent_on_event": "monitors",
     "pyagent_register_triggers": "triggers",
+    "pyagent_register_web_apps": "web_apps",
     "pyagent_register_models": "models",
     "pyagent_register_commands": "commands",
 }

@@ -63,8 +63,11 @@ What is here, by kind of plugin:
   for metrics monitors, :class:`MetricFold`, :data:`METRICS` (the catalogue) and
   :func:`bind_meter` (the catalogue on an OpenTelemetry meter)
 - triggers: :class:`TriggerHost` (what ``serve(host)`` gets: ``submit``, ``record_skipped``,
-  ``clock``, ``run_status``, ``question``, ``answer``), :class:`Submission`, :class:`NotAcceptingError`,
-  :class:`EventPayload`
+  ``clock``, ``run_status``, ``question``, ``answer``, ``resume``), :class:`Submission`, :class:`NotAcceptingError`,
+  :class:`EventPayload`; :class:`ScheduleTrigger` (what a schedule trigger offers its readers:
+  ``next_runs``, ``pause``, ``resume``, ``last_fired``)
+- web apps (``pyagent_register_web_apps``): :class:`WebApp` (one mounted in the serving HTTP
+  server: ``path``, ``app``, ``plugin``; ``host.web_apps`` lists them)
 """
 
 from __future__ import annotations
@@ -168,6 +171,8 @@ if TYPE_CHECKING:
     from pyagent.model.tools import Tool, tool
     from pyagent.model.toolsource import ToolScope, ToolSource, shared_tool_scope
     from pyagent.serving.host import Submission, TriggerHost
+    from pyagent.serving.schedules import ScheduleTrigger
+    from pyagent.serving.web import WebApp
     from pyagent.telemetry import BUCKETS, MetricFold, MetricInfo, bind_meter
     from pyagent.telemetry import CATALOGUE as METRICS
     from pyagent.workflow import Workflow, find_cycle
@@ -207,6 +212,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Workflow", "find_cycle"], "pyagent.workflow"),
     **dict.fromkeys(["BUCKETS", "MetricFold", "MetricInfo", "bind_meter"], "pyagent.telemetry"),
     **dict.fromkeys(["Submission", "TriggerHost"], "pyagent.serving.host"),
+    "ScheduleTrigger": "pyagent.serving.schedules",
+    "WebApp": "pyagent.serving.web",
 }
 _RENAMED = {"METRICS": ("pyagent.telemetry", "CATALOGUE")}
 
@@ -278,6 +285,7 @@ __all__ = [
     "RunHeader",
     "RunOwnedError",
     "Runtime",
+    "ScheduleTrigger",
     "Settings",
     "StateError",
     "Step",
@@ -300,6 +308,7 @@ __all__ = [
     "Transfer",
     "TriggerHost",
     "Usage",
+    "WebApp",
     "Workflow",
     "WorkflowResult",
     "WorkflowRun",

@@ -71,6 +71,7 @@ async def run_workflow(
     wait_for_answers: bool = True,
     earlier_audit: Iterable[dict[str, Any]] = (),
     earlier_handoffs: Iterable[dict[str, Any]] = (),
+    trigger: dict[str, Any] | None = None,
 ) -> WorkflowResult:
     """Run ``workflow`` once. Configuration errors raise; a failure while running is returned.
 
@@ -88,6 +89,9 @@ async def run_workflow(
     holding its lease, and goes on as soon as it is answered (True); or this call returns a
     result with status ``waiting`` and the run goes on when resumed (False; needs a checkpoint
     store).
+    ``trigger`` is how the run started, as history shows it (``{"kind": "webhook", "source":
+    "/hooks/ci"}``; default ``{"kind": "manual"}``, or ``{"kind": "resume"}`` for a resumed run
+    whose origin was not saved).
     """
     try:
         if run_id is not None:
@@ -108,7 +112,8 @@ async def run_workflow(
                       executor=executor, resumed=resumed, task_executors=task_executors,
                       first_started_at=first_started_at, earlier_resumes=earlier_resumes,
                       hold_waiting=wait_for_answers, earlier_audit=earlier_audit,
-                      earlier_handoffs=earlier_handoffs)
+                      earlier_handoffs=earlier_handoffs,
+                      trigger=trigger)
     if shared_state:
         run.state.update(shared_state)
     return await drive(run, pattern, checkpoint_url=checkpoint_url, history_url=history_url,
@@ -225,6 +230,7 @@ async def resume_state(workflow: Workflow, state: WorkflowState, *, checkpoint_u
         if claimed is not None:
             await abandon(claimed)
         raise
+    kwargs.setdefault("trigger", state.trigger)  # a resumed run keeps how it first started
     return await run_workflow(
         workflow, state.input, run_id=state.run_id, resumed=state.completed_results(),
         shared_state=state.shared, checkpoint_url=checkpoint_url, next_seq=next_seq,

@@ -22,6 +22,7 @@ from pyagent.testing_fixtures import *  # noqa: F403
 
 HERE = Path(__file__).parent
 FLOWS = HERE / "flows.py"
+SERVED = HERE / "served.py"
 TOKEN = "correct horse battery staple"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -121,6 +122,67 @@ def cli_server(recorded: Recorded) -> Iterator[CliServer]:
         yield server
     finally:
         server.stop()
+
+
+class ServeProcess:
+    """``pyagent serve tests/served.py`` in a process of its own, as a person starts it.
+
+    Listens on 127.0.0.1 on a free port; the dashboard's URL is read from its log.
+    """
+
+    def __init__(self, folder: Path, *args: str) -> None:
+        self.folder = folder
+        self.store = f"sqlite:///{folder / 'served.db'}"
+        self.ledger_up = folder / "ledger-up"
+        env = {**os.environ, "PYAGENT_DASHBOARD_TEST_LEDGER_UP": str(self.ledger_up)}
+        env.pop("PYAGENT_DASHBOARD_TOKEN", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pyagent.cli", "serve", str(SERVED), "--port", "0", "--storage", self.store,
+             "--grace", "5", *args], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.log: list[str] = []
+        found = threading.Event()
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.log.append(line)
+                if "serving /ui" in line and " at http://" in line:
+                    self.ui = line.rsplit(" at ", 1)[1].strip().rstrip("/")
+                    self.base = self.ui[: -len("/ui")]
+                    found.set()
+
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
+        if not found.wait(60):
+            self.stop()
+            raise RuntimeError("pyagent serve did not serve the dashboard:\n" + "".join(self.log))
+
+    def stop(self) -> int:
+        """SIGTERM, as systemd or docker stop would; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
+        finally:
+            self.reader.join(10)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """``pyagent serve`` with a SQLite store, a cron schedule and webhooks, the dashboard behind a token."""
+    for module, dist in (("pyagent_sql", "pyagent-sql"), ("pyagent_cron", "pyagent-cron"),
+                         ("pyagent_webhooks", "pyagent-webhooks")):
+        pytest.importorskip(module, reason=f"serving the dashboard with schedules and webhooks needs {dist}")
+    process = ServeProcess(tmp_path_factory.mktemp("serve"), "--token", TOKEN)
+    try:
+        yield process
+    finally:
+        code = process.stop()
+        assert code == 0, "pyagent serve did not stop cleanly on SIGTERM:\n" + "".join(process.log)
 
 
 @pytest.fixture(scope="module")

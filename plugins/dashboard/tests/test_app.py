@@ -129,18 +129,18 @@ def test_create_app_needs_a_store_and_takes_more_pages(recorded: Recorded, serve
     from starlette.routing import Route
 
     async def hello(request: Any) -> PlainTextResponse:
-        return PlainTextResponse("schedules here")
+        return PlainTextResponse("reports here")
 
     from pyagent_dashboard.pages import default_pages
 
-    extra = Page(name="schedules", title="Schedules", path="/schedules",
-                 routes=lambda dashboard: [Route("/schedules", hello)])
+    extra = Page(name="reports", title="Reports", path="/reports",
+                 routes=lambda dashboard: [Route("/reports", hello)])
     hidden = Page(name="approvals", title="Approvals", path="/approvals", routes=lambda dashboard: [],
                   available=lambda dashboard: False)
     with serve(create_app(recorded.url, pages=[*default_pages(), extra, hidden])) as server:
         runs = httpx.get(server.url + "/runs")
-        assert '>Schedules</a>' in runs.text and "Approvals" not in runs.text
-        assert httpx.get(server.url + "/schedules").text == "schedules here"
+        assert '>Reports</a>' in runs.text and "Approvals" not in runs.text
+        assert httpx.get(server.url + "/reports").text == "reports here"
 
 
 def test_the_dashboard_works_mounted_under_a_prefix(recorded: Recorded, serve: Any) -> None:

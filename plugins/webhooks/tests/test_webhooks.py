@@ -362,3 +362,92 @@ async def test_a_run_of_a_workflow_without_a_webhook_is_not_answered_over_http(h
         assert refused.status_code == 403 and "has a webhook here" in refused.json()["error"]
         await orch.resume(question.run_id, {question.id: True}, answered_by="console")
     assert asked == ["v4", "v4"]
+
+
+class Console:
+    """A plugin's web app (``pyagent_register_web_apps``): a Starlette app with a lifespan."""
+
+    def __init__(self) -> None:
+        self.lifespan: list[str] = []
+        self.hosts: list[Any] = []
+
+    def factory(self, orchestrator: Any, host: Any) -> Any:
+        from starlette.applications import Starlette
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Route
+
+        self.hosts.append(host)
+
+        @asynccontextmanager
+        async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
+            self.lifespan.append("startup")
+            yield {"greeting": "hello"}
+            self.lifespan.append("shutdown")
+
+        async def page(request: Any) -> PlainTextResponse:
+            return PlainTextResponse(f"{request.state.greeting} at {request.url.path} (root {request.scope['root_path']})")
+
+        return Starlette(routes=[Route("/", page), Route("/{rest:path}", page)], lifespan=lifespan)
+
+    def plugin(self, path: str = "/console") -> Any:
+        from pyagent.plugin import hookimpl
+
+        factory = self.factory
+
+        class Plugin:
+            @hookimpl
+            def pyagent_register_web_apps(self, register: Any) -> None:
+                register(path, factory)
+
+        return Plugin()
+
+
+async def test_web_apps_are_mounted_next_to_the_webhooks(hook_runtime: Any) -> None:
+    console = Console()
+    hook_runtime.register(console.plugin(), "console")
+    orch = Orchestrator()
+    orch.on_webhook("/api/trigger", workflow=ci())
+    async with served(orch) as (host, client):
+        assert console.lifespan == ["startup"] and console.hosts == [host]
+        page = await client.get("/console/runs/1")
+        assert page.status_code == 200 and page.text == "hello at /console/runs/1 (root /console)"
+        bare = await client.get("/console")
+        assert bare.status_code == 307 and bare.headers["location"] == "/console/"
+        assert (await client.get("/console/")).text == "hello at /console/ (root /console)"
+        run = await client.post("/api/trigger", json={"ref": "m"})  # the webhooks are served as before
+        assert run.status_code == 202
+        assert (await until(client, run.json()["run_id"], "completed"))["output"] == "m>Build"
+        assert (await client.get("/consoles")).status_code == 404  # not under the app's path
+    assert console.lifespan == ["startup", "shutdown"]
+
+
+async def test_the_server_opens_for_web_apps_with_no_webhook(hook_runtime: Any) -> None:
+    console = Console()
+    hook_runtime.register(console.plugin(), "console")
+    orch = Orchestrator()
+    async with served(orch) as (_, client):
+        assert (await client.get("/console/x")).text == "hello at /console/x (root /console)"
+        health = (await client.get("/healthz")).json()
+        assert health["status"] == "ok" and health["webhooks"] == []
+        # A webhook added while serving joins the server the web app opened.
+        orch.on_webhook("/late", workflow=ci())
+        await anyio.wait_all_tasks_blocked()
+        run = await client.post("/late", json={"ref": "z"})
+        assert run.status_code == 202
+        await until(client, run.json()["run_id"], "completed")
+    async with orch.serving(port=None):  # no HTTP port: no web app is built
+        pass
+    assert len(console.hosts) == 1
+
+
+async def test_a_web_app_on_the_status_api_is_not_served(hook_runtime: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    console = Console()
+    hook_runtime.register(console.plugin("/runs"), "console")
+    orch = Orchestrator()
+    orch.on_webhook("/runs-hook", workflow=ci())
+    caplog.set_level(logging.INFO)
+    async with served(orch) as (_, client):
+        assert (await client.get("/runs/nope")).json() == {"error": "no run 'nope'"}
+    assert any("web app /runs" in r.getMessage() and "status API" in r.getMessage() for r in caplog.records)

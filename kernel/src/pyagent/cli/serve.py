@@ -32,19 +32,24 @@ def find_orchestrator(module: Any, wanted: str | None, path: Path) -> Any:
 
 @click.command()
 @click.argument("target")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address webhooks listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the HTTP server (webhooks, web apps such as the dashboard) listens on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
-              help="Port webhooks listen on (0: any free port).")
+              help="Port the HTTP server listens on (0: any free port).")
 @click.option("--storage", default=None, metavar="URL",
               help="Store where runs are recorded (sqlite://runs.db, postgresql://...); overrides the file's.")
 @click.option("--grace", default=30.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds in-flight runs may take to finish on SIGTERM/SIGINT before they are checkpointed.")
-def serve(target: str, host: str, port: int, storage: str | None, grace: float) -> None:
+@click.option("--token", default=None, metavar="TOKEN",
+              help="Token the web apps served here (the dashboard at /ui) ask of every request; "
+                   "default: their own setting (PYAGENT_DASHBOARD_TOKEN). Webhooks keep their own secrets.")
+def serve(target: str, host: str, port: int, storage: str | None, grace: float, token: str | None) -> None:
     """Serve the schedules, event subscriptions and webhooks of an Orchestrator: FILE[:ORCHESTRATOR].
 
     With a store, runs a previous serve left unfinished are resumed on start. SIGTERM or
     SIGINT stops accepting, lets runs in flight finish within --grace, checkpoints the rest
-    for the next start, and exits 0.
+    for the next start, and exits 0. Web apps that plugins add (the dashboard at /ui) are
+    served on --host/--port with the webhooks, which then listen even with no webhook.
     """
     import anyio
 
@@ -58,7 +63,7 @@ def serve(target: str, host: str, port: int, storage: str | None, grace: float) 
              len(orchestrator.triggers))
 
     async def go() -> None:
-        await orchestrator.serve(host=host, port=port, store=storage, grace=grace)
+        await orchestrator.serve(host=host, port=port, store=storage, grace=grace, web_token=token)
 
     try:
         anyio.run(go, backend="asyncio")

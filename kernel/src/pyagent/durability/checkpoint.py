@@ -117,7 +117,7 @@ class RunRecorder:
                     summary = summary_of_result(result, self.run.workflow.task_count,
                                                 self.run.handoffs, self.run.audit_trail,
                                                 first_started_at=self.run.first_started_at,
-                                                resumes=self.run.resumes)
+                                                resumes=self.run.resumes, trigger=self.run.trigger)
                 else:
                     summary = summary_of_run(self.run)
                 await self._save_header(summary)
@@ -375,7 +375,8 @@ class Checkpointer(RunRecorder):
         self._shared_changes()
         body = {
             "workflow": run.workflow.name, "run_id": run.run_id, "status": run.status.value,
-            "started_at": run.first_started_at, "resumes": run.resumes, "order": run.workflow.task_names,
+            "started_at": run.first_started_at, "resumes": run.resumes, "trigger": run.trigger,
+            "order": run.workflow.task_names,
             "input": codec.to_jsonable(run.input, "the run's input"),
             "shared": shared,
             "tasks": tasks,

@@ -131,8 +131,11 @@ class ExecutionRecord(BaseModel):
     seconds, in order) and ``duration`` runs from its first start to its end.
     ``unreadable`` says why a stored record could not be read (saved under another
     encryption key, damaged, ...): then only the store's plain columns are shown.
-    ``trigger`` is what started the run when a trigger recorded it (``{"kind": "cron",
-    "source": ...}``); None for a run started by a call.
+    ``trigger`` is how the run first started, kept across resumes: ``{"kind": "manual"}`` for
+    a call, ``{"kind": "cron" | "webhook" | "event", "source": ...}`` for a trigger's run (the
+    schedule's name, the webhook's path, the event's name), ``{"kind": "resume"}`` for a run
+    resumed from a save that did not keep its origin; None in records written before runs
+    kept it.
     """
 
     run_id: str
@@ -254,11 +257,13 @@ def summary_of_result(result: WorkflowResult, tasks_total: int,
                       handoffs: list[dict[str, Any]] | None = None,
                       audit: list[dict[str, Any]] | None = None, *,
                       first_started_at: float | None = None,
-                      resumes: list[float] | None = None) -> dict[str, Any]:
+                      resumes: list[float] | None = None,
+                      trigger: dict[str, Any] | None = None) -> dict[str, Any]:
     """The audit record of a finished run, as plain JSON-able data.
 
     A resumed run is one run: ``first_started_at`` is when it first started (the result's own
     start is this execution's), ``resumes`` when it was resumed; its duration runs from the first start.
+    ``trigger`` is how it first started (the run's ``trigger``).
     """
     recs = list(result.tasks.values())
     started = result.started_at if first_started_at is None else first_started_at
@@ -271,7 +276,7 @@ def summary_of_result(result: WorkflowResult, tasks_total: int,
         "resumed": bool(resumes) or any(r.reused for r in recs),
         "tasks": [_task_dict(r) for r in recs], "handoffs": _handoffs(handoffs or []),
         "usage": None if result.usage is None else result.usage.to_dict(),
-        "audit": _audit(audit or []),
+        "audit": _audit(audit or []), "trigger": trigger,
     }
 
 
@@ -288,7 +293,7 @@ def summary_of_run(run: WorkflowRun) -> dict[str, Any]:
         "resumed": bool(run.resumes) or any(r.reused for r in recs),
         "tasks": [_task_dict(r) for r in recs], "handoffs": _handoffs(run.handoffs),
         "usage": None if run.usage is None else run.usage.to_dict(),
-        "audit": _audit(list(run.audit_trail)),
+        "audit": _audit(list(run.audit_trail)), "trigger": run.trigger,
     }
 
 
@@ -361,9 +366,9 @@ class HistoryLog:
 
     def add(self, result: WorkflowResult, tasks_total: int, handoffs: list[dict[str, Any]],
             audit: list[dict[str, Any]] | None = None, *, first_started_at: float | None = None,
-            resumes: list[float] | None = None) -> None:
+            resumes: list[float] | None = None, trigger: dict[str, Any] | None = None) -> None:
         facts = {"handoffs": handoffs, "audit": audit or [], "first_started_at": first_started_at,
-                 "resumes": resumes}
+                 "resumes": resumes, "trigger": trigger}
         with self._lock:
             self._entries.append((result, tasks_total, facts))
 

@@ -43,7 +43,8 @@ def _announce(run: WorkflowRun, changes: list[Transition]) -> None:
 
 def _remember(run: WorkflowRun, result: WorkflowResult) -> None:
     history_log(run.runtime).add(result, run.workflow.task_count, run.handoffs, run.audit_trail,
-                                 first_started_at=run.first_started_at, resumes=run.resumes)
+                                 first_started_at=run.first_started_at, resumes=run.resumes,
+                                 trigger=run.trigger)
 
 
 @dataclass

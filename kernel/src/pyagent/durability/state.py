@@ -166,6 +166,7 @@ class WorkflowState(BaseModel):
     started_at: float | None = Field(default=None, description="when the run first started")
     finished_at: float | None = None
     resumes: list[float] = Field(default_factory=list, description="when it was resumed, in order")
+    trigger: dict[str, Any] | None = Field(default=None, description="how the run first started")
     circuit: dict[str, Any] | None = None
     # What a stored run's earlier executions recorded (from its header), carried into a resume.
     audit: list[dict[str, Any]] = Field(default_factory=list, exclude=True, repr=False)
@@ -189,7 +190,7 @@ class WorkflowState(BaseModel):
             run.workflow.name, names, records, run_id=run.run_id, status=run.status,
             current_task=run.current_task, input=run.input, shared=dict(run.state),
             error=_run_error(run), started_at=run.first_started_at, finished_at=run.finished_at,
-            resumes=list(run.resumes), circuit=circuit,
+            resumes=list(run.resumes), trigger=dict(run.trigger), circuit=circuit,
         )
 
     @classmethod
@@ -230,6 +231,7 @@ class WorkflowState(BaseModel):
             "workflow": self.workflow, "run_id": self.run_id, "status": self.status.value,
             "current_task": self.current_task, "error": self.error,
             "started_at": self.started_at, "finished_at": self.finished_at, "resumes": self.resumes,
+            "trigger": self.trigger,
             "input": codec.to_jsonable(self.input, "the run's input"),
             "shared": codec.to_jsonable(self.shared, "ctx.state"),
             "tasks": [t.encode() for t in self.tasks.values()],
@@ -250,6 +252,7 @@ class WorkflowState(BaseModel):
                 input=body.get("input"), shared=body.get("shared") or {},
                 error=body.get("error"), started_at=body.get("started_at"),
                 finished_at=body.get("finished_at"), resumes=list(body.get("resumes") or []),
+                trigger=_trigger(body.get("trigger")),
             )
         except StateError:
             raise
@@ -381,6 +384,13 @@ def _copy(records: dict[str, TaskResult]) -> dict[str, TaskResult]:
         except RuntimeError:
             continue
     return dict(records)
+
+
+def _trigger(value: Any) -> dict[str, Any] | None:
+    """A saved trigger (``{"kind": ..., "source": ...}``), or None for anything else (older saves)."""
+    if isinstance(value, dict) and isinstance(value.get("kind"), str):
+        return value
+    return None
 
 
 def _run_error(run: WorkflowRun) -> str | None:

@@ -85,6 +85,7 @@ class WorkflowRun:
         hold_waiting: bool = True,
         earlier_audit: Iterable[dict[str, Any]] = (),
         earlier_handoffs: Iterable[dict[str, Any]] = (),
+        trigger: dict[str, Any] | None = None,
     ) -> None:
         self.workflow = workflow
         self.runtime = runtime
@@ -101,6 +102,10 @@ class WorkflowRun:
         # was resumed (this execution's start included). ``started_at`` is this execution's.
         self.first_started_at = self.started_at if first_started_at is None else first_started_at
         self.resumes: list[float] = [] if first_started_at is None else [*earlier_resumes, self.started_at]
+        # How the run first started, kept across resumes: {"kind": "webhook", "source": "/hooks/ci"}.
+        # A resumed run whose origin was not saved (older checkpoints) is known only as resumed.
+        self.trigger: dict[str, Any] = dict(trigger) if trigger else {
+            "kind": "manual" if first_started_at is None else "resume"}
         self.finished_at: float | None = None
         self.errors: dict[str, str] = {}
         self._listeners = list(listeners)

@@ -84,7 +84,8 @@ async def emit(orchestrator: Orchestrator, name: str, payload: Any = None, **fie
 
     async def one(sub: Any, run_id: str) -> None:
         try:
-            await orchestrator.run_workflow(sub.workflow, _copy(event), run_id=run_id)
+            await orchestrator.run_workflow(sub.workflow, _copy(event), run_id=run_id,
+                                            trigger={"kind": "event", "source": name})
         except Exception as exc:  # refused before running (bad configuration): raised below
             errors.append(exc)
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pyagent.durability.store import Store
     from pyagent.model.interrupts import Interrupt
     from pyagent.model.results import WorkflowResult
+    from pyagent.serving.web import WebApp, WebApps
     from pyagent.workflow import Workflow
 
 log = logging.getLogger("pyagent.serve")
@@ -66,7 +67,7 @@ class TriggerHost:
 
     def __init__(self, orchestrator: Orchestrator, *, store: str | None = None,
                  http_host: str = "127.0.0.1", http_port: int | None = 8000, grace: float = 30.0,
-                 max_running: int = 100) -> None:
+                 max_running: int = 100, web_token: str | None = None) -> None:
         if not isinstance(grace, (int, float)) or isinstance(grace, bool) or grace < 0:
             raise ConfigurationError(f"grace={grace!r}: give the seconds in-flight runs may take to finish (>= 0)")
         if not isinstance(max_running, int) or isinstance(max_running, bool) or max_running < 1:
@@ -80,6 +81,11 @@ class TriggerHost:
         self.accepting = False
         #: What is served where, e.g. the webhook server's base URL (filled in by servers).
         self.urls: list[str] = []
+        #: What web apps served with the triggers (the dashboard) ask of every request, if set.
+        self.web_token = web_token or None
+        #: The plugins' web apps mounted in the HTTP server while serving (``pyagent_register_web_apps``).
+        self.web_apps: list[WebApp] = []
+        self._web: WebApps | None = None
         self.token: Any = None
         self._thread: int | None = None
         self._store: Store | None = None
@@ -124,8 +130,8 @@ class TriggerHost:
 
     def triggers(self, kind: str) -> list[Any]:
         """The orchestrator's triggers of one kind (``"webhook"``, ``"cron"``, ...), live."""
-        kinds = self.orchestrator._trigger_kinds
-        return [t for t in self.orchestrator.triggers if kinds.get(id(t)) == kind]
+        orch = self.orchestrator
+        return [t for t in orch.triggers if orch.trigger_kind(t) == kind]
 
     async def submit(self, workflow: Workflow, input: Any = None, *, run_id: str | None = None,
                      trigger: str, source: str, on_finish: OnFinish | None = None,
@@ -152,9 +158,27 @@ class TriggerHost:
             self._remember(self._seen, run_id, None)
         if not self.accepting:  # shut down while recording: recorded, so the next start runs it
             raise NotAcceptingError("the orchestrator is shutting down and starts no new runs")
-        self._start(workflow, run_id, input, resume=False, on_finish=on_finish)
+        self._start(workflow, run_id, input, resume=False, on_finish=on_finish,
+                    origin={"kind": trigger, "source": source})
         self.announce(ev.TRIGGER_FIRED, workflow.name, run_id, trigger=trigger, source=source, **(data or {}))
         return Submission(run_id, True)
+
+    def resume(self, workflow: Workflow, run_id: str, *, on_finish: OnFinish | None = None) -> None:
+        """Resume run ``run_id`` of ``workflow`` from the host's store, in the background, as one
+        of the host's runs: it waits for a slot, and at shutdown it is checkpointed and resumed on
+        the next start like the others. It keeps the trigger it first started with.
+
+        ``on_finish(run_id, result)`` as for :meth:`submit` (``result`` None when it could not
+        go on: another process owns it, or its checkpoints cannot be read; the log says why).
+        Raises NotAcceptingError while shutting down, ConfigurationError without a store.
+        """
+        if not self.accepting:
+            raise NotAcceptingError("the orchestrator is shutting down and resumes no runs")
+        if self._store is None:
+            raise ConfigurationError("resuming a run needs the store it is recorded in: serve with a store")
+        if run_id in self._waiting or run_id in self._running:
+            raise ConfigurationError(f"run {run_id!r} is already going on here")
+        self._start(workflow, run_id, None, resume=True, on_finish=on_finish)
 
     async def record_skipped(self, workflow: Workflow, run_id: str, *, at: float, reason: str,
                              trigger: str, source: str, data: dict[str, Any] | None = None) -> bool:
@@ -341,17 +365,24 @@ class TriggerHost:
                     if self._store is not None:
                         await self._recover()
                         tg.start_soon(self._answers.watch)
+                    if self.http_port is not None:
+                        await self._start_web_apps(tg)
                     for trigger in list(self.orchestrator.triggers):
                         await self.attach(trigger)
+                    await self._serve_http()
                     self._log_served()
                     yield self
                 finally:
                     with anyio.CancelScope(shield=True):
                         await self._drain()
+                        if self._web is not None:
+                            await self._web.stop()
                     tg.cancel_scope.cancel()
         finally:
             self.accepting = False
             self._tg = None
+            self._web = None
+            self.web_apps = []
             self.orchestrator._host = None
             if self._store is not None:
                 with anyio.CancelScope(shield=True):
@@ -374,6 +405,52 @@ class TriggerHost:
         if callable(getattr(trigger, "serve", None)) and id(trigger) not in self._trigger_scopes:
             scope = self._trigger_scopes[id(trigger)] = anyio.CancelScope()
             self._tg.start_soon(self._run_trigger, trigger, scope)
+
+    @staticmethod
+    def _http_kinds() -> dict[str, Callable[..., Any]]:
+        """Trigger kinds whose shared server serves HTTP (``http=True``): their serve functions."""
+        from pyagent.plugins import get_runtime
+
+        regs = get_runtime().registry("triggers")
+        return {k: r.options["serve"] for k, r in regs.items()
+                if r.options.get("http") and callable(r.options.get("serve"))}
+
+    async def _start_web_apps(self, tg: TaskGroup) -> None:
+        from pyagent.plugins import get_runtime
+        from pyagent.serving.web import WebApps
+
+        registered = get_runtime().registry("web_apps")
+        if not registered:
+            return
+        if not self._http_kinds():
+            log.warning("web apps at %s are not served: no installed plugin serves HTTP "
+                        "(install pyagent-webhooks)", ", ".join(sorted(registered)))
+            return
+        self._web = WebApps()
+        await self._web.start(self, tg)
+        self.web_apps = self._web.apps
+
+    async def _serve_http(self) -> None:
+        """Open the HTTP server for the web apps when no trigger opened it (no webhooks).
+
+        The server is the shared server of a trigger kind registered with ``http=True``. Web
+        apps are extras: when they cannot be served (the port is taken, not asyncio) that is
+        logged, and the triggers are served all the same.
+        """
+        if not self.web_apps or self.http_port is None:
+            return
+        kinds = self._http_kinds()
+        if not kinds or any(k in self._server_scopes for k in kinds):
+            return
+        paths = ", ".join(w.path for w in self.web_apps)
+        kind = next(iter(kinds))
+        self._server_scopes[kind] = anyio.CancelScope()
+        assert self._tg is not None
+        try:
+            await self._tg.start(self._run_server, kind, kinds[kind])
+        except Exception as exc:
+            self._server_scopes.pop(kind, None)
+            log.error("web apps at %s are not served: %s", paths, exc)
 
     def detach(self, trigger: Any) -> None:
         """Stop serving one trigger (it was removed)."""
@@ -411,15 +488,15 @@ class TriggerHost:
     # -- runs ----------------------------------------------------------------------------------
 
     def _start(self, workflow: Workflow, run_id: str, input: Any, *, resume: bool,
-               on_finish: OnFinish | None = None) -> None:
+               on_finish: OnFinish | None = None, origin: dict[str, Any] | None = None) -> None:
         assert self._tg is not None
         self._waiting[run_id] = workflow.name
         self._recent.pop(run_id, None)  # a waiting run continued: no longer what it was
         self._answers.untrack(run_id)
-        self._tg.start_soon(self._execute, workflow, run_id, input, resume, on_finish)
+        self._tg.start_soon(self._execute, workflow, run_id, input, resume, on_finish, origin)
 
     async def _execute(self, workflow: Workflow, run_id: str, input: Any, resume: bool,
-                       on_finish: OnFinish | None) -> None:
+                       on_finish: OnFinish | None, origin: dict[str, Any] | None = None) -> None:
         result: WorkflowResult | None = None
         assert self._limiter is not None
         try:
@@ -433,7 +510,7 @@ class TriggerHost:
                 try:
                     with scope:
                         try:
-                            result = await self._run(workflow, run_id, input, resume)
+                            result = await self._run(workflow, run_id, input, resume, origin)
                         except RunOwnedError as exc:
                             # Continued by another process (a replica, a pyagent resume) first.
                             log.info("run %s of %r is held by another process, which continues it: %s",
@@ -442,7 +519,7 @@ class TriggerHost:
                             log.error("run %s of %r could not start: %s", run_id, workflow.name, exc,
                                       exc_info=not isinstance(exc, PyAgentError))
                             try:
-                                await self._record_failure(workflow, run_id, exc)
+                                await self._record_failure(workflow, run_id, exc, origin)
                             except Exception as again:
                                 log.error("recording that run %s failed did not work either: %s", run_id, again)
                     if scope.cancelled_caught:
@@ -465,7 +542,8 @@ class TriggerHost:
                 except Exception:
                     log.exception("on_finish callback of run %s failed", run_id)
 
-    async def _run(self, workflow: Workflow, run_id: str, input: Any, resume: bool) -> WorkflowResult:
+    async def _run(self, workflow: Workflow, run_id: str, input: Any, resume: bool,
+                   origin: dict[str, Any] | None = None) -> WorkflowResult:
         from pyagent.runner import resume_run, run_workflow
 
         listeners = self.orchestrator._listeners
@@ -474,19 +552,21 @@ class TriggerHost:
         hold = self.store is None
         if resume:
             assert self.store is not None
+            # The saved state knows how the run first started: that stays its trigger.
             return await resume_run(workflow, run_id, self.store, listeners=listeners, wait_for_answers=hold)
         # A run recorded by create_run has no checkpoint yet: its first one is seq 0 (saves a read).
         return await run_workflow(workflow, input, run_id=run_id, listeners=listeners,
                                   checkpoint_url=self.store, next_seq=0 if self.store is not None else None,
-                                  wait_for_answers=hold)
+                                  wait_for_answers=hold, trigger=origin)
 
-    async def _record_failure(self, workflow: Workflow, run_id: str, exc: BaseException) -> None:
+    async def _record_failure(self, workflow: Workflow, run_id: str, exc: BaseException,
+                              origin: dict[str, Any] | None = None) -> None:
         if self._store is None:
             return
         stored = await self._store.load(run_id)
         if stored is not None and stored.header.status == records.PENDING:
             await self._store.save_run(records.failed_header(
-                workflow, run_id, f"{type(exc).__name__}: {exc}", at=stored.header.started_at))
+                workflow, run_id, f"{type(exc).__name__}: {exc}", at=stored.header.started_at, trigger=origin))
 
     async def _suspended(self, workflow: Workflow, run_id: str) -> None:
         """A run stopped at shutdown: with a store, mark it pending so the next start resumes it."""
@@ -521,12 +601,13 @@ class TriggerHost:
             what = f"run {header.run_id!r} in {safe_url(self.store or '')}"
             try:
                 found, value = records.queued_input(header, what)
+                origin = records.queued_trigger(header, what) if found else None
             except PyAgentError as exc:
                 log.error("%s cannot be started: %s", what, exc)
                 continue
             if found:
                 log.info("starting run %s of %r (recorded, never started)", header.run_id, wf.name)
-                self._start(wf, header.run_id, value, resume=False)
+                self._start(wf, header.run_id, value, resume=False, origin=origin)
             else:
                 log.warning("%s was left %s with no checkpoint and no recorded input: it cannot be "
                             "resumed", what, header.status)

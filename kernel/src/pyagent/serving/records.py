@@ -50,9 +50,10 @@ def skipped_header(workflow: Workflow, run_id: str, *, at: float, reason: str, t
                      finished_at=at, payload=to_payload(summary))
 
 
-def failed_header(workflow: Workflow, run_id: str, error: str, *, at: float) -> RunHeader:
+def failed_header(workflow: Workflow, run_id: str, error: str, *, at: float,
+                  trigger: dict[str, Any] | None = None) -> RunHeader:
     """The header of a recorded run that could not start (its workflow is misconfigured)."""
-    summary = _summary(workflow, run_id, "failed", at, finished_at=time.time(), error=error)
+    summary = _summary(workflow, run_id, "failed", at, finished_at=time.time(), error=error, trigger=trigger)
     return RunHeader(run_id=run_id, workflow=workflow.name, status="failed", started_at=at,
                      finished_at=summary["finished_at"], payload=to_payload(summary))
 
@@ -65,6 +66,13 @@ def queued_input(header: RunHeader, what: str) -> tuple[bool, Any]:
     if not isinstance(data, dict) or "input" not in data:
         return False, None
     return True, data["input"]
+
+
+def queued_trigger(header: RunHeader, what: str) -> dict[str, Any] | None:
+    """The trigger a queued run's header records (``{"kind", "source"}``), or None."""
+    data = codec.loads(codec.unseal(header.payload, what), what) if header.payload else None
+    trigger = data.get("trigger") if isinstance(data, dict) else None
+    return trigger if isinstance(trigger, dict) and isinstance(trigger.get("kind"), str) else None
 
 
 def with_status(header: RunHeader, status: str) -> RunHeader:

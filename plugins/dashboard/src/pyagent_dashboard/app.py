@@ -33,9 +33,11 @@ class Dashboard:
 
     def __init__(self, source: RunSource, *, orchestrator: Any = None, workflows: Iterable[Any] = (),
                  read_only: bool = True, token: str | None = None, pages: list[Page] | None = None,
-                 poll_interval: float = 1.0, title: str = "pyagent") -> None:
+                 poll_interval: float = 1.0, title: str = "pyagent", host: Any = None) -> None:
         self.source = source
         self.orchestrator = orchestrator
+        #: The serving orchestrator's TriggerHost when mounted by ``pyagent serve`` (None otherwise).
+        self.host = host
         self.read_only = read_only
         self.token = token or None
         self.poll_interval = poll_interval
@@ -79,6 +81,20 @@ class Dashboard:
             return wf.get_state(run_id).status is TaskStatus.RUNNING
         except Exception:
             return False
+
+    def serving_here(self) -> bool:
+        """Whether the dashboard runs inside the serving process of its store's runs, so that
+        resumed runs are the host's (bounded, and checkpointed at shutdown like the others)."""
+        host = self.host
+        return host is not None and bool(getattr(host, "accepting", False)) and host.store == self.source.url
+
+    def schedules(self) -> list[Any]:
+        """The orchestrator's schedule triggers (any kind that is a ``ScheduleTrigger``), live."""
+        from pyagent.plugin import ScheduleTrigger
+
+        if self.orchestrator is None:
+            return []
+        return [t for t in list(getattr(self.orchestrator, "triggers", ())) if isinstance(t, ScheduleTrigger)]
 
     def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
         """Run ``fn`` in the background, beyond the request that started it."""
@@ -165,7 +181,8 @@ class Dashboard:
     def refusal(self, request: Request, form: dict[str, str], *, action: bool = True) -> Response | None:
         """Why a POST is refused (read-only, no CSRF token, another origin), or None to go on."""
         if action and self.read_only:
-            return self.error(request, 403, "this dashboard is read-only: it does not cancel or resume runs")
+            return self.error(request, 403, "this dashboard is read-only: it takes no action (cancel, resume, "
+                                            "pause)")
         origin = request.headers.get("origin")
         if origin and origin != "null":
             here = f"{request.url.scheme}://{request.headers.get('host', '')}"
@@ -277,7 +294,7 @@ def _safe_next(value: str | None) -> str:
 
 def create_app(storage: str | None = None, *, orchestrator: Any = None, workflows: Iterable[Any] = (),
                read_only: bool | None = None, token: str | None = None, pages: list[Page] | None = None,
-               poll_interval: float = 1.0, title: str = "pyagent") -> Starlette:
+               poll_interval: float = 1.0, title: str = "pyagent", host: Any = None) -> Starlette:
     """The dashboard as a starlette (ASGI) application.
 
     ``storage``: the store URL whose runs it shows (default: the orchestrator's ``store``, else
@@ -286,12 +303,18 @@ def create_app(storage: str | None = None, *, orchestrator: Any = None, workflow
     ``read_only`` (default: True without an orchestrator): no cancel or resume, and such
     requests are refused (403). ``token`` (default: ``PYAGENT_DASHBOARD_TOKEN``): needed on
     every page and action. ``pages``: the pages it serves (default :func:`default_pages`).
-    ``poll_interval``: seconds between the store reads behind live updates.
+    ``poll_interval``: seconds between the store reads behind live updates. ``host``: the
+    serving orchestrator's ``TriggerHost`` (what ``pyagent serve`` passes): runs are then
+    resumed as the host's runs, and the orchestrator defaults to the host's.
 
     The app's lifespan opens nothing and closes the store; when mounting the app in another,
     enter ``app.state.dashboard.running()`` from that application's lifespan so that resumed
     runs live as long as the server does.
     """
+    if orchestrator is None and host is not None:
+        orchestrator = host.orchestrator
+    if storage is None and host is not None:
+        storage = host.store
     if storage is None and orchestrator is not None:
         storage = getattr(orchestrator, "store", None)
         if storage is None:
@@ -312,7 +335,7 @@ def create_app(storage: str | None = None, *, orchestrator: Any = None, workflow
         raise ConfigurationError(f"poll_interval={poll_interval!r} must be a number of seconds > 0")
     dashboard = Dashboard(RunSource(storage), orchestrator=orchestrator, workflows=workflows,
                           read_only=read_only, token=token, pages=pages, poll_interval=poll_interval,
-                          title=title)
+                          title=title, host=host)
     routes: list[Any] = [*_login_routes(dashboard)]
     for page in dashboard.pages:
         routes += page.routes(dashboard)

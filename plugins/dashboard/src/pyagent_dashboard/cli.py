@@ -76,9 +76,10 @@ def dashboard(storage: str, host: str, port: int, token: str | None, workflow_fi
               poll_interval: float) -> None:
     """Serve a read-only dashboard of the runs in a store.
 
-    Runs (filter, page, live), each run's timeline, graph, input, outputs and audit trail, and
-    metrics. It never cancels or resumes runs: mount it in an application with an
-    orchestrator for that (pyagent_dashboard.create_app).
+    Runs (filter, page, live), each run's timeline, graph, input, outputs and audit trail, the
+    ticks schedules recorded, and metrics. It never cancels or resumes runs: pyagent serve
+    serves it at /ui, able to act, or mount it in an application with an orchestrator
+    (pyagent_dashboard.create_app).
     """
     import uvicorn
 

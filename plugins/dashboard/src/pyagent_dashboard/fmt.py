@@ -54,13 +54,21 @@ def status_of(value: Any) -> str:
 
 
 def trigger_kind(rec: Any) -> str:
-    """manual, cron, webhook, event (as a trigger recorded it) or resume."""
+    """How the run first started: manual, cron, webhook, event (as the kernel recorded it), or
+    resume for a run resumed from a save that did not keep its origin (older records)."""
     trigger = getattr(rec, "trigger", None)
     if isinstance(trigger, dict) and trigger.get("kind"):
         return str(trigger["kind"])
     if getattr(rec, "resumes", None):
         return "resume"
     return "manual"
+
+
+def trigger_source(rec: Any) -> str | None:
+    """What started it within its kind: the schedule's name, the webhook's path, the event's name."""
+    trigger = getattr(rec, "trigger", None)
+    source = trigger.get("source") if isinstance(trigger, dict) else None
+    return str(source) if source else None
 
 
 def as_text(value: Any) -> str:

@@ -2,7 +2,9 @@
 
 Registers the ``webhook`` trigger kind. Every webhook of an orchestrator is served by one
 ASGI app (:func:`webhook_app`, public so it can be mounted in FastAPI or Starlette) on one
-uvicorn server while the orchestrator serves. Starlette and uvicorn are imported when the
+uvicorn server while the orchestrator serves. That server is also the serving HTTP server:
+the web apps other plugins register (``pyagent_register_web_apps``, the dashboard at ``/ui``)
+are mounted on it, and it opens for them even when there is no webhook. Starlette and uvicorn are imported when the
 first webhook is made or served, never at plugin discovery.
 """
 
@@ -33,7 +35,9 @@ async def _serve(host: Any, **kwargs: Any) -> None:
 
 @hookimpl
 def pyagent_register_triggers(register: Any) -> None:
-    register("webhook", _make, serve=_serve)
+    # http=True: this kind's server is the serving HTTP server, which mounts the web apps
+    # other plugins register (the dashboard at /ui), with or without webhooks.
+    register("webhook", _make, serve=_serve, http=True)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,8 @@
 """Serving the webhook app with uvicorn while the orchestrator serves.
 
 One server per serving orchestrator, on ``host.http_host:host.http_port`` (127.0.0.1 unless
-told otherwise; port 0 picks a free one). The socket is bound here, so a port that is taken
+told otherwise; port 0 picks a free one). The web apps other plugins register
+(``host.web_apps``, e.g. the dashboard at ``/ui``) are mounted on it, before the webhooks. The socket is bound here, so a port that is taken
 fails the start with a clear error and the real port is known before anything is accepted.
 Signals are the orchestrator's business: uvicorn's own handlers are not installed.
 """
@@ -38,6 +39,39 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def served_app(host: Any) -> Any:
+    """The webhook app, with the host's web apps mounted under their paths before it.
+
+    A web app at a path the status API uses is left out, and a webhook under a web app's
+    path is hidden by it: both are logged.
+    """
+    from starlette.applications import Starlette
+    from starlette.responses import RedirectResponse
+    from starlette.routing import Mount, Route
+
+    from .app import webhook_app
+    from .trigger import RESERVED
+
+    hooks = webhook_app(host.orchestrator, lifespan=False)
+    routes: list[Any] = []
+    for web in host.web_apps:
+        path = web.path
+        if any(path == r or path.startswith(r + "/") or r.startswith(path + "/") for r in RESERVED):
+            log.error("web app %s (plugin %s) is not served: %s is the webhooks' status API", path, web.plugin, path)
+            continue
+        for hook in host.triggers("webhook"):
+            if hook.path == path or hook.path.startswith(path + "/"):
+                log.error("webhook %s is hidden by the web app at %s: move one of them", hook.path, path)
+
+        async def to_slash(request: Any, _path: str = path) -> Any:
+            return RedirectResponse(f"{request.scope.get('root_path', '')}{_path}/", status_code=307)
+
+        routes += [Route(path, to_slash, methods=["GET", "HEAD"]), Mount(path, app=web)]
+    if not routes:
+        return hooks
+    return Starlette(routes=[*routes, Mount("", app=hooks)])
+
+
 async def serve_webhooks(host: Any, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
     """Run uvicorn with the webhook app until cancelled; ``task_status.started()`` once listening."""
     import sniffio
@@ -50,7 +84,6 @@ async def serve_webhooks(host: Any, *, task_status: Any = anyio.TASK_STATUS_IGNO
                                  "under asyncio (pyagent serve does), or mount webhook_app() in your own server")
     import uvicorn
 
-    from .app import webhook_app
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -58,7 +91,7 @@ async def serve_webhooks(host: Any, *, task_status: Any = anyio.TASK_STATUS_IGNO
             yield
 
     sock = _bind(host.http_host, host.http_port)
-    config = uvicorn.Config(webhook_app(host.orchestrator, lifespan=False), lifespan="off", log_level="warning",
+    config = uvicorn.Config(served_app(host), lifespan="off", log_level="warning",
                             access_log=False, backlog=4096, timeout_graceful_shutdown=5)
     server = Server(config)
     done = anyio.Event()
@@ -84,7 +117,12 @@ async def serve_webhooks(host: Any, *, task_status: Any = anyio.TASK_STATUS_IGNO
             url = f"http://{f'[{name}]' if ':' in name else name}:{port}"
             host.urls.append(url)
             paths = ", ".join(sorted(w.path for w in host.triggers("webhook")))
-            log.info("webhooks listening on %s (%s; status at /runs/{run_id}, health at /healthz)", url, paths)
+            if paths:
+                log.info("webhooks listening on %s (%s; status at /runs/{run_id}, health at /healthz)", url, paths)
+            else:
+                log.info("HTTP server listening on %s (no webhooks; status at /runs/{run_id}, health at /healthz)", url)
+            for web in host.web_apps:
+                log.info("serving %s (from plugin %s) at %s%s/", web.path, web.plugin, url, web.path)
             task_status.started()
             await anyio.sleep_forever()
         finally:

@@ -35,7 +35,10 @@ class Page:
 
 
 def default_pages() -> list[Page]:
-    """Runs, run detail and metrics (in navigation order)."""
-    from pyagent_dashboard.pages import metrics, run, runs
+    """Runs, run detail, schedules and metrics (in navigation order)."""
+    from pyagent_dashboard.pages import metrics, run, runs, schedules
 
-    return [runs.PAGE, run.PAGE, metrics.PAGE]
+    # Approvals (pending interrupts, answered through a form from their JSON schema) go
+    # between schedules and metrics, as pages/approvals.py offered when the orchestrator has
+    # durable interrupts (``orchestrator.pending()``); the kernel does not have them yet.
+    return [runs.PAGE, run.PAGE, schedules.PAGE, metrics.PAGE]

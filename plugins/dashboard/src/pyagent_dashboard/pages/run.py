@@ -163,6 +163,20 @@ def routes(dashboard: Dashboard) -> list[Any]:
             return dashboard.error(request, 409, action.why_not or f"run {run_id!r} cannot be resumed")
         url = dashboard.source.url
         dashboard.notices[run_id] = "Resumed from the dashboard."
+        if dashboard.serving_here():
+            # One of the serving host's runs: bounded by max_running, checkpointed at shutdown.
+            def finished(_: str, result: Any) -> None:
+                dashboard.notices[run_id] = (
+                    f"Resumed from the dashboard: the run {result.status.value}." if result is not None
+                    else "Resuming stopped before the run went on (another process owns it, or the "
+                         "server is shutting down): see the server's log.")
+
+            try:
+                dashboard.host.resume(wf, run_id, on_finish=finished)
+            except Exception as exc:
+                dashboard.notices.pop(run_id, None)
+                return dashboard.error(request, 409, f"run {run_id!r} cannot be resumed now: {exc}")
+            return RedirectResponse(dashboard.url(request, f"/runs/{run_id}"), status_code=303)
 
         async def go() -> None:
             try:
