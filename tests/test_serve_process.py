@@ -235,3 +235,20 @@ def test_cron_ticks_that_fell_while_nothing_served_follow_misfire(served: Any, t
     else:  # one run for all of them: the latest missed tick's
         assert ran == missed[-1:] and skipped == missed[:-1]
     assert calls(tmp_path).count("tick") == sum(1 for st in after.values() if st == "completed")
+
+
+def test_a_store_that_cannot_open_is_one_clean_line_naming_why(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent("""
+        from pyagent import Task, Workflow
+        from pyagent.orchestrator import Orchestrator
+        orchestrator = Orchestrator()
+        orchestrator.on_event("ping", workflow=Workflow(name="w", steps=[Task(name="a", agent=lambda x: x)]))
+    """))
+    missing = tmp_path / "no" / "such" / "dir" / "runs.db"
+    out = subprocess.run([sys.executable, "-m", "pyagent.cli", "serve", str(app), "--port", "0",
+                          "--storage", f"sqlite:///{missing}"], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: cannot open the SQLite store") and "does not exist" in last
+    assert "TaskGroup" not in out.stderr and "Traceback" not in out.stderr

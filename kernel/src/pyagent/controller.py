@@ -404,8 +404,11 @@ class Orchestrator:
                 if server is not None:
                     server.stop()
 
+        from pyagent.serving.host import one_error
+
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async with anyio.create_task_group() as tg:
+            # A store that cannot open, a port that is taken: raised as itself, not as a group.
+            async with one_error(), anyio.create_task_group() as tg:
                 tg.start_soon(watch, signals)
                 async with serving as server:
                     if signalled.is_set():  # a signal came while starting up

@@ -358,7 +358,7 @@ class TriggerHost:
                     "run atomically before it starts (upgrade its plugin, or serve without a store)")
         self.orchestrator._host = self
         try:
-            async with _one_error(), anyio.create_task_group() as tg:
+            async with one_error(), anyio.create_task_group() as tg:
                 self._tg = tg
                 self.accepting = True
                 try:
@@ -654,7 +654,7 @@ class TriggerHost:
 
 
 @asynccontextmanager
-async def _one_error() -> AsyncIterator[None]:
+async def one_error() -> AsyncIterator[None]:
     """Raise a task group's sole error as itself, not wrapped in an exception group: a port
     that is taken, or an error in the block under ``serving()``, reads as what it is."""
     try:
