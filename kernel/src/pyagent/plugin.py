@@ -116,6 +116,7 @@ if TYPE_CHECKING:
     from pyagent.durability.state import WorkflowState
     from pyagent.durability.store import (
         Checkpoint,
+        Claim,
         InterruptRecord,
         Lease,
         RunHeader,
@@ -179,7 +180,7 @@ if TYPE_CHECKING:
 
 # The rest is loaded on first use, so discovering plugins stays fast.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(["Checkpoint", "InterruptRecord", "Lease", "RunHeader", "Store", "StoredRun"],
+    **dict.fromkeys(["Checkpoint", "Claim", "InterruptRecord", "Lease", "RunHeader", "Store", "StoredRun"],
                     "pyagent.durability.store"),
     "Interrupt": "pyagent.model.interrupts",
     **dict.fromkeys(["RunDetails", "list_headers", "list_runs", "read_run"], "pyagent.durability.browse"),
@@ -243,6 +244,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointConflictError",
     "CircuitOpenError",
+    "Claim",
     "ConditionalTask",
     "ConfigurationError",
     "DriverLoadFailure",

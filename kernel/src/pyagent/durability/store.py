@@ -103,6 +103,14 @@ class Lease:
         return self.expires_at <= now
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A run taken off the queue: its header as it stood when claimed, and the lease now held."""
+
+    header: RunHeader  # status "pending" (never started: payload holds its input) or "running" (orphan: resume it)
+    lease: Lease
+
+
 @dataclass
 class InterruptRecord:
     """One question a run asked, as stored: the plain columns plus two sealed payloads.
