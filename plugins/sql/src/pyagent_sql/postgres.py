@@ -17,21 +17,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import secrets
 import socket
 import zlib
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import text
+from sqlalchemy import Text, any_, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .backend import Backend, _outcome
+from pyagent.plugin import Claim, Lease
+
+from .backend import Backend, _outcome, to_header
 from .base import SQLStore
 from .errors import StoreUnavailableError
-from .schema import migrate
+from .schema import CANCELS, LEASES, READY_STATUSES, RUNS, migrate
 from .urls import PostgresTarget, describe_postgres, parse_postgres
 
 # Advisory-lock namespace for schema migrations ("pyag").
@@ -54,6 +59,7 @@ class PostgresBackend(Backend):
     def __init__(self, target: PostgresTarget) -> None:
         self.target = target
         super().__init__(_key(target), target.display)
+        self._build_queue_statements()
         self._base_engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
         self._write_conn: AsyncConnection | None = None  # held: no pool checkout per write
@@ -97,6 +103,130 @@ class PostgresBackend(Backend):
     def insert_interrupt_if_absent_statement(self) -> Any:
         t = self.tables.interrupts
         return pg_insert(t).on_conflict_do_nothing(index_elements=[t.c.run_id, t.c.task, t.c.position, t.c.level])
+
+    def insert_cancel_if_absent_statement(self) -> Any:
+        t = self.tables.cancels
+        return pg_insert(t).on_conflict_do_nothing(index_elements=[t.c.run_id])
+
+    def in_list(self, column: Any, name: str) -> Any:
+        return column == any_(bindparam(name, type_=ARRAY(Text)))
+
+    def list_param(self, values: Sequence[str]) -> Any:
+        return list(values)
+
+    # -- the run queue ------------------------------------------------------------------
+
+    def _build_queue_statements(self) -> None:
+        # Plain SQL: the statement is easier to read (and to check with EXPLAIN) as written
+        # than as its Core equivalent. Table names are qualified here, as schema_translate_map
+        # would do for Core statements.
+        prefix = "" if self.target.schema is None else '"' + self.target.schema.replace('"', '""') + '".'
+        runs, leases, cancels = prefix + RUNS, prefix + LEASES, prefix + CANCELS
+        ready = ", ".join(f"'{s}'" for s in READY_STATUSES)  # literal: matches ix_pyagent_runs_ready
+        # One statement per batch. ``served`` gives each workflow asked for its room: None when
+        # unbounded, else max_active minus its runs' live leases, counted lease by lease (a
+        # subquery per live lease: a join would read every run of the workflow ever recorded).
+        # ``candidates`` are the oldest ready runs of workflows with room, locked and skipped
+        # when another dequeue has them locked (SKIP LOCKED), read off ix_pyagent_runs_ready in
+        # order. ``chosen`` keeps at most ``room`` of each workflow; their leases are upserted
+        # only where none is live: a run whose lease another transaction committed after this
+        # statement's snapshot (the row lock does not cover the lease) is not claimed twice.
+        # Every candidate comes back, its token NULL when not claimed; ``chosen`` false means
+        # it was left for want of room.
+        self.dequeue_sql = text(f"""
+WITH served AS (
+    SELECT w.name, CASE WHEN w.cap IS NULL THEN NULL ELSE w.cap - (
+        SELECT count(*) FROM {leases} l
+        WHERE l.expires_at > :now AND (SELECT r.workflow FROM {runs} r WHERE r.run_id = l.run_id) = w.name
+    ) END AS room
+    FROM unnest(CAST(:names AS TEXT[]), CAST(:caps AS INTEGER[])) AS w(name, cap)
+), candidates AS (
+    SELECT r.run_id, r.workflow, r.status, r.started_at, r.finished_at, r.payload
+    FROM {runs} r
+    WHERE r.status IN ({ready})
+      AND r.workflow IN (SELECT s.name FROM served s WHERE s.room IS NULL OR s.room > 0)
+      AND NOT EXISTS (SELECT 1 FROM {leases} l WHERE l.run_id = r.run_id AND l.expires_at > :now)
+      AND NOT EXISTS (SELECT 1 FROM {cancels} c WHERE c.run_id = r.run_id)
+    ORDER BY r.started_at, r.run_id
+    LIMIT :n
+    FOR UPDATE OF r SKIP LOCKED
+), ranked AS (
+    SELECT c.run_id, c.workflow,
+           row_number() OVER (PARTITION BY c.workflow ORDER BY c.started_at, c.run_id) AS nth,
+           row_number() OVER (ORDER BY c.started_at, c.run_id) AS pos
+    FROM candidates c
+), chosen AS (
+    SELECT k.run_id, k.pos FROM ranked k JOIN served s ON s.name = k.workflow
+    WHERE s.room IS NULL OR k.nth <= s.room
+), claimed AS (
+    INSERT INTO {leases} AS l (run_id, owner, token, claimed_at, expires_at)
+    SELECT h.run_id, :owner, (CAST(:tokens AS TEXT[]))[h.pos], :now, :expires_at FROM chosen h
+    ON CONFLICT (run_id) DO UPDATE
+        SET owner = excluded.owner, token = excluded.token, claimed_at = excluded.claimed_at,
+            expires_at = excluded.expires_at
+        WHERE l.expires_at <= :now
+    RETURNING l.run_id, l.token
+)
+SELECT c.run_id, c.workflow, c.status, c.started_at, c.finished_at, c.payload, m.token,
+       c.run_id IN (SELECT run_id FROM chosen) AS chosen
+FROM candidates c LEFT JOIN claimed m ON m.run_id = c.run_id
+ORDER BY c.started_at, c.run_id
+""")
+        # Who counts and claims runs of a bounded workflow, one transaction at a time: taken in
+        # sorted order, so two replicas serving overlapping sets cannot deadlock.
+        self.lock_workflows_sql = text(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k")
+        # A retried dequeue whose first attempt committed unseen: its leases carry its tokens.
+        self.claimed_by_tokens_sql = text(f"""
+SELECT r.run_id, r.workflow, r.status, r.started_at, r.finished_at, r.payload, l.token
+FROM {leases} l JOIN {runs} r ON r.run_id = l.run_id
+WHERE l.token = ANY(CAST(:tokens AS TEXT[])) AND l.owner = :owner
+ORDER BY r.started_at, r.run_id
+""")
+
+    def workflow_lock_key(self, workflow: str) -> int:
+        """A stable signed 64-bit advisory-lock key for ``workflow`` in this schema."""
+        digest = hashlib.blake2b(f"pyagent-queue\0{self.target.schema or ''}\0{workflow}".encode(),
+                                 digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    async def dequeue(self, params: dict[str, Any]) -> list[Claim]:
+        workflows: dict[str, int | None] = params["workflows"]
+        owner, now, expires_at, limit = params["owner"], params["now"], params["expires_at"], params["limit"]
+        bounded = sorted(w for w, cap in workflows.items() if cap is not None)
+        keys = sorted({self.workflow_lock_key(w) for w in bounded})
+        tried: list[str] = []  # tokens of earlier attempts
+
+        async def body(conn: AsyncConnection, attempt: int) -> list[Claim]:
+            if attempt and tried:
+                rows = (await conn.execute(self.claimed_by_tokens_sql, {"tokens": tried, "owner": owner})).all()
+                if rows:
+                    return [_claim(row, owner, now, expires_at) for row in rows]
+            if keys:
+                await conn.execute(self.lock_workflows_sql, {"keys": keys})
+            open_ = dict(workflows)
+            claims: list[Claim] = []
+            while open_ and len(claims) < limit:
+                n = limit - len(claims)
+                if all(cap is not None for cap in open_.values()):
+                    n = min(n, sum(max(cap, 0) for cap in open_.values() if cap is not None))
+                if n < 1:
+                    break
+                tokens = [secrets.token_hex(16) for _ in range(n)]
+                tried.extend(tokens)
+                rows = (await conn.execute(self.dequeue_sql, {
+                    "names": list(open_), "caps": list(open_.values()), "n": n, "now": now,
+                    "expires_at": expires_at, "owner": owner, "tokens": tokens})).all()
+                claims += [_claim(row, owner, now, expires_at) for row in rows if row.token is not None]
+                full = {row.workflow for row in rows if not row.chosen}
+                # Another round only helps when this one stopped at its LIMIT with runs left
+                # for want of room: the next one skips the workflows that are full.
+                if len(rows) < n or not full:
+                    break
+                open_ = {w: cap for w, cap in open_.items() if w not in full}
+            return claims
+
+        return await self.transaction(body)
 
     async def migrate(self, conn: AsyncConnection) -> None:
         key = zlib.crc32((self.target.schema or "").encode()) - 2**31
@@ -242,6 +372,10 @@ class PostgresStore(SQLStore):
 
     def _make_backend(self) -> Backend:
         return PostgresBackend(self.target)
+
+
+def _claim(row: Any, owner: str, now: float, expires_at: float) -> Claim:
+    return Claim(to_header(row), Lease(row.run_id, owner, row.token, float(now), float(expires_at)))
 
 
 def _key(target: PostgresTarget) -> Hashable:
