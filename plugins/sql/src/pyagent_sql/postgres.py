@@ -41,6 +41,8 @@ from .urls import PostgresTarget, describe_postgres, parse_postgres
 
 # Advisory-lock namespace for schema migrations ("pyag").
 _LOCK_NAMESPACE = 0x70796167
+#: Statements one dequeue runs at most: more when candidates went to other replicas meanwhile.
+DEQUEUE_ROUNDS = 4
 #: How long a write keeps retrying on fresh connections while the server is unreachable.
 WRITE_RETRY_SECONDS = 10.0
 # asyncpg errors that mean the connection (not the statement) failed.
@@ -128,9 +130,15 @@ class PostgresBackend(Backend):
         # subquery per live lease: a join would read every run of the workflow ever recorded).
         # ``candidates`` are the oldest ready runs of workflows with room, locked and skipped
         # when another dequeue has them locked (SKIP LOCKED), read off ix_pyagent_runs_ready in
-        # order. ``chosen`` keeps at most ``room`` of each workflow; their leases are upserted
-        # only where none is live: a run whose lease another transaction committed after this
-        # statement's snapshot (the row lock does not cover the lease) is not claimed twice.
+        # order. ``chosen`` keeps at most ``room`` of each workflow.
+        #
+        # The leases: this statement's snapshot may predate another claim of a candidate (the
+        # row lock on the run does not cover its lease), so a lease is only taken where none is
+        # live now, and without ever waiting on a lease row: the run's owner may hold it (a
+        # fenced write locks the lease, then the run's row, which this statement has locked:
+        # waiting would deadlock). Expired leases (``stale``) are locked SKIP LOCKED, which also
+        # re-reads each row as committed now, and taken over; runs with no lease row get one
+        # inserted, ON CONFLICT DO NOTHING, which does not wait on a committed row.
         # Every candidate comes back, its token NULL when not claimed; ``chosen`` false means
         # it was left for want of room.
         self.dequeue_sql = text(f"""
@@ -158,14 +166,24 @@ WITH served AS (
 ), chosen AS (
     SELECT k.run_id, k.pos FROM ranked k JOIN served s ON s.name = k.workflow
     WHERE s.room IS NULL OR k.nth <= s.room
-), claimed AS (
-    INSERT INTO {leases} AS l (run_id, owner, token, claimed_at, expires_at)
-    SELECT h.run_id, :owner, (CAST(:tokens AS TEXT[]))[h.pos], :now, :expires_at FROM chosen h
-    ON CONFLICT (run_id) DO UPDATE
-        SET owner = excluded.owner, token = excluded.token, claimed_at = excluded.claimed_at,
-            expires_at = excluded.expires_at
-        WHERE l.expires_at <= :now
+), stale AS (
+    SELECT l.run_id FROM {leases} l
+    WHERE l.run_id IN (SELECT run_id FROM chosen) AND l.expires_at <= :now
+    FOR UPDATE SKIP LOCKED
+), taken_over AS (
+    UPDATE {leases} AS l
+    SET owner = :owner, token = (CAST(:tokens AS TEXT[]))[h.pos], claimed_at = :now, expires_at = :expires_at
+    FROM chosen h
+    WHERE l.run_id = h.run_id AND l.run_id IN (SELECT run_id FROM stale) AND l.expires_at <= :now
     RETURNING l.run_id, l.token
+), fresh AS (
+    INSERT INTO {leases} (run_id, owner, token, claimed_at, expires_at)
+    SELECT h.run_id, :owner, (CAST(:tokens AS TEXT[]))[h.pos], :now, :expires_at FROM chosen h
+    WHERE NOT EXISTS (SELECT 1 FROM {leases} l WHERE l.run_id = h.run_id)
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING run_id, token
+), claimed AS (
+    SELECT run_id, token FROM taken_over UNION ALL SELECT run_id, token FROM fresh
 )
 SELECT c.run_id, c.workflow, c.status, c.started_at, c.finished_at, c.payload, m.token,
        c.run_id IN (SELECT run_id FROM chosen) AS chosen
@@ -206,7 +224,7 @@ ORDER BY r.started_at, r.run_id
                 await conn.execute(self.lock_workflows_sql, {"keys": keys})
             open_ = dict(workflows)
             claims: list[Claim] = []
-            while open_ and len(claims) < limit:
+            for _ in range(DEQUEUE_ROUNDS):
                 n = limit - len(claims)
                 if all(cap is not None for cap in open_.values()):
                     n = min(n, sum(max(cap, 0) for cap in open_.values() if cap is not None))
@@ -219,11 +237,13 @@ ORDER BY r.started_at, r.run_id
                     "expires_at": expires_at, "owner": owner, "tokens": tokens})).all()
                 claims += [_claim(row, owner, now, expires_at) for row in rows if row.token is not None]
                 full = {row.workflow for row in rows if not row.chosen}
-                # Another round only helps when this one stopped at its LIMIT with runs left
-                # for want of room: the next one skips the workflows that are full.
-                if len(rows) < n or not full:
-                    break
+                raced = any(row.chosen and row.token is None for row in rows)
+                # Another round (a new statement, so a fresh snapshot) helps when runs went to
+                # another replica after this one's snapshot was taken, or when this one stopped
+                # at its LIMIT with runs left for want of room: the next skips full workflows.
                 open_ = {w: cap for w, cap in open_.items() if w not in full}
+                if len(claims) >= limit or not open_ or not (raced or (full and len(rows) == n)):
+                    break
             return claims
 
         return await self.transaction(body)
