@@ -313,6 +313,50 @@ async def test_a_version_3_database_gets_the_queue_and_keeps_its_runs(
     assert db_query(sql_url, "SELECT count(*) FROM pyagent_cancels") == [(0,)]
 
 
+async def test_postgres_a_dequeue_retried_after_its_commit_went_unanswered_returns_those_claims(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, db_query: Any) -> None:
+    """The connection drops after COMMIT reached the server: the retry finds the leases taken."""
+    from pyagent_sql.postgres import PostgresBackend
+
+    attempts: list[list[str]] = []
+
+    async def committed_then_lost(self: PostgresBackend, body: Any) -> Any:
+        async with self.transaction_engine().begin() as conn:
+            attempts.append(ids(await body(conn, 0)))
+        async with self.transaction_engine().begin() as conn:
+            return await body(conn, 1)
+
+    async with opened(pg_url) as store:
+        for i in range(5):
+            await store.create_run(run(f"r{i}", started=float(i)))
+        monkeypatch.setattr(PostgresBackend, "transaction", committed_then_lost)
+        got = await dequeue(store, limit=3)
+        monkeypatch.undo()
+        assert attempts == [["r0", "r1", "r2"]] and ids(got) == ["r0", "r1", "r2"]
+        for claim in got:
+            assert await store.get_lease(claim.header.run_id) == claim.lease
+        assert ids(await dequeue(store, "replica-2")) == ["r3", "r4"]
+    assert db_query(pg_url, "SELECT count(*) FROM pyagent_leases") == [(5,)]
+
+
+async def test_postgres_a_cancel_retried_after_its_commit_went_unanswered_still_says_cancelled(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyagent_sql.postgres import PostgresBackend
+
+    async def committed_then_lost(self: PostgresBackend, body: Any) -> Any:
+        async with self.transaction_engine().begin() as conn:
+            await body(conn, 0)
+        async with self.transaction_engine().begin() as conn:
+            return await body(conn, 1)
+
+    async with opened(pg_url) as store:
+        await store.create_run(run("r1"))
+        await store.create_run(run("r2", status="cancelled"))
+        monkeypatch.setattr(PostgresBackend, "transaction", committed_then_lost)
+        assert await store.request_cancel("r1", reason="stop", now=NOW) == "cancelled"
+        assert await store.request_cancel("r2", reason="stop", now=NOW) == "finished"
+
+
 async def forget_backends() -> None:
     """Start over as a new process would: no connections or schema checks kept from before."""
     from pyagent_sql.backend import dispose_all
@@ -483,8 +527,10 @@ def test_processes_dequeuing_at_once_claim_every_run_exactly_once_within_max_act
 
     asyncio.run(seed())
     outs = [tmp_path / f"worker-{i}.json" for i in range(3)]
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, sql_url, f"replica-{i}", str(out), "0.01", "4", "4"],
-                                stderr=subprocess.PIPE) for i, out in enumerate(outs)]
+    # One replica takes a run at a time: it contends hardest with the others for the oldest run.
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, sql_url, f"replica-{i}", str(out), "0.01",
+                                 "1" if i == 1 else "4", "4"], stderr=subprocess.PIPE)
+               for i, out in enumerate(outs)]
     live = LiveLeases(sql_url)
     samples: list[int] = []
     try:
