@@ -41,6 +41,8 @@ from .urls import PostgresTarget, describe_postgres, parse_postgres
 
 # Advisory-lock namespace for schema migrations ("pyag").
 _LOCK_NAMESPACE = 0x70796167
+#: Connections a process holds for single-statement writes (see ``execute_write``).
+WRITE_LANES = 4
 #: Statements one dequeue runs at most: more when candidates went to other replicas meanwhile.
 DEQUEUE_ROUNDS = 4
 #: How long a write keeps retrying on fresh connections while the server is unreachable.
@@ -65,7 +67,9 @@ class PostgresBackend(Backend):
         self._build_queue_statements()
         self._base_engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
-        self._write_conn: AsyncConnection | None = None  # held: no pool checkout per write
+        # Held connections for single-statement writes: no pool checkout per write.
+        self._lanes = [_Lane() for _ in range(WRITE_LANES)]
+        self._next_lane = 0
         self._closing: set[asyncio.Task[None]] = set()  # discarded write connections closing
 
     def create_engine(self) -> AsyncEngine:
@@ -311,16 +315,26 @@ ORDER BY r.started_at, r.run_id
 
     async def execute_write(self, statement: Any, params: dict[str, Any],
                             on_retry: Callable[[AsyncConnection], Awaitable[Any]] | None = None) -> Any:
-        """One statement on the held autocommit connection, retried on fresh ones when it dropped."""
-        assert self.write_lock is not None
+        """One statement on a held autocommit connection, retried on fresh ones when it dropped.
+
+        A lone run's writes all go to the first held connection. Writes arriving while it is
+        busy take the next free one (up to ``WRITE_LANES``): every commit waits for its WAL
+        flush, and commits in flight together are flushed together, so runs finishing at once
+        in one process are not held to one flush at a time. A run awaits each of its writes,
+        so its own writes still land in order.
+        """
+        lane = next((lane for lane in self._lanes if not lane.lock.locked()), None)
+        if lane is None:  # all busy: queue on one, in turn
+            self._next_lane = (self._next_lane + 1) % len(self._lanes)
+            lane = self._lanes[self._next_lane]
         deadline = self._deadline()
         attempt = 0
-        async with self.write_lock:
+        async with lane.lock:
             while True:
                 try:
-                    if self._write_conn is None:
-                        self._write_conn = await self.writer().connect()
-                    conn = self._write_conn
+                    if lane.conn is None:
+                        lane.conn = await self.writer().connect()
+                    conn = lane.conn
                 except Exception as exc:  # the server is still away
                     await self._pause(attempt, deadline, exc)
                     attempt += 1
@@ -339,13 +353,13 @@ ORDER BY r.started_at, r.run_id
                 except Exception as exc:
                     # A broken connection: SQLAlchemy has invalidated it, and reusing it would
                     # fail every later write. Retry on a fresh one while that may help.
-                    self._write_conn = None
+                    lane.conn = None
                     self._discard(conn)
                     await self._pause(attempt, deadline, exc)
                 except BaseException:
                     # Cancelled mid-statement (a run cancelled while its checkpoint waited on
                     # the server): the connection's state is unknown, so it is not reused.
-                    self._write_conn = None
+                    lane.conn = None
                     self._discard(conn)
                     raise
                 attempt += 1
@@ -362,10 +376,11 @@ ORDER BY r.started_at, r.run_id
         task.add_done_callback(self._closing.discard)
 
     async def dispose(self) -> None:
-        if self._write_conn is not None:
-            conn, self._write_conn = self._write_conn, None
-            with contextlib.suppress(Exception):
-                await conn.close()
+        for lane in self._lanes:
+            if lane.conn is not None:
+                conn, lane.conn = lane.conn, None
+                with contextlib.suppress(Exception):
+                    await conn.close()
         if self._base_engine is not None:
             await self._base_engine.dispose()
         self._base_engine = self._autocommit = self.engine = None
@@ -393,6 +408,14 @@ ORDER BY r.started_at, r.run_id
         return StoreUnavailableError(
             f"cannot open the PostgreSQL store {self.display} ({where}): {detail}; {hint}"
         )
+
+
+class _Lane:
+    """A held write connection and the lock that gives it to one write at a time."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()  # bound to the backend's loop on first use
+        self.conn: AsyncConnection | None = None
 
 
 class PostgresStore(SQLStore):
