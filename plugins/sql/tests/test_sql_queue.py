@@ -313,29 +313,42 @@ async def test_a_version_3_database_gets_the_queue_and_keeps_its_runs(
     assert db_query(sql_url, "SELECT count(*) FROM pyagent_cancels") == [(0,)]
 
 
+@pytest.mark.parametrize("bound", [None, 5], ids=["unbounded", "bounded"])
 async def test_postgres_a_dequeue_retried_after_its_commit_went_unanswered_returns_those_claims(
-        pg_url: str, monkeypatch: pytest.MonkeyPatch, db_query: Any) -> None:
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, db_query: Any, bound: int | None) -> None:
     """The connection drops after COMMIT reached the server: the retry finds the leases taken."""
     from pyagent_sql.postgres import PostgresBackend
 
-    attempts: list[list[str]] = []
+    first: list[Any] = []
+    real_write = PostgresBackend.execute_write
 
-    async def committed_then_lost(self: PostgresBackend, body: Any) -> Any:
+    async def write_committed_then_lost(self: PostgresBackend, statement: Any, params: Any,
+                                        on_retry: Any = None) -> Any:
+        first.append(await real_write(self, statement, params))  # one statement, autocommitted
+        async with self.writer().connect() as conn:  # what a retry on a fresh connection does first
+            found = await on_retry(conn)
+        assert found is not None
+        return found
+
+    async def transaction_committed_then_lost(self: PostgresBackend, body: Any) -> Any:
         async with self.transaction_engine().begin() as conn:
-            attempts.append(ids(await body(conn, 0)))
+            first.append(await body(conn, 0))
         async with self.transaction_engine().begin() as conn:
             return await body(conn, 1)
 
     async with opened(pg_url) as store:
         for i in range(5):
             await store.create_run(run(f"r{i}", started=float(i)))
-        monkeypatch.setattr(PostgresBackend, "transaction", committed_then_lost)
-        got = await dequeue(store, limit=3)
+        if bound is None:
+            monkeypatch.setattr(PostgresBackend, "execute_write", write_committed_then_lost)
+        else:
+            monkeypatch.setattr(PostgresBackend, "transaction", transaction_committed_then_lost)
+        got = await dequeue(store, limit=3, workflows={"wf": bound})
         monkeypatch.undo()
-        assert attempts == [["r0", "r1", "r2"]] and ids(got) == ["r0", "r1", "r2"]
+        assert len(first) == 1 and ids(got) == ["r0", "r1", "r2"]
         for claim in got:
             assert await store.get_lease(claim.header.run_id) == claim.lease
-        assert ids(await dequeue(store, "replica-2")) == ["r3", "r4"]
+        assert ids(await dequeue(store, "replica-2", workflows={"wf": bound})) == ["r3", "r4"]
     assert db_query(pg_url, "SELECT count(*) FROM pyagent_leases") == [(5,)]
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import secrets
 import socket
 import zlib
@@ -35,9 +36,11 @@ from pyagent.plugin import Claim, Lease
 
 from .backend import Backend, Fenced, _outcome, to_header
 from .base import SQLStore
-from .errors import StoreUnavailableError
+from .errors import StoreUnavailableError, describe
 from .schema import CANCELS, LEASES, READY_STATUSES, RUNS, migrate
 from .urls import PostgresTarget, describe_postgres, parse_postgres
+
+log = logging.getLogger("pyagent.sql")
 
 # Advisory-lock namespace for schema migrations ("pyag").
 _LOCK_NAMESPACE = 0x70796167
@@ -224,7 +227,7 @@ ORDER BY c.started_at, c.run_id
             "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k")
         # A retried dequeue whose first attempt committed unseen: its leases carry its tokens.
         self.claimed_by_tokens_sql = text(f"""
-SELECT r.run_id, r.workflow, r.status, r.started_at, r.finished_at, r.payload, l.token
+SELECT r.run_id, r.workflow, r.status, r.started_at, r.finished_at, r.payload, l.token, TRUE AS chosen
 FROM {leases} l JOIN {runs} r ON r.run_id = l.run_id
 WHERE l.token = ANY(CAST(:tokens AS TEXT[])) AND l.owner = :owner
 ORDER BY r.started_at, r.run_id
@@ -238,43 +241,83 @@ ORDER BY r.started_at, r.run_id
 
     async def dequeue(self, params: dict[str, Any]) -> list[Claim]:
         workflows: dict[str, int | None] = params["workflows"]
-        owner, now, expires_at, limit = params["owner"], params["now"], params["expires_at"], params["limit"]
-        bounded = sorted(w for w, cap in workflows.items() if cap is not None)
-        keys = sorted({self.workflow_lock_key(w) for w in bounded})
+        owner, now, expires_at = params["owner"], params["now"], params["expires_at"]
+        keys = sorted({self.workflow_lock_key(w) for w, cap in workflows.items() if cap is not None})
+
+        def claims_of(rows: Sequence[Any]) -> list[Claim]:
+            return [_claim(row, owner, now, expires_at) for row in rows if row.token is not None]
+
+        if not keys:
+            # Nothing to count: each statement is a transaction of its own, on a held
+            # connection (one round trip). A statement whose commit went through but whose
+            # answer was lost is found again by its tokens before it would be retried.
+            async def statement(args: dict[str, Any]) -> Sequence[Any]:
+                async def already(conn: AsyncConnection) -> Any:
+                    rows = (await conn.execute(self.claimed_by_tokens_sql,
+                                               {"tokens": args["tokens"], "owner": owner})).all()
+                    return (len(rows), rows) if rows else None
+
+                _, rows = await self.execute_write(self.dequeue_sql, args, already)
+                return list(rows)
+
+            claims: list[Claim] = []
+            try:
+                await self._claim_rounds(params, statement, claims_of, claims)
+            except Exception as exc:
+                if not claims:
+                    raise
+                # The first statements committed: hand their runs out rather than leave them
+                # leased to nobody until the leases expire. The next call meets the error.
+                log.warning("%s: taking more runs off the queue failed (%s); returning the %d taken",
+                            self.display, describe(exc), len(claims))
+            return claims
+
         tried: list[str] = []  # tokens of earlier attempts
 
         async def body(conn: AsyncConnection, attempt: int) -> list[Claim]:
             if attempt and tried:
                 rows = (await conn.execute(self.claimed_by_tokens_sql, {"tokens": tried, "owner": owner})).all()
                 if rows:
-                    return [_claim(row, owner, now, expires_at) for row in rows]
-            if keys:
-                await conn.execute(self.lock_workflows_sql, {"keys": keys})
-            open_ = dict(workflows)
+                    return claims_of(rows)
+            # Counting and claiming runs of bounded workflows, one transaction at a time; the
+            # statements after the lock see every claim committed before it was granted.
+            await conn.execute(self.lock_workflows_sql, {"keys": keys})
+
+            async def statement(args: dict[str, Any]) -> Sequence[Any]:
+                tried.extend(args["tokens"])
+                return list((await conn.execute(self.dequeue_sql, args)).all())
+
             claims: list[Claim] = []
-            for _ in range(DEQUEUE_ROUNDS):
-                n = limit - len(claims)
-                if all(cap is not None for cap in open_.values()):
-                    n = min(n, sum(max(cap, 0) for cap in open_.values() if cap is not None))
-                if n < 1:
-                    break
-                tokens = [secrets.token_hex(16) for _ in range(n)]
-                tried.extend(tokens)
-                rows = (await conn.execute(self.dequeue_sql, {
-                    "names": list(open_), "caps": list(open_.values()), "n": n, "now": now,
-                    "expires_at": expires_at, "owner": owner, "tokens": tokens})).all()
-                claims += [_claim(row, owner, now, expires_at) for row in rows if row.token is not None]
-                full = {row.workflow for row in rows if not row.chosen}
-                raced = any(row.chosen and row.token is None for row in rows)
-                # Another round (a new statement, so a fresh snapshot) helps when runs went to
-                # another replica after this one's snapshot was taken, or when this one stopped
-                # at its LIMIT with runs left for want of room: the next skips full workflows.
-                open_ = {w: cap for w, cap in open_.items() if w not in full}
-                if len(claims) >= limit or not open_ or not (raced or (full and len(rows) == n)):
-                    break
+            await self._claim_rounds(params, statement, claims_of, claims)
             return claims
 
         return await self.transaction(body)
+
+    @staticmethod
+    async def _claim_rounds(params: dict[str, Any], statement: Callable[[dict[str, Any]], Awaitable[Sequence[Any]]],
+                            claims_of: Callable[[Sequence[Any]], list[Claim]], claims: list[Claim]) -> None:
+        """Run the dequeue statement until ``claims`` holds ``limit`` runs or more would not help."""
+        open_: dict[str, int | None] = dict(params["workflows"])
+        limit = params["limit"]
+        for _ in range(DEQUEUE_ROUNDS):
+            n = limit - len(claims)
+            if all(cap is not None for cap in open_.values()):
+                n = min(n, sum(max(cap, 0) for cap in open_.values() if cap is not None))
+            if n < 1:
+                return
+            rows = await statement({
+                "names": list(open_), "caps": list(open_.values()), "n": n, "now": params["now"],
+                "expires_at": params["expires_at"], "owner": params["owner"],
+                "tokens": [secrets.token_hex(16) for _ in range(n)]})
+            claims += claims_of(rows)
+            full = {row.workflow for row in rows if not row.chosen}
+            raced = any(row.chosen and row.token is None for row in rows)
+            # Another round (a new statement, so a fresh snapshot) helps when runs went to
+            # another replica after this one's snapshot was taken, or when this one stopped
+            # at its LIMIT with runs left for want of room: the next skips full workflows.
+            open_ = {w: cap for w, cap in open_.items() if w not in full}
+            if len(claims) >= limit or not open_ or not (raced or (full and len(rows) == n)):
+                return
 
     async def migrate(self, conn: AsyncConnection) -> None:
         key = zlib.crc32((self.target.schema or "").encode()) - 2**31
