@@ -5,8 +5,8 @@ batches (``dequeue_runs``), and for each run claimed writes its header as comple
 the lease, as a run's last write is) and gives its lease back (``release_run``), up to 4 runs
 side by side: a no-op run, so what is measured is the store's cost per run started and
 finished from the queue. The runs are queued (``create_run``,
-status ``pending``) before the replicas start; the clock runs from a common start instant
-(every replica has imported pyagent and opened its store by then) to the last run released.
+status ``pending``) before the replicas start; the clock runs from the moment every replica,
+started, connected and warm, is told to go, to the last run released.
 
 Goal: >= 500 runs/s on PostgreSQL with 3 replicas (unbounded workflow, batches of 16). Also
 printed: single-run batches, a workflow bounded by ``max_active``, and SQLite (reported, no
@@ -49,7 +49,7 @@ def store_for(url: str) -> Any:
     return get_runtime().driver("stores", url.split("://", 1)[0])(url)
 
 
-async def worker(url: str, owner: str, start_at: float, batch: int, max_active: int | None) -> dict[str, Any]:
+async def worker(url: str, owner: str, batch: int, max_active: int | None) -> dict[str, Any]:
     """One replica: take runs until the queue stays empty, completing and releasing each."""
     store = store_for(url)
     served = {WORKFLOW: max_active}
@@ -65,7 +65,9 @@ async def worker(url: str, owner: str, start_at: float, batch: int, max_active: 
 
     async with store:
         await store.list_runs(limit=1)  # connected and warm before the clock starts
-        await asyncio.sleep(max(0.0, start_at - time.time()))
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "go"
+        last = time.time()
         cpu = time.process_time()  # every thread of the process: the store's loop thread too
         empty = 0
         while empty < 3:
@@ -80,7 +82,7 @@ async def worker(url: str, owner: str, start_at: float, batch: int, max_active: 
             done += len(claims)
             last = time.time()
         cpu = time.process_time() - cpu
-    return {"done": done, "dequeues": dequeues, "last": last if done else start_at, "cpu": cpu}
+    return {"done": done, "dequeues": dequeues, "last": last, "cpu": cpu}
 
 
 async def enqueue(url: str, n: int) -> float:
@@ -107,20 +109,29 @@ def measure(url: str, batch: int, max_active: int | None) -> tuple[float, float,
     """(runs/s started by the replicas, runs/s queued, dequeue calls, replicas' CPU µs per run)
     for a fresh queue at ``url``."""
     queued = asyncio.run(enqueue(url, RUNS))
-    start_at = time.time() + 3.0  # the replicas start (import, connect) meanwhile
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", url, f"replica-{i}", str(start_at), str(batch),
-                               "none" if max_active is None else str(max_active)], stdout=subprocess.PIPE)
+    procs = [subprocess.Popen([sys.executable, __file__, "--worker", url, f"replica-{i}", str(batch),
+                               "none" if max_active is None else str(max_active)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for i in range(REPLICAS)]
+    for proc in procs:  # imported, connected and warm
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit("a replica failed to start")
+    start = time.time()
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     results = []
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
         if proc.returncode != 0:
             raise SystemExit(f"a replica failed (exit {proc.returncode})")
         results.append(json.loads(out))
-    if time.time() < start_at or any(r["done"] == 0 for r in results):
-        raise SystemExit("benchmark failed: a replica took no runs (did it start late?)")
+    if any(r["done"] == 0 for r in results):
+        raise SystemExit("benchmark failed: a replica took no runs")
     asyncio.run(check_all_done(url, RUNS))
-    elapsed = max(r["last"] for r in results) - start_at
+    elapsed = max(r["last"] for r in results) - start
     cpu = sum(r["cpu"] for r in results)
     return RUNS / elapsed, queued, sum(r["dequeues"] for r in results), cpu / RUNS * 1e6
 
@@ -186,8 +197,8 @@ async def _drop_schema(url: str, schema: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--worker"]:
-        url, owner, start, batch, cap = sys.argv[2:7]
-        result = asyncio.run(worker(url, owner, float(start), int(batch), None if cap == "none" else int(cap)))
+        url, owner, batch, cap = sys.argv[2:6]
+        result = asyncio.run(worker(url, owner, int(batch), None if cap == "none" else int(cap)))
         print(json.dumps(result))
         raise SystemExit(0)
     raise SystemExit(main())
