@@ -297,7 +297,8 @@ class Gate:
                 and not self.dashboard.authenticated(scope):
             request = Request(scope)
             if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-                target = self.dashboard.url(request, "/login", next=local or "/")
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = self.dashboard.url(request, "/login", next=(local or "/") + (f"?{query}" if query else ""))
                 response: Response = RedirectResponse(target, status_code=303)
             else:
                 response = PlainTextResponse("a token is needed: send Authorization: Bearer TOKEN, "
