@@ -13,7 +13,9 @@ pydantic's schemas, or one given as a dict) into :class:`Field` s the approvals 
   when it is JSON (``true``, ``42``, ``{"a": 1}``) and as text otherwise.
 
 :func:`answer_of` reads a submitted form back into the answer, and says what could not be read
-(a number that is not one, JSON that does not parse) by field. Whether the answer matches the
+(a number that is not one, JSON that does not parse) by field. A field left empty is not
+given: left out of its object, so a required one is reported missing (and ``null`` when the
+schema allows it). Whether the answer matches the
 schema (required fields, bounds, patterns) is the kernel's check, made when it is recorded:
 :func:`place_problems` puts its messages (``answer.amount: must be <= 500``) by their fields.
 """
@@ -155,7 +157,7 @@ def _field(schema: Any, root: dict[str, Any], name: str, label: str, *, required
         if rest and all("const" in o or isinstance(o.get("enum"), list) for o in rest):
             values: list[Any] = []
             for c, o in zip(constants, rest, strict=True):
-                values += c if "enum" in o and "const" not in o else [c]
+                values += list(c or []) if "enum" in o and "const" not in o else [c]
             return Field(kind="select", options=_options(values), nullable=nullable, **common)
         return Field(kind="json", nullable=nullable, **common)
     kind = s.get("type")
@@ -166,13 +168,13 @@ def _field(schema: Any, root: dict[str, Any], name: str, label: str, *, required
         kind = rest_kinds[0] if len(rest_kinds) == 1 else ("json" if rest_kinds else "null")
     if kind == "string":
         long = (isinstance(s.get("maxLength"), int) and s["maxLength"] > LONG_TEXT) or s.get("format") == "textarea"
-        attrs = {k: s[k] for k in ("minLength", "maxLength", "pattern") if k in s}
+        attrs: dict[str, Any] = {k: s[k] for k in ("minLength", "maxLength", "pattern") if k in s}
         fmt = s.get("format")
         if fmt in ("date", "email"):
             attrs["type"] = fmt
         return Field(kind="textarea" if long else "text", nullable=nullable, attrs=attrs, **common)
     if kind in ("integer", "number"):
-        attrs = {"step": "1" if kind == "integer" else "any"}
+        attrs = {"step": "1" if kind == "integer" else "any"}  # type: dict[str, Any]
         for key, attr in (("minimum", "min"), ("maximum", "max")):
             if isinstance(s.get(key), (int, float)) and not isinstance(s.get(key), bool):
                 attrs[attr] = s[key]
@@ -240,13 +242,12 @@ def _read(f: Field, data: dict[str, str], problems: dict[str, list[str]]) -> Any
     if f.kind == "const":
         return f.const
     if f.kind == "checks":
-        return [o.value for i, o in enumerate(f.options) if data.get(f"{f.name}[{i}]")]
+        ticked = [o.value for i, o in enumerate(f.options) if data.get(f"{f.name}[{i}]")]
+        return ticked if ticked or f.required else MISSING
     text = raw.replace("\r\n", "\n")
     if f.kind in ("text", "textarea"):
-        if text == "" and not f.required:
-            return MISSING
-        if text == "" and f.nullable:
-            return None
+        if text == "":  # left empty: not given (a required field is then reported missing)
+            return None if (f.nullable and f.required) else MISSING
         return text
     if text.strip() == "":
         return None if (f.nullable and f.required) else MISSING
@@ -278,7 +279,7 @@ def _read(f: Field, data: dict[str, str], problems: dict[str, list[str]]) -> Any
     if f.kind == "json":
         try:
             return json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             return problem(f"is not JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): write it as JSON, "
                            'e.g. {"key": "value"} or ["a", "b"]')
     # free: JSON when it is JSON, text otherwise
@@ -323,7 +324,7 @@ def place_problems(form: Field, messages: list[str]) -> tuple[dict[str, list[str
         while target not in names and "." in target:
             target = target.rsplit(".", 1)[0]
         if target in names:
-            placed.setdefault(target, []).append(found.group(2) if target == path else message)
+            placed.setdefault(target, []).append(found.group(2) if target == found.group(1) else message)
         else:
             general.append(message)
     return placed, general
