@@ -174,11 +174,11 @@ def _field(schema: Any, root: dict[str, Any], name: str, label: str, *, required
             attrs["type"] = fmt
         return Field(kind="textarea" if long else "text", nullable=nullable, attrs=attrs, **common)
     if kind in ("integer", "number"):
-        attrs = {"step": "1" if kind == "integer" else "any"}  # type: dict[str, Any]
+        bounds: dict[str, Any] = {"step": "1" if kind == "integer" else "any"}
         for key, attr in (("minimum", "min"), ("maximum", "max")):
             if isinstance(s.get(key), (int, float)) and not isinstance(s.get(key), bool):
-                attrs[attr] = s[key]
-        return Field(kind=kind, nullable=nullable, attrs=attrs, **common)
+                bounds[attr] = s[key]
+        return Field(kind=kind, nullable=nullable, attrs=bounds, **common)
     if kind == "boolean":
         return Field(kind="boolean", nullable=nullable, **common)
     if kind == "object" or (kind is None and isinstance(s.get("properties"), dict)):
