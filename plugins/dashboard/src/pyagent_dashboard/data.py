@@ -146,7 +146,7 @@ class RunSource:
     async def page(self, f: RunFilters) -> RunsPage:
         store = await self.store()
         rows = await list_runs(store, workflow=f.workflow, status=f.status, since=_epoch(f.since),
-                               until=_epoch(f.until), limit=f.limit + 1, offset=f.offset)
+                               until=_epoch(f.until), limit=f.limit + 1, offset=f.offset, answers=False)
         has_older = len(rows) > f.limit
         rows = rows[:f.limit]
         return RunsPage(rows, await self.owners(rows), has_older, f)
