@@ -66,9 +66,9 @@ process per store: the kernel then starts recorded runs itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 
 @dataclass
@@ -347,7 +347,11 @@ class RunQueue(Protocol):
         ...
 
 
-def supports_queue(store: Any) -> bool:
+class QueueStore(Store, RunQueue, Protocol):
+    """A store that is a run queue too."""
+
+
+def supports_queue(store: Any) -> TypeGuard[QueueStore]:
     """Whether ``store`` is a run queue (has the :class:`RunQueue` methods)."""
     return all(callable(getattr(store, name, None))
                for name in ("dequeue_runs", "request_cancel", "cancel_requests"))

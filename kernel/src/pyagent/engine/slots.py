@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -40,7 +40,7 @@ def _limiter(workflow: Workflow, bound: int) -> anyio.CapacityLimiter:
 
 @contextlib.asynccontextmanager
 async def run_slot(workflow: Workflow,
-                   while_waiting: Callable[[], Awaitable[Any]] | None = None) -> AsyncIterator[None]:
+                   while_waiting: Callable[[], Coroutine[Any, Any, Any]] | None = None) -> AsyncIterator[None]:
     """Hold one of ``workflow``'s ``max_active_runs`` slots in this process for the block.
 
     Waits for a slot when all are taken; ``while_waiting()`` runs meanwhile (keeping alive a
