@@ -151,7 +151,7 @@ def test_max_active_runs_is_checked_when_the_workflow_is_built() -> None:
     assert Workflow(name="w", steps=steps, max_active_runs=2).max_active_runs == 2
     assert Workflow(name="w", steps=steps).max_active_runs is None
     for bad in (0, -3, 2.5, "2", True):
-        with pytest.raises(ValidationError, match="max_active_runs=.*whole number >= 1"):
+        with pytest.raises(ValidationError, match=r"max_active_runs=.*whole number >= 1"):
             Workflow(name="w", steps=steps, max_active_runs=bad)
 
 
