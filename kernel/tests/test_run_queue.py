@@ -186,3 +186,111 @@ async def test_max_active_runs_bounds_runs_in_one_process(mini_runtime: Any) -> 
         release.set()
     assert peak == 2 and sorted(r.output for r in results) == list(range(6))
     assert all(r.status.value == "completed" for r in results)
+
+
+# -- the command line: pyagent runs, pyagent runs cancel, pyagent serve --concurrency ---------------
+
+
+def _seed(url: str) -> dict[str, str]:
+    """A queued, a running (leased), a waiting, a failed and a completed run in the store at ``url``."""
+    from pyagent import Task, Workflow
+    from pyagent.serving import records
+
+    store = MemoryStore(url)
+    wf = Workflow(name="ingest", steps=[Task(name="a", agent=lambda x: x)])
+    ids = {"queued": "r-queued", "running": "r-running", "waiting": "r-waiting", "failed": "r-failed",
+           "done": "r-done"}
+    for i, (what, run_id) in enumerate(ids.items()):
+        header = records.pending_header(wf, run_id, {"i": i}, trigger="test", source="t", at=1000.0 + i)
+        if what == "failed":
+            header = records.failed_header(wf, run_id, "ValueError: bad row 7", at=1000.0 + i)
+        elif what != "queued":
+            header = records.with_status(header, {"running": "running", "waiting": "waiting", "done": "completed"}[what])
+        store._runs[run_id] = header
+    anyio.run(lambda: store.claim_run("r-running", "web-2", "tok", now=__import__("time").time(), ttl=60.0))
+    return ids
+
+
+def test_pyagent_runs_lists_what_is_not_over_newest_first_with_who_holds_it(store_url: str, mini_runtime: Any) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from pyagent.cli import main
+
+    _seed(store_url)
+    out = CliRunner().invoke(main, ["runs", "--storage", store_url])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    listed = [line.split()[2] for line in lines if not line.startswith("    ")]
+    assert listed == ["r-failed", "r-waiting", "r-running", "r-queued"]  # newest first; completed left out
+    running = next(line for line in lines if "r-running" in line)
+    assert "owner web-2 (lease expires in" in running
+    assert "    error: ValueError: bad row 7" in lines
+
+    rows = json.loads(CliRunner().invoke(main, ["runs", "--storage", store_url, "--json", "--status", "running"]).output)
+    assert [(r["run_id"], r["owner"]) for r in rows] == [("r-running", "web-2")]
+    assert rows[0]["lease_expires_at"] > rows[0]["started_at"]
+    limited = CliRunner().invoke(main, ["runs", "--storage", store_url, "--limit", "1", "--workflow", "ingest"])
+    assert "r-failed" in limited.output and "r-waiting" not in limited.output
+    assert "No runs found." in CliRunner().invoke(main, ["runs", "--storage", store_url, "--workflow", "x"]).output
+
+    bad = CliRunner().invoke(main, ["runs", "--storage", store_url, "--status", "runing"])
+    assert bad.exit_code == 2 and "--status 'runing' is not a run status" in bad.output
+    nowhere = CliRunner().invoke(main, ["runs", "--storage", "nosuch://x"])
+    assert nowhere.exit_code == 2 and nowhere.output.startswith("Error: ") and len(nowhere.output.splitlines()) == 1
+
+
+def test_pyagent_runs_cancel_cancels_queued_requests_held_and_reports_the_rest(store_url: str,
+                                                                                mini_runtime: Any) -> None:
+    from click.testing import CliRunner
+
+    from pyagent.cli import main
+
+    _seed(store_url)
+    store = MemoryStore(store_url)
+    out = CliRunner().invoke(main, ["runs", "cancel", "r-queued", "--storage", store_url, "--reason", "dup"])
+    assert out.exit_code == 0 and "Cancelled run r-queued" in out.output
+    assert store._runs["r-queued"].status == "cancelled"
+    out = CliRunner().invoke(main, ["runs", "--storage", store_url, "cancel", "r-running"])  # --storage on the group
+    assert out.exit_code == 0 and "Cancel requested: web-2 stops run r-running" in out.output
+    assert anyio.run(lambda: store.cancel_requests(["r-running"])) == {"r-running": "cancelled on request"}
+    out = CliRunner().invoke(main, ["runs", "--storage", store_url])
+    assert "cancel requested: cancelled on request" in next(x for x in out.output.splitlines() if "r-running" in x)
+    out = CliRunner().invoke(main, ["runs", "cancel", "r-done", "--storage", store_url])
+    assert out.exit_code == 0 and "has already ended (completed): nothing to cancel" in out.output
+    out = CliRunner().invoke(main, ["runs", "cancel", "r-nope", "--storage", store_url])
+    assert out.exit_code == 1 and "no run 'r-nope'" in out.output
+
+
+def test_pyagent_runs_cancel_refuses_a_store_that_is_no_queue(store_url: str, bare_runtime: Any) -> None:
+    from click.testing import CliRunner
+
+    from pyagent import hookimpl
+    from pyagent.cli import main
+
+    class NoQueue(MemoryStore):
+        dequeue_runs = request_cancel = cancel_requests = None  # type: ignore[assignment]
+
+    class Plugin:
+        @hookimpl
+        def pyagent_register_stores(self, register: Any) -> None:
+            register("plain", NoQueue)
+
+    bare_runtime.register(Plugin(), "plain-store")
+    out = CliRunner().invoke(main, ["runs", "cancel", "r1", "--storage", "plain://x"])
+    assert out.exit_code == 2 and "cannot cancel runs across processes" in out.output
+
+
+def test_serve_takes_concurrency_and_poll_interval(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from pyagent.cli import main
+
+    app = tmp_path / "app.py"
+    app.write_text("")
+    help_text = CliRunner().invoke(main, ["serve", "--help"]).output
+    assert "--concurrency" in help_text and "--poll-interval" in help_text
+    assert "Invalid value for '--concurrency'" in CliRunner().invoke(main, ["serve", str(app), "--concurrency", "0"]).output
+    assert "Invalid value for '--poll-interval'" in CliRunner().invoke(
+        main, ["serve", str(app), "--poll-interval", "0"]).output
