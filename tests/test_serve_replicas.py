@@ -117,6 +117,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path, own_schema: Callab
 
 @pytest.fixture
 def replicas(tmp_path: Path, store_url: str) -> Iterator[Callable[..., list[Replica]]]:
+    async def is_queue(store: Any) -> bool:
+        from pyagent.durability.store import supports_queue
+
+        return supports_queue(store)
+
+    if not store_call(store_url, is_queue):  # pyagent-sql before its schema version 4
+        pytest.skip("the installed pyagent-sql store is not a run queue yet "
+                    "(no dequeue_runs): install pyagent-sql with the run queue")
     (tmp_path / "app.py").write_text(APP)
     env = {"CALLS": str(tmp_path / "calls.txt"), "GATE": str(tmp_path / "gate"), "STORE": store_url,
            "LEASE": str(LEASE)}
