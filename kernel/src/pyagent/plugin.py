@@ -50,7 +50,8 @@ What is here, by kind of plugin:
   :class:`ModelResponse`, :class:`ToolCall`, :class:`ToolSpec`, :class:`OutputSpec`,
   :class:`Usage`), :class:`ModelError` for failed calls, :func:`check_models`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
-  :class:`StoredRun`, :class:`Lease`, :class:`InterruptRecord` (a question a run asked);
+  :class:`StoredRun`, :class:`Lease`, :class:`InterruptRecord` (a question a run asked),
+  :class:`Claim` (a run a queue store's ``dequeue_runs`` hands out, with its lease);
   :class:`StoreError`, :class:`RunOwnedError` and :class:`CheckpointConflictError` to raise
 - questions for people: :class:`Interrupt` (a question and its answer), the errors an answer
   is refused with (:class:`InterruptNotFoundError`, :class:`InterruptAnsweredError`,
@@ -119,6 +120,7 @@ if TYPE_CHECKING:
     from pyagent.durability.state import WorkflowState
     from pyagent.durability.store import (
         Checkpoint,
+        Claim,
         InterruptRecord,
         Lease,
         RunHeader,
@@ -182,7 +184,7 @@ if TYPE_CHECKING:
 
 # The rest is loaded on first use, so discovering plugins stays fast.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(["Checkpoint", "InterruptRecord", "Lease", "RunHeader", "Store", "StoredRun"],
+    **dict.fromkeys(["Checkpoint", "Claim", "InterruptRecord", "Lease", "RunHeader", "Store", "StoredRun"],
                     "pyagent.durability.store"),
     "Interrupt": "pyagent.model.interrupts",
     **dict.fromkeys(["list_questions", "record_answer"], "pyagent.durability.interrupts"),
@@ -247,6 +249,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointConflictError",
     "CircuitOpenError",
+    "Claim",
     "ConditionalTask",
     "ConfigurationError",
     "DriverLoadFailure",
