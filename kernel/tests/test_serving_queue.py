@@ -287,3 +287,17 @@ async def test_an_answered_waiting_run_is_continued_by_exactly_one_replica(servi
         status = await hosts[2].run_status(sub.run_id)
         assert status is not None and status["status"] == "completed"
     assert asked == {"approve": 2, "after": 1}  # asked once, answered once: After ran once
+
+
+async def test_a_workflow_submitted_without_being_added_is_served_all_the_same(serving_runtime: Any,
+                                                                                store_url: str) -> None:
+    # A trigger may submit a workflow it was never registered with: the queue must still hand
+    # its runs to this replica, not keep them queued for a workflow nobody serves.
+    work = Work()
+    orch = Orchestrator(store=store_url)
+    async with orch.serving(port=None, poll_interval=POLL) as host:
+        wf = work.workflow("unlisted")
+        subs = [await host.submit(wf, i, trigger="test", source="t") for i in range(3)]
+        assert orch.workflows["unlisted"] is wf
+        await finished(store_url, [s.run_id for s in subs])
+    assert sum(work.calls.values()) == 9

@@ -173,6 +173,10 @@ class TriggerHost:
             raise NotAcceptingError("the orchestrator is shutting down and starts no new runs")
         run_id = run_id or new_run_id()
         origin = {"kind": trigger, "source": source}
+        if self._queue is not None and workflow.name not in self.orchestrator.workflows:
+            # Replicas take off the queue the runs of the workflows they serve (by name): this
+            # one too, from now on, or its runs would stay queued with nobody to take them.
+            self.orchestrator.add_workflow(workflow)
         if self._store is not None:
             header = records.pending_header(workflow, run_id, input, trigger=trigger, source=source)
             if not await self._store.create_run(header):
