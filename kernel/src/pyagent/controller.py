@@ -345,7 +345,7 @@ class Orchestrator:
     @asynccontextmanager
     async def serving(self, *, host: str = "127.0.0.1", port: int | None = 8000, store: str | None = None,
                       grace: float = 30.0, max_running: int = 100,
-                      web_token: str | None = None) -> AsyncIterator[TriggerHost]:
+                      web_token: str | None = None, poll_interval: float = 0.5) -> AsyncIterator[TriggerHost]:
         """Serve this orchestrator's triggers while the block runs; drain when it exits.
 
         On entry, with a store, runs a previous serve process left (recorded but never
@@ -354,6 +354,11 @@ class Orchestrator:
         rest (with a store) so the next start resumes them. ``host``/``port`` are where HTTP
         triggers listen; ``store`` overrides ``Orchestrator(store=...)``; at most
         ``max_running`` runs execute at once, the others wait their turn.
+
+        With a store that is a run queue (pyagent-sql's, ``memory://``), recorded runs wait in
+        the store and any process serving it takes them when it has a free slot: several
+        replicas share the work, within each workflow's ``max_active_runs``, and take over the
+        runs of one that died. ``poll_interval`` is how often (seconds) each looks at the queue.
 
         Web apps that plugins register (``pyagent_register_web_apps``: the dashboard at
         ``/ui``) are served on the same ``host``/``port``, which then opens even with no
@@ -365,13 +370,13 @@ class Orchestrator:
         if store is not None:
             self._use_store(store)
         server = TriggerHost(self, store=self.store, http_host=host, http_port=port, grace=grace,
-                             max_running=max_running, web_token=web_token)
+                             max_running=max_running, web_token=web_token, poll_interval=poll_interval)
         async with server.running():
             yield server
 
     async def serve(self, *, host: str = "127.0.0.1", port: int | None = 8000, store: str | None = None,
                     grace: float = 30.0, max_running: int = 100, handle_signals: bool = True,
-                    web_token: str | None = None) -> None:
+                    web_token: str | None = None, poll_interval: float = 0.5) -> None:
         """Serve schedules, event subscriptions and webhooks until stopped (``pyagent serve``).
 
         Stops on ``stop()`` or, with ``handle_signals`` in the main thread, on SIGTERM/SIGINT
@@ -383,7 +388,7 @@ class Orchestrator:
         import anyio
 
         serving = self.serving(host=host, port=port, store=store, grace=grace, max_running=max_running,
-                               web_token=web_token)
+                               web_token=web_token, poll_interval=poll_interval)
         if not handle_signals or threading.current_thread() is not threading.main_thread():
             async with serving as server:
                 await server.wait_stopped()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from pyagent.durability.lifecycle import Claimed
     from pyagent.durability.ownership import LeaseSettings
     from pyagent.durability.state import WorkflowState
+    from pyagent.durability.store import Lease
     from pyagent.model.results import TaskResult, WorkflowResult
     from pyagent.model.tasks import Task
     from pyagent.plugins import Runtime
@@ -72,6 +73,7 @@ async def run_workflow(
     earlier_audit: Iterable[dict[str, Any]] = (),
     earlier_handoffs: Iterable[dict[str, Any]] = (),
     trigger: dict[str, Any] | None = None,
+    lease: Lease | None = None,
 ) -> WorkflowResult:
     """Run ``workflow`` once. Configuration errors raise; a failure while running is returned.
 
@@ -92,10 +94,15 @@ async def run_workflow(
     ``trigger`` is how the run started, as history shows it (``{"kind": "webhook", "source":
     "/hooks/ci"}``; default ``{"kind": "manual"}``, or ``{"kind": "resume"}`` for a resumed run
     whose origin was not saved).
+    ``lease``: the run's lease, held already (a run taken off a store's queue): the run is
+    recorded under it in ``checkpoint_url``'s store, which renews it and releases it at the end,
+    as for a claim made here. It must be ``run_id``'s.
     """
     try:
         if run_id is not None:
             check_run_id(run_id)
+        if lease is not None:
+            claimed = await hold_lease(workflow, lease, run_id, checkpoint_url, next_seq)
         runtime = get_runtime()
         pattern = resolve_pattern(workflow)
         executor, task_executors = resolve_executors(runtime, workflow)
@@ -239,13 +246,38 @@ async def resume_state(workflow: Workflow, state: WorkflowState, *, checkpoint_u
     )
 
 
+async def hold_lease(workflow: Workflow, lease: Lease, run_id: str | None, url: str | None,
+                     next_seq: int | None) -> Claimed:
+    """A fresh run's claim from a lease held already: its store opened, the lease kept by an Ownership."""
+    from pyagent.durability.lifecycle import Claimed
+    from pyagent.durability.ownership import Ownership
+    from pyagent.durability.replay import next_seq as find_next_seq
+    from pyagent.durability.stores import _close, open_store, safe_url
+    from pyagent.errors import ConfigurationError
+
+    cp = workflow.checkpointing
+    url = url or (cp.storage if cp is not None and cp.enabled else None)
+    if url is None or run_id != lease.run_id:
+        raise ConfigurationError(
+            f"lease of run {lease.run_id!r}: a run started under a lease held already needs that run id "
+            f"(got {run_id!r}) and the store the lease is in (checkpoint_url=...)")
+    store = await open_store(url)
+    try:
+        seq = next_seq if next_seq is not None else await find_next_seq(store, lease.run_id)
+    except BaseException:
+        await _close(store)
+        raise
+    return Claimed(store, Ownership.holding(store, lease, clock=get_runtime().clock, where=safe_url(url)), seq)
+
+
 async def claim_stored_run(url: str, run_id: str, *, wait: bool = False, wait_timeout: float | None = None,
-                           allow_plaintext: bool | None = None,
-                           settings: LeaseSettings | None = None) -> tuple[WorkflowState, Claimed]:
+                           allow_plaintext: bool | None = None, settings: LeaseSettings | None = None,
+                           lease: Lease | None = None) -> tuple[WorkflowState, Claimed]:
     """Claim ``run_id`` in the store at ``url``, then load its saved state.
 
     In that order: state loaded before the claim could be overtaken by the owner that held it.
     The caller runs the returned claim (``run_workflow(claimed=...)``), which releases it.
+    ``lease``: the run's lease, held already (taken off the store's queue): no claim is made.
     """
     from pyagent.durability.history import earlier_trail
     from pyagent.durability.lifecycle import Claimed
@@ -255,9 +287,14 @@ async def claim_stored_run(url: str, run_id: str, *, wait: bool = False, wait_ti
 
     check_run_id(run_id)
     store = await open_store(url)
-    own = Ownership(store, run_id, clock=get_runtime().clock, settings=settings, where=safe_url(url))
+    clock = get_runtime().clock
+    if lease is not None:
+        own = Ownership.holding(store, lease, clock=clock, where=safe_url(url))
+    else:
+        own = Ownership(store, run_id, clock=clock, settings=settings, where=safe_url(url))
     try:
-        await own.claim(wait=wait, timeout=wait_timeout)
+        if lease is None:
+            await own.claim(wait=wait, timeout=wait_timeout)
         try:
             stored = await _load(store, run_id)
             state, seq = state_of(stored, run_id, url, allow_plaintext=allow_plaintext)
@@ -275,13 +312,19 @@ async def claim_stored_run(url: str, run_id: str, *, wait: bool = False, wait_ti
 
 async def resume_run(workflow: Workflow, run_id: str, url: str, *, wait: bool = False,
                      wait_timeout: float | None = None, allow_plaintext: bool | None = None,
-                     **kwargs: Any) -> WorkflowResult:
-    """Claim ``run_id`` in the store at ``url``, load it and continue it there."""
+                     lease: Lease | None = None, **kwargs: Any) -> WorkflowResult:
+    """Claim ``run_id`` in the store at ``url``, load it and continue it there.
+
+    ``lease``: the run's lease, held already (taken off the store's queue): it is used instead
+    of a claim, renewed while the run goes on and released when it ends.
+    """
     from pyagent.durability.ownership import LeaseSettings
 
+    if lease is not None and lease.run_id != run_id:
+        raise StateError(f"the lease given to resume run {run_id!r} is run {lease.run_id!r}'s")
     state, claimed = await claim_stored_run(url, run_id, wait=wait, wait_timeout=wait_timeout,
                                             allow_plaintext=allow_plaintext,
-                                            settings=LeaseSettings.of(workflow.checkpointing))
+                                            settings=LeaseSettings.of(workflow.checkpointing), lease=lease)
     try:
         if state.workflow != workflow.name:
             raise StateError(

@@ -88,6 +88,13 @@ class Workflow(BaseModel):
     failure_policy: Literal["fail_fast", "collect"] = "fail_fast"
     circuit_breaker: CircuitBreakerConfig | None = None
     checkpointing: CheckpointConfig | None = None
+    max_active_runs: int | None = None
+    """At most this many runs of the workflow go on at once (None: no bound).
+
+    In one process a run beyond the bound waits for a slot (``pyagent.engine.slots``);
+    ``pyagent serve`` replicas sharing a store that is a run queue keep the bound across all of
+    them, counting runs that hold a live lease: the others stay queued.
+    """
     executor: str | None = None  # None: the configured executor (settings.executor), else "local"
     executor_options: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -109,6 +116,16 @@ class Workflow(BaseModel):
         if problem:
             raise ValueError(f"workflow name {value!r} {problem}: rename the workflow")
         return value
+
+    @field_validator("max_active_runs", mode="before")
+    @classmethod
+    def _max_active(cls, value: Any) -> Any:
+        """A whole number >= 1 or None; pydantic would round 1.5 or parse "2" silently."""
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(
+            f"max_active_runs={value!r}: give how many runs of the workflow may go on at once, "
+            "as a whole number >= 1 (e.g. max_active_runs=4), or None for no bound")
 
     @field_validator("steps", mode="before")
     @classmethod

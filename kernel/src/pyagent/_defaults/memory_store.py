@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import threading
+from collections.abc import Mapping, Sequence
 
-from pyagent.durability.store import Checkpoint, InterruptRecord, Lease, RunHeader, StoredRun
+from pyagent.durability.store import Checkpoint, Claim, InterruptRecord, Lease, RunHeader, StoredRun
 from pyagent.errors import CheckpointConflictError, RunOwnedError
 
 
@@ -18,6 +20,7 @@ class _Data:
         self.leases: dict[str, Lease] = {}
         self.interrupts: dict[str, InterruptRecord] = {}
         self.asked: dict[tuple[str, str, int, int], str] = {}  # (run, task, position, level) -> id
+        self.cancels: dict[str, tuple[str, float]] = {}  # run id -> (reason, requested at)
         self.lock = threading.RLock()
 
 
@@ -173,6 +176,55 @@ class MemoryStore:
                 and (expired_at is None or lease.expires_at <= expired_at)]
         rows.sort(key=lambda lease: (lease.expires_at, lease.run_id))
         return rows[:limit] if limit is not None else rows
+
+    # -- run queue --------------------------------------------------------------------------
+
+    async def dequeue_runs(self, owner: str, *, now: float, ttl: float, limit: int,
+                           workflows: Mapping[str, int | None]) -> list[Claim]:
+        if limit < 1 or not workflows:
+            return []
+        with self._data.lock:  # the check and the claims are one step, also across threads
+            active: dict[str, int] = {}
+            for lease in self._leases.values():
+                header = self._runs.get(lease.run_id)
+                if header is not None and lease.expires_at > now:
+                    active[header.workflow] = active.get(header.workflow, 0) + 1
+            ready = sorted(
+                (h for h in self._runs.values()
+                 if h.status in ("pending", "running") and h.workflow in workflows
+                 and h.run_id not in self._data.cancels
+                 and (h.run_id not in self._leases or self._leases[h.run_id].expires_at <= now)),
+                key=lambda h: (h.started_at, h.run_id))
+            claims: list[Claim] = []
+            for header in ready:
+                bound = workflows[header.workflow]
+                if bound is not None and active.get(header.workflow, 0) >= bound:
+                    continue
+                lease = Lease(header.run_id, owner, secrets.token_hex(16), now, now + ttl)
+                self._leases[header.run_id] = lease
+                active[header.workflow] = active.get(header.workflow, 0) + 1
+                claims.append(Claim(dataclasses.replace(header), lease))
+                if len(claims) >= limit:
+                    break
+            return claims
+
+    async def request_cancel(self, run_id: str, *, reason: str, now: float) -> str | None:
+        with self._data.lock:
+            header = self._runs.get(run_id)
+            if header is None:
+                return None
+            if header.status not in ("pending", "running", "waiting"):
+                return "finished"
+            self._data.cancels.setdefault(run_id, (reason, now))
+            lease = self._leases.get(run_id)
+            if lease is not None and lease.expires_at > now:
+                return "requested"
+            self._runs[run_id] = dataclasses.replace(header, status="cancelled", finished_at=now)
+            return "cancelled"
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> dict[str, str]:
+        with self._data.lock:
+            return {r: self._data.cancels[r][0] for r in run_ids if r in self._data.cancels}
 
     # -- interrupts ---------------------------------------------------------------------------
 

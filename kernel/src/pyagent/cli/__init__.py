@@ -105,9 +105,9 @@ def plugin_command(name: str) -> click.Command | None:
 
 
 def _register() -> None:
-    from pyagent.cli import history, people, plugins, run, scaffold, serve
+    from pyagent.cli import history, people, plugins, run, runs, scaffold, serve
 
-    for module in (plugins, run, history, people, scaffold, serve):
+    for module in (plugins, run, history, runs, people, scaffold, serve):
         for command in module.COMMANDS:
             main.add_command(command)
 

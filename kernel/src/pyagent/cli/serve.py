@@ -43,13 +43,22 @@ def find_orchestrator(module: Any, wanted: str | None, path: Path) -> Any:
 @click.option("--token", default=None, metavar="TOKEN",
               help="Token the web apps served here (the dashboard at /ui) ask of every request; "
                    "default: their own setting (PYAGENT_DASHBOARD_TOKEN). Webhooks keep their own secrets.")
-def serve(target: str, host: str, port: int, storage: str | None, grace: float, token: str | None) -> None:
+@click.option("--concurrency", default=100, show_default=True, type=click.IntRange(min=1),
+              help="How many runs this process executes at once; the others wait (queued in the store).")
+@click.option("--poll-interval", default=0.5, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="With a store shared by several replicas: seconds between two looks at its queue.")
+def serve(target: str, host: str, port: int, storage: str | None, grace: float, token: str | None,
+          concurrency: int, poll_interval: float) -> None:
     """Serve the schedules, event subscriptions and webhooks of an Orchestrator: FILE[:ORCHESTRATOR].
 
     With a store, runs a previous serve left unfinished are resumed on start. SIGTERM or
     SIGINT stops accepting, lets runs in flight finish within --grace, checkpoints the rest
     for the next start, and exits 0. Web apps that plugins add (the dashboard at /ui) are
     served on --host/--port with the webhooks, which then listen even with no webhook.
+
+    Several replicas may serve one SQL store: each takes queued runs off it, --concurrency at
+    a time, within each workflow's max_active_runs across all of them, and resumes the runs of
+    a replica that died once its leases expire.
     """
     import anyio
 
@@ -63,7 +72,8 @@ def serve(target: str, host: str, port: int, storage: str | None, grace: float, 
              len(orchestrator.triggers))
 
     async def go() -> None:
-        await orchestrator.serve(host=host, port=port, store=storage, grace=grace, web_token=token)
+        await orchestrator.serve(host=host, port=port, store=storage, grace=grace, web_token=token,
+                                 max_running=concurrency, poll_interval=poll_interval)
 
     try:
         anyio.run(go, backend="asyncio")

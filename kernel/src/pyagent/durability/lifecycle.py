@@ -21,6 +21,7 @@ from pyagent.durability.history import history_log
 from pyagent.durability.metrics import metrics_for
 from pyagent.engine.resilience import Transition, breaker_for
 from pyagent.engine.run import execute
+from pyagent.engine.slots import run_slot
 from pyagent.errors import CircuitOpenError, ConfigurationError, RunCancelledError
 from pyagent.model import events as ev
 from pyagent.model.tasks import TaskStatus
@@ -67,6 +68,21 @@ async def drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None = 
     while it waits for answers in this process). The run's questions are kept in its
     checkpoint store, or, without one, in this process only.
     """
+    # A run waits for one of its workflow's max_active_runs slots in this process before
+    # anything else; a run claimed already keeps its lease alive meanwhile.
+    keep = claimed.ownership.keep_alive if claimed is not None else None
+    async with run_slot(run.workflow, keep):
+        if claimed is not None and claimed.ownership.lost is not None:
+            await claimed.ownership.release()
+            await _close_store(claimed.store)
+            raise claimed.ownership.lost
+        return await _drive(run, pattern, checkpoint_url=checkpoint_url, history_url=history_url,
+                            next_seq=next_seq, claimed=claimed, wait=wait, wait_timeout=wait_timeout)
+
+
+async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, history_url: str | None,
+                 next_seq: int | None, claimed: Claimed | None, wait: bool,
+                 wait_timeout: float | None) -> WorkflowResult:
     wf = run.workflow
     if not run.hold_waiting and claimed is None and _checkpoint_url(wf, checkpoint_url) is None:
         raise ConfigurationError(

@@ -49,12 +49,26 @@ the task's questions it is, and how many times it was escalated. Its ``status`` 
 atomically, from ``pending`` to ``answered``, ``expired`` or ``escalated``; an answer for a row
 that is not pending changes nothing, so a replayed answer cannot overwrite the first. The
 question (``payload``) and the answer are opaque bytes the kernel sealed.
+
+**Run queue** (optional: a store offers it when it has callable ``dequeue_runs``,
+``request_cancel`` and ``cancel_requests``; see :class:`RunQueue` and :func:`supports_queue`).
+The queue is the runs table itself: a ``pending`` run is queued, and a ``running`` run whose
+lease expired (or that has none) is an orphan whose owner died. ``pyagent serve`` replicas
+sharing the store take ready runs in batches with ``dequeue_runs``, each claim taking the run's
+lease (the same lease row as ``claim_run``), so renewal, fencing and takeover work as above.
+"Active" runs of a workflow are those holding a live lease, however they started; a workflow's
+``max_active_runs`` bounds them across every process sharing the store. A cancel request
+(``request_cancel``) is a row of its own: a run nobody holds is cancelled at once; a run that is
+held is stopped by its owner at its next task boundary (the owner polls ``cancel_requests``);
+a run with a request is never dequeued again. Stores without these methods still serve, one
+process per store: the kernel then starts recorded runs itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 
 @dataclass
@@ -105,9 +119,14 @@ class Lease:
 
 @dataclass(frozen=True)
 class Claim:
-    """A run taken off the queue: its header as it stood when claimed, and the lease now held."""
+    """A run taken off the queue: its header as it stood when claimed, and the lease now held.
 
-    header: RunHeader  # status "pending" (never started: payload holds its input) or "running" (orphan: resume it)
+    ``header.status`` is ``"pending"`` (recorded, maybe suspended: its checkpoints, or else its
+    payload's input, say where to start) or ``"running"`` (an orphan: resume it from its
+    checkpoints).
+    """
+
+    header: RunHeader
     lease: Lease
 
 
@@ -137,7 +156,12 @@ class InterruptRecord:
 
 @runtime_checkable
 class Store(Protocol):
-    """What the kernel needs from a store. All methods are coroutines; all are safe to call concurrently."""
+    """What the kernel needs from a store. All methods are coroutines; all are safe to call concurrently.
+
+    A store may also be a run queue: ``dequeue_runs``, ``request_cancel`` and
+    ``cancel_requests``, documented on :class:`RunQueue`. They are optional (not members of
+    this protocol): the kernel looks for them with ``callable(getattr(store, name, None))``.
+    """
 
     url: str
 
@@ -274,6 +298,63 @@ class Store(Protocol):
     async def list_interrupts(self, *, run_id: str | None = None, workflow: str | None = None,
                               status: str | None = None, limit: int | None = None) -> list[InterruptRecord]:
         """Rows matching every given filter, oldest question first (``asked_at``, then ``level``, then id)."""
+
+
+class RunQueue(Protocol):
+    """The optional run-queue methods of a store (see the module docstring).
+
+    The kernel checks for them with ``callable(getattr(store, "dequeue_runs", None))`` (and the
+    two others, :func:`supports_queue`), so a store without them keeps working: it is not a
+    queue, and ``pyagent serve`` starts the runs it records itself.
+    """
+
+    async def dequeue_runs(self, owner: str, *, now: float, ttl: float, limit: int,
+                           workflows: Mapping[str, int | None]) -> list[Claim]:
+        """Claim up to ``limit`` ready runs, oldest ``started_at`` first (then run_id), atomically.
+
+        Ready: status ``pending`` or ``running``, workflow in ``workflows``, no lease row or an
+        expired one (``expires_at <= now``), and no cancel request recorded. ``workflows`` maps
+        each workflow name the caller serves to its ``max_active_runs`` (None: unbounded): a run
+        of workflow w is claimed only while fewer than ``max_active`` runs of w hold a live
+        lease, counting the ones this call claims. Each claimed run gets the lease
+        ``Lease(run_id, owner, token, now, now + ttl)`` with a fresh random token chosen by the
+        store (``secrets.token_hex(16)``).
+
+        Concurrent calls from any number of processes never claim one run twice and never let
+        a workflow exceed ``max_active`` live leases. Returns [] quickly when nothing is ready;
+        ``limit`` < 1 or an empty ``workflows`` returns [].
+        """
+        ...
+
+    async def request_cancel(self, run_id: str, *, reason: str, now: float) -> str | None:
+        """Ask that run ``run_id`` be cancelled, atomically; needs no lease.
+
+        - a ``pending``, ``running`` or ``waiting`` run that holds no live lease: its header's
+          status becomes ``cancelled`` and ``finished_at`` ``now`` (payload unchanged) and the
+          request is recorded: returns ``"cancelled"``;
+        - a run holding a live lease: the request (reason, now) is recorded for its owner to act
+          on at its next task boundary: returns ``"requested"``;
+        - a run that has ended (``completed``, ``failed``, ``cancelled``, ``skipped``): nothing
+          changes: returns ``"finished"``;
+        - no such run: returns None.
+
+        Recording a request twice keeps the first one.
+        """
+        ...
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """Of ``run_ids``, those with a cancel request recorded: run id -> reason (one query)."""
+        ...
+
+
+class QueueStore(Store, RunQueue, Protocol):
+    """A store that is a run queue too."""
+
+
+def supports_queue(store: Any) -> TypeGuard[QueueStore]:
+    """Whether ``store`` is a run queue (has the :class:`RunQueue` methods)."""
+    return all(callable(getattr(store, name, None))
+               for name in ("dequeue_runs", "request_cancel", "cancel_requests"))
 
 
 def unstorable(text: str) -> str | None:

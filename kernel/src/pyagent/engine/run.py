@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from pyagent.engine.concurrency import first_error
 from pyagent.engine.waiting import waiting_in
@@ -156,6 +157,9 @@ class WorkflowRun:
         self.stop_scope: anyio.CancelScope | None = None
         self.cancel_reason: str | None = None
         self._loop: tuple[Any, int] | None = None
+        #: Set by stop_at_boundary(): the reason the run ends at its next task boundary.
+        self.stop_requested: str | None = None
+        self._task_ended: anyio.Event | None = None
 
 
     def cancel(self, reason: str | None = None) -> bool:
@@ -175,6 +179,32 @@ class WorkflowRun:
         else:
             anyio.from_thread.run_sync(scope.cancel, token=token)
         return True
+
+    def stop_at_boundary(self, reason: str) -> None:
+        """Stop this run at its next task boundary (a cancel asked of the process running it).
+
+        No task starts after this: the task that would start waits until the tasks running now
+        have finished (and were checkpointed), then the run is cancelled as :meth:`cancel`
+        does, with ``reason``. Tasks running now are not interrupted; a run whose last task is
+        running ends as that task makes it end. Call it from the run's event loop.
+        """
+        if self.stop_requested is None:
+            self.stop_requested = reason or "cancelled on request"
+
+    async def _stop_here(self) -> None:
+        """A task is about to start after stop_at_boundary(): wait for the running ones, then stop."""
+        while self.active_tasks > 0:
+            if self._task_ended is None or self._task_ended.is_set():
+                self._task_ended = anyio.Event()  # one event for every task waiting here
+            await self._task_ended.wait()
+        self.cancel_reason = self.stop_requested
+        scope = self.stop_scope
+        if scope is None:  # not started by the durability layer: nothing outside to stop
+            from pyagent.errors import RunCancelledError
+
+            raise RunCancelledError(self.stop_requested or "")
+        scope.cancel()
+        await anyio.lowlevel.checkpoint()  # the cancellation is delivered here
 
     # -- events --------------------------------------------------------------------------
 
@@ -444,6 +474,8 @@ class WorkflowRun:
         """Run one task with its timeout, retries, fallback and guardrails; record and announce every transition."""
         # The task's name is visible to what its agent calls (a model agent inside a team
         # pattern reports its usage to this task), through a context variable.
+        if self.stop_requested is not None:  # the task boundary a cancel from elsewhere stops at
+            await self._stop_here()
         token = _current_task.set(task.name)
         self.active_tasks += 1
         try:
@@ -453,6 +485,8 @@ class WorkflowRun:
             _current_task.reset(token)
             if self._waits is not None:
                 self._waits.changed()
+            if self._task_ended is not None:
+                self._task_ended.set()
 
     async def _run_task(self, task: Task, input: Any, previous: Any) -> TaskResult:
         # Fields are read from the instance dict, where pydantic keeps them: an attribute read

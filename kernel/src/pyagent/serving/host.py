@@ -6,7 +6,9 @@ themselves: they call :meth:`TriggerHost.submit`, which with a store records the
 an accepted request or a fired tick survives a crash, and a run id that is already recorded
 (a replayed idempotency key, a tick another process fired) starts nothing. Runs then wait
 for one of ``max_running`` slots; triggered runs are checkpointed to the store so the next
-start resumes them. A run that waits for people (``ctx.interrupt``) gives its slot back: with
+start resumes them. With a store that is a run queue, recorded runs wait in the store and
+are taken off it by whichever replica sharing the store has a free slot (see
+:mod:`pyagent.serving.queue`). A run that waits for people (``ctx.interrupt``) gives its slot back: with
 a store its execution ends and the host continues it once it is answered (see
 :mod:`pyagent.serving.waiting`); without one it waits in memory.
 """
@@ -18,13 +20,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 
 import pyagent.serving.records as records
+from pyagent.durability.store import supports_queue
+from pyagent.durability.stores import close_store
 from pyagent.errors import ConfigurationError, NotAcceptingError, PyAgentError, RunOwnedError
 from pyagent.model import events as ev
 from pyagent.model.events import Event
@@ -35,9 +39,10 @@ if TYPE_CHECKING:
 
     from pyagent.clock import Clock
     from pyagent.controller import Orchestrator
-    from pyagent.durability.store import Store
+    from pyagent.durability.store import Claim, Store
     from pyagent.model.interrupts import Interrupt
     from pyagent.model.results import WorkflowResult
+    from pyagent.serving.queue import Dispatcher
     from pyagent.serving.web import WebApp, WebApps
     from pyagent.workflow import Workflow
 
@@ -58,6 +63,19 @@ class Submission:
     created: bool
 
 
+@dataclass
+class HostedRun:
+    """A run this host knows of: accepted and not started yet (``_queued``), or executing
+    here (``_running``, with the scope that stops it)."""
+
+    workflow: str
+    on_finish: OnFinish | None = None
+    origin: dict[str, Any] | None = None
+    queued_at: float = 0.0
+    started: bool = False  # claimed or started here (no longer only waiting in the store)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+
+
 class TriggerHost:
     """Serves an orchestrator's triggers and runs what they start; see the module docstring.
 
@@ -67,17 +85,22 @@ class TriggerHost:
 
     def __init__(self, orchestrator: Orchestrator, *, store: str | None = None,
                  http_host: str = "127.0.0.1", http_port: int | None = 8000, grace: float = 30.0,
-                 max_running: int = 100, web_token: str | None = None) -> None:
+                 max_running: int = 100, web_token: str | None = None, poll_interval: float = 0.5) -> None:
         if not isinstance(grace, (int, float)) or isinstance(grace, bool) or grace < 0:
             raise ConfigurationError(f"grace={grace!r}: give the seconds in-flight runs may take to finish (>= 0)")
         if not isinstance(max_running, int) or isinstance(max_running, bool) or max_running < 1:
             raise ConfigurationError(f"max_running={max_running!r}: give how many runs may run at once (>= 1)")
+        if not isinstance(poll_interval, (int, float)) or isinstance(poll_interval, bool) or poll_interval <= 0:
+            raise ConfigurationError(f"poll_interval={poll_interval!r}: give the seconds between two looks at the "
+                                     "store's queue (> 0, e.g. 0.5)")
         self.orchestrator = orchestrator
         self.store = store
         self.http_host = http_host
         self.http_port = http_port
         self.grace = float(grace)
         self.max_running = max_running
+        #: Seconds between two looks at a queue store for runs to take (other replicas', orphans).
+        self.poll_interval = float(poll_interval)
         self.accepting = False
         #: What is served where, e.g. the webhook server's base URL (filled in by servers).
         self.urls: list[str] = []
@@ -91,9 +114,9 @@ class TriggerHost:
         self._store: Store | None = None
         self._tg: TaskGroup | None = None
         self._limiter: anyio.CapacityLimiter | None = None
-        self._waiting: dict[str, str] = {}  # accepted, not started: run id -> workflow name
-        self._running: dict[str, anyio.CancelScope] = {}
-        self._running_workflow: dict[str, str] = {}  # run id -> its workflow's name, while in flight
+        self._queued: dict[str, HostedRun] = {}  # accepted here (or claimed), not executing yet
+        self._running: dict[str, HostedRun] = {}  # executing here
+        self._queue: Dispatcher | None = None  # with a store that is a run queue
         self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._seen: OrderedDict[str, None] = OrderedDict()  # run ids submitted here (no store)
         self._trigger_scopes: dict[int, anyio.CancelScope] = {}
@@ -115,8 +138,9 @@ class TriggerHost:
 
     @property
     def waiting(self) -> int:
-        """Runs accepted (recorded) and waiting for a slot to start."""
-        return len(self._waiting)
+        """Runs accepted (recorded) here and waiting for a slot to start (with a queue store:
+        until some replica takes them)."""
+        return len(self._queued)
 
     @property
     def in_flight(self) -> int:
@@ -148,18 +172,28 @@ class TriggerHost:
         if not self.accepting:
             raise NotAcceptingError("the orchestrator is shutting down and starts no new runs")
         run_id = run_id or new_run_id()
+        origin = {"kind": trigger, "source": source}
+        if self._queue is not None and workflow.name not in self.orchestrator.workflows:
+            # Replicas take off the queue the runs of the workflows they serve (by name): this
+            # one too, from now on, or its runs would stay queued with nobody to take them.
+            self.orchestrator.add_workflow(workflow)
         if self._store is not None:
             header = records.pending_header(workflow, run_id, input, trigger=trigger, source=source)
             if not await self._store.create_run(header):
                 return Submission(run_id, False)
+            if self._queue is not None:  # queued in the store: whichever replica has a slot takes it
+                self._queued[run_id] = HostedRun(workflow.name, on_finish, origin, queued_at=header.started_at)
+                self._queue.wake()
+                self.announce(ev.TRIGGER_FIRED, workflow.name, run_id, trigger=trigger, source=source,
+                              **(data or {}))
+                return Submission(run_id, True)
         else:
             if run_id in self._seen:
                 return Submission(run_id, False)
             self._remember(self._seen, run_id, None)
         if not self.accepting:  # shut down while recording: recorded, so the next start runs it
             raise NotAcceptingError("the orchestrator is shutting down and starts no new runs")
-        self._start(workflow, run_id, input, resume=False, on_finish=on_finish,
-                    origin={"kind": trigger, "source": source})
+        self._start(workflow, run_id, input, resume=False, on_finish=on_finish, origin=origin)
         self.announce(ev.TRIGGER_FIRED, workflow.name, run_id, trigger=trigger, source=source, **(data or {}))
         return Submission(run_id, True)
 
@@ -176,7 +210,7 @@ class TriggerHost:
             raise NotAcceptingError("the orchestrator is shutting down and resumes no runs")
         if self._store is None:
             raise ConfigurationError("resuming a run needs the store it is recorded in: serve with a store")
-        if run_id in self._waiting or run_id in self._running:
+        if run_id in self._queued or run_id in self._running:
             raise ConfigurationError(f"run {run_id!r} is already going on here")
         self._start(workflow, run_id, None, resume=True, on_finish=on_finish)
 
@@ -300,18 +334,19 @@ class TriggerHost:
         done = self._recent.get(run_id)
         if done is not None:
             return done
-        name = self._waiting.get(run_id)
-        if name is not None:
-            wf = self.orchestrator.workflows.get(name)
-            return _status(run_id, name, "pending", 0, wf.task_count if wf else 0)
+        queued = self._queued.get(run_id)
+        if queued is not None:
+            wf = self.orchestrator.workflows.get(queued.workflow)
+            return _status(run_id, queued.workflow, "pending", 0, wf.task_count if wf else 0)
         for wf in self.orchestrator.workflows.values():
             for run in list(wf._active):
                 if run.run_id == run_id:
                     completed = sum(1 for r in run.records.values() if r.status.value == "completed")
                     return _status(run_id, wf.name, run.status.value, completed, wf.task_count,
                                    started_at=run.started_at)
-        name = self._running_workflow.get(run_id)
-        if name is not None:
+        running = self._running.get(run_id)
+        if running is not None:
+            name = running.workflow
             # Its run has just ended and its result is being recorded here: the store may already
             # say how it ended, but not with its output. Still running, for a moment more.
             wf = self.orchestrator.workflows.get(name)
@@ -356,6 +391,10 @@ class TriggerHost:
                 raise ConfigurationError(
                     f"the store {self.store!r} has no create_run(): serving needs a store that records a "
                     "run atomically before it starts (upgrade its plugin, or serve without a store)")
+        if self._store is not None and supports_queue(self._store):
+            from pyagent.serving.queue import Dispatcher
+
+            self._queue = Dispatcher(self, self._store, self.poll_interval)
         self.orchestrator._host = self
         try:
             async with one_error(), anyio.create_task_group() as tg:
@@ -365,6 +404,9 @@ class TriggerHost:
                     if self._store is not None:
                         await self._recover()
                         tg.start_soon(self._answers.watch)
+                    if self._queue is not None:
+                        tg.start_soon(self._queue.run)
+                        tg.start_soon(self._queue.watch)
                     if self.http_port is not None:
                         await self._start_web_apps(tg)
                     for trigger in list(self.orchestrator.triggers):
@@ -384,6 +426,7 @@ class TriggerHost:
             self._web = None
             self.web_apps = []
             self.orchestrator._host = None
+            self._queue = None
             if self._store is not None:
                 with anyio.CancelScope(shield=True):
                     await _close(self._store)
@@ -481,36 +524,82 @@ class TriggerHost:
         if self.store is not None:
             from pyagent.durability.stores import safe_url
 
-            log.info("runs are recorded in %s", safe_url(self.store))
+            log.info("runs are recorded in %s%s", safe_url(self.store),
+                     f" and taken off its queue, {self.max_running} at a time" if self._queue is not None else "")
         else:
             log.info("no store: runs are not recorded, and runs in flight at shutdown are lost")
 
     # -- runs ----------------------------------------------------------------------------------
 
     def _start(self, workflow: Workflow, run_id: str, input: Any, *, resume: bool,
-               on_finish: OnFinish | None = None, origin: dict[str, Any] | None = None) -> None:
+               on_finish: OnFinish | None = None, origin: dict[str, Any] | None = None,
+               answered: bool = False) -> None:
+        """Start a run in the background once a slot is free (``answered``: a waiting run to continue)."""
         assert self._tg is not None
-        self._waiting[run_id] = workflow.name
+        entry = self._queued[run_id] = HostedRun(workflow.name, on_finish, origin, started=True)
         self._recent.pop(run_id, None)  # a waiting run continued: no longer what it was
         self._answers.untrack(run_id)
-        self._tg.start_soon(self._execute, workflow, run_id, input, resume, on_finish, origin)
 
-    async def _execute(self, workflow: Workflow, run_id: str, input: Any, resume: bool,
-                       on_finish: OnFinish | None, origin: dict[str, Any] | None = None) -> None:
-        result: WorkflowResult | None = None
+        async def body() -> WorkflowResult | None:
+            if answered:
+                return await self._continue_answered(workflow, run_id)
+            return await self._run(workflow, run_id, input, resume, origin)
+
+        self._tg.start_soon(self._execute, workflow, run_id, entry, body, None)
+
+    def start_claim(self, workflow: Workflow, claim: Claim, ticket: object) -> None:
+        """Start a run the dispatcher took off the queue, in the slot ``ticket`` reserved."""
+        assert self._tg is not None
+        run_id = claim.header.run_id
+        entry = self._queued.get(run_id) or HostedRun(workflow.name)  # submitted here: keeps its on_finish
+        entry.started = True
+        self._queued[run_id] = entry
+        self._recent.pop(run_id, None)
+        self._answers.untrack(run_id)
+        self._tg.start_soon(self._execute, workflow, run_id, entry, lambda: self._run_claim(workflow, claim), ticket)
+
+    def reserve_slots(self, most: int | None = None) -> list[object]:
+        """Take every free slot (at most ``most``) for runs about to be claimed: one ticket each."""
         assert self._limiter is not None
-        try:
+        tickets: list[object] = []
+        while self._limiter.available_tokens >= 1 and (most is None or len(tickets) < most):
+            ticket = object()
+            self._limiter.acquire_on_behalf_of_nowait(ticket)
+            tickets.append(ticket)
+        return tickets
+
+    def free_slots(self, tickets: list[object]) -> None:
+        assert self._limiter is not None
+        for ticket in tickets:
+            self._limiter.release_on_behalf_of(ticket)
+
+    @asynccontextmanager
+    async def _slot(self, ticket: object | None) -> AsyncIterator[None]:
+        """One of ``max_running`` slots: reserved already (``ticket``), or waited for."""
+        assert self._limiter is not None
+        if ticket is None:
             async with self._limiter:
-                if self._draining:
+                yield
+            return
+        try:
+            yield
+        finally:
+            self._limiter.release_on_behalf_of(ticket)
+
+    async def _execute(self, workflow: Workflow, run_id: str, entry: HostedRun,
+                       body: Callable[[], Any], ticket: object | None) -> None:
+        result: WorkflowResult | None = None
+        try:
+            async with self._slot(ticket):
+                if self._draining and ticket is None:
                     return  # recorded as pending (with a store): the next start runs it
-                self._waiting.pop(run_id, None)
-                scope = anyio.CancelScope()
-                self._running[run_id] = scope
-                self._running_workflow[run_id] = workflow.name
+                if self._queued.get(run_id) is entry:
+                    del self._queued[run_id]
+                self._running[run_id] = entry
                 try:
-                    with scope:
+                    with entry.scope:
                         try:
-                            result = await self._run(workflow, run_id, input, resume, origin)
+                            result = await body()
                         except RunOwnedError as exc:
                             # Continued by another process (a replica, a pyagent resume) first.
                             log.info("run %s of %r is held by another process, which continues it: %s",
@@ -519,10 +608,10 @@ class TriggerHost:
                             log.error("run %s of %r could not start: %s", run_id, workflow.name, exc,
                                       exc_info=not isinstance(exc, PyAgentError))
                             try:
-                                await self._record_failure(workflow, run_id, exc, origin)
+                                await self._record_failure(workflow, run_id, exc, entry.origin)
                             except Exception as again:
                                 log.error("recording that run %s failed did not work either: %s", run_id, again)
-                    if scope.cancelled_caught:
+                    if entry.scope.cancelled_caught:
                         with anyio.CancelScope(shield=True):
                             await self._suspended(workflow, run_id)
                 finally:
@@ -531,16 +620,23 @@ class TriggerHost:
                         if result.status.value == "waiting" and self._store is not None:
                             self._answers.track(run_id, workflow.name, list(result.interrupts))
                     del self._running[run_id]
-                    self._running_workflow.pop(run_id, None)
                     assert self._changed is not None
                     self._changed.set()
+                    if self._queue is not None:
+                        self._queue.wake()  # a slot is free
         finally:
-            self._waiting.pop(run_id, None)
-            if on_finish is not None:
-                try:
-                    on_finish(run_id, result)
-                except Exception:
-                    log.exception("on_finish callback of run %s failed", run_id)
+            if self._queued.get(run_id) is entry:
+                del self._queued[run_id]
+            self.finished(run_id, result, entry.on_finish)
+
+    def finished(self, run_id: str, result: WorkflowResult | None, on_finish: OnFinish | None) -> None:
+        """Call a run's ``on_finish`` (its failure is logged, never raised)."""
+        if on_finish is None:
+            return
+        try:
+            on_finish(run_id, result)
+        except Exception:
+            log.exception("on_finish callback of run %s failed", run_id)
 
     async def _run(self, workflow: Workflow, run_id: str, input: Any, resume: bool,
                    origin: dict[str, Any] | None = None) -> WorkflowResult:
@@ -559,17 +655,95 @@ class TriggerHost:
                                   checkpoint_url=self.store, next_seq=0 if self.store is not None else None,
                                   wait_for_answers=hold, trigger=origin)
 
+    async def _run_claim(self, workflow: Workflow, claim: Claim) -> WorkflowResult | None:
+        """Run a claim from the queue under its lease: resumed from its checkpoints when it has
+        some (an orphan, a run suspended at a shutdown), else started with its recorded input."""
+        from pyagent.durability.stores import safe_url
+        from pyagent.runner import resume_run, run_workflow
+
+        store, url = self._store, self.store
+        assert store is not None and url is not None
+        run_id, lease = claim.header.run_id, claim.lease
+        listeners = self.orchestrator._listeners
+        what = f"run {run_id!r} in {safe_url(url)}"
+        try:
+            if self._draining:  # claimed as the shutdown began: give it back to the others at once
+                await store.release_run(run_id, lease.token)
+                return None
+            stored = await store.load(run_id)
+            if stored is not None and stored.checkpoints:
+                log.info("resuming run %s of %r (left %s)", run_id, workflow.name, claim.header.status)
+                return await resume_run(workflow, run_id, url, lease=lease, listeners=listeners,
+                                        wait_for_answers=False)
+            header = claim.header if stored is None else stored.header
+            found, value = records.queued_input(header, what)
+            origin = records.queued_trigger(header, what) if found else None
+        except BaseException:  # given back (a no-op when resume_run gave it back already)
+            with anyio.CancelScope(shield=True):
+                await store.release_run(run_id, lease.token)
+            raise
+        if not found:
+            why = (f"{what} was left {header.status} with no checkpoint and no recorded input: "
+                   "its process stopped before the run's first checkpoint, so it cannot be resumed")
+            log.warning("%s", why)
+            await store.save_run(records.failed_header(workflow, run_id, why, at=header.started_at),
+                                 fence=lease.token)
+            await store.release_run(run_id, lease.token)
+            return None
+        return await run_workflow(workflow, value, run_id=run_id, listeners=listeners, checkpoint_url=url,
+                                  next_seq=0, wait_for_answers=False, trigger=origin, lease=lease)
+
+    async def _continue_answered(self, workflow: Workflow, run_id: str) -> WorkflowResult | None:
+        """Continue a waiting run that was answered: claimed first, so of several replicas that saw
+        the answer exactly one goes on, and only if it still waits (not ended or cancelled since)."""
+        from pyagent.durability.ownership import LeaseSettings
+        from pyagent.model.tasks import TaskStatus
+        from pyagent.runner import abandon, claim_stored_run, resume_state
+
+        assert self.store is not None
+        state, claimed = await claim_stored_run(self.store, run_id,
+                                                settings=LeaseSettings.of(workflow.checkpointing))
+        try:
+            reason = None
+            queue = claimed.store if supports_queue(claimed.store) else None
+            if queue is not None:
+                reason = (await queue.cancel_requests([run_id])).get(run_id)
+        except BaseException:
+            await abandon(claimed)
+            raise
+        if reason is not None or state.status is not TaskStatus.WAITING or state.workflow != workflow.name:
+            store = claimed.store
+            await claimed.ownership.release()
+            try:
+                if queue is not None and reason is not None:  # asked to cancel while it waited: it ends so
+                    await queue.request_cancel(run_id, reason=reason, now=self.clock.time())
+                    log.info("run %s of %r was cancelled while it waited (%s)", run_id, workflow.name, reason)
+                else:
+                    log.info("run %s of %r no longer waits (%s): another process continued it",
+                             run_id, workflow.name, state.status.value)
+            finally:
+                await close_store(store)
+            return None
+        return await resume_state(workflow, state, checkpoint_url=self.store, claimed=claimed,
+                                  listeners=self.orchestrator._listeners, wait_for_answers=False)
+
     async def _record_failure(self, workflow: Workflow, run_id: str, exc: BaseException,
                               origin: dict[str, Any] | None = None) -> None:
         if self._store is None:
             return
         stored = await self._store.load(run_id)
-        if stored is not None and stored.header.status == records.PENDING:
+        # With a queue a run left "running" would be taken again and again: it failed.
+        statuses = (records.PENDING, "running") if self._queue is not None else (records.PENDING,)
+        if stored is not None and stored.header.status in statuses:
+            lease = await self._store.get_lease(run_id)
+            if lease is not None and not lease.expired(self.clock.time()):
+                return  # held by someone else now (refused because another process runs it)
             await self._store.save_run(records.failed_header(
                 workflow, run_id, f"{type(exc).__name__}: {exc}", at=stored.header.started_at, trigger=origin))
 
     async def _suspended(self, workflow: Workflow, run_id: str) -> None:
-        """A run stopped at shutdown: with a store, mark it pending so the next start resumes it."""
+        """A run stopped at shutdown: with a store, mark it pending so the next start (or another
+        replica, at once) resumes it."""
         if self._store is None:
             log.warning("run %s of %r was cancelled at shutdown; without a store it cannot resume",
                         run_id, workflow.name)
@@ -579,13 +753,30 @@ class TriggerHost:
             return
         if stored.header.status in ("cancelled", "running"):
             await self._store.save_run(records.with_status(stored.header, records.PENDING))
+        if self._queue is not None:
+            queue = self._queue.store
+            asked = (await queue.cancel_requests([run_id])).get(run_id)
+            if asked is not None:  # a cancel came as it stopped: nobody may take it again
+                await queue.request_cancel(run_id, reason=asked, now=self.clock.time())
+                return
+            log.info("run %s of %r checkpointed at shutdown: another replica or the next start resumes it",
+                     run_id, workflow.name)
+            return
         log.info("run %s of %r checkpointed at shutdown: it resumes on the next start", run_id, workflow.name)
 
     async def _recover(self) -> None:
-        """Start the runs a stopped or dead serve process left: pending ones and running ones."""
+        """Start the runs a stopped or dead serve process left: pending ones and running ones.
+
+        With a queue store the dispatcher takes them (after their lease expired); only the
+        runs a dead process of this machine held are claimed here at once.
+        """
         from pyagent.durability.stores import safe_url
 
         assert self._store is not None
+        if self._queue is not None:
+            await self._queue.take_over_dead()
+            await self._answers.adopt_stored()
+            return
         workflows = self.orchestrator.workflows
         left = [h for status in ("running", records.PENDING)
                 for h in await self._store.list_runs(status=status) if h.workflow in workflows]
@@ -618,6 +809,8 @@ class TriggerHost:
         self._draining = True
         for scope in list(self._trigger_scopes.values()):
             scope.cancel()
+        if self._queue is not None:
+            await self._queue.drop_queued()
         if self._running:
             log.info("shutting down: waiting up to %gs for %d run(s) in flight", self.grace, len(self._running))
         with anyio.CancelScope() as self._grace_scope:
@@ -625,18 +818,19 @@ class TriggerHost:
                 with anyio.move_on_after(self.grace):
                     await self._until_idle()
         if self._running:
-            log.warning("checkpointing %d run(s) still in flight; they resume on the next start",
-                        len(self._running))
-            for scope in list(self._running.values()):
-                scope.cancel()
+            log.warning("checkpointing %d run(s) still in flight; %s", len(self._running),
+                        "other replicas or the next start resume them" if self._queue is not None
+                        else "they resume on the next start")
+            for entry in list(self._running.values()):
+                entry.scope.cancel()
             with anyio.move_on_after(60):
                 await self._until_idle()
-        if self._waiting:
+        if self._queued:
             if self._store is not None:
-                log.info("%d accepted run(s) not started yet: they start on the next start", len(self._waiting))
+                log.info("%d accepted run(s) not started yet: they start on the next start", len(self._queued))
             else:
                 log.warning("%d accepted run(s) not started are dropped: serve with a store to keep them",
-                            len(self._waiting))
+                            len(self._queued))
         for scope in list(self._server_scopes.values()):
             scope.cancel()
         self._server_scopes.clear()

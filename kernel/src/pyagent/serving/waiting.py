@@ -70,7 +70,7 @@ class WaitingRuns:
         for header in await store.list_runs(status="waiting"):
             run_id = header.run_id
             if (header.workflow not in workflows or run_id in self.tracked or run_id in host._running
-                    or run_id in host._waiting):
+                    or run_id in host._queued):
                 continue
             lease = await store.get_lease(run_id)
             if lease is not None and not lease.expired(now) and not _dead_here(lease.owner):
@@ -121,7 +121,7 @@ class WaitingRuns:
                     continue
                 log.info("run %s of %r %s: continuing it", run_id, name,
                          "was answered" if answered else "has a question past its deadline")
-                host._start(workflow, run_id, None, resume=True)
+                host._start(workflow, run_id, None, resume=True, answered=True)
 
     async def _sleep(self) -> None:
         """One poll interval, cut short by a wake-up or by the earliest deadline (on the runtime clock)."""
