@@ -1,7 +1,7 @@
 """The run queue on the store: ``dequeue_runs``, ``request_cancel`` and ``cancel_requests``.
 
-The semantics are checked against every store that has them (the kernel's memory store too,
-once it does); the SQL specifics (locking across processes, wrapped errors, the version 4
+The semantics are checked against every store that has them (the kernel's memory store too);
+the SQL specifics (locking across processes, wrapped errors, the version 4
 migration) against real SQLite files and a real PostgreSQL server.
 """
 
@@ -44,9 +44,6 @@ def make_store(url: str) -> Any:
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
-        store = make_store("memory://probe")
-        if not callable(getattr(store, "dequeue_runs", None)):
-            pytest.skip("the kernel's memory store has no run queue (dequeue_runs) in this build")
         return f"memory://queue-{uuid.uuid4().hex}"
     return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
 
