@@ -36,7 +36,7 @@ async def test_the_schema_is_created_on_first_open_and_recorded_once(url: str, d
             await store.close()
     assert db_query(url, "SELECT version, description FROM pyagent_schema_version ORDER BY version") == [
         (1, "runs and checkpoints tables"), (2, "run leases (one owner per run)"),
-        (3, "interrupts (questions runs ask people, and their answers)"),
+        (3, "interrupts (questions runs ask people, and their answers)"), (4, "run queue: cancel requests"),
     ]
     assert db_query(url, "SELECT count(*) FROM pyagent_runs") == [(0,)]
 
@@ -123,7 +123,8 @@ async def test_a_version_2_database_gets_the_interrupts_table_and_keeps_its_runs
         lease = await store.get_lease("r1")
     assert loaded is not None and loaded.checkpoints[0].payload == b"state"
     assert lease is not None and lease.token == "t1"
-    assert db_query(url, "SELECT version FROM pyagent_schema_version ORDER BY version") == [(1,), (2,), (3,)]
+    assert db_query(url, "SELECT version FROM pyagent_schema_version ORDER BY version") == [
+        (v,) for v in range(1, schema.LATEST + 1)]  # brought up to the latest version at once
     assert db_query(url, "SELECT id, status, answered_by FROM pyagent_interrupts") == [("q" * 32, "answered", "al")]
 
 

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pyagent.plugin import (
     Checkpoint,
+    Claim,
     InterruptRecord,
     Lease,
     PyAgentError,
@@ -64,6 +65,8 @@ T = TypeVar("T")
 
 #: Idle backends (no open store) kept ready for the next run; older ones are shut down.
 MAX_IDLE = 4
+#: Statuses of runs that have ended: a cancel request changes nothing for them.
+ENDED_STATUSES = frozenset({"completed", "failed", "cancelled", "skipped"})
 
 
 class Backend:
@@ -99,6 +102,23 @@ class Backend:
 
     def insert_interrupt_if_absent_statement(self) -> Any:
         """``INSERT`` of a question that does nothing when its run has one at that (task, position, level)."""
+        raise NotImplementedError
+
+    def insert_cancel_if_absent_statement(self) -> Any:
+        """``INSERT`` of a cancel request that does nothing when the run has one (the first one stays)."""
+        raise NotImplementedError
+
+    def in_list(self, column: Any, name: str) -> Any:
+        """``column IN <the list bound as name>``, one parameter whatever the list's length
+        (see ``list_param``), so the statement is compiled and prepared once."""
+        raise NotImplementedError
+
+    def list_param(self, values: Sequence[str]) -> Any:
+        """The value bound for a list of ``in_list``."""
+        raise NotImplementedError
+
+    async def dequeue(self, params: dict[str, Any]) -> list[Claim]:
+        """Claim ready runs off the queue (see ``SQLStore.dequeue_runs``) in one transaction."""
         raise NotImplementedError
 
     async def migrate(self, conn: AsyncConnection) -> None:
@@ -299,6 +319,19 @@ class Backend:
             questions.c.run_id == bindparam("run_id"), questions.c.task == bindparam("task"),
             questions.c.position == bindparam("position"), questions.c.level == bindparam("level"))
         # Only a pending question is resolved: the first answer wins, a replay changes nothing.
+        cancels = self.tables.cancels
+        self.insert_cancel = self.insert_cancel_if_absent_statement()
+        self.select_cancel = select(cancels).where(cancels.c.run_id == bindparam("run_id"))
+        self.select_cancels = select(cancels.c.run_id, cancels.c.reason).where(
+            self.in_list(cancels.c.run_id, "run_ids"))
+        # Locks the run's row on PostgreSQL while a cancel is decided: a dequeue skips the run
+        # meanwhile, or (when it locked first) has committed its lease before this reads it.
+        self.select_run_status = (select(runs.c.status).where(runs.c.run_id == bindparam("run_id"))
+                                  .with_for_update())
+        self.select_live_lease = select(leases.c.token).where(
+            leases.c.run_id == bindparam("run_id"), leases.c.expires_at > bindparam("now", type_=Double))
+        self.mark_cancelled = (update(runs).where(runs.c.run_id == bindparam("cancel_run_id"))
+                               .values(status="cancelled", finished_at=bindparam("cancel_now", type_=Double)))
         self.resolve_interrupt = (
             update(questions)
             .where(questions.c.id == bindparam("interrupt_id"), questions.c.status == "pending")
@@ -549,6 +582,37 @@ class Backend:
     async def list_interrupts(self, query: Any) -> list[InterruptRecord]:
         async def body(conn: AsyncConnection) -> list[InterruptRecord]:
             return [to_interrupt(r) for r in (await conn.execute(query)).all()]
+
+        return await self.read(body)
+
+
+    async def request_cancel(self, params: dict[str, Any]) -> str | None:
+        async def body(conn: AsyncConnection, attempt: int) -> str | None:
+            run_id = params["run_id"]
+            status = (await conn.execute(self.select_run_status, {"run_id": run_id})).scalar()
+            if status is None:
+                return None
+            if status in ENDED_STATUSES:
+                if attempt and status == "cancelled" and await self._cancelled_by(conn, params):
+                    return "cancelled"  # the first attempt committed; its answer was lost
+                return "finished"
+            await conn.execute(self.insert_cancel, params)
+            if (await conn.execute(self.select_live_lease, {"run_id": run_id, "now": params["requested_at"]})).first():
+                return "requested"  # its owner acts on it at its next task boundary
+            await conn.execute(self.mark_cancelled, {"cancel_run_id": run_id, "cancel_now": params["requested_at"]})
+            return "cancelled"
+
+        return await self.transaction(body)
+
+    async def _cancelled_by(self, conn: AsyncConnection, params: dict[str, Any]) -> bool:
+        row = (await conn.execute(self.select_cancel, {"run_id": params["run_id"]})).first()
+        return row is not None and row._mapping["requested_at"] == params["requested_at"] \
+            and row._mapping["reason"] == params["reason"]
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> dict[str, str]:
+        async def body(conn: AsyncConnection) -> dict[str, str]:
+            rows = (await conn.execute(self.select_cancels, {"run_ids": self.list_param(run_ids)})).all()
+            return {r[0]: r[1] for r in rows}
 
         return await self.read(body)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pyagent.plugin import (
     Checkpoint,
+    Claim,
     InterruptRecord,
     Lease,
     PyAgentError,
@@ -249,6 +250,39 @@ class SQLStore:
             query = query.limit(limit)
         return await self._call("listing leases", "", lambda: backend.run(backend.list_leases, query))
 
+    # -- the run queue ------------------------------------------------------------------------
+
+    async def dequeue_runs(self, owner: str, *, now: float, ttl: float, limit: int,
+                           workflows: Mapping[str, int | None]) -> list[Claim]:
+        """Claim up to ``limit`` ready runs, oldest ``started_at`` first (then run id), atomically.
+
+        Ready: ``pending`` or ``running``, of a workflow in ``workflows``, with no lease or an
+        expired one, and no cancel request. ``workflows`` maps each workflow served to its
+        ``max_active_runs`` (None: unbounded); a bounded workflow gets runs only while fewer of
+        its runs hold a live lease. Each claimed run gets a lease with a fresh random token.
+        """
+        params = dequeue_params(owner, now=now, ttl=ttl, limit=limit, workflows=workflows)
+        if params is None:
+            return []
+        backend = await self._ready()
+        return await self._call("taking runs off the queue", "", lambda: backend.run(backend.dequeue, params))
+
+    async def request_cancel(self, run_id: str, *, reason: str, now: float) -> str | None:
+        """Ask that a run be cancelled: ``"cancelled"`` (it held no live lease: marked so now),
+        ``"requested"`` (its owner acts on it), ``"finished"`` (it had ended) or None (no such run)."""
+        params = {"run_id": run_id, "reason": reason, "requested_at": now}
+        backend = await self._ready()
+        return await self._call(f"requesting the cancellation of run {run_id!r}", run_id,
+                                 lambda: backend.run(backend.request_cancel, params))
+
+    async def cancel_requests(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """Of ``run_ids``, those with a cancel request recorded: run id -> reason (one query)."""
+        ids = list(dict.fromkeys(run_ids))
+        if not ids:
+            return {}
+        backend = await self._ready()
+        return await self._call("reading cancel requests", "", lambda: backend.run(backend.cancel_requests, ids))
+
     # -- interrupts ---------------------------------------------------------------------------
 
     async def ask_interrupt(self, record: InterruptRecord, *, fence: str | None = None) -> InterruptRecord:
@@ -310,6 +344,21 @@ def run_params(header: RunHeader) -> dict[str, Any]:
         "finished_at": header.finished_at,
         "payload": header.payload,
     }
+
+
+def dequeue_params(owner: str, *, now: float, ttl: float, limit: int,
+                   workflows: Mapping[str, int | None]) -> dict[str, Any] | None:
+    """The parameters of a dequeue, or None when it can claim nothing (``limit`` < 1, no workflows)."""
+    if ttl <= 0:
+        raise ValueError(f"ttl must be a positive number of seconds, got {ttl!r}")
+    for name, cap in workflows.items():
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int)):
+            raise ValueError(f"max_active for workflow {name!r} must be a whole number or None "
+                             f"(unbounded), got {cap!r}")
+    if limit < 1 or not workflows:
+        return None
+    return {"owner": owner, "now": now, "expires_at": now + ttl, "limit": int(limit),
+            "workflows": dict(workflows)}
 
 
 def interrupt_params(record: InterruptRecord) -> dict[str, Any]:

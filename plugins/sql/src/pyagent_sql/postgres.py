@@ -17,25 +17,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import logging
+import secrets
 import socket
 import zlib
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import text
+from sqlalchemy import Text, any_, bindparam, literal_column, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .backend import Backend, _outcome
+from pyagent.plugin import Claim, Lease
+
+from .backend import Backend, Fenced, _outcome, to_header
 from .base import SQLStore
-from .errors import StoreUnavailableError
-from .schema import migrate
+from .errors import StoreUnavailableError, describe
+from .schema import CANCELS, LEASES, READY_STATUSES, RUNS, migrate
 from .urls import PostgresTarget, describe_postgres, parse_postgres
+
+log = logging.getLogger("pyagent.sql")
 
 # Advisory-lock namespace for schema migrations ("pyag").
 _LOCK_NAMESPACE = 0x70796167
+#: Connections a process holds for single-statement writes (see ``execute_write``).
+WRITE_LANES = 4
+#: Statements one dequeue runs at most: more when candidates went to other replicas meanwhile.
+DEQUEUE_ROUNDS = 4
 #: How long a write keeps retrying on fresh connections while the server is unreachable.
 WRITE_RETRY_SECONDS = 10.0
 # asyncpg errors that mean the connection (not the statement) failed.
@@ -54,9 +66,13 @@ class PostgresBackend(Backend):
     def __init__(self, target: PostgresTarget) -> None:
         self.target = target
         super().__init__(_key(target), target.display)
+        self._build_fenced_upsert()
+        self._build_queue_statements()
         self._base_engine: AsyncEngine | None = None
         self._autocommit: AsyncEngine | None = None
-        self._write_conn: AsyncConnection | None = None  # held: no pool checkout per write
+        # Held connections for single-statement writes: no pool checkout per write.
+        self._lanes = [_Lane() for _ in range(WRITE_LANES)]
+        self._next_lane = 0
         self._closing: set[asyncio.Task[None]] = set()  # discarded write connections closing
 
     def create_engine(self) -> AsyncEngine:
@@ -98,6 +114,211 @@ class PostgresBackend(Backend):
         t = self.tables.interrupts
         return pg_insert(t).on_conflict_do_nothing(index_elements=[t.c.run_id, t.c.task, t.c.position, t.c.level])
 
+    def insert_cancel_if_absent_statement(self) -> Any:
+        t = self.tables.cancels
+        return pg_insert(t).on_conflict_do_nothing(index_elements=[t.c.run_id])
+
+    def in_list(self, column: Any, name: str) -> Any:
+        return column == any_(bindparam(name, type_=ARRAY(Text)))
+
+    def list_param(self, values: Sequence[str]) -> Any:
+        return list(values)
+
+    # -- the run queue ------------------------------------------------------------------
+
+    def _build_fenced_upsert(self) -> None:
+        # A fenced header write in one statement (one round trip, on the held connection) rather
+        # than a transaction of four (BEGIN, lease check, upsert, COMMIT): the header is written
+        # only while the claim holds the lease, locked FOR SHARE as the fenced checkpoint insert
+        # does. No row written: the lease has passed to another claim.
+        runs, leases = self.tables.runs, self.tables.leases
+        held = (select(literal_column("1")).select_from(leases)
+                .where(leases.c.run_id == bindparam("run_id"), leases.c.token == bindparam("fence"))
+                .with_for_update(read=True).exists())
+        columns = [c.name for c in runs.c]
+        ins = pg_insert(runs).from_select(
+            columns, select(*(bindparam(c.name, type_=c.type) for c in runs.c)).where(held))
+        self.upsert_run_fenced = ins.on_conflict_do_update(
+            index_elements=[runs.c.run_id], set_={c: ins.excluded[c] for c in columns if c != "run_id"})
+
+    async def save_run(self, params: dict[str, Any], fence: str | None = None) -> None:
+        if fence is None:
+            await super().save_run(params)
+            return
+        count, _ = await self.execute_write(self.upsert_run_fenced, {**params, "fence": fence})
+        if count == 0:
+            raise Fenced(params["run_id"])
+
+    def _build_queue_statements(self) -> None:
+        # Plain SQL: the statement is easier to read (and to check with EXPLAIN) as written
+        # than as its Core equivalent. Table names are qualified here, as schema_translate_map
+        # would do for Core statements.
+        prefix = "" if self.target.schema is None else '"' + self.target.schema.replace('"', '""') + '".'
+        runs, leases, cancels = prefix + RUNS, prefix + LEASES, prefix + CANCELS
+        ready = ", ".join(f"'{s}'" for s in READY_STATUSES)  # literal: matches ix_pyagent_runs_ready
+        # One statement per batch. ``served`` gives each workflow asked for its room: None when
+        # unbounded, else max_active minus its runs' live leases, counted lease by lease (a
+        # subquery per live lease: a join would read every run of the workflow ever recorded).
+        # ``candidates`` are the oldest ready runs of workflows with room, locked and skipped
+        # when another dequeue has them locked (SKIP LOCKED), read off ix_pyagent_runs_ready in
+        # order. ``chosen`` keeps at most ``room`` of each workflow.
+        #
+        # The leases: this statement's snapshot may predate another claim of a candidate (the
+        # row lock on the run does not cover its lease), so a lease is only taken where none is
+        # live now, and without ever waiting on a lease row: the run's owner may hold it (a
+        # fenced write locks the lease, then the run's row, which this statement has locked:
+        # waiting would deadlock). Expired leases (``stale``) are locked SKIP LOCKED, which also
+        # re-reads each row as committed now, and taken over; runs with no lease row get one
+        # inserted, ON CONFLICT DO NOTHING, which does not wait on a committed row.
+        # Every candidate comes back, its token NULL when not claimed; ``chosen`` false means
+        # it was left for want of room.
+        self.dequeue_sql = text(f"""
+WITH served AS (
+    SELECT w.name, CASE WHEN w.cap IS NULL THEN NULL ELSE w.cap - (
+        SELECT count(*) FROM {leases} l
+        WHERE l.expires_at > :now AND (SELECT r.workflow FROM {runs} r WHERE r.run_id = l.run_id) = w.name
+    ) END AS room
+    FROM unnest(CAST(:names AS TEXT[]), CAST(:caps AS INTEGER[])) AS w(name, cap)
+), candidates AS (
+    SELECT r.run_id, r.workflow, r.status, r.started_at, r.finished_at, r.payload
+    FROM {runs} r
+    WHERE r.status IN ({ready})
+      AND r.workflow IN (SELECT s.name FROM served s WHERE s.room IS NULL OR s.room > 0)
+      AND NOT EXISTS (SELECT 1 FROM {leases} l WHERE l.run_id = r.run_id AND l.expires_at > :now)
+      AND NOT EXISTS (SELECT 1 FROM {cancels} c WHERE c.run_id = r.run_id)
+    ORDER BY r.started_at, r.run_id
+    LIMIT :n
+    FOR UPDATE OF r SKIP LOCKED
+), ranked AS (
+    SELECT c.run_id, c.workflow,
+           row_number() OVER (PARTITION BY c.workflow ORDER BY c.started_at, c.run_id) AS nth,
+           row_number() OVER (ORDER BY c.started_at, c.run_id) AS pos
+    FROM candidates c
+), chosen AS (
+    SELECT k.run_id, k.pos FROM ranked k JOIN served s ON s.name = k.workflow
+    WHERE s.room IS NULL OR k.nth <= s.room
+), stale AS (
+    SELECT l.run_id FROM {leases} l
+    WHERE l.run_id IN (SELECT run_id FROM chosen) AND l.expires_at <= :now
+    FOR UPDATE SKIP LOCKED
+), taken_over AS (
+    UPDATE {leases} AS l
+    SET owner = :owner, token = (CAST(:tokens AS TEXT[]))[h.pos], claimed_at = :now, expires_at = :expires_at
+    FROM chosen h
+    WHERE l.run_id = h.run_id AND l.run_id IN (SELECT run_id FROM stale) AND l.expires_at <= :now
+    RETURNING l.run_id, l.token
+), fresh AS (
+    INSERT INTO {leases} (run_id, owner, token, claimed_at, expires_at)
+    SELECT h.run_id, :owner, (CAST(:tokens AS TEXT[]))[h.pos], :now, :expires_at FROM chosen h
+    WHERE NOT EXISTS (SELECT 1 FROM {leases} l WHERE l.run_id = h.run_id)
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING run_id, token
+), claimed AS (
+    SELECT run_id, token FROM taken_over UNION ALL SELECT run_id, token FROM fresh
+)
+SELECT c.run_id, c.workflow, c.status, c.started_at, c.finished_at, c.payload, m.token,
+       c.run_id IN (SELECT run_id FROM chosen) AS chosen
+FROM candidates c LEFT JOIN claimed m ON m.run_id = c.run_id
+ORDER BY c.started_at, c.run_id
+""")
+        # Who counts and claims runs of a bounded workflow, one transaction at a time: taken in
+        # sorted order, so two replicas serving overlapping sets cannot deadlock.
+        self.lock_workflows_sql = text(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS BIGINT[])) AS k")
+        # A retried dequeue whose first attempt committed unseen: its leases carry its tokens.
+        self.claimed_by_tokens_sql = text(f"""
+SELECT r.run_id, r.workflow, r.status, r.started_at, r.finished_at, r.payload, l.token, TRUE AS chosen
+FROM {leases} l JOIN {runs} r ON r.run_id = l.run_id
+WHERE l.token = ANY(CAST(:tokens AS TEXT[])) AND l.owner = :owner
+ORDER BY r.started_at, r.run_id
+""")
+
+    def workflow_lock_key(self, workflow: str) -> int:
+        """A stable signed 64-bit advisory-lock key for ``workflow`` in this schema."""
+        digest = hashlib.blake2b(f"pyagent-queue\0{self.target.schema or ''}\0{workflow}".encode(),
+                                 digest_size=8).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    async def dequeue(self, params: dict[str, Any]) -> list[Claim]:
+        workflows: dict[str, int | None] = params["workflows"]
+        owner, now, expires_at = params["owner"], params["now"], params["expires_at"]
+        keys = sorted({self.workflow_lock_key(w) for w, cap in workflows.items() if cap is not None})
+
+        def claims_of(rows: Sequence[Any]) -> list[Claim]:
+            return [_claim(row, owner, now, expires_at) for row in rows if row.token is not None]
+
+        if not keys:
+            # Nothing to count: each statement is a transaction of its own, on a held
+            # connection (one round trip). A statement whose commit went through but whose
+            # answer was lost is found again by its tokens before it would be retried.
+            async def statement(args: dict[str, Any]) -> Sequence[Any]:
+                async def already(conn: AsyncConnection) -> Any:
+                    rows = (await conn.execute(self.claimed_by_tokens_sql,
+                                               {"tokens": args["tokens"], "owner": owner})).all()
+                    return (len(rows), rows) if rows else None
+
+                _, rows = await self.execute_write(self.dequeue_sql, args, already)
+                return list(rows)
+
+            claims: list[Claim] = []
+            try:
+                await self._claim_rounds(params, statement, claims_of, claims)
+            except Exception as exc:
+                if not claims:
+                    raise
+                # The first statements committed: hand their runs out rather than leave them
+                # leased to nobody until the leases expire. The next call meets the error.
+                log.warning("%s: taking more runs off the queue failed (%s); returning the %d taken",
+                            self.display, describe(exc), len(claims))
+            return claims
+
+        tried: list[str] = []  # tokens of earlier attempts
+
+        async def body(conn: AsyncConnection, attempt: int) -> list[Claim]:
+            if attempt and tried:
+                rows = (await conn.execute(self.claimed_by_tokens_sql, {"tokens": tried, "owner": owner})).all()
+                if rows:
+                    return claims_of(rows)
+            # Counting and claiming runs of bounded workflows, one transaction at a time; the
+            # statements after the lock see every claim committed before it was granted.
+            await conn.execute(self.lock_workflows_sql, {"keys": keys})
+
+            async def statement(args: dict[str, Any]) -> Sequence[Any]:
+                tried.extend(args["tokens"])
+                return list((await conn.execute(self.dequeue_sql, args)).all())
+
+            claims: list[Claim] = []
+            await self._claim_rounds(params, statement, claims_of, claims)
+            return claims
+
+        return await self.transaction(body)
+
+    @staticmethod
+    async def _claim_rounds(params: dict[str, Any], statement: Callable[[dict[str, Any]], Awaitable[Sequence[Any]]],
+                            claims_of: Callable[[Sequence[Any]], list[Claim]], claims: list[Claim]) -> None:
+        """Run the dequeue statement until ``claims`` holds ``limit`` runs or more would not help."""
+        open_: dict[str, int | None] = dict(params["workflows"])
+        limit = params["limit"]
+        for _ in range(DEQUEUE_ROUNDS):
+            n = limit - len(claims)
+            if all(cap is not None for cap in open_.values()):
+                n = min(n, sum(max(cap, 0) for cap in open_.values() if cap is not None))
+            if n < 1:
+                return
+            rows = await statement({
+                "names": list(open_), "caps": list(open_.values()), "n": n, "now": params["now"],
+                "expires_at": params["expires_at"], "owner": params["owner"],
+                "tokens": [secrets.token_hex(16) for _ in range(n)]})
+            claims += claims_of(rows)
+            full = {row.workflow for row in rows if not row.chosen}
+            raced = any(row.chosen and row.token is None for row in rows)
+            # Another round (a new statement, so a fresh snapshot) helps when runs went to
+            # another replica after this one's snapshot was taken, or when this one stopped
+            # at its LIMIT with runs left for want of room: the next skips full workflows.
+            open_ = {w: cap for w, cap in open_.items() if w not in full}
+            if len(claims) >= limit or not open_ or not (raced or (full and len(rows) == n)):
+                return
+
     async def migrate(self, conn: AsyncConnection) -> None:
         key = zlib.crc32((self.target.schema or "").encode()) - 2**31
         async with conn.begin():
@@ -137,16 +358,26 @@ class PostgresBackend(Backend):
 
     async def execute_write(self, statement: Any, params: dict[str, Any],
                             on_retry: Callable[[AsyncConnection], Awaitable[Any]] | None = None) -> Any:
-        """One statement on the held autocommit connection, retried on fresh ones when it dropped."""
-        assert self.write_lock is not None
+        """One statement on a held autocommit connection, retried on fresh ones when it dropped.
+
+        A lone run's writes all go to the first held connection. Writes arriving while it is
+        busy take the next free one (up to ``WRITE_LANES``): every commit waits for its WAL
+        flush, and commits in flight together are flushed together, so runs finishing at once
+        in one process are not held to one flush at a time. A run awaits each of its writes,
+        so its own writes still land in order.
+        """
+        lane = next((lane for lane in self._lanes if not lane.lock.locked()), None)
+        if lane is None:  # all busy: queue on one, in turn
+            self._next_lane = (self._next_lane + 1) % len(self._lanes)
+            lane = self._lanes[self._next_lane]
         deadline = self._deadline()
         attempt = 0
-        async with self.write_lock:
+        async with lane.lock:
             while True:
                 try:
-                    if self._write_conn is None:
-                        self._write_conn = await self.writer().connect()
-                    conn = self._write_conn
+                    if lane.conn is None:
+                        lane.conn = await self.writer().connect()
+                    conn = lane.conn
                 except Exception as exc:  # the server is still away
                     await self._pause(attempt, deadline, exc)
                     attempt += 1
@@ -165,13 +396,13 @@ class PostgresBackend(Backend):
                 except Exception as exc:
                     # A broken connection: SQLAlchemy has invalidated it, and reusing it would
                     # fail every later write. Retry on a fresh one while that may help.
-                    self._write_conn = None
+                    lane.conn = None
                     self._discard(conn)
                     await self._pause(attempt, deadline, exc)
                 except BaseException:
                     # Cancelled mid-statement (a run cancelled while its checkpoint waited on
                     # the server): the connection's state is unknown, so it is not reused.
-                    self._write_conn = None
+                    lane.conn = None
                     self._discard(conn)
                     raise
                 attempt += 1
@@ -188,10 +419,11 @@ class PostgresBackend(Backend):
         task.add_done_callback(self._closing.discard)
 
     async def dispose(self) -> None:
-        if self._write_conn is not None:
-            conn, self._write_conn = self._write_conn, None
-            with contextlib.suppress(Exception):
-                await conn.close()
+        for lane in self._lanes:
+            if lane.conn is not None:
+                conn, lane.conn = lane.conn, None
+                with contextlib.suppress(Exception):
+                    await conn.close()
         if self._base_engine is not None:
             await self._base_engine.dispose()
         self._base_engine = self._autocommit = self.engine = None
@@ -221,6 +453,14 @@ class PostgresBackend(Backend):
         )
 
 
+class _Lane:
+    """A held write connection and the lock that gives it to one write at a time."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()  # bound to the backend's loop on first use
+        self.conn: AsyncConnection | None = None
+
+
 class PostgresStore(SQLStore):
     """A store in a PostgreSQL database (``postgresql://user@host:5432/db[?schema=name]``)."""
 
@@ -242,6 +482,10 @@ class PostgresStore(SQLStore):
 
     def _make_backend(self) -> Backend:
         return PostgresBackend(self.target)
+
+
+def _claim(row: Any, owner: str, now: float, expires_at: float) -> Claim:
+    return Claim(to_header(row), Lease(row.run_id, owner, row.token, float(now), float(expires_at)))
 
 
 def _key(target: PostgresTarget) -> Hashable:

@@ -6,9 +6,11 @@ newer pyagent-sql, so an old process never writes rows a newer one cannot read.
 
 Versions: 1 created the runs and checkpoints tables; 2 added ``pyagent_leases`` (who owns
 each run, until when: see the kernel's store protocol); 3 added ``pyagent_interrupts`` (the
-questions runs ask people, and their answers).
+questions runs ask people, and their answers); 4 added ``pyagent_cancels`` (cancel requests of
+queued and running runs) and a partial index on the runs the queue may hand out. (5 is taken
+by the shared circuit breaker, which is written apart from this file's history.)
 
-Adding version 3: freeze the ``_define_v*`` functions as they are, write ``_migrate_to_3``
+Adding version N: freeze the ``_define_v*`` functions as they are, write ``_migrate_to_N``
 (ALTER/CREATE on ``conn``), register it in ``MIGRATIONS``, bump ``LATEST`` and describe the
 new shape in ``define_tables``; fresh databases replay every migration in order.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -35,16 +38,20 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     insert,
+    literal_column,
     select,
 )
 
 from .errors import SchemaVersionError
 
-LATEST = 3
+LATEST = 4
 RUNS = "pyagent_runs"
 CHECKPOINTS = "pyagent_checkpoints"
 LEASES = "pyagent_leases"
 INTERRUPTS = "pyagent_interrupts"
+CANCELS = "pyagent_cancels"
+#: Statuses of runs the queue hands out (``dequeue_runs``): queued ones and orphans.
+READY_STATUSES = ("pending", "running")
 VERSIONS = "pyagent_schema_version"
 
 
@@ -128,6 +135,31 @@ def _define_v3(md: MetaData) -> Table:
     )
 
 
+def _define_v4(md: MetaData, runs: Table) -> tuple[Table, Index]:
+    # A cancel request per run, apart from the run's lease-fenced rows: anyone may ask (no
+    # lease), the run's owner acts on it at its next task boundary, and the queue never hands
+    # out a run that has one.
+    cancels = Table(
+        CANCELS,
+        md,
+        Column("run_id", Text, primary_key=True),
+        Column("reason", Text, nullable=False),
+        Column("requested_at", Double, nullable=False),
+    )
+    # The queue reads the oldest ready runs first. Only this index's rows are scanned, in
+    # order, however many finished runs the table keeps: the (status, started_at) index of v1
+    # would merge two status ranges and sort them on every dequeue. Queries must spell the
+    # predicate the same way (literal statuses) for the planners to use it.
+    ready = _status_in(runs, READY_STATUSES)
+    index = Index("ix_pyagent_runs_ready", runs.c.started_at, runs.c.run_id,
+                  postgresql_where=ready, sqlite_where=ready)
+    return cancels, index
+
+
+def _status_in(runs: Table, statuses: tuple[str, ...]) -> Any:
+    return runs.c.status.in_([literal_column(f"'{s}'", Text) for s in statuses])
+
+
 @dataclass(frozen=True)
 class Tables:
     """The current shape of the tables the store queries."""
@@ -137,6 +169,7 @@ class Tables:
     versions: Table
     leases: Table
     interrupts: Table
+    cancels: Table
 
 
 def define_tables() -> Tables:
@@ -144,7 +177,8 @@ def define_tables() -> Tables:
     runs, checkpoints = _define_v1(md)
     leases = _define_v2(md)
     interrupts = _define_v3(md)
-    return Tables(runs, checkpoints, _define_version_table(md), leases, interrupts)
+    cancels, _ = _define_v4(md, runs)
+    return Tables(runs, checkpoints, _define_version_table(md), leases, interrupts, cancels)
 
 
 def _migrate_to_1(conn: Connection) -> None:
@@ -165,10 +199,19 @@ def _migrate_to_3(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _migrate_to_4(conn: Connection) -> None:
+    md = MetaData()
+    runs, _ = _define_v1(md)  # the table as it stands: only the new index is created on it
+    cancels, ready = _define_v4(md, runs)
+    cancels.create(conn)
+    ready.create(conn)
+
+
 MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     1: ("runs and checkpoints tables", _migrate_to_1),
     2: ("run leases (one owner per run)", _migrate_to_2),
     3: ("interrupts (questions runs ask people, and their answers)", _migrate_to_3),
+    4: ("run queue: cancel requests", _migrate_to_4),
 }
 
 

@@ -16,26 +16,28 @@ into the database, which does fsync) run on the backend's loop too, never on the
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import secrets
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, bindparam, event, func, literal_column, select
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from pyagent.plugin import Checkpoint, Lease, RunHeader
+from pyagent.plugin import Checkpoint, Claim, Lease, RunHeader
 
 from . import schema
-from .backend import Backend, Fenced, lease_of_params
-from .base import SQLStore, checkpoint_params, run_params
+from .backend import Backend, Fenced, _blob, lease_of_params
+from .base import SQLStore, checkpoint_params, dequeue_params, run_params
 from .errors import StoreUnavailableError
-from .schema import VERSIONS, migrate
+from .schema import CANCELS, LEASES, READY_STATUSES, RUNS, VERSIONS, migrate
 from .urls import parse_sqlite
 
 log = logging.getLogger("pyagent.sql")
@@ -154,6 +156,31 @@ class SQLiteBackend(Backend):
     def insert_interrupt_if_absent_statement(self) -> Any:
         t = self.tables.interrupts
         return sqlite_insert(t).on_conflict_do_nothing(index_elements=[t.c.run_id, t.c.task, t.c.position, t.c.level])
+
+    def insert_cancel_if_absent_statement(self) -> Any:
+        t = self.tables.cancels
+        return sqlite_insert(t).on_conflict_do_nothing(index_elements=[t.c.run_id])
+
+    def in_list(self, column: Any, name: str) -> Any:
+        # A JSON array in one parameter: any length (SQLite caps bound variables), one statement.
+        return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(name))))
+
+    def list_param(self, values: Sequence[str]) -> Any:
+        return json.dumps(list(values))
+
+    # -- the run queue: one BEGIN IMMEDIATE transaction -----------------------------------
+
+    def dequeue_inline(self, params: dict[str, Any]) -> Callable[[sqlite3.Connection], list[Claim]]:
+        def go(conn: sqlite3.Connection) -> list[Claim]:
+            return self._transaction(conn, lambda: _dequeue(conn.execute, params))
+
+        return go
+
+    async def dequeue(self, params: dict[str, Any]) -> list[Claim]:
+        async def body(conn: AsyncConnection, attempt: int) -> list[Claim]:
+            return await conn.run_sync(lambda sync: _dequeue(sync.exec_driver_sql, params))
+
+        return await self.transaction(body)
 
     async def before_start(self) -> None:
         folder = os.path.dirname(self.path)
@@ -380,6 +407,64 @@ class SQLiteBackend(Backend):
         self._writer_engine = None
 
 
+# The queue's statements: plain SQL, run on the inline connection or through the async engine.
+_LIVE_LEASES_OF = f"""
+SELECT count(*) FROM {LEASES} l
+WHERE l.expires_at > ? AND (SELECT r.workflow FROM {RUNS} r WHERE r.run_id = l.run_id) = ?
+"""
+# Read off ix_pyagent_runs_ready in order (the predicate is spelled as the index's, literally).
+_READY = f"""
+SELECT r.run_id, r.workflow, r.status, r.started_at, r.finished_at, r.payload FROM {RUNS} r
+WHERE r.status IN ({", ".join(f"'{s}'" for s in READY_STATUSES)})
+  AND r.workflow IN (SELECT value FROM json_each(?))
+  AND NOT EXISTS (SELECT 1 FROM {LEASES} l WHERE l.run_id = r.run_id AND l.expires_at > ?)
+  AND NOT EXISTS (SELECT 1 FROM {CANCELS} c WHERE c.run_id = r.run_id)
+ORDER BY r.started_at, r.run_id LIMIT ?
+"""
+_TAKE_LEASE = f"""
+INSERT INTO {LEASES} (run_id, owner, token, claimed_at, expires_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (run_id) DO UPDATE SET owner = excluded.owner, token = excluded.token,
+    claimed_at = excluded.claimed_at, expires_at = excluded.expires_at
+WHERE {LEASES}.expires_at <= ?
+"""
+
+
+def _dequeue(execute: Callable[[str, tuple[Any, ...]], Any], params: dict[str, Any]) -> list[Claim]:
+    """``dequeue_runs`` inside a transaction that holds SQLite's write lock: nothing changes
+    between the reads and the writes, so rooms are counted once and kept up to date here."""
+    workflows: Mapping[str, int | None] = params["workflows"]
+    owner, now, expires_at, limit = params["owner"], params["now"], params["expires_at"], params["limit"]
+    room: dict[str, int | None] = {
+        w: None if cap is None else cap - int(execute(_LIVE_LEASES_OF, (now, w)).fetchall()[0][0])
+        for w, cap in workflows.items()}
+    claims: list[Claim] = []
+    while len(claims) < limit:
+        open_ = [w for w, r in room.items() if r is None or r > 0]
+        n = limit - len(claims)
+        if all(room[w] is not None for w in open_):
+            n = min(n, sum(room[w] or 0 for w in open_))
+        if n < 1:
+            break
+        rows = execute(_READY, (json.dumps(open_), now, n)).fetchall()
+        full = False
+        for run_id, workflow, status, started_at, finished_at, payload in rows:
+            left = room[workflow]
+            if left is not None and left < 1:
+                full = True  # more of this workflow were ready: the next round skips it
+                continue
+            token = secrets.token_hex(16)
+            if execute(_TAKE_LEASE, (run_id, owner, token, now, expires_at, now)).rowcount != 1:
+                continue
+            if left is not None:
+                room[workflow] = left - 1
+            header = RunHeader(run_id, workflow, status, float(started_at),
+                               None if finished_at is None else float(finished_at), _blob(payload))
+            claims.append(Claim(header, Lease(run_id, owner, token, float(now), float(expires_at))))
+        if len(rows) < n or not full:
+            break
+    return claims
+
+
 class _Inline:
     """A Core statement compiled once for the driver: SQL text plus parameter order."""
 
@@ -462,6 +547,16 @@ class SQLiteStore(SQLStore):
         b = await self._sqlite()
         return await self._call(f"releasing run {run_id!r}", run_id,
                                  lambda: b.write(b.count_inline(b.inline_release, params), b.release_run, params))
+
+    async def dequeue_runs(self, owner: str, *, now: float, ttl: float, limit: int,
+                           workflows: Mapping[str, int | None]) -> list[Claim]:
+        """Claim up to ``limit`` ready runs, oldest first, in one ``BEGIN IMMEDIATE`` transaction."""
+        params = dequeue_params(owner, now=now, ttl=ttl, limit=limit, workflows=workflows)
+        if params is None:
+            return []
+        b = await self._sqlite()
+        return await self._call("taking runs off the queue", "",
+                                 lambda: b.write(b.dequeue_inline(params), b.dequeue, params))
 
     async def _sqlite(self) -> SQLiteBackend:
         backend = await self._ready()
