@@ -51,7 +51,9 @@ What is here, by kind of plugin:
   :class:`Usage`), :class:`ModelError` for failed calls, :func:`check_models`
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
   :class:`StoredRun`, :class:`Lease`, :class:`InterruptRecord` (a question a run asked);
-  :class:`StoreError`, :class:`RunOwnedError` and :class:`CheckpointConflictError` to raise
+  :class:`StoreError`, :class:`RunOwnedError` and :class:`CheckpointConflictError` to raise;
+  optionally :class:`BreakerStore` (``get_breaker``, ``swap_breaker`` over a :class:`BreakerRecord`)
+  for circuit breakers shared across processes
 - questions for people: :class:`Interrupt` (a question and its answer), the errors an answer
   is refused with (:class:`InterruptNotFoundError`, :class:`InterruptAnsweredError`,
   :class:`AnswerValidationError`) and :class:`InterruptTimeoutError`
@@ -115,6 +117,8 @@ if TYPE_CHECKING:
     from pyagent.durability.history import ExecutionRecord
     from pyagent.durability.state import WorkflowState
     from pyagent.durability.store import (
+        BreakerRecord,
+        BreakerStore,
         Checkpoint,
         InterruptRecord,
         Lease,
@@ -181,6 +185,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     **dict.fromkeys(["Checkpoint", "InterruptRecord", "Lease", "RunHeader", "Store", "StoredRun"],
                     "pyagent.durability.store"),
+    **dict.fromkeys(["BreakerRecord", "BreakerStore"], "pyagent.durability.store"),
     "Interrupt": "pyagent.model.interrupts",
     **dict.fromkeys(["RunDetails", "list_headers", "list_runs", "read_run"], "pyagent.durability.browse"),
     "ExecutionRecord": "pyagent.durability.history",
@@ -239,6 +244,8 @@ __all__ = [
     "Agent",
     "AnswerValidationError",
     "Attempt",
+    "BreakerRecord",
+    "BreakerStore",
     "CapabilityError",
     "Checkpoint",
     "CheckpointConflictError",

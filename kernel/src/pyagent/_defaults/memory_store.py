@@ -1,11 +1,19 @@
-"""The default store: keeps runs, checkpoints, leases and interrupts in process memory (``memory://``)."""
+"""The default store: keeps runs, checkpoints, leases, interrupts and shared circuit breakers in
+process memory (``memory://``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
 
-from pyagent.durability.store import Checkpoint, InterruptRecord, Lease, RunHeader, StoredRun
+from pyagent.durability.store import (
+    BreakerRecord,
+    Checkpoint,
+    InterruptRecord,
+    Lease,
+    RunHeader,
+    StoredRun,
+)
 from pyagent.errors import CheckpointConflictError, RunOwnedError
 
 
@@ -18,6 +26,7 @@ class _Data:
         self.leases: dict[str, Lease] = {}
         self.interrupts: dict[str, InterruptRecord] = {}
         self.asked: dict[tuple[str, str, int, int], str] = {}  # (run, task, position, level) -> id
+        self.breakers: dict[str, BreakerRecord] = {}
         self.lock = threading.RLock()
 
 
@@ -212,3 +221,17 @@ class MemoryStore:
                     and (status is None or r.status == status)]
         rows.sort(key=lambda r: (r.asked_at, r.level, r.id))
         return rows[:limit] if limit is not None else rows
+
+    # -- shared circuit breakers ----------------------------------------------------------------
+
+    async def get_breaker(self, name: str) -> BreakerRecord | None:
+        with self._data.lock:
+            return self._data.breakers.get(name)
+
+    async def swap_breaker(self, record: BreakerRecord, *, expected: int) -> bool:
+        with self._data.lock:  # one compare-and-swap, also across threads sharing this URL
+            held = self._data.breakers.get(record.name)
+            if (0 if held is None else held.version) != expected:
+                return False
+            self._data.breakers[record.name] = record
+            return True
