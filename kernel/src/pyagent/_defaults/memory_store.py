@@ -229,6 +229,9 @@ class MemoryStore:
             return self._data.breakers.get(name)
 
     async def swap_breaker(self, record: BreakerRecord, *, expected: int) -> bool:
+        if record.version != expected + 1:
+            raise ValueError(f"swap_breaker: record.version must be expected + 1 (expected={expected!r}, "
+                             f"version={record.version!r})")
         with self._data.lock:  # one compare-and-swap, also across threads sharing this URL
             held = self._data.breakers.get(record.name)
             if (0 if held is None else held.version) != expected:

@@ -98,6 +98,10 @@ class PostgresBackend(Backend):
         t = self.tables.interrupts
         return pg_insert(t).on_conflict_do_nothing(index_elements=[t.c.run_id, t.c.task, t.c.position, t.c.level])
 
+    def insert_breaker_if_absent_statement(self) -> Any:
+        t = self.tables.breakers
+        return pg_insert(t).on_conflict_do_nothing(index_elements=[t.c.name])
+
     async def migrate(self, conn: AsyncConnection) -> None:
         key = zlib.crc32((self.target.schema or "").encode()) - 2**31
         async with conn.begin():

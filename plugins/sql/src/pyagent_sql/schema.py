@@ -6,7 +6,8 @@ newer pyagent-sql, so an old process never writes rows a newer one cannot read.
 
 Versions: 1 created the runs and checkpoints tables; 2 added ``pyagent_leases`` (who owns
 each run, until when: see the kernel's store protocol); 3 added ``pyagent_interrupts`` (the
-questions runs ask people, and their answers).
+questions runs ask people, and their answers); 5 added ``pyagent_breakers`` (circuit breakers
+shared by every process on the database: one row per workflow, replaced by compare-and-swap).
 
 Adding version 3: freeze the ``_define_v*`` functions as they are, write ``_migrate_to_3``
 (ALTER/CREATE on ``conn``), register it in ``MIGRATIONS``, bump ``LATEST`` and describe the
@@ -40,11 +41,12 @@ from sqlalchemy import (
 
 from .errors import SchemaVersionError
 
-LATEST = 3
+LATEST = 5
 RUNS = "pyagent_runs"
 CHECKPOINTS = "pyagent_checkpoints"
 LEASES = "pyagent_leases"
 INTERRUPTS = "pyagent_interrupts"
+BREAKERS = "pyagent_breakers"
 VERSIONS = "pyagent_schema_version"
 
 
@@ -128,6 +130,27 @@ def _define_v3(md: MetaData) -> Table:
     )
 
 
+def _define_v5(md: MetaData) -> Table:
+    # One row per shared circuit breaker (by workflow name). The kernel runs the state machine;
+    # the row is read, then replaced only if ``version`` is still the one read.
+    return Table(
+        BREAKERS,
+        md,
+        Column("name", Text, primary_key=True),
+        Column("state", String(16), nullable=False),
+        Column("generation", BigInteger, nullable=False),
+        Column("failures", Integer, nullable=False),
+        Column("opened_at", Double, nullable=True),
+        Column("trials", Integer, nullable=False),
+        Column("trials_ok", Integer, nullable=False),
+        Column("trial_deadline", Double, nullable=True),
+        Column("times_opened", BigInteger, nullable=False),
+        Column("updated_at", Double, nullable=False),
+        Column("version", BigInteger, nullable=False),
+        CheckConstraint("state IN ('closed', 'open', 'half_open')", name="ck_pyagent_breakers_state"),
+    )
+
+
 @dataclass(frozen=True)
 class Tables:
     """The current shape of the tables the store queries."""
@@ -137,6 +160,7 @@ class Tables:
     versions: Table
     leases: Table
     interrupts: Table
+    breakers: Table
 
 
 def define_tables() -> Tables:
@@ -144,7 +168,8 @@ def define_tables() -> Tables:
     runs, checkpoints = _define_v1(md)
     leases = _define_v2(md)
     interrupts = _define_v3(md)
-    return Tables(runs, checkpoints, _define_version_table(md), leases, interrupts)
+    breakers = _define_v5(md)
+    return Tables(runs, checkpoints, _define_version_table(md), leases, interrupts, breakers)
 
 
 def _migrate_to_1(conn: Connection) -> None:
@@ -165,10 +190,22 @@ def _migrate_to_3(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _migrate_to_5(conn: Connection) -> None:
+    md = MetaData()
+    _define_v5(md)
+    md.create_all(conn)
+
+
+def _reserved_4(conn: Connection) -> None:
+    """TEMPORARY, until the run queue's version 4 is merged: replace this by its migration."""
+
+
 MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     1: ("runs and checkpoints tables", _migrate_to_1),
     2: ("run leases (one owner per run)", _migrate_to_2),
     3: ("interrupts (questions runs ask people, and their answers)", _migrate_to_3),
+    4: ("reserved (placeholder until the run queue's version 4 is merged)", _reserved_4),  # TEMPORARY
+    5: ("shared circuit breakers (one row per workflow)", _migrate_to_5),
 }
 
 

@@ -29,11 +29,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from pyagent.plugin import Checkpoint, Lease, RunHeader
+from pyagent.plugin import BreakerRecord, Checkpoint, Lease, RunHeader
 
 from . import schema
 from .backend import Backend, Fenced, lease_of_params
-from .base import SQLStore, checkpoint_params, run_params
+from .base import SQLStore, breaker_params, checkpoint_params, run_params
 from .errors import StoreUnavailableError
 from .schema import VERSIONS, migrate
 from .urls import parse_sqlite
@@ -117,6 +117,8 @@ class SQLiteBackend(Backend):
         self.inline_renew = _Inline(self.renew)
         self.inline_release = _Inline(self.release)
         self.inline_create_run = _Inline(self.insert_run_if_absent)
+        self.inline_insert_breaker = _Inline(self.insert_breaker)
+        self.inline_swap_breaker = _Inline(self.update_breaker)
 
     # -- engine -------------------------------------------------------------------------
 
@@ -154,6 +156,10 @@ class SQLiteBackend(Backend):
     def insert_interrupt_if_absent_statement(self) -> Any:
         t = self.tables.interrupts
         return sqlite_insert(t).on_conflict_do_nothing(index_elements=[t.c.run_id, t.c.task, t.c.position, t.c.level])
+
+    def insert_breaker_if_absent_statement(self) -> Any:
+        t = self.tables.breakers
+        return sqlite_insert(t).on_conflict_do_nothing(index_elements=[t.c.name])
 
     async def before_start(self) -> None:
         folder = os.path.dirname(self.path)
@@ -462,6 +468,18 @@ class SQLiteStore(SQLStore):
         b = await self._sqlite()
         return await self._call(f"releasing run {run_id!r}", run_id,
                                  lambda: b.write(b.count_inline(b.inline_release, params), b.release_run, params))
+
+    async def swap_breaker(self, record: BreakerRecord, *, expected: int) -> bool:
+        """Replace the breaker's row if its version is still ``expected`` (0: insert it if absent)."""
+        params = breaker_params(record, expected)
+        b = await self._sqlite()
+        if expected == 0:
+            inline, args = b.inline_insert_breaker, params
+        else:
+            inline, args = b.inline_swap_breaker, {**params, "b_name": record.name, "b_expected": expected}
+        return bool(await self._call(f"writing the circuit breaker of {record.name!r}", "",
+                                     lambda: b.write(b.count_inline(inline, args), b.swap_breaker,
+                                                     params, expected)))
 
     async def _sqlite(self) -> SQLiteBackend:
         backend = await self._ready()
