@@ -17,7 +17,7 @@ this process's own breaker** (the one a breaker that is not shared uses): runs a
 held up nor refused because the store is away, and they are still protected by what this
 process sees. The store is tried again after ``RETRY_AFTER`` seconds; the fall-back and the
 return are logged once each. A trial run whose process died never reports: trials that have
-not reported within ``reset_timeout`` seconds are given up and their slots go to the next runs.
+not reported within ``trial_timeout`` seconds (300 by default) are given up and their slots go to the next runs.
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ from pyagent.engine.resilience import (
     describe,
     settle,
 )
-from pyagent.errors import CircuitOpenError, ConfigurationError
+from pyagent.errors import CircuitOpenError, ConfigurationError, DriverLoadFailure, PyAgentError
 
 if TYPE_CHECKING:
     from pyagent.clock import Clock
+    from pyagent.durability.store import Store
     from pyagent.model.policies import CircuitBreakerConfig
     from pyagent.workflow import Workflow
 
@@ -60,33 +61,42 @@ _HANDLES: dict[str, tuple[int, BreakerStore]] = {}
 _HANDLES_LOCK = threading.Lock()
 
 
-async def _handle(url: str) -> BreakerStore:
-    from pyagent.durability.stores import open_store
-
+def _held(url: str) -> BreakerStore | None:
     with _HANDLES_LOCK:
         held = _HANDLES.get(url)
-    if held is not None and held[0] == os.getpid():
-        return held[1]
-    opened = await open_store(url, setting="circuit_breaker.storage")
-    if not shares_breakers(opened):
-        from pyagent.durability.stores import _close, safe_url
+    return held[1] if held is not None and held[0] == os.getpid() else None
 
-        await _close(opened)
+
+async def _handle(url: str, fresh: Store | None) -> BreakerStore:
+    """The open store for ``url``: the one held, or ``fresh`` (made, not open yet) opened now."""
+    from pyagent.durability.stores import _close, safe_url
+
+    held = _held(url)
+    if held is not None:
+        return held
+    assert fresh is not None
+    try:
+        await fresh.open()
+    except PyAgentError:
+        raise
+    except Exception as exc:
+        raise DriverLoadFailure(f"circuit_breaker.storage {safe_url(url)!r} could not be opened: "
+                                f"{type(exc).__name__}: {exc}") from exc
+    if not shares_breakers(fresh):
+        await _close(fresh)
         raise ConfigurationError(
             f"circuit_breaker shared=True: the store {safe_url(url)} cannot keep a shared breaker (it has "
             "no get_breaker/swap_breaker): upgrade its plugin (pyagent-sql keeps them from schema "
             "version 5 on), use a store that has them (memory://, sqlite://, postgresql://), or set shared=False"
         )
-    store = cast("BreakerStore", opened)
+    store = cast("BreakerStore", fresh)
     with _HANDLES_LOCK:
-        held = _HANDLES.get(url)
-        if held is None or held[0] != os.getpid():
+        held_now = _HANDLES.get(url)
+        if held_now is None or held_now[0] != os.getpid():
             _HANDLES[url] = (os.getpid(), store)
             return store
-    from pyagent.durability.stores import _close
-
-    await _close(opened)  # a concurrent first use opened it too: use that one
-    return held[1]
+    await _close(fresh)  # a concurrent first use opened one too: use that one
+    return held_now[1]
 
 
 def _forget(url: str, store: BreakerStore) -> None:
@@ -145,10 +155,11 @@ class SharedBreaker:
 
     # -- the store, bounded ---------------------------------------------------------------------
 
-    async def _change(self, change: Callable[[BreakerState, float], tuple[BreakerState, T]]) -> T:
+    async def _change(self, fresh: Store | None,
+                      change: Callable[[BreakerState, float], tuple[BreakerState, T]]) -> T:
         """Apply ``change`` to the stored state: read, compute, compare-and-swap; again if another
         process wrote in between. Nothing is written when ``change`` returns the state it was given."""
-        store = await _handle(self.url)
+        store = await _handle(self.url, fresh)
         try:
             attempt = 0
             while True:
@@ -177,11 +188,15 @@ class SharedBreaker:
         self, change: Callable[[BreakerState, float], tuple[BreakerState, T]]
     ) -> tuple[bool, T | None]:
         """(True, value) from the store, or (False, None) when it failed or took too long."""
-        from pyagent.durability.stores import safe_url
+        from pyagent.durability.stores import make_store, safe_url
 
+        # Made outside the time limit: the first use imports the store's driver, which takes what
+        # it takes (and cannot be interrupted); a driver that is not installed is an error, not an
+        # outage. Then opening and every call are bounded.
+        fresh = None if _held(self.url) is not None else make_store(self.url, setting="circuit_breaker.storage")
         try:
             with anyio.fail_after(self.config.store_timeout):
-                value = await self._change(change)
+                value = await self._change(fresh, change)
         except ConfigurationError:
             raise
         except Exception as exc:
@@ -192,7 +207,7 @@ class SharedBreaker:
                     self.name,
                     safe_url(self.url),
                     type(exc).__name__,
-                    exc or f"no answer within {self.config.store_timeout:g}s",
+                    str(exc) or f"no answer within {self.config.store_timeout:g}s",
                     RETRY_AFTER,
                 )
             self._down_until = self.clock.monotonic() + RETRY_AFTER
@@ -219,7 +234,7 @@ class SharedBreaker:
 
             def change(s: BreakerState, now: float) -> tuple[BreakerState, Any]:
                 new, ticket, changes, refusal = admit(
-                    s, self.config, now, self.name, trial_timeout=self.config.reset_timeout
+                    s, self.config, now, self.name, trial_timeout=self.config.trial_timeout
                 )
                 return new, (ticket, changes, refusal)
 

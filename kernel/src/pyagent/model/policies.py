@@ -20,7 +20,9 @@ class CircuitBreakerConfig(BaseModel):
     lets ``half_open_requests`` trials through in all (off: one breaker per process).
     ``storage``: the store URL it is shared through (default: the workflow's checkpoint
     storage, else the store its orchestrator serves with). ``store_timeout``: how long a run
-    waits for the store before it falls back to this process's own breaker.
+    waits for the store before it falls back to this process's own breaker. ``trial_timeout``:
+    a shared trial run that has not reported within this many seconds is given up (its process
+    may have died) and its slot goes to the next run.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -30,7 +32,8 @@ class CircuitBreakerConfig(BaseModel):
     half_open_requests: int = Field(default=1, ge=1)
     shared: bool = False
     storage: str | None = None
-    store_timeout: float = Field(default=2.0, gt=0)
+    store_timeout: float = Field(default=5.0, gt=0)
+    trial_timeout: float = Field(default=300.0, gt=0)
 
     @field_validator("storage")
     @classmethod

@@ -612,7 +612,11 @@ def to_lease(row: Row[Any]) -> Lease:
 
 
 def to_breaker(row: Row[Any]) -> BreakerRecord:
-    m = row._mapping
+    return breaker_of(row._mapping)
+
+
+def breaker_of(m: Any) -> BreakerRecord:
+    """A breaker row (a mapping of its columns) as the kernel's record."""
     return BreakerRecord(
         name=m["name"], state=m["state"], generation=int(m["generation"]), failures=int(m["failures"]),
         opened_at=None if m["opened_at"] is None else float(m["opened_at"]), trials=int(m["trials"]),
@@ -685,7 +689,9 @@ async def acquire(key: Hashable, make: Callable[[], Backend]) -> Backend:
         _IDLE.pop(key, None)
     assert backend.ready is not None
     try:
-        await wait_future(backend.ready)
+        # Shared by every store opening this database now: one opener being cancelled (a run
+        # cancelled, a timeout) must not cancel the start the others wait for.
+        await wait_future(backend.ready, shared=True)
         if backend.ready_checked:
             try:
                 await backend.check_schema()
