@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 
+from shop import check_credit, check_stock, confirm, count_recent, quote, restock_report, validate
+
 from pyagent.config import get_settings
 from pyagent.orchestrator import Orchestrator, RetryConfig, Task, Workflow
-
-from shop import check_credit, check_stock, confirm, count_recent, quote, restock_report, validate
 
 validate_task = Task(name="validate", agent=validate)
 stock_task = Task(name="check_stock", agent=check_stock, dependencies=[validate_task],
