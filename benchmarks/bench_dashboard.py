@@ -3,7 +3,8 @@
 Ten real runs (a chain of three tasks, some failing) are recorded, then their history records
 are copied into 10,000 run headers spread over the last 24 hours (85% completed, 12% failed,
 3% still running, each running one with a live lease; one in ten is a cron tick, its run id
-a fire id, for the schedules page). Each page is asked for through the
+a fire id, for the schedules page), and 200 real runs wait for an answer (``ctx.interrupt``
+with a pydantic schema), the most the approvals page shows, each with a form. Each page is asked for through the
 ASGI application directly, so the figure is the server's time (routing, the store's query,
 decoding the page's records, rendering), without a network or a client. Printed per page: the
 median and the 95th percentile of ``REPEATS`` requests, after one warm-up request.
@@ -20,7 +21,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
 
 from pyagent.durability import codec
 from pyagent.durability.history import to_payload
@@ -28,6 +31,7 @@ from pyagent.orchestrator import Orchestrator, Task, Workflow
 from pyagent.plugin import RunHeader, open_store
 
 N = 10_000
+WAITING = 200
 REPEATS = 30
 GOAL_MS = 300.0
 
@@ -38,6 +42,19 @@ def checker(x: Any) -> str:
     return f"checked {x}"
 
 
+class Refund(BaseModel):
+    approved: bool
+    amount: int = Field(ge=0, le=500)
+    reason: Literal["damaged", "late", "goodwill"]
+    tags: list[str] = []
+    note: str | None = None
+
+
+async def approve(claim: Any, ctx: Any) -> Any:
+    return await ctx.interrupt(f"Refund ${claim['amount']} for order {claim['order']}?", schema=Refund,
+                               timeout=3600, metadata={"queue": "refunds"})
+
+
 async def fill(url: str) -> None:
     orch = Orchestrator(store=url)
     wf = orch.add_workflow(Workflow(name="orders", steps=[
@@ -45,6 +62,10 @@ async def fill(url: str) -> None:
         Task(name="ship", agent=lambda x: f"shipped {x}")]))
     for i in range(10):
         await orch.run_workflow(wf, i, run_id=f"seed-{i}")
+    refunds = orch.add_workflow(Workflow(name="refunds", checkpointing={"storage": url},
+                                         steps=[Task(name="approve", agent=approve)]))
+    for i in range(WAITING):
+        await refunds.run({"order": i, "amount": 10 + i}, run_id=f"refund-{i:03d}", wait_for_answers=False)
     store = await open_store(url)
     try:
         seeds = await store.list_runs()
@@ -103,7 +124,7 @@ async def main() -> int:
         url = f"sqlite:///{Path(folder) / 'runs.db'}"
         began = time.perf_counter()
         await fill(url)
-        print(f"{N:,} runs in SQLite (filled in {time.perf_counter() - began:.1f} s); "
+        print(f"{N:,} runs and {WAITING} waiting ones in SQLite (filled in {time.perf_counter() - began:.1f} s); "
               f"server time per page, median and p95 of {REPEATS} requests")
         app = create_app(url)
         pages = [("runs, page 1 (50 runs)", "/runs", ""),
@@ -112,7 +133,9 @@ async def main() -> int:
                  ("runs, one workflow, page 20", "/runs", "workflow=orders-3&offset=950"),
                  ("one run", "/runs/run-09990", ""),
                  ("metrics, 24 h (10,000 runs)", "/metrics", "window=24h"),
-                 ("schedules, 5,000 runs scanned", "/schedules", "")]
+                 ("schedules, 5,000 runs scanned", "/schedules", ""),
+                 (f"approvals, {WAITING} questions", "/approvals", ""),
+                 ("one waiting run", "/runs/refund-100", "")]
         worst = 0.0
         for label, path, query in pages:
             status, _ = await request(app, path, query)

@@ -56,7 +56,9 @@ What is here, by kind of plugin:
   for circuit breakers shared across processes
 - questions for people: :class:`Interrupt` (a question and its answer), the errors an answer
   is refused with (:class:`InterruptNotFoundError`, :class:`InterruptAnsweredError`,
-  :class:`AnswerValidationError`) and :class:`InterruptTimeoutError`
+  :class:`AnswerValidationError`) and :class:`InterruptTimeoutError`; :func:`list_questions`
+  (a store's questions, pending ones by default) and :func:`record_answer` (an answer checked
+  against its question's schema and recorded: what every way of answering goes through)
 - reading runs back (dashboards, reports): :func:`open_store` and :func:`close_store` by URL,
   :func:`safe_url`; :func:`list_runs` (a page of :class:`ExecutionRecord`, paged in the store's
   query), :func:`list_headers` (the same page undecoded), :func:`read_run` (one run's
@@ -115,6 +117,7 @@ if TYPE_CHECKING:
     from pyagent.config import Settings, get_settings
     from pyagent.durability.browse import RunDetails, list_headers, list_runs, read_run
     from pyagent.durability.history import ExecutionRecord
+    from pyagent.durability.interrupts import list_questions, record_answer
     from pyagent.durability.state import WorkflowState
     from pyagent.durability.store import (
         BreakerRecord,
@@ -187,6 +190,7 @@ _LAZY: dict[str, str] = {
                     "pyagent.durability.store"),
     **dict.fromkeys(["BreakerRecord", "BreakerStore"], "pyagent.durability.store"),
     "Interrupt": "pyagent.model.interrupts",
+    **dict.fromkeys(["list_questions", "record_answer"], "pyagent.durability.interrupts"),
     **dict.fromkeys(["RunDetails", "list_headers", "list_runs", "read_run"], "pyagent.durability.browse"),
     "ExecutionRecord": "pyagent.durability.history",
     "WorkflowState": "pyagent.durability.state",
@@ -343,11 +347,13 @@ __all__ = [
     "in_event_loop",
     "large_fanout",
     "list_headers",
+    "list_questions",
     "list_runs",
     "load_target",
     "max_hops_setting",
     "open_store",
     "read_run",
+    "record_answer",
     "record_denial",
     "render_input",
     "render_prompt",

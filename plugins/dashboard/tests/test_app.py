@@ -135,11 +135,11 @@ def test_create_app_needs_a_store_and_takes_more_pages(recorded: Recorded, serve
 
     extra = Page(name="reports", title="Reports", path="/reports",
                  routes=lambda dashboard: [Route("/reports", hello)])
-    hidden = Page(name="approvals", title="Approvals", path="/approvals", routes=lambda dashboard: [],
+    hidden = Page(name="exports", title="Exports", path="/exports", routes=lambda dashboard: [],
                   available=lambda dashboard: False)
     with serve(create_app(recorded.url, pages=[*default_pages(), extra, hidden])) as server:
         runs = httpx.get(server.url + "/runs")
-        assert '>Reports</a>' in runs.text and "Approvals" not in runs.text
+        assert '>Reports</a>' in runs.text and "Exports" not in runs.text and '>Approvals</a>' in runs.text
         assert httpx.get(server.url + "/reports").text == "reports here"
 
 

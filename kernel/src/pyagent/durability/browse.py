@@ -97,7 +97,7 @@ async def list_headers(store: Store, *, workflow: Any = None, status: Any = None
 
 async def list_runs(store: Store, *, workflow: Any = None, status: Any = None, since: Any = None,
                     until: Any = None, limit: int | None = 50, offset: int = 0, progress: bool = True,
-                    allow_plaintext: bool | None = None) -> list[ExecutionRecord]:
+                    answers: bool = True, allow_plaintext: bool | None = None) -> list[ExecutionRecord]:
     """One page of the execution records in ``store``, newest first.
 
     ``workflow`` (a name or a Workflow), ``status`` (``"failed"``, ...), ``since`` and ``until``
@@ -105,10 +105,12 @@ async def list_runs(store: Store, *, workflow: Any = None, status: Any = None, s
     before ``until``) filter; ``limit`` and ``offset`` page, in the store's query. A record that
     cannot be read is listed from the store's plain columns, with ``unreadable`` saying why.
     ``progress``: a run still marked running gets its progress from its checkpoints.
+    ``answers``: a waiting run's audit trail gets what was answered since it started waiting
+    (one query of its questions each; a list that shows no audit trail passes False).
     """
     headers = await list_headers(store, workflow=workflow, status=status, since=since, until=until,
                                  limit=limit, offset=offset)
-    return [await record_of_header(store, h, allow_plaintext=allow_plaintext, progress=progress)
+    return [await record_of_header(store, h, allow_plaintext=allow_plaintext, progress=progress, answers=answers)
             for h in headers]
 
 

@@ -507,10 +507,11 @@ async def query_store(url: str, *, workflow: str | None, since: float | None, st
 
 
 async def record_of_header(store: Any, h: Any, *, allow_plaintext: bool | None = None,
-                           progress: bool = True) -> ExecutionRecord:
+                           progress: bool = True, answers: bool = True) -> ExecutionRecord:
     """The execution record a run header holds; an unreadable one from its plain columns.
 
-    ``progress``: for a run still marked running, read its progress from its checkpoints.
+    ``progress``: for a run still marked running, read its progress from its checkpoints; and
+    with ``answers``, for a waiting run, what was answered since it started waiting.
     """
     from pyagent.durability.stores import safe_url
 
@@ -531,7 +532,7 @@ async def record_of_header(store: Any, h: Any, *, allow_plaintext: bool | None =
         rec = _plain_record(h)
     if progress and rec.status is TaskStatus.RUNNING and rec.unreadable is None:
         await _progress_from_checkpoints(store, rec, what, allow_plaintext)
-    if progress and rec.status is TaskStatus.WAITING and rec.unreadable is None:
+    if progress and answers and rec.status is TaskStatus.WAITING and rec.unreadable is None:
         await _answers_since(store, rec, allow_plaintext)
     return rec
 

@@ -404,12 +404,15 @@ def _not_pending(interrupt: Interrupt) -> InterruptAnsweredError:
 
 async def list_questions(store: Store, *, run_id: str | None = None, workflow: str | None = None,
                          status: str | None = PENDING, where: str | None = None,
-                         allow_plaintext: bool | None = None) -> list[Interrupt]:
-    """Questions in ``store`` (pending ones by default), oldest first; unreadable ones are skipped with a warning."""
+                         allow_plaintext: bool | None = None, limit: int | None = None) -> list[Interrupt]:
+    """Questions in ``store`` (pending ones by default), oldest first, at most ``limit`` of them;
+    unreadable ones are skipped with a warning."""
     _require(store)
     where = where or safe_url(store.url)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ConfigurationError(f"limit={limit!r} must be a whole number >= 0, or None for every question")
     try:
-        rows = await store.list_interrupts(run_id=run_id, workflow=workflow, status=status)
+        rows = await store.list_interrupts(run_id=run_id, workflow=workflow, status=status, limit=limit)
     except Exception as exc:
         raise store_failure(store, "listing questions", exc) from exc
     out = []

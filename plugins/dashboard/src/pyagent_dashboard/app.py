@@ -25,6 +25,11 @@ from pyagent_dashboard.pages import Page, default_pages
 
 HERE = Path(__file__).parent
 TOKEN_ENV = "PYAGENT_DASHBOARD_TOKEN"
+IDENTITY_ENV = "PYAGENT_DASHBOARD_IDENTITY"
+NAME_COOKIE = "pyagent_dashboard_name"
+MAX_NAME = 80
+#: Who answers: a fixed name, or a function of the request (a header an authenticating proxy sets).
+Identity = str | Callable[[Request], str | None] | None
 MAX_FORM_BYTES = 64 * 1024
 
 
@@ -33,8 +38,11 @@ class Dashboard:
 
     def __init__(self, source: RunSource, *, orchestrator: Any = None, workflows: Iterable[Any] = (),
                  read_only: bool = True, token: str | None = None, pages: list[Page] | None = None,
-                 poll_interval: float = 1.0, title: str = "pyagent", host: Any = None) -> None:
+                 poll_interval: float = 1.0, title: str = "pyagent", host: Any = None,
+                 identity: Identity = None) -> None:
         self.source = source
+        #: Who answers questions from this dashboard (None: each person gives their name in the form).
+        self.identity = identity
         self.orchestrator = orchestrator
         #: The serving orchestrator's TriggerHost when mounted by ``pyagent serve`` (None otherwise).
         self.host = host
@@ -95,6 +103,60 @@ class Dashboard:
         if self.orchestrator is None:
             return []
         return [t for t in list(getattr(self.orchestrator, "triggers", ())) if isinstance(t, ScheduleTrigger)]
+
+    # -- answering questions -----------------------------------------------------------------
+
+    def configured_identity(self, request: Request) -> str | None:
+        """The name answers are recorded under by configuration (``identity=``), or None: ask."""
+        identity = self.identity
+        if callable(identity):
+            identity = identity(request)
+        if identity is None:
+            return None
+        name = " ".join(str(identity).split())
+        return name[:MAX_NAME] or None
+
+    def answerer(self, request: Request, form: dict[str, str]) -> tuple[str | None, str | None]:
+        """Who answers: the configured identity, else the name given in the form; or why not."""
+        configured = self.configured_identity(request)
+        if configured is not None:
+            return configured, None
+        name = " ".join(form.get("answered_by", "").split())
+        if not name:
+            return None, "give your name: it is recorded with the answer (answered_by)"
+        if len(name) > MAX_NAME:
+            return None, f"a name of at most {MAX_NAME} characters, please"
+        return name, None
+
+    def remembered_name(self, request: Request) -> str:
+        return request.cookies.get(NAME_COOKIE, "")[:MAX_NAME]
+
+    async def answer(self, run_id: str, interrupt_id: str, value: Any, answered_by: str) -> Any:
+        """Record an answer and continue the run; raises as the kernel refuses (schema mismatch,
+        unknown id, answered already). Through the serving host when there is one (it wakes the
+        run at once), else recorded here and the run continued through the orchestrator."""
+        host = self.host
+        if host is not None and host.store == self.source.url:
+            return await host.answer(run_id, interrupt_id, value, answered_by=answered_by)
+        from pyagent.plugin import get_runtime, record_answer
+
+        answered = await record_answer(await self.source.store(), run_id, interrupt_id, value,
+                                       answered_by=answered_by, clock=get_runtime().clock,
+                                       where=self.source.display_url)
+        orchestrator = self.orchestrator
+        if orchestrator is not None:
+            async def go_on() -> None:
+                try:
+                    result = await orchestrator.resume(run_id)
+                except Exception as exc:
+                    self.notices[run_id] = f"The answer is recorded, but continuing the run failed: " \
+                                           f"{type(exc).__name__}: {exc}"
+                else:
+                    if result is not None:
+                        self.notices[run_id] = f"Answered from the dashboard: the run {result.status.value}."
+
+            self.spawn(go_on)
+        return answered
 
     def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
         """Run ``fn`` in the background, beyond the request that started it."""
@@ -182,7 +244,7 @@ class Dashboard:
         """Why a POST is refused (read-only, no CSRF token, another origin), or None to go on."""
         if action and self.read_only:
             return self.error(request, 403, "this dashboard is read-only: it takes no action (cancel, resume, "
-                                            "pause)")
+                                            "pause, answer)")
         origin = request.headers.get("origin")
         if origin and origin != "null":
             here = f"{request.url.scheme}://{request.headers.get('host', '')}"
@@ -235,7 +297,8 @@ class Gate:
                 and not self.dashboard.authenticated(scope):
             request = Request(scope)
             if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-                target = self.dashboard.url(request, "/login", next=local or "/")
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = self.dashboard.url(request, "/login", next=(local or "/") + (f"?{query}" if query else ""))
                 response: Response = RedirectResponse(target, status_code=303)
             else:
                 response = PlainTextResponse("a token is needed: send Authorization: Bearer TOKEN, "
@@ -294,7 +357,8 @@ def _safe_next(value: str | None) -> str:
 
 def create_app(storage: str | None = None, *, orchestrator: Any = None, workflows: Iterable[Any] = (),
                read_only: bool | None = None, token: str | None = None, pages: list[Page] | None = None,
-               poll_interval: float = 1.0, title: str = "pyagent", host: Any = None) -> Starlette:
+               poll_interval: float = 1.0, title: str = "pyagent", host: Any = None,
+               identity: Identity = None) -> Starlette:
     """The dashboard as a starlette (ASGI) application.
 
     ``storage``: the store URL whose runs it shows (default: the orchestrator's ``store``, else
@@ -305,7 +369,10 @@ def create_app(storage: str | None = None, *, orchestrator: Any = None, workflow
     every page and action. ``pages``: the pages it serves (default :func:`default_pages`).
     ``poll_interval``: seconds between the store reads behind live updates. ``host``: the
     serving orchestrator's ``TriggerHost`` (what ``pyagent serve`` passes): runs are then
-    resumed as the host's runs, and the orchestrator defaults to the host's.
+    resumed as the host's runs, answered questions wake it, and the orchestrator defaults to
+    the host's. ``identity`` (default: ``PYAGENT_DASHBOARD_IDENTITY``): the name answers to
+    questions are recorded under (``answered_by``), or a function of the request returning it
+    (e.g. a header an authenticating proxy sets); without one, the approvals form asks for a name.
 
     The app's lifespan opens nothing and closes the store; when mounting the app in another,
     enter ``app.state.dashboard.running()`` from that application's lifespan so that resumed
@@ -329,13 +396,18 @@ def create_app(storage: str | None = None, *, orchestrator: Any = None, workflow
             "or an orchestrator with Orchestrator(store=...)")
     if token is None:
         token = os.environ.get(TOKEN_ENV) or None
+    if identity is None:
+        identity = os.environ.get(IDENTITY_ENV) or None
+    if identity is not None and not callable(identity) and not isinstance(identity, str):
+        raise ConfigurationError(f"identity={identity!r} must be a name (a string) or a function of the request "
+                                 "returning one")
     if read_only is None:
         read_only = orchestrator is None
     if poll_interval <= 0:
         raise ConfigurationError(f"poll_interval={poll_interval!r} must be a number of seconds > 0")
     dashboard = Dashboard(RunSource(storage), orchestrator=orchestrator, workflows=workflows,
                           read_only=read_only, token=token, pages=pages, poll_interval=poll_interval,
-                          title=title, host=host)
+                          title=title, host=host, identity=identity)
     routes: list[Any] = [*_login_routes(dashboard)]
     for page in dashboard.pages:
         routes += page.routes(dashboard)

@@ -14,6 +14,7 @@ from typing import Any
 from pyagent.plugin import (
     ConfigurationError,
     ExecutionRecord,
+    Interrupt,
     Lease,
     RunDetails,
     RunHeader,
@@ -21,6 +22,7 @@ from pyagent.plugin import (
     TaskStatus,
     close_store,
     list_headers,
+    list_questions,
     list_runs,
     open_store,
     read_run,
@@ -29,6 +31,8 @@ from pyagent.plugin import (
 
 STATUSES = [s.value for s in TaskStatus]
 PAGE_SIZES = (20, 50, 100, 200)
+#: The approvals page shows at most this many pending questions (the oldest first).
+QUESTIONS_SHOWN = 200
 
 
 @dataclass
@@ -142,7 +146,7 @@ class RunSource:
     async def page(self, f: RunFilters) -> RunsPage:
         store = await self.store()
         rows = await list_runs(store, workflow=f.workflow, status=f.status, since=_epoch(f.since),
-                               until=_epoch(f.until), limit=f.limit + 1, offset=f.offset)
+                               until=_epoch(f.until), limit=f.limit + 1, offset=f.offset, answers=False)
         has_older = len(rows) > f.limit
         rows = rows[:f.limit]
         return RunsPage(rows, await self.owners(rows), has_older, f)
@@ -190,6 +194,15 @@ class RunSource:
         if stored is None or not stored.checkpoints:
             return None
         return stored.checkpoints[-1].seq
+
+    # -- questions for people ------------------------------------------------------------
+
+    async def questions(self, *, run_id: str | None = None, workflow: str | None = None,
+                        status: str | None = "pending", limit: int | None = QUESTIONS_SHOWN) -> list[Interrupt]:
+        """Questions (pending ones by default; ``status=None``: all), oldest first, at most
+        ``limit``; ConfigurationError when the store cannot keep questions."""
+        return await list_questions(await self.store(), run_id=run_id, workflow=workflow, status=status,
+                                    where=self.display_url, limit=limit)
 
     # -- metrics -----------------------------------------------------------------------
 

@@ -71,6 +71,11 @@ def trigger_source(rec: Any) -> str | None:
     return str(source) if source else None
 
 
+def masked(value: Any) -> Any:
+    """``value`` with secrets masked (see :func:`pyagent_dashboard.security.mask`)."""
+    return mask(value)
+
+
 def as_text(value: Any) -> str:
     """A value as people read it: text as it is, anything else as indented JSON (secrets masked)."""
     value = mask(value)

@@ -1,7 +1,7 @@
 """The run's timeline (a Gantt chart): one row per task, one bar per attempt.
 
 Failed attempts, the attempt that finally worked, a fallback agent's attempt, a task still
-running and a task reused from before a resume each look different; the times the run was
+running, a task waiting for a person's answer and a task reused from before a resume each look different; the times the run was
 resumed are marked across every row.
 """
 
@@ -26,7 +26,7 @@ def outcome(task: Any, attempt: Any, index: int) -> str:
     if task.reused:
         return "reused"
     if attempt.finished_at is None:
-        return "running" if status(task) == "running" else "stopped"
+        return {"running": "running", "waiting": "waiting"}.get(status(task), "stopped")
     if task.fallback_strategy and task.attempts and attempt.agent != task.attempts[0].agent:
         return "fallback-failed" if attempt.error else "fallback"
     return "failed" if attempt.error else "ok"
@@ -74,7 +74,7 @@ def draw(record: Any, now: float | None = None) -> Markup:
             label = f"#{att.number}" + (" reused" if kind == "reused" else "") + (
                 f" {att.agent}" if kind.startswith("fallback") else "")
             tip = (f"{task.name}: attempt {att.number} by {att.agent}, {duration(end - start)}"
-                   f"{' (running)' if att.finished_at is None else ''}"
+                   f"{f' ({kind})' if att.finished_at is None else ''}"
                    f"{' — ' + att.error if att.error else ''}"
                    f"{' — reused from before a resume' if kind == 'reused' else ''}")
             body.append(el("g", el("title", tip),

@@ -2,9 +2,9 @@
 
 A page is added by giving ``create_app(pages=[...])`` one more ``Page`` (or appending to
 :func:`default_pages`): its ``routes(dashboard)`` returns starlette routes, relative to the
-dashboard's root, and ``available(dashboard)`` says whether it shows in the navigation (a
-schedules page needs the cron plugin, an approvals page durable interrupts). No other code
-changes: the layout, authentication, CSRF and the live updates are shared.
+dashboard's root, and ``available(dashboard)`` says whether it shows in the navigation (the
+schedules page needs a schedule trigger kind). No other code changes: the layout,
+authentication, CSRF and the live updates are shared.
 """
 
 from __future__ import annotations
@@ -35,10 +35,7 @@ class Page:
 
 
 def default_pages() -> list[Page]:
-    """Runs, run detail, schedules and metrics (in navigation order)."""
-    from pyagent_dashboard.pages import metrics, run, runs, schedules
+    """Runs, run detail, schedules, approvals and metrics (in navigation order)."""
+    from pyagent_dashboard.pages import approvals, metrics, run, runs, schedules
 
-    # Approvals (pending interrupts, answered through a form from their JSON schema) go
-    # between schedules and metrics, as pages/approvals.py offered when the orchestrator has
-    # durable interrupts (``orchestrator.pending()``); the kernel does not have them yet.
-    return [runs.PAGE, run.PAGE, schedules.PAGE, metrics.PAGE]
+    return [runs.PAGE, run.PAGE, schedules.PAGE, approvals.PAGE, metrics.PAGE]

@@ -93,6 +93,18 @@ def transcripts(details: RunDetails) -> list[tuple[str, list[dict[str, Any]]]]:
     return out
 
 
+async def waiting_on(dashboard: Dashboard, details: RunDetails) -> tuple[list[Any], str | None]:
+    """The questions a waiting run (or a waiting task of it) asks, or why they cannot be read."""
+    rec = details.record
+    waiting = TaskStatus.WAITING.value
+    if fmt.status_of(rec.status) != waiting and not any(fmt.status_of(t.status) == waiting for t in rec.tasks):
+        return [], None
+    try:
+        return await dashboard.source.questions(run_id=rec.run_id, limit=None), None
+    except Exception as exc:
+        return [], f"The questions this run waits on cannot be read: {exc}"
+
+
 def version(dashboard: Dashboard, details: RunDetails | None) -> str:
     if details is None:
         return "missing"
@@ -113,6 +125,7 @@ def routes(dashboard: Dashboard) -> list[Any]:
             return dashboard.error(request, 404, f"no run {run_id!r} in {dashboard.source.display_url}")
         drawn, nested, known = definition_graph(dashboard, details)
         rec = details.record
+        questions, questions_error = await waiting_on(dashboard, details)
         denials = [a for a in rec.audit if a.kind == "capability.denied"]
         policy = [a for a in rec.audit if a.kind != "capability.denied"]
         return dashboard.render(
@@ -121,6 +134,7 @@ def routes(dashboard: Dashboard) -> list[Any]:
             cancel=cancel_action(dashboard, details), resume=resume_action(dashboard, details),
             trigger=fmt.trigger_kind(rec), denials=denials, policy=policy,
             transcripts=transcripts(details), notice=dashboard.notices.get(run_id),
+            questions=questions, questions_error=questions_error,
             version=version(dashboard, details), now=time.time())
 
     async def detail_stream(request: Request) -> Response:

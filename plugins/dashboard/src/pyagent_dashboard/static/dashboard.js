@@ -7,8 +7,21 @@
   function follow(region) {
     var source = new EventSource(region.getAttribute("data-live"), { withCredentials: true });
     var busy = false;
+    // Someone typing into a form in the region (an answer) keeps it: the page says it changed.
+    region.addEventListener("input", function () { region.setAttribute("data-editing", "true"); });
+    region.addEventListener("change", function () { region.setAttribute("data-editing", "true"); });
     source.addEventListener("changed", function () {
       if (busy) { return; }
+      if (region.getAttribute("data-editing") === "true") {
+        if (!document.getElementById("live-stale")) {
+          var note = document.createElement("p");
+          note.id = "live-stale";
+          note.className = "stale";
+          note.textContent = "This page changed since it was loaded: reload it to see them (reloading clears what you typed here).";
+          region.parentNode.insertBefore(note, region);
+        }
+        return;
+      }
       busy = true;
       fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
         .then(function (response) { return response.ok ? response.text() : null; })
