@@ -52,7 +52,9 @@ What is here, by kind of plugin:
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
   :class:`StoredRun`, :class:`Lease`, :class:`InterruptRecord` (a question a run asked),
   :class:`Claim` (a run a queue store's ``dequeue_runs`` hands out, with its lease);
-  :class:`StoreError`, :class:`RunOwnedError` and :class:`CheckpointConflictError` to raise
+  :class:`StoreError`, :class:`RunOwnedError` and :class:`CheckpointConflictError` to raise;
+  optionally :class:`BreakerStore` (``get_breaker``, ``swap_breaker`` over a :class:`BreakerRecord`)
+  for circuit breakers shared across processes
 - questions for people: :class:`Interrupt` (a question and its answer), the errors an answer
   is refused with (:class:`InterruptNotFoundError`, :class:`InterruptAnsweredError`,
   :class:`AnswerValidationError`) and :class:`InterruptTimeoutError`; :func:`list_questions`
@@ -119,6 +121,8 @@ if TYPE_CHECKING:
     from pyagent.durability.interrupts import list_questions, record_answer
     from pyagent.durability.state import WorkflowState
     from pyagent.durability.store import (
+        BreakerRecord,
+        BreakerStore,
         Checkpoint,
         Claim,
         InterruptRecord,
@@ -186,6 +190,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     **dict.fromkeys(["Checkpoint", "Claim", "InterruptRecord", "Lease", "RunHeader", "Store", "StoredRun"],
                     "pyagent.durability.store"),
+    **dict.fromkeys(["BreakerRecord", "BreakerStore"], "pyagent.durability.store"),
     "Interrupt": "pyagent.model.interrupts",
     **dict.fromkeys(["list_questions", "record_answer"], "pyagent.durability.interrupts"),
     **dict.fromkeys(["RunDetails", "list_headers", "list_runs", "read_run"], "pyagent.durability.browse"),
@@ -245,6 +250,8 @@ __all__ = [
     "Agent",
     "AnswerValidationError",
     "Attempt",
+    "BreakerRecord",
+    "BreakerStore",
     "CapabilityError",
     "Checkpoint",
     "CheckpointConflictError",

@@ -309,11 +309,12 @@ class Workflow(BaseModel):
     # -- state, resume, metrics ------------------------------------------------------------
 
     def _circuit(self) -> dict[str, Any] | None:
-        from pyagent.engine.resilience import breaker_for
+        if self.circuit_breaker is None:
+            return None
+        from pyagent.durability.breakers import circuit_snapshot
         from pyagent.plugins import get_runtime
 
-        breaker = breaker_for(self, get_runtime().clock.monotonic)
-        return None if breaker is None else breaker.snapshot()
+        return circuit_snapshot(self, get_runtime().clock)
 
     def get_state(self, run_id: str | None = None) -> WorkflowState:
         """Where the workflow stands: the running run (the latest one started), else the last one.

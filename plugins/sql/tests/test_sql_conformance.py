@@ -589,3 +589,80 @@ async def test_asking_under_a_lost_lease_is_refused_and_writes_nothing(url: str)
         # Answering needs no lease.
         assert await store.resolve_interrupt("f" * 32, status="answered", answer=b"ok", answered_by="bob",
                                              answered_at=201.0)
+
+
+# -- shared circuit breakers --------------------------------------------------------------------
+
+
+def breaker(name: str = "wf", version: int = 1, **kw: Any) -> Any:
+    from pyagent.durability.store import BreakerRecord
+
+    fields: dict[str, Any] = {"state": "closed", "generation": 0, "failures": 0, "opened_at": None, "trials": 0,
+                              "trials_ok": 0, "trial_deadline": None, "times_opened": 0, "updated_at": 1.5}
+    return BreakerRecord(name=name, version=version, **{**fields, **kw})
+
+
+async def test_a_breaker_row_is_inserted_once_then_replaced_only_at_the_version_read(url: str) -> None:
+    from pyagent.durability.store import BreakerStore
+
+    async with opened(url) as store:
+        assert isinstance(store, BreakerStore)
+        assert await store.get_breaker("wf") is None
+        first = breaker(failures=1)
+        assert await store.swap_breaker(first, expected=0)
+        assert not await store.swap_breaker(breaker(failures=9), expected=0)  # there is a row now
+        assert await store.get_breaker("wf") == first
+        opened_row = breaker(version=2, state="open", generation=1, failures=3, opened_at=10.25, times_opened=1)
+        assert not await store.swap_breaker(breaker(version=3, failures=2), expected=2)  # not the version read
+        assert await store.swap_breaker(opened_row, expected=1)
+        assert await store.get_breaker("wf") == opened_row
+        half = breaker(version=3, state="half_open", generation=2, trials=1, trial_deadline=70.5, times_opened=1)
+        assert await store.swap_breaker(half, expected=2)
+        assert await store.get_breaker("wf") == half
+        assert await store.get_breaker("other") is None  # one row per name
+
+
+async def test_a_breaker_swap_with_a_version_that_does_not_follow_is_refused(url: str) -> None:
+    async with opened(url) as store:
+        with pytest.raises(ValueError, match="version must be expected \\+ 1"):
+            await store.swap_breaker(breaker(version=5), expected=0)
+        assert await store.get_breaker("wf") is None
+
+
+async def test_of_concurrent_breaker_swaps_expecting_one_version_exactly_one_wins(url: str) -> None:
+    async with opened(url) as store:
+        assert await store.swap_breaker(breaker(), expected=0)
+        wins: list[int] = []
+
+        async def swap(i: int) -> None:
+            other = make_store(url)  # as another process would: its own store object
+            await other.open()
+            try:
+                if await other.swap_breaker(breaker(version=2, failures=i), expected=1):
+                    wins.append(i)
+            finally:
+                await other.close()
+
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(swap, i)
+        assert len(wins) == 1
+        row = await store.get_breaker("wf")
+        assert row is not None and row.version == 2 and row.failures == wins[0]
+
+
+async def test_of_concurrent_first_breaker_rows_exactly_one_is_inserted(url: str) -> None:
+    wins: list[int] = []
+
+    async def insert(i: int) -> None:
+        async with opened(url) as other:
+            if await other.swap_breaker(breaker(failures=i), expected=0):
+                wins.append(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(8):
+            tg.start_soon(insert, i)
+    assert len(wins) == 1
+    async with opened(url) as store:
+        row = await store.get_breaker("wf")
+    assert row is not None and row.version == 1 and row.failures == wins[0]

@@ -37,6 +37,7 @@ async def test_the_schema_is_created_on_first_open_and_recorded_once(url: str, d
     assert db_query(url, "SELECT version, description FROM pyagent_schema_version ORDER BY version") == [
         (1, "runs and checkpoints tables"), (2, "run leases (one owner per run)"),
         (3, "interrupts (questions runs ask people, and their answers)"), (4, "run queue: cancel requests"),
+        (5, "shared circuit breakers (one row per workflow)"),
     ]
     assert db_query(url, "SELECT count(*) FROM pyagent_runs") == [(0,)]
 
@@ -126,6 +127,33 @@ async def test_a_version_2_database_gets_the_interrupts_table_and_keeps_its_runs
     assert db_query(url, "SELECT version FROM pyagent_schema_version ORDER BY version") == [
         (v,) for v in range(1, schema.LATEST + 1)]  # brought up to the latest version at once
     assert db_query(url, "SELECT id, status, answered_by FROM pyagent_interrupts") == [("q" * 32, "answered", "al")]
+
+
+async def test_a_version_4_database_gets_the_breakers_table_and_keeps_its_runs_and_leases(
+    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Databases written before circuit breakers could be shared are upgraded in place on first open."""
+    from pyagent.durability.store import BreakerRecord
+
+    with monkeypatch.context() as old:
+        old.setattr(schema, "LATEST", 4)
+        async with make_store(url) as store:
+            await store.save_run(RunHeader("r1", "wf", "running", 1.0))
+            await store.append_checkpoint(Checkpoint("r1", 0, "full", b"state", 1.0))
+            await store.claim_run("r1", "me", "t1", now=10.0, ttl=5.0)
+    assert db_query(url, "SELECT max(version) FROM pyagent_schema_version") == [(4,)]
+    await _forget_backends()
+    record = BreakerRecord(name="wf", state="open", generation=1, failures=3, opened_at=11.0, trials=0,
+                           trials_ok=0, trial_deadline=None, times_opened=1, updated_at=11.0, version=1)
+    async with make_store(url) as store:
+        assert await store.swap_breaker(record, expected=0)
+        assert await store.get_breaker("wf") == record
+        loaded = await store.load("r1")
+        lease = await store.get_lease("r1")
+    assert loaded is not None and loaded.checkpoints[0].payload == b"state"
+    assert lease is not None and lease.token == "t1"
+    assert db_query(url, "SELECT max(version) FROM pyagent_schema_version") == [(5,)]
+    assert db_query(url, "SELECT name, state, failures, version FROM pyagent_breakers") == [("wf", "open", 3, 1)]
 
 
 async def _forget_backends() -> None:

@@ -1,4 +1,5 @@
-"""The default store: keeps runs, checkpoints, leases and interrupts in process memory (``memory://``)."""
+"""The default store: keeps runs, checkpoints, leases, interrupts and shared circuit breakers in
+process memory (``memory://``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import secrets
 import threading
 from collections.abc import Mapping, Sequence
 
-from pyagent.durability.store import Checkpoint, Claim, InterruptRecord, Lease, RunHeader, StoredRun
+from pyagent.durability.store import (
+    BreakerRecord,
+    Checkpoint,
+    Claim,
+    InterruptRecord,
+    Lease,
+    RunHeader,
+    StoredRun,
+)
 from pyagent.errors import CheckpointConflictError, RunOwnedError
 
 
@@ -21,6 +30,7 @@ class _Data:
         self.interrupts: dict[str, InterruptRecord] = {}
         self.asked: dict[tuple[str, str, int, int], str] = {}  # (run, task, position, level) -> id
         self.cancels: dict[str, tuple[str, float]] = {}  # run id -> (reason, requested at)
+        self.breakers: dict[str, BreakerRecord] = {}
         self.lock = threading.RLock()
 
 
@@ -264,3 +274,20 @@ class MemoryStore:
                     and (status is None or r.status == status)]
         rows.sort(key=lambda r: (r.asked_at, r.level, r.id))
         return rows[:limit] if limit is not None else rows
+
+    # -- shared circuit breakers ----------------------------------------------------------------
+
+    async def get_breaker(self, name: str) -> BreakerRecord | None:
+        with self._data.lock:
+            return self._data.breakers.get(name)
+
+    async def swap_breaker(self, record: BreakerRecord, *, expected: int) -> bool:
+        if record.version != expected + 1:
+            raise ValueError(f"swap_breaker: record.version must be expected + 1 (expected={expected!r}, "
+                             f"version={record.version!r})")
+        with self._data.lock:  # one compare-and-swap, also across threads sharing this URL
+            held = self._data.breakers.get(record.name)
+            if (0 if held is None else held.version) != expected:
+                return False
+            self._data.breakers[record.name] = record
+            return True

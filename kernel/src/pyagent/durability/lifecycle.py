@@ -90,11 +90,20 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
             "must be saved to go on later: give the workflow checkpointing={'storage': 'sqlite://runs.db'} (or "
             "'memory://' for this process only), or leave wait_for_answers=True")
     breaker = None
+    shared = None
     ticket = None
     if wf.circuit_breaker is not None:
-        breaker = breaker_for(wf, run.runtime.clock.monotonic)
-        assert breaker is not None
-        ticket, changes, refusal = breaker.admit()
+        if wf.circuit_breaker.shared:
+            from pyagent.durability.breakers import shared_breaker
+
+            shared = shared_breaker(wf, run.runtime.clock, checkpoint_url, _checkpoint_url(wf, None),
+                                    None if claimed is None else claimed.store.url, history_url,
+                                    wf._runtime_data.get("history_store"))
+            ticket, changes, refusal = await shared.admit()
+        else:
+            breaker = breaker_for(wf, run.runtime.clock.monotonic)
+            assert breaker is not None
+            ticket, changes, refusal = breaker.admit()
         _announce(run, changes)
         if refusal is not None:
             if claimed is not None:
@@ -117,6 +126,9 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
     except BaseException:
         if ticket is not None and breaker is not None:
             breaker.release(ticket, None)
+        if ticket is not None and shared is not None:
+            with anyio.CancelScope(shield=True):
+                await shared.release(ticket, None)
         if own is not None and recorder is not None:  # started, then reading its questions failed
             await own.release()
             await _close_store(recorder.store)
@@ -131,9 +143,13 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
         nonlocal released
         if ticket is not None and breaker is not None and not released:
             released = True
-            # A run that waits for people has neither succeeded nor failed yet.
-            outcome = None if status in (None, TaskStatus.WAITING) else status is TaskStatus.COMPLETED
-            _announce(run, breaker.release(ticket, outcome))
+            _announce(run, breaker.release(ticket, _outcome(status)))
+
+    async def release_shared(status: TaskStatus | None) -> None:
+        nonlocal released
+        if ticket is not None and shared is not None and not released:
+            released = True
+            _announce(run, await shared.release(ticket, _outcome(status)))
 
     stop = run.stop_scope = anyio.CancelScope()
     run._loop = (anyio.lowlevel.current_token(), threading.get_ident())
@@ -141,7 +157,8 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
         async with own.held() if own is not None else contextlib.nullcontext():
             try:
                 with own.scope if own is not None else contextlib.nullcontext(), stop:
-                    result = await execute(run, pattern, release if ticket is not None else None)
+                    result = await execute(run, pattern, None if ticket is None else
+                                           release_shared if shared is not None else release)
                 if result is None and run.status is TaskStatus.WAITING and own is not None and own.lost is None:
                     # Suspended (wait_for_answers=False): every unfinished task waits, so this
                     # execution ends here and the run goes on once answered.
@@ -154,6 +171,9 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
                 run.stop_scope = None
                 wf._active.remove(run)
                 wf._last = run
+                if shared is not None and not released:
+                    with anyio.CancelScope(shield=True):  # a cancelled trial gives its slot back
+                        await release_shared(None if result is None else result.status)
                 release(None if result is None else result.status)
                 ended = result
                 if ended is None and run.status is TaskStatus.WAITING:
@@ -178,6 +198,11 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
         metrics_for(wf).record(result)
     _remember(run, result)
     return result
+
+
+def _outcome(status: TaskStatus | None) -> bool | None:
+    """How a run ended, for the breaker: a run that waits for people has neither succeeded nor failed yet."""
+    return None if status in (None, TaskStatus.WAITING) else status is TaskStatus.COMPLETED
 
 
 def _install_desk(run: WorkflowRun, recorder: RunRecorder | None) -> None:

@@ -62,6 +62,14 @@ lease (the same lease row as ``claim_run``), so renewal, fencing and takeover wo
 held is stopped by its owner at its next task boundary (the owner polls ``cancel_requests``);
 a run with a request is never dequeued again. Stores without these methods still serve, one
 process per store: the kernel then starts recorded runs itself.
+**Shared circuit breakers** (optional: :class:`BreakerStore`). A workflow whose breaker is
+``shared`` keeps its state in one row per workflow name (:class:`BreakerRecord`), so every
+process running it through the store counts failures together and sees it open at once. The
+store only reads a row (``get_breaker``) and replaces it by compare-and-swap
+(``swap_breaker``: written only if the stored ``version`` is the one the caller read); the
+kernel runs the state machine (``pyagent.engine.resilience``) and retries on a lost swap.
+Stores without these methods cannot share a breaker; a breaker that is not shared never
+calls them.
 """
 
 from __future__ import annotations
@@ -371,3 +379,55 @@ def unstorable(text: str) -> str | None:
     except UnicodeEncodeError:
         return "contains a lone surrogate, which is not valid UTF-8 and cannot be stored"
     return None
+
+
+# -- shared circuit breakers (optional) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BreakerRecord:
+    """A shared circuit breaker's state as stored: one row per workflow name (``name``).
+
+    ``state`` is ``closed``, ``open`` or ``half_open``; ``generation`` counts transitions (an
+    outcome from a run admitted under an older one is ignored); ``failures``: consecutive
+    failed runs while closed; ``opened_at``: when it last opened; ``trials`` / ``trials_ok``:
+    trial runs in flight / succeeded while half-open, given up at ``trial_deadline``;
+    ``times_opened``: how often it opened; ``updated_at``: when it was written. Times are
+    epoch seconds from the writer's clock. ``version`` is bumped by every write: the
+    compare-and-swap key.
+    """
+
+    name: str
+    state: str
+    generation: int
+    failures: int
+    opened_at: float | None
+    trials: int
+    trials_ok: int
+    trial_deadline: float | None
+    times_opened: int
+    updated_at: float
+    version: int
+
+
+@runtime_checkable
+class BreakerStore(Protocol):
+    """The store methods a shared circuit breaker needs (optional: a store may lack them)."""
+
+    async def get_breaker(self, name: str) -> BreakerRecord | None:
+        """The breaker row of ``name``, or None when there is none yet (a closed breaker)."""
+
+    async def swap_breaker(self, record: BreakerRecord, *, expected: int) -> bool:
+        """Store ``record`` only if the row of ``record.name`` still has version ``expected``
+        (0: only if there is no row yet); True if this call wrote it.
+
+        One conditional write (``UPDATE ... WHERE version = expected``, or an insert that does
+        nothing when the row exists): of concurrent calls expecting one version, from any
+        process sharing the store, at most one returns True. ``record.version`` is
+        ``expected + 1``. Needs no lease.
+        """
+
+
+def shares_breakers(store: object) -> bool:
+    """Whether ``store`` can keep a shared circuit breaker (has ``get_breaker`` and ``swap_breaker``)."""
+    return all(callable(getattr(store, name, None)) for name in ("get_breaker", "swap_breaker"))

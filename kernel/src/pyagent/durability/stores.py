@@ -31,8 +31,8 @@ def store_scheme(url: str) -> str:
     return scheme.split("+", 1)[0].lower()
 
 
-async def open_store(url: str, *, setting: str = "checkpointing.storage") -> Store:
-    """Create and open the store for ``url`` (PluginNotInstalledError names the plugin to install)."""
+def make_store(url: str, *, setting: str = "checkpointing.storage") -> Store:
+    """Create the store for ``url`` without opening it (its driver is imported now, if it was not)."""
     from pyagent.plugins import get_runtime
 
     try:
@@ -43,6 +43,20 @@ async def open_store(url: str, *, setting: str = "checkpointing.storage") -> Sto
         raise
     try:
         store: Store = factory(url)
+    except PyAgentError:
+        raise
+    except Exception as exc:
+        raise DriverLoadFailure(
+            f"{setting} {safe_url(url)!r} could not be opened: {type(exc).__name__}: {exc} "
+            "(is the database reachable and the URL right?)"
+        ) from exc
+    return store
+
+
+async def open_store(url: str, *, setting: str = "checkpointing.storage") -> Store:
+    """Create and open the store for ``url`` (PluginNotInstalledError names the plugin to install)."""
+    store = make_store(url, setting=setting)
+    try:
         await store.open()
     except PyAgentError:
         raise

@@ -941,8 +941,9 @@ async def execute(run: WorkflowRun, pattern: Any,
     """Run ``pattern`` over ``run`` and turn its outcome into a WorkflowResult (failures included).
 
     While it runs, ``current_run()`` is ``run`` for everything the pattern and its agents call.
-    ``before_end(status)`` is called once the outcome is known, before the run's last event
-    (the circuit breaker announces what the outcome changed inside the run).
+    ``before_end(status)`` is called (and awaited, if it returns an awaitable) once the outcome
+    is known, before the run's last event (the circuit breaker announces what the outcome
+    changed inside the run).
     """
     token = _current_run.set(run)
     step = _step_of.set(None)
@@ -990,7 +991,9 @@ async def _execute(run: WorkflowRun, pattern: Any,
     run.finished_at = time.time()
     result = run.result(output, status, exc)
     if before_end is not None:
-        before_end(status)
+        ended = before_end(status)
+        if ended is not None:  # a coroutine: a breaker shared through a store records the outcome there
+            await ended
     if status is _COMPLETED:
         run.emit(ev.WORKFLOW_COMPLETED, status="completed", output=output,
                  duration=result.duration)

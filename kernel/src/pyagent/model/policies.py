@@ -13,13 +13,46 @@ _UNIT = {"second": 1, "seconds": 1, "minute": 60, "minutes": 60, "hour": 3600, "
 
 class CircuitBreakerConfig(BaseModel):
     """Open after ``failure_threshold`` consecutive failed runs; after ``reset_timeout`` seconds let
-    ``half_open_requests`` trial runs through."""
+    ``half_open_requests`` trial runs through.
+
+    ``shared``: keep the breaker's state in a store, so every process running the workflow
+    (``pyagent serve`` replicas) counts failures together, finds it open when one opened it and
+    lets ``half_open_requests`` trials through in all (off: one breaker per process).
+    ``storage``: the store URL it is shared through (default: the workflow's checkpoint
+    storage, else the store its orchestrator serves with). ``store_timeout``: how long a run
+    waits for the store before it falls back to this process's own breaker. ``trial_timeout``:
+    a shared trial run that has not reported within this many seconds is given up (its process
+    may have died) and its slot goes to the next run.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     failure_threshold: int = Field(default=5, ge=1)
     reset_timeout: float = Field(default=60.0, gt=0)
     half_open_requests: int = Field(default=1, ge=1)
+    shared: bool = False
+    storage: str | None = None
+    store_timeout: float = Field(default=5.0, gt=0)
+    trial_timeout: float = Field(default=300.0, gt=0)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value and ":" not in value:
+            raise ValueError(
+                f"storage {value!r} is not a URL: use e.g. 'postgresql://user@host/db', "
+                "'sqlite://runs.db' or 'memory://'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _storage_needs_shared(self) -> CircuitBreakerConfig:
+        if self.storage is not None and not self.shared:
+            raise ValueError(
+                "storage is the store a shared breaker is kept in: add shared=True "
+                "(or drop storage for a breaker of this process alone)"
+            )
+        return self
 
 
 class CheckpointConfig(BaseModel):

@@ -20,8 +20,10 @@ import anyio.to_thread
 T = TypeVar("T")
 
 
-async def wait_future(future: concurrent.futures.Future[T]) -> T:
-    """Await a thread-safe future from asyncio or trio; cancelling the caller cancels the work."""
+async def wait_future(future: concurrent.futures.Future[T], *, shared: bool = False) -> T:
+    """Await a thread-safe future from asyncio or trio; cancelling the caller cancels the work,
+    unless the future is ``shared`` by several callers (a backend starting): then only this
+    caller stops waiting, and the others still get its result."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -29,8 +31,11 @@ async def wait_future(future: concurrent.futures.Future[T]) -> T:
         try:
             return await anyio.to_thread.run_sync(future.result, abandon_on_cancel=True)
         except anyio.get_cancelled_exc_class():
-            future.cancel()
+            if not shared:
+                future.cancel()
             raise
+    if shared:
+        return await asyncio.shield(asyncio.wrap_future(future))
     return await asyncio.wrap_future(future)
 
 

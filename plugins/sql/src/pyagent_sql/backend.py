@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pyagent.plugin import (
+    BreakerRecord,
     Checkpoint,
     Claim,
     InterruptRecord,
@@ -119,6 +120,8 @@ class Backend:
 
     async def dequeue(self, params: dict[str, Any]) -> list[Claim]:
         """Claim ready runs off the queue (see ``SQLStore.dequeue_runs``) in one transaction."""
+    def insert_breaker_if_absent_statement(self) -> Any:
+        """``INSERT`` of a shared breaker's row that does nothing when the row exists."""
         raise NotImplementedError
 
     async def migrate(self, conn: AsyncConnection) -> None:
@@ -338,6 +341,18 @@ class Backend:
             .values(status=bindparam("new_status", type_=String), answer=bindparam("new_answer", type_=LargeBinary),
                     answered_by=bindparam("new_answered_by", type_=Text),
                     answered_at=bindparam("new_answered_at", type_=Double)))
+        self._build_breaker_statements()
+
+    def _build_breaker_statements(self) -> None:
+        breakers = self.tables.breakers
+        self.select_breaker = select(breakers).where(breakers.c.name == bindparam("name"))
+        self.insert_breaker = self.insert_breaker_if_absent_statement()
+        # The compare-and-swap: the row is replaced only while it has the version the caller read.
+        # (UPDATE reserves the column names for its SET values: the WHERE takes other names.)
+        self.update_breaker = (
+            update(breakers)
+            .where(breakers.c.name == bindparam("b_name"), breakers.c.version == bindparam("b_expected"))
+            .values({c.name: bindparam(c.name, type_=c.type) for c in breakers.c if c.name != "name"}))
 
     # -- running statements, with retries after a dropped connection ------------------
 
@@ -616,6 +631,26 @@ class Backend:
 
         return await self.read(body)
 
+    async def get_breaker(self, name: str) -> BreakerRecord | None:
+        async def body(conn: AsyncConnection) -> BreakerRecord | None:
+            row = (await conn.execute(self.select_breaker, {"name": name})).first()
+            return None if row is None else to_breaker(row)
+
+        return await self.read(body)
+
+    async def swap_breaker(self, params: dict[str, Any], expected: int) -> bool:
+        async def ours(conn: AsyncConnection) -> Any:
+            # The first attempt committed but its answer was lost with the connection.
+            row = (await conn.execute(self.select_breaker, {"name": params["name"]})).first()
+            return (1, []) if row is not None and dict(row._mapping) == params else None
+
+        if expected == 0:
+            count, _ = await self.execute_write(self.insert_breaker, params, ours)
+        else:
+            count, _ = await self.execute_write(
+                self.update_breaker, {**params, "b_name": params["name"], "b_expected": expected}, ours)
+        return bool(count == 1)
+
 
 class Fenced(Exception):
     """A fenced write found the run's lease held by another claim (or by none)."""
@@ -635,6 +670,21 @@ def lease_of_params(params: dict[str, Any]) -> Lease:
 def to_lease(row: Row[Any]) -> Lease:
     m = row._mapping
     return Lease(m["run_id"], m["owner"], m["token"], float(m["claimed_at"]), float(m["expires_at"]))
+
+
+def to_breaker(row: Row[Any]) -> BreakerRecord:
+    return breaker_of(row._mapping)
+
+
+def breaker_of(m: Any) -> BreakerRecord:
+    """A breaker row (a mapping of its columns) as the kernel's record."""
+    return BreakerRecord(
+        name=m["name"], state=m["state"], generation=int(m["generation"]), failures=int(m["failures"]),
+        opened_at=None if m["opened_at"] is None else float(m["opened_at"]), trials=int(m["trials"]),
+        trials_ok=int(m["trials_ok"]),
+        trial_deadline=None if m["trial_deadline"] is None else float(m["trial_deadline"]),
+        times_opened=int(m["times_opened"]), updated_at=float(m["updated_at"]), version=int(m["version"]),
+    )
 
 
 def to_interrupt(row: Row[Any]) -> InterruptRecord:
@@ -700,7 +750,9 @@ async def acquire(key: Hashable, make: Callable[[], Backend]) -> Backend:
         _IDLE.pop(key, None)
     assert backend.ready is not None
     try:
-        await wait_future(backend.ready)
+        # Shared by every store opening this database now: one opener being cancelled (a run
+        # cancelled, a timeout) must not cancel the start the others wait for.
+        await wait_future(backend.ready, shared=True)
         if backend.ready_checked:
             try:
                 await backend.check_schema()

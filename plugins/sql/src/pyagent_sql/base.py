@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from pyagent.plugin import (
+    BreakerRecord,
     Checkpoint,
     Claim,
     InterruptRecord,
@@ -328,6 +329,21 @@ class SQLStore:
             query = query.limit(limit)
         return await self._call("listing questions", "", lambda: backend.run(backend.list_interrupts, query))
 
+    # -- shared circuit breakers ----------------------------------------------------------------
+
+    async def get_breaker(self, name: str) -> BreakerRecord | None:
+        """The shared circuit breaker's row of ``name``, or None."""
+        backend = await self._ready()
+        return await self._call(f"reading the circuit breaker of {name!r}", "",
+                                lambda: backend.run(backend.get_breaker, name))
+
+    async def swap_breaker(self, record: BreakerRecord, *, expected: int) -> bool:
+        """Replace the breaker's row if its version is still ``expected`` (0: insert it if absent)."""
+        params = breaker_params(record, expected)
+        backend = await self._ready()
+        return await self._call(f"writing the circuit breaker of {record.name!r}", "",
+                                lambda: backend.run(backend.swap_breaker, params, expected))
+
     def _conflict(self, cp: Checkpoint) -> CheckpointConflictError:
         return CheckpointConflictError(
             f"checkpoint {cp.seq} of run {cp.run_id!r} is already stored in {self.display_url}: "
@@ -379,4 +395,18 @@ def checkpoint_params(cp: Checkpoint) -> dict[str, Any]:
         "kind": cp.kind,
         "payload": cp.payload,
         "created_at": cp.created_at,
+    }
+
+
+def breaker_params(record: BreakerRecord, expected: int) -> dict[str, Any]:
+    if not isinstance(expected, int) or expected < 0 or record.version != expected + 1:
+        raise ValueError(f"swap_breaker: record.version must be expected + 1 (expected={expected!r}, "
+                         f"version={record.version!r})")
+    if record.state not in ("closed", "open", "half_open"):
+        raise ValueError(f"swap_breaker: state must be 'closed', 'open' or 'half_open', got {record.state!r}")
+    return {
+        "name": record.name, "state": record.state, "generation": record.generation, "failures": record.failures,
+        "opened_at": record.opened_at, "trials": record.trials, "trials_ok": record.trials_ok,
+        "trial_deadline": record.trial_deadline, "times_opened": record.times_opened,
+        "updated_at": record.updated_at, "version": record.version,
     }

@@ -318,6 +318,9 @@ ORDER BY r.started_at, r.run_id
             open_ = {w: cap for w, cap in open_.items() if w not in full}
             if len(claims) >= limit or not open_ or not (raced or (full and len(rows) == n)):
                 return
+    def insert_breaker_if_absent_statement(self) -> Any:
+        t = self.tables.breakers
+        return pg_insert(t).on_conflict_do_nothing(index_elements=[t.c.name])
 
     async def migrate(self, conn: AsyncConnection) -> None:
         key = zlib.crc32((self.target.schema or "").encode()) - 2**31

@@ -7,8 +7,9 @@ newer pyagent-sql, so an old process never writes rows a newer one cannot read.
 Versions: 1 created the runs and checkpoints tables; 2 added ``pyagent_leases`` (who owns
 each run, until when: see the kernel's store protocol); 3 added ``pyagent_interrupts`` (the
 questions runs ask people, and their answers); 4 added ``pyagent_cancels`` (cancel requests of
-queued and running runs) and a partial index on the runs the queue may hand out. (5 is taken
-by the shared circuit breaker, which is written apart from this file's history.)
+queued and running runs) and a partial index on the runs the queue may hand out; 5 added
+``pyagent_breakers`` (circuit breakers shared by every process on the database: one row per
+workflow, replaced by compare-and-swap).
 
 Adding version N: freeze the ``_define_v*`` functions as they are, write ``_migrate_to_N``
 (ALTER/CREATE on ``conn``), register it in ``MIGRATIONS``, bump ``LATEST`` and describe the
@@ -44,7 +45,7 @@ from sqlalchemy import (
 
 from .errors import SchemaVersionError
 
-LATEST = 4
+LATEST = 5
 RUNS = "pyagent_runs"
 CHECKPOINTS = "pyagent_checkpoints"
 LEASES = "pyagent_leases"
@@ -52,6 +53,7 @@ INTERRUPTS = "pyagent_interrupts"
 CANCELS = "pyagent_cancels"
 #: Statuses of runs the queue hands out (``dequeue_runs``): queued ones and orphans.
 READY_STATUSES = ("pending", "running")
+BREAKERS = "pyagent_breakers"
 VERSIONS = "pyagent_schema_version"
 
 
@@ -160,6 +162,27 @@ def _status_in(runs: Table, statuses: tuple[str, ...]) -> Any:
     return runs.c.status.in_([literal_column(f"'{s}'", Text) for s in statuses])
 
 
+def _define_v5(md: MetaData) -> Table:
+    # One row per shared circuit breaker (by workflow name). The kernel runs the state machine;
+    # the row is read, then replaced only if ``version`` is still the one read.
+    return Table(
+        BREAKERS,
+        md,
+        Column("name", Text, primary_key=True),
+        Column("state", String(16), nullable=False),
+        Column("generation", BigInteger, nullable=False),
+        Column("failures", Integer, nullable=False),
+        Column("opened_at", Double, nullable=True),
+        Column("trials", Integer, nullable=False),
+        Column("trials_ok", Integer, nullable=False),
+        Column("trial_deadline", Double, nullable=True),
+        Column("times_opened", BigInteger, nullable=False),
+        Column("updated_at", Double, nullable=False),
+        Column("version", BigInteger, nullable=False),
+        CheckConstraint("state IN ('closed', 'open', 'half_open')", name="ck_pyagent_breakers_state"),
+    )
+
+
 @dataclass(frozen=True)
 class Tables:
     """The current shape of the tables the store queries."""
@@ -170,6 +193,7 @@ class Tables:
     leases: Table
     interrupts: Table
     cancels: Table
+    breakers: Table
 
 
 def define_tables() -> Tables:
@@ -178,7 +202,8 @@ def define_tables() -> Tables:
     leases = _define_v2(md)
     interrupts = _define_v3(md)
     cancels, _ = _define_v4(md, runs)
-    return Tables(runs, checkpoints, _define_version_table(md), leases, interrupts, cancels)
+    breakers = _define_v5(md)
+    return Tables(runs, checkpoints, _define_version_table(md), leases, interrupts, cancels, breakers)
 
 
 def _migrate_to_1(conn: Connection) -> None:
@@ -207,11 +232,18 @@ def _migrate_to_4(conn: Connection) -> None:
     ready.create(conn)
 
 
+def _migrate_to_5(conn: Connection) -> None:
+    md = MetaData()
+    _define_v5(md)
+    md.create_all(conn)
+
+
 MIGRATIONS: dict[int, tuple[str, Callable[[Connection], None]]] = {
     1: ("runs and checkpoints tables", _migrate_to_1),
     2: ("run leases (one owner per run)", _migrate_to_2),
     3: ("interrupts (questions runs ask people, and their answers)", _migrate_to_3),
     4: ("run queue: cancel requests", _migrate_to_4),
+    5: ("shared circuit breakers (one row per workflow)", _migrate_to_5),
 }
 
 

@@ -31,11 +31,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from pyagent.plugin import Checkpoint, Claim, Lease, RunHeader
+from pyagent.plugin import BreakerRecord, Checkpoint, Claim, Lease, RunHeader
 
 from . import schema
-from .backend import Backend, Fenced, _blob, lease_of_params
-from .base import SQLStore, checkpoint_params, dequeue_params, run_params
+from .backend import Backend, Fenced, _blob, breaker_of, lease_of_params
+from .base import SQLStore, breaker_params, checkpoint_params, dequeue_params, run_params
 from .errors import StoreUnavailableError
 from .schema import CANCELS, LEASES, READY_STATUSES, RUNS, VERSIONS, migrate
 from .urls import parse_sqlite
@@ -119,6 +119,9 @@ class SQLiteBackend(Backend):
         self.inline_renew = _Inline(self.renew)
         self.inline_release = _Inline(self.release)
         self.inline_create_run = _Inline(self.insert_run_if_absent)
+        self.inline_insert_breaker = _Inline(self.insert_breaker)
+        self.inline_swap_breaker = _Inline(self.update_breaker)
+        self.inline_select_breaker = _Inline(self.select_breaker)
 
     # -- engine -------------------------------------------------------------------------
 
@@ -181,6 +184,9 @@ class SQLiteBackend(Backend):
             return await conn.run_sync(lambda sync: _dequeue(sync.exec_driver_sql, params))
 
         return await self.transaction(body)
+    def insert_breaker_if_absent_statement(self) -> Any:
+        t = self.tables.breakers
+        return sqlite_insert(t).on_conflict_do_nothing(index_elements=[t.c.name])
 
     async def before_start(self) -> None:
         folder = os.path.dirname(self.path)
@@ -277,6 +283,20 @@ class SQLiteBackend(Backend):
         finally:
             with self._queue_lock:
                 self._queued -= 1
+
+    async def read_inline(self, inline: Callable[[sqlite3.Connection], T],
+                          on_loop: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Read on the inline connection when it is free (in WAL mode a reader never waits for a
+        writer: about 20 µs), else on the backend's loop."""
+        if self._sync_lock.acquire(blocking=False):
+            try:
+                return inline(self._connection())
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+            finally:
+                self._sync_lock.release()
+        return await self.run(on_loop, *args)
 
     def _try_inline(self, inline: Callable[[sqlite3.Connection], T]) -> tuple[bool, Any]:
         """Run ``inline`` on this thread; ``(False, None)`` when another connection holds the write lock."""
@@ -557,6 +577,29 @@ class SQLiteStore(SQLStore):
         b = await self._sqlite()
         return await self._call("taking runs off the queue", "",
                                  lambda: b.write(b.dequeue_inline(params), b.dequeue, params))
+    async def get_breaker(self, name: str) -> BreakerRecord | None:
+        """The shared circuit breaker's row of ``name``, or None (read inline when it can be)."""
+        b = await self._sqlite()
+        columns = b.tables.breakers.c.keys()
+
+        def inline(conn: sqlite3.Connection) -> BreakerRecord | None:
+            row = conn.execute(b.inline_select_breaker.sql, b.inline_select_breaker.args({"name": name})).fetchone()
+            return None if row is None else breaker_of(dict(zip(columns, row, strict=True)))
+
+        return await self._call(f"reading the circuit breaker of {name!r}", "",
+                                lambda: b.read_inline(inline, b.get_breaker, name))
+
+    async def swap_breaker(self, record: BreakerRecord, *, expected: int) -> bool:
+        """Replace the breaker's row if its version is still ``expected`` (0: insert it if absent)."""
+        params = breaker_params(record, expected)
+        b = await self._sqlite()
+        if expected == 0:
+            inline, args = b.inline_insert_breaker, params
+        else:
+            inline, args = b.inline_swap_breaker, {**params, "b_name": record.name, "b_expected": expected}
+        return bool(await self._call(f"writing the circuit breaker of {record.name!r}", "",
+                                     lambda: b.write(b.count_inline(inline, args), b.swap_breaker,
+                                                     params, expected)))
 
     async def _sqlite(self) -> SQLiteBackend:
         backend = await self._ready()
