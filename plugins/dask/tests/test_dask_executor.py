@@ -511,3 +511,28 @@ async def test_an_approval_task_in_a_dask_workflow_asks_in_the_runs_own_process(
         assert question.question == "Keep 42?"
         await orch.resume(question.run_id, {question.id: True}, answered_by="tester")
     assert box["result"].ok and box["result"].output is True
+
+
+async def test_agents_defined_in_a_served_file_run_on_workers(dask_runtime: Any, address: str, client: Any,
+                                                               tmp_path: Path) -> None:
+    # `pyagent serve flows.py` / `pyagent run flows.py` load the file under a module name no
+    # worker can import: its agents must travel by value, or the same file that runs on a
+    # laptop would fail on a cluster.
+    from pyagent.plugin import load_target
+
+    flows = tmp_path / "served_flows.py"
+    flows.write_text(
+        "import os\n"
+        "from pyagent.orchestrator import Task, Workflow\n\n"
+        "class Shout:\n"
+        "    def __init__(self, text):\n"
+        "        self.text = text\n\n"
+        "def work(x):\n"
+        "    return {'pid': os.getpid(), 'shout': Shout(str(x).upper()).text}\n\n"
+        f"wf = Workflow(name='served', executor='dask', executor_options={{'address': {address!r}}},\n"
+        "              steps=[Task(name='work', agent=work)])\n")
+    target = load_target(f"{flows}:wf")
+    result = await target.run(next(iter(target.workflows.values())), "hi")
+    assert result.status is TaskStatus.COMPLETED, result.error
+    assert result.output["shout"] == "HI"
+    assert result.output["pid"] in set(client.run(os.getpid).values())

@@ -25,7 +25,19 @@ def load_module(path: Path) -> Any:
         raise loading_error(exc, path) from exc
     finally:
         sys.path.pop(0)
+    _send_by_value(module)
     return module
+
+
+def _send_by_value(module: Any) -> None:
+    """A file loaded by its path is importable nowhere else under its module name: executors
+    that send agents to other processes with cloudpickle (Dask) send its functions and classes
+    by value, not by a reference the workers could not resolve."""
+    try:
+        import cloudpickle
+    except ImportError:  # no executor here pickles with it
+        return
+    cloudpickle.register_pickle_by_value(module)
 
 
 def find_workflow(module: Any, wanted: str | None, path: Path) -> Any:
