@@ -50,9 +50,7 @@ def _deeper_than(exc: BaseException, limit: int) -> bool:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        frames = 0
-        for _ in _tb.walk_tb(e.__traceback__):
-            frames += 1
+        for frames, _ in enumerate(_tb.walk_tb(e.__traceback__), 1):
             if frames > limit:
                 return True
         todo.append(e.__cause__)
