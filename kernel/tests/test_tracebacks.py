@@ -7,6 +7,7 @@ import inspect
 import json
 from typing import Any
 
+import anyio
 import pytest
 
 from pyagent import Task, Workflow
@@ -148,6 +149,29 @@ async def test_a_failed_fallback_keeps_the_fallback_s_traceback_and_the_primary_
     assert primary.traceback is not None and FAILING_LINE in primary.traceback
     assert fallback.traceback is not None and "LookupError: the backup has nothing either" in fallback.traceback
     assert parse.traceback == fallback.traceback
+
+
+async def test_a_cancelled_run_has_its_reason_and_no_traceback(drt: Runtime) -> None:
+    started = anyio.Event()
+    results: list[Any] = []
+
+    async def hang(x: Any) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    wf = Workflow(name="slow", steps=[Task(name="hang", agent=hang)])
+
+    async def go() -> None:
+        results.append(await wf.run(None, run_id="stopped"))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(go)
+        with anyio.fail_after(5):
+            await started.wait()
+        assert wf.cancel("stopped", reason="not needed")
+    (result,) = results
+    assert result.status is TaskStatus.CANCELLED and result.error == "RunCancelledError: not needed"
+    assert result.traceback is None and result.tasks["hang"].traceback is None
 
 
 # -- stored, sealed, read back ----------------------------------------------------------------

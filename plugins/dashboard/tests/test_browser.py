@@ -7,6 +7,7 @@ given an orchestrator in this process. Screenshots go to each test's tmp_path.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import threading
@@ -109,6 +110,29 @@ def test_a_failed_runs_error_is_visible(cli_server: Any, recorded: Recorded, bro
     assert page.locator("#resume-run, #cancel-run").count() == 0
     assert "Read-only" in page.locator(".actions").inner_text()
     shot(page, tmp_path, "failed-run")
+
+
+def test_a_failed_runs_traceback_is_shown_when_expanded(cli_server: Any, recorded: Recorded, browser: Any,
+                                                        tmp_path: Path) -> None:
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    sign_in(page, cli_server.url, path=f"/runs/{recorded.ids['broken']}")
+    traceback = page.locator("#run-traceback pre")
+    expect(traceback).to_be_hidden()  # collapsed until asked for
+    page.locator("#run-traceback summary").click()
+    expect(traceback).to_be_visible()
+    shown = traceback.inner_text()
+    lines, first = inspect.getsourcelines(recorded.flows.check_invoice)
+    line = first + next(i for i, text in enumerate(lines) if "raise ValueError" in text)
+    assert f'flows.py", line {line}, in check_invoice' in shown  # the agent function's own line
+    assert 'raise ValueError("the invoice total is negative: -12.50") from exc' in shown
+    assert "<script>window.__xss = 'ran'</script>" in shown  # the cause's markup, as text
+    assert page.evaluate("window.__xss") is None and not dialogs and page.locator("main img").count() == 0
+    task = page.locator("tr[data-task=check] details.traceback")
+    task.locator("summary").click()
+    assert f"line {line}, in check_invoice" in task.locator("pre").inner_text()
+    shot(page, tmp_path, "failed-run-traceback")
 
 
 def test_a_retried_task_shows_its_two_attempts(cli_server: Any, recorded: Recorded, browser: Any, tmp_path: Path) -> None:

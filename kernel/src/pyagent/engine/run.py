@@ -803,7 +803,7 @@ class WorkflowRun:
             workflow=self.workflow.name, run_id=self.run_id, status=status, output=output,
             outputs=outputs, tasks=self._every_task(status),
             error=None if exc is None else _describe(exc), exception=exc,
-            traceback=None if exc is None else format_traceback(exc),
+            traceback=_run_traceback(status, exc),
             errors=dict(self.errors), transcript=list(self.transcript),
             started_at=self.started_at, finished_at=self.finished_at, usage=self.usage,
             interrupts=self.waiting_interrupts if status is TaskStatus.WAITING else [],
@@ -853,6 +853,14 @@ def _blocked(exc: BaseException, *, denials: bool = False) -> BaseException | No
         if denials and isinstance(error, CapabilityError):
             return error
     return None
+
+
+def _run_traceback(status: TaskStatus, exc: BaseException | None) -> str | None:
+    """A failed run's traceback; None for an error that was never raised (a cancellation, an
+    open breaker's refusal), whose traceback would only repeat its message."""
+    if exc is None or status is not TaskStatus.FAILED or exc.__traceback__ is None:
+        return None
+    return format_traceback(exc)
 
 
 def _traceback_of(rec: TaskResult, exc: BaseException) -> str:
