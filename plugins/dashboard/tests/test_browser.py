@@ -143,11 +143,13 @@ def test_a_retried_task_shows_its_two_attempts(cli_server: Any, recorded: Record
     assert [bars.nth(i).get_attribute("data-outcome") for i in range(2)] == ["failed", "ok"]
     assert "the rates service timed out" in bars.nth(0).locator("title").text_content()
     row = page.locator("tr[data-task='fetch rates']")
-    row.locator("details.attempts summary").click()
+    row.locator("details.attempts > summary").click()
     attempts = row.locator("details.attempts li")
     assert attempts.count() == 2
     assert "TimeoutError: the rates service timed out" in attempts.nth(0).inner_text()
     assert attempts.nth(1).inner_text().endswith(": ok")
+    attempts.nth(0).locator("details.traceback summary").click()  # the failed attempt's own traceback
+    assert ", in flaky_fetch" in attempts.nth(0).locator("details.traceback pre").inner_text()
     shot(page, tmp_path, "retried-run")
     # The fallback is drawn apart from a retry.
     page.goto(f"{cli_server.url}/runs/{recorded.ids['fallback']}")
