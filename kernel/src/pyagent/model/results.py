@@ -47,10 +47,10 @@ class Attempt:
 class TaskResult:
     """How one task ended: ``status``, ``output``, ``error``, attempts and timing.
 
-    ``error`` is the exception and ``error_message`` it as ``"Type: message"``; ``traceback`` is the failure's formatted traceback
-    (bounded: the last 20 frames of each exception, 16 KB), kept with the task's checkpoints
-    and history, so it is there after a restart too. None for a task that did not fail, and in
-    records saved before tracebacks were kept.
+    ``error`` is the exception and ``error_message`` it as ``"Type: message"``; ``traceback``
+    is the failure's formatted traceback (bounded: see :mod:`pyagent.model.tracebacks`), kept
+    with the task's checkpoints and history, so it is there after a restart too. None for a
+    task that did not fail, and in records saved before tracebacks were kept.
 
     A slotted class rather than a pydantic model: one is made per task on the hot path.
     """
