@@ -3,7 +3,7 @@
 Four workflows run (one retries a flaky step, one fails, one waits for a person to approve a
 refund), recorded in ``runs.db``. The dashboard is then served by uvicorn with the
 orchestrator, so it can also resume the failed run and answer the waiting one; the script reads
-the runs page and the failed run's page over HTTP with its token, resumes the run through the
+the runs page and the failed run's page (its error and traceback) over HTTP with its token, resumes the run through the
 dashboard, answers the refund's question on the Approvals page (as "Ada") and stops. Run it
 with ``--serve`` to keep the server up and open it in a browser, where the refund waits on the
 Approvals page for your answer. Needs pyagent-dashboard, pyagent-sql and pyagent-sequential.
@@ -119,7 +119,11 @@ def main() -> None:
         status, page, _ = fetch(f"{base}/runs/{run_id}")
         error = "ConnectionError: ledger service is down" in page
         offered = 'id="resume-run"' in page
-        print(f"failed run's page: HTTP {status}, error shown: {error}, resume offered: {offered}")
+        # Under the error, collapsed: the failure's traceback, down to the line of post() that raised.
+        traceback = re.search(r'id="run-traceback"><summary>traceback</summary><pre>(.*?)</pre>', page, re.S)
+        where = traceback is not None and ", in post\n" in html.unescape(traceback.group(1))
+        print(f"failed run's page: HTTP {status}, error shown: {error}, traceback names post(): {where}, "
+              f"resume offered: {offered}")
         LEDGER["up"] = True
         # The browser's form carries a CSRF token; a request with the bearer token needs none.
         fetch(f"{base}/runs/{run_id}/resume", {})

@@ -301,3 +301,40 @@ async def test_a_workflow_submitted_without_being_added_is_served_all_the_same(s
         assert orch.workflows["unlisted"] is wf
         await finished(store_url, [s.run_id for s in subs])
     assert sum(work.calls.values()) == 9
+
+
+async def test_a_run_that_failed_here_and_was_resumed_by_another_replica_is_reported_as_it_ended(
+        serving_runtime: Any, store_url: str) -> None:
+    down = {"ledger": True}
+
+    def post(x: Any) -> str:
+        if down["ledger"]:
+            raise ConnectionError("ledger service is down")
+        return f"posted {x}"
+
+    def ledger() -> Workflow:
+        return Workflow(name="ledger", steps=[Task(name="post", agent=post)])
+
+    async def status_of(host: Any, run_id: str, want: str) -> dict[str, Any]:
+        with anyio.fail_after(5):
+            while (status := await host.run_status(run_id)) is None or status["status"] != want:
+                await anyio.sleep(0.01)
+        return dict(status)
+
+    async with contextlib.AsyncExitStack() as stack:
+        hosts = []
+        for _ in range(2):  # the second starts once the first ran the run: the first holds its result
+            orch = Orchestrator(store=store_url)
+            orch.add_workflow(ledger())
+            hosts.append(await stack.enter_async_context(
+                orch.serving(port=None, grace=10, max_running=1, poll_interval=POLL)))
+            if len(hosts) == 1:
+                sub = await hosts[0].submit(orch.workflows["ledger"], 7, trigger="test", source="t")
+                await status_of(hosts[0], sub.run_id, "failed")
+        first, second = hosts
+        down["ledger"] = False
+        second.resume(second.orchestrator.workflows["ledger"], sub.run_id)
+        await finished(store_url, [sub.run_id], "completed")
+        # The replica that saw it fail does not keep saying so.
+        assert (await status_of(first, sub.run_id, "completed"))["tasks_completed"] == 1
+        assert (await status_of(second, sub.run_id, "completed"))["output"] == "posted 7"

@@ -52,6 +52,8 @@ What is here, by kind of plugin:
 - stores: the :class:`Store` protocol with :class:`RunHeader`, :class:`Checkpoint`,
   :class:`StoredRun`, :class:`Lease`, :class:`InterruptRecord` (a question a run asked),
   :class:`Claim` (a run a queue store's ``dequeue_runs`` hands out, with its lease);
+  :func:`supports_queue` (whether a store is a run queue: ``request_cancel`` reaches runs
+  other processes hold);
   :class:`StoreError`, :class:`RunOwnedError` and :class:`CheckpointConflictError` to raise;
   optionally :class:`BreakerStore` (``get_breaker``, ``swap_breaker`` over a :class:`BreakerRecord`)
   for circuit breakers shared across processes
@@ -130,6 +132,7 @@ if TYPE_CHECKING:
         RunHeader,
         Store,
         StoredRun,
+        supports_queue,
     )
     from pyagent.durability.stores import close_store, open_store, safe_url
     from pyagent.engine.concurrency import (
@@ -188,8 +191,8 @@ if TYPE_CHECKING:
 
 # The rest is loaded on first use, so discovering plugins stays fast.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(["Checkpoint", "Claim", "InterruptRecord", "Lease", "RunHeader", "Store", "StoredRun"],
-                    "pyagent.durability.store"),
+    **dict.fromkeys(["Checkpoint", "Claim", "InterruptRecord", "Lease", "RunHeader", "Store", "StoredRun",
+                     "supports_queue"], "pyagent.durability.store"),
     **dict.fromkeys(["BreakerRecord", "BreakerStore"], "pyagent.durability.store"),
     "Interrupt": "pyagent.model.interrupts",
     **dict.fromkeys(["list_questions", "record_answer"], "pyagent.durability.interrupts"),
@@ -367,5 +370,6 @@ __all__ = [
     "score_agents",
     "shared_tool_scope",
     "short_repr",
+    "supports_queue",
     "tool",
 ]

@@ -125,20 +125,22 @@ def cli_server(recorded: Recorded) -> Iterator[CliServer]:
 
 
 class ServeProcess:
-    """``pyagent serve tests/served.py`` in a process of its own, as a person starts it.
+    """``pyagent serve tests/served.py`` (or ``app``) in a process of its own, as a person starts it.
 
     Listens on 127.0.0.1 on a free port; the dashboard's URL is read from its log.
     """
 
-    def __init__(self, folder: Path, *args: str) -> None:
+    def __init__(self, folder: Path, *args: str, app: Path = SERVED, store: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.folder = folder
-        self.store = f"sqlite:///{folder / 'served.db'}"
+        self.store = store or f"sqlite:///{folder / 'served.db'}"
         self.ledger_up = folder / "ledger-up"
-        env = {**os.environ, "PYAGENT_DASHBOARD_TEST_LEDGER_UP": str(self.ledger_up)}
-        env.pop("PYAGENT_DASHBOARD_TOKEN", None)
+        environ = {**os.environ, "PYAGENT_DASHBOARD_TEST_LEDGER_UP": str(self.ledger_up), **(env or {})}
+        environ.pop("PYAGENT_DASHBOARD_TOKEN", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyagent.cli", "serve", str(SERVED), "--port", "0", "--storage", self.store,
-             "--grace", "5", *args], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [sys.executable, "-m", "pyagent.cli", "serve", str(app), "--port", "0", "--storage", self.store,
+             "--grace", "5", *args], cwd=folder, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
         self.log: list[str] = []
         found = threading.Event()
 

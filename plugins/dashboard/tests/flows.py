@@ -2,7 +2,7 @@
 
 Every pattern the graph draws: a sequential chain, a parallel fan-out, a dependency graph with a
 conditional branch and a nested workflow; and what the timeline distinguishes: a retried task,
-a fallback, a failure, a run resumed after a failure. The store comes from
+a fallback, a failure (and its traceback), a run resumed after a failure. The store comes from
 ``PYAGENT_DASHBOARD_TEST_STORE`` (the tests set it before loading this file).
 """
 
@@ -83,8 +83,16 @@ fallback = Workflow(name="fallback", checkpointing=CHECKPOINTS, steps=[
 ])
 
 
+def read_total(invoice: Any) -> float:
+    # Markup in an error's text: its traceback on the run's page shows it as text.
+    raise ArithmeticError(f"the total is below zero in the note {XSS}")
+
+
 def check_invoice(invoice: Any) -> str:
-    raise ValueError("the invoice total is negative: -12.50")
+    try:
+        return str(read_total(invoice))
+    except ArithmeticError as exc:
+        raise ValueError("the invoice total is negative: -12.50") from exc
 
 
 broken = Workflow(name="broken", checkpointing=CHECKPOINTS, steps=[

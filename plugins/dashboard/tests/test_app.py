@@ -90,6 +90,49 @@ def test_outputs_are_escaped_and_secrets_masked(read_only: Any, recorded: Record
         assert page.headers["x-frame-options"] == "DENY"
 
 
+def raising_line(fn: Any, text: str) -> str:
+    """How a traceback names the line of ``fn`` that holds ``text``."""
+    import inspect
+
+    lines, first = inspect.getsourcelines(fn)
+    number = first + next(i for i, line in enumerate(lines) if text in line)
+    return f'{inspect.getsourcefile(fn)}", line {number}, in {fn.__name__}'
+
+
+def test_a_failed_run_shows_its_tracebacks_collapsed_and_escaped(read_only: Any, recorded: Recorded) -> None:
+    from html import unescape
+
+    with httpx.Client(base_url=read_only.url, headers={"authorization": f"Bearer {TOKEN}"}) as client:
+        page = client.get(f"/runs/{recorded.ids['broken']}").text
+    run_error = page[page.index('id="run-error"'):page.index("<h2>Timeline</h2>")]
+    found = re.search(r'<details class="traceback" id="run-traceback"><summary>traceback</summary><pre>(.*?)</pre>',
+                      run_error, re.S)
+    assert found, "the run's error has no collapsed traceback"
+    shown = unescape(found.group(1))
+    assert shown.startswith("Traceback (most recent call last):")
+    assert raising_line(recorded.flows.check_invoice, "raise ValueError") in shown  # the agent's own line
+    assert raising_line(recorded.flows.read_total, "raise ArithmeticError") in shown  # and its cause's
+    assert "TaskFailedError: task 'check' failed" in shown
+    # The markup in the cause's message is text: escaped in the HTML, never a tag.
+    assert "<script>window.__xss" not in page and "&lt;script&gt;window.__xss" in found.group(1)
+    row = page[page.index('<tr data-task="check">'):]
+    task_tb = re.search(r'<div class="task-error">.*?<details class="traceback"><summary>traceback</summary>'
+                        r'<pre>(.*?)</pre>', row, re.S)
+    assert task_tb and raising_line(recorded.flows.check_invoice, "raise ValueError") in unescape(task_tb.group(1))
+    assert "TaskFailedError" not in unescape(task_tb.group(1))  # the task's own: where the agent raised
+
+
+def test_a_run_without_a_failure_has_no_traceback(read_only: Any, recorded: Recorded) -> None:
+    with httpx.Client(base_url=read_only.url, headers={"authorization": f"Bearer {TOKEN}"}) as client:
+        page = client.get(f"/runs/{recorded.ids['report']}").text
+        flaky = client.get(f"/runs/{recorded.ids['flaky']}").text
+    assert 'class="traceback"' not in page and 'id="run-error"' not in page
+    # A retried task that then succeeded: its failed attempt keeps its traceback, in the attempts list.
+    attempts = flaky[flaky.index('<details class="attempts">'):]
+    attempts = attempts[:attempts.index("</details>\n")]
+    assert attempts.count('<details class="traceback">') == 1 and "in flaky_fetch" in attempts
+
+
 def test_mask_hides_secret_keys_at_any_depth() -> None:
     value = {"API_KEY": "a", "keys": ["k"], "access_token": "t", "Client-Secret": "s", "password": "p",
              "user": {"db_password": "p2", "name": "ada", "items": [{"refresh_token": "r", "n": 1}]},

@@ -7,6 +7,7 @@ given an orchestrator in this process. Screenshots go to each test's tmp_path.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import threading
@@ -111,6 +112,29 @@ def test_a_failed_runs_error_is_visible(cli_server: Any, recorded: Recorded, bro
     shot(page, tmp_path, "failed-run")
 
 
+def test_a_failed_runs_traceback_is_shown_when_expanded(cli_server: Any, recorded: Recorded, browser: Any,
+                                                        tmp_path: Path) -> None:
+    page = browser.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    sign_in(page, cli_server.url, path=f"/runs/{recorded.ids['broken']}")
+    traceback = page.locator("#run-traceback pre")
+    expect(traceback).to_be_hidden()  # collapsed until asked for
+    page.locator("#run-traceback summary").click()
+    expect(traceback).to_be_visible()
+    shown = traceback.inner_text()
+    lines, first = inspect.getsourcelines(recorded.flows.check_invoice)
+    line = first + next(i for i, text in enumerate(lines) if "raise ValueError" in text)
+    assert f'flows.py", line {line}, in check_invoice' in shown  # the agent function's own line
+    assert 'raise ValueError("the invoice total is negative: -12.50") from exc' in shown
+    assert "<script>window.__xss = 'ran'</script>" in shown  # the cause's markup, as text
+    assert page.evaluate("window.__xss") is None and not dialogs and page.locator("main img").count() == 0
+    task = page.locator("tr[data-task=check] details.traceback")
+    task.locator("summary").click()
+    assert f"line {line}, in check_invoice" in task.locator("pre").inner_text()
+    shot(page, tmp_path, "failed-run-traceback")
+
+
 def test_a_retried_task_shows_its_two_attempts(cli_server: Any, recorded: Recorded, browser: Any, tmp_path: Path) -> None:
     page = browser.new_page()
     sign_in(page, cli_server.url, path=f"/runs/{recorded.ids['flaky']}")
@@ -119,11 +143,13 @@ def test_a_retried_task_shows_its_two_attempts(cli_server: Any, recorded: Record
     assert [bars.nth(i).get_attribute("data-outcome") for i in range(2)] == ["failed", "ok"]
     assert "the rates service timed out" in bars.nth(0).locator("title").text_content()
     row = page.locator("tr[data-task='fetch rates']")
-    row.locator("details.attempts summary").click()
+    row.locator("details.attempts > summary").click()
     attempts = row.locator("details.attempts li")
     assert attempts.count() == 2
     assert "TimeoutError: the rates service timed out" in attempts.nth(0).inner_text()
     assert attempts.nth(1).inner_text().endswith(": ok")
+    attempts.nth(0).locator("details.traceback summary").click()  # the failed attempt's own traceback
+    assert ", in flaky_fetch" in attempts.nth(0).locator("details.traceback pre").inner_text()
     shot(page, tmp_path, "retried-run")
     # The fallback is drawn apart from a retry.
     page.goto(f"{cli_server.url}/runs/{recorded.ids['fallback']}")

@@ -25,6 +25,7 @@ from pyagent.durability import codec
 from pyagent.errors import ConfigurationError, StateError
 from pyagent.model.events import CAPABILITY_DENIED
 from pyagent.model.tasks import TaskStatus
+from pyagent.model.tracebacks import restore_traceback, stored_attempts
 
 if TYPE_CHECKING:
     from pyagent.durability.state import WorkflowState
@@ -37,13 +38,14 @@ _STATUSES = [s.value for s in TaskStatus]
 
 
 class AttemptRecord(BaseModel):
-    """One attempt at a task: which agent, when, and the error if it failed."""
+    """One attempt at a task: which agent, when, and the error (with its traceback) if it failed."""
 
     number: int
     agent: str
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
+    traceback: str | None = None
 
 
 class UsageRecord(BaseModel):
@@ -75,12 +77,14 @@ class ToolCallRecord(BaseModel):
 
 
 class TaskRecord(BaseModel):
-    """How one task of an execution went."""
+    """How one task of an execution went. ``traceback`` is its failure's formatted traceback
+    (bounded; None when it did not fail, and in records written before tracebacks were kept)."""
 
     name: str
     status: TaskStatus
     agent: str = ""
     error: str | None = None
+    traceback: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
     duration: float | None = None
@@ -126,7 +130,9 @@ class ExecutionRecord(BaseModel):
 
     ``timestamp`` is when it first started (a timezone-aware local datetime), ``status`` how it
     ended (``running`` for a run still going or killed before it finished),
-    ``tasks_completed``/``tasks_total`` its progress, ``error`` why it failed. A run resumed
+    ``tasks_completed``/``tasks_total`` its progress, ``error`` why it failed and ``traceback``
+    the failure's formatted traceback (bounded; None in records written before tracebacks
+    were kept; a failed task's own is on its :class:`TaskRecord`). A run resumed
     after a crash or a failure stays one record: ``resumes`` lists when it was resumed (epoch
     seconds, in order) and ``duration`` runs from its first start to its end.
     ``unreadable`` says why a stored record could not be read (saved under another
@@ -145,6 +151,7 @@ class ExecutionRecord(BaseModel):
     tasks_completed: int = 0
     tasks_total: int = 0
     error: str | None = None
+    traceback: str | None = None
     duration: float | None = None
     started_at: float = 0.0
     finished_at: float | None = None
@@ -180,9 +187,10 @@ def _task_dict(rec: TaskResult) -> dict[str, Any]:
     data: dict[str, Any] = {"name": rec.name, "status": rec.status.value, "agent": rec.agent,
                             "started_at": rec.started_at, "finished_at": rec.finished_at}
     if rec._attempts is not None:
-        data["attempts"] = [a.to_dict() for a in rec._attempts]
+        data["attempts"] = stored_attempts([a.to_dict() for a in rec._attempts], rec.traceback)
         data["retries"] = rec.retries
-    for key, value in (("error", rec.error_message), ("fallback_strategy", rec.fallback_strategy),
+    for key, value in (("error", rec.error_message), ("traceback", rec.traceback),
+                       ("fallback_strategy", rec.fallback_strategy),
                        ("primary_error", rec.primary_error)):
         if value is not None:
             data[key] = value
@@ -211,9 +219,12 @@ def _expand_task(data: dict[str, Any]) -> dict[str, Any]:
         out["duration"] = finished - started
     if "attempts" not in out:
         ran = started is not None and out.get("status") != TaskStatus.SKIPPED.value
+        failed = out.get("error") is not None
         out["attempts"] = [{"number": 1, "agent": out.get("agent", ""), "started_at": started,
-                            "finished_at": finished, "error": out.get("error")}] if ran else []
-    return out
+                            "finished_at": finished, "error": out.get("error"),
+                            "traceback": out.get("traceback") if failed else None}] if ran else []
+        return out
+    return restore_traceback(out)
 
 
 def _handoffs(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -268,7 +279,7 @@ def summary_of_result(result: WorkflowResult, tasks_total: int,
     recs = list(result.tasks.values())
     started = result.started_at if first_started_at is None else first_started_at
     finished = result.finished_at
-    return {
+    summary = {
         "run_id": result.run_id, "workflow": result.workflow, "status": result.status.value,
         "tasks_completed": result.tasks_completed, "tasks_total": tasks_total,
         "error": result.error, "duration": None if finished is None else finished - started,
@@ -278,6 +289,9 @@ def summary_of_result(result: WorkflowResult, tasks_total: int,
         "usage": None if result.usage is None else result.usage.to_dict(),
         "audit": _audit(audit or []), "trigger": trigger,
     }
+    if result.traceback is not None:  # only a failed run has one: nothing added to the others
+        summary["traceback"] = result.traceback
+    return summary
 
 
 def summary_of_run(run: WorkflowRun) -> dict[str, Any]:
@@ -562,7 +576,7 @@ async def _progress_from_checkpoints(store: Any, rec: ExecutionRecord, what: str
 def progress_from_state(rec: ExecutionRecord, state: WorkflowState) -> None:
     """Fill a running run's record with the task records its checkpoints hold."""
     rec.tasks_completed = len(state.completed)
-    rec.tasks = [TaskRecord(name=t.name, status=t.status, agent=t.agent, error=t.error,
+    rec.tasks = [TaskRecord(name=t.name, status=t.status, agent=t.agent, error=t.error, traceback=t.traceback,
                             started_at=t.started_at, finished_at=t.finished_at, reused=t.reused,
                             attempts=[AttemptRecord(**a.to_dict()) for a in t.to_result().attempts])
                  for t in state.tasks.values()]

@@ -17,12 +17,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pyagent.durability import codec
 from pyagent.errors import StateError
 from pyagent.model.results import Attempt, TaskResult
 from pyagent.model.tasks import TaskStatus
+from pyagent.model.tracebacks import restore_traceback, stored_attempts
 
 if TYPE_CHECKING:
     from pyagent.engine.run import WorkflowRun
@@ -40,6 +41,7 @@ class AttemptState(BaseModel):
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
+    traceback: str | None = None
 
 
 class TaskState(BaseModel):
@@ -52,6 +54,7 @@ class TaskState(BaseModel):
     agent: str = ""
     output: Any = None
     error: str | None = None
+    traceback: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
     attempts: list[AttemptState] | None = None  # None: ran once without a policy (implied)
@@ -61,11 +64,17 @@ class TaskState(BaseModel):
     primary_error: str | None = None
     primary_output: Any = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _last_traceback(cls, data: Any) -> Any:
+        # Saved compactly: the failing attempt's traceback is the task's, stored once (on the task).
+        return restore_traceback(data) if isinstance(data, dict) else data
+
     @classmethod
     def of(cls, rec: TaskResult) -> TaskState:
         return cls.model_construct(
             name=rec.name, status=rec.status, agent=rec.agent, output=rec.output,
-            error=rec.error_message, started_at=rec.started_at, finished_at=rec.finished_at,
+            error=rec.error_message, traceback=rec.traceback, started_at=rec.started_at, finished_at=rec.finished_at,
             attempts=[AttemptState.model_construct(**a.to_dict()) for a in rec.attempts],
             reason=rec.reason, reused=rec.reused, fallback_strategy=rec.fallback_strategy,
             primary_error=rec.primary_error, primary_output=rec.primary_output,
@@ -80,9 +89,10 @@ class TaskState(BaseModel):
             atts = []
             for a in self.attempts:
                 att = Attempt(a.number, a.agent, a.started_at or 0.0)
-                att.finished_at, att.error = a.finished_at, a.error
+                att.finished_at, att.error, att.traceback = a.finished_at, a.error, a.traceback
                 atts.append(att)
             rec.attempts = atts
+        rec.traceback = self.traceback
         rec.reason, rec.reused = self.reason, self.reused
         rec.fallback_strategy, rec.primary_error = self.fallback_strategy, self.primary_error
         rec.primary_output = self.primary_output
@@ -94,10 +104,13 @@ class TaskState(BaseModel):
             "name": self.name, "status": self.status.value, "agent": self.agent,
             "output": codec.to_jsonable(self.output, f"the output of task '{self.name}'"),
             "error": self.error, "started_at": self.started_at, "finished_at": self.finished_at,
-            "attempts": None if self.attempts is None else [a.model_dump() for a in self.attempts],
+            "attempts": None if self.attempts is None else stored_attempts(
+                [a.model_dump() for a in self.attempts], self.traceback),
             "reason": self.reason, "reused": self.reused,
             "fallback_strategy": self.fallback_strategy, "primary_error": self.primary_error,
         }
+        if self.traceback is not None:
+            data["traceback"] = self.traceback
         if self.primary_output is not None:
             data["primary_output"] = codec.to_jsonable(
                 self.primary_output, f"the partial output of task '{self.name}'")
@@ -119,8 +132,8 @@ def encode_record(rec: TaskResult) -> dict[str, Any]:
     # Compact: fields at their default are left out, and so is the attempt list of a task
     # that ran once without a policy (rebuilt from the task's own times when read back).
     if rec._attempts is not None:
-        data["attempts"] = [a.to_dict() for a in rec._attempts]
-    for key, value in (("error", rec.error_message), ("reason", rec.reason),
+        data["attempts"] = stored_attempts([a.to_dict() for a in rec._attempts], rec.traceback)
+    for key, value in (("error", rec.error_message), ("traceback", rec.traceback), ("reason", rec.reason),
                        ("fallback_strategy", rec.fallback_strategy), ("primary_error", rec.primary_error)):
         if value is not None:
             data[key] = value

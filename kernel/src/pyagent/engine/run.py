@@ -43,6 +43,7 @@ from pyagent.model.guardrails import apply_guardrails
 from pyagent.model.language import Usage
 from pyagent.model.results import Attempt, TaskResult, WorkflowResult
 from pyagent.model.tasks import ConditionalTask, Task, TaskStatus
+from pyagent.model.tracebacks import format_traceback
 from pyagent.plugins import set_run_lookup
 
 if TYPE_CHECKING:
@@ -424,6 +425,7 @@ class WorkflowRun:
             rec = self._record(step.name, "condition")
             rec.status = TaskStatus.FAILED
             rec.error = exc
+            rec.traceback = format_traceback(exc)
             rec.finished_at = time.time()
             self._task_done(rec, ev.TASK_FAILED)
             err = TaskFailedError(step.name, exc)
@@ -549,6 +551,7 @@ class WorkflowRun:
             if rec._attempts is None:  # the single fast-path attempt failed: record it now
                 att = Attempt(1, agent.name, rec.started_at)
                 att.error = f"{type(exc).__name__}: {exc}"
+                att.traceback = format_traceback(exc)
                 att.finished_at = time.time()
                 rec.attempts = [att]
             if (task.fallback_agent is not None and _blocked(exc) is None
@@ -615,6 +618,7 @@ class WorkflowRun:
     def _fail(self, task: Task, rec: TaskResult, exc: BaseException) -> TaskResult:
         rec.status = TaskStatus.FAILED
         rec.error = exc
+        rec.traceback = _traceback_of(rec, exc)
         rec.finished_at = time.time()
         err = TaskFailedError(task.name, exc)
         self.errors[task.name] = str(err)
@@ -637,6 +641,7 @@ class WorkflowRun:
             self._task_done(rec, ev.TASK_CANCELLED)
         else:
             rec.status = TaskStatus.FAILED
+            rec.traceback = _traceback_of(rec, exc)
             self.errors[rec.name] = str(TaskFailedError(rec.name, exc))
             self._task_done(rec, ev.TASK_FAILED)
 
@@ -731,6 +736,7 @@ class WorkflowRun:
             out = await self._guarded_call(task, agent, input, ctx)
         except Exception as exc:
             att.error = f"{type(exc).__name__}: {exc}"
+            att.traceback = format_traceback(exc)
             raise
         finally:
             att.finished_at = time.time()
@@ -763,6 +769,7 @@ class WorkflowRun:
             raise
         except Exception as exc:
             att.error = f"{type(exc).__name__}: {exc}"
+            att.traceback = format_traceback(exc)
             att.finished_at = time.time()
             exc.__context__ = primary
             return self._fail(task, rec, exc)
@@ -796,6 +803,7 @@ class WorkflowRun:
             workflow=self.workflow.name, run_id=self.run_id, status=status, output=output,
             outputs=outputs, tasks=self._every_task(status),
             error=None if exc is None else _describe(exc), exception=exc,
+            traceback=_run_traceback(status, exc),
             errors=dict(self.errors), transcript=list(self.transcript),
             started_at=self.started_at, finished_at=self.finished_at, usage=self.usage,
             interrupts=self.waiting_interrupts if status is TaskStatus.WAITING else [],
@@ -845,6 +853,25 @@ def _blocked(exc: BaseException, *, denials: bool = False) -> BaseException | No
         if denials and isinstance(error, CapabilityError):
             return error
     return None
+
+
+def _run_traceback(status: TaskStatus, exc: BaseException | None) -> str | None:
+    """A failed run's traceback; None for an error that was never raised (a cancellation, an
+    open breaker's refusal), whose traceback would only repeat its message."""
+    if exc is None or status is not TaskStatus.FAILED or exc.__traceback__ is None:
+        return None
+    return format_traceback(exc)
+
+
+def _traceback_of(rec: TaskResult, exc: BaseException) -> str:
+    """The traceback of a task's failure: its last attempt's when that attempt raised ``exc``
+    (formatted then, as the error left the agent), else ``exc``'s formatted now."""
+    attempts = rec._attempts
+    if attempts:
+        last = attempts[-1]
+        if last.traceback is not None and last.error == f"{type(exc).__name__}: {exc}":
+            return last.traceback
+    return format_traceback(exc)
 
 
 def _describe(exc: BaseException) -> str:

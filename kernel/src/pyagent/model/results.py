@@ -14,9 +14,13 @@ from pyagent.model.text import short_repr
 
 
 class Attempt:
-    """One attempt at a task: when it ran and how it ended."""
+    """One attempt at a task: when it ran and how it ended.
 
-    __slots__ = ("agent", "error", "finished_at", "number", "started_at")
+    ``error`` is ``"Type: message"`` when it failed, and ``traceback`` its formatted traceback
+    (bounded: see :mod:`pyagent.model.tracebacks`); None in records saved before tracebacks were kept.
+    """
+
+    __slots__ = ("agent", "error", "finished_at", "number", "started_at", "traceback")
 
     def __init__(self, number: int, agent: str, started_at: float) -> None:
         self.number = number
@@ -24,6 +28,7 @@ class Attempt:
         self.started_at = started_at
         self.finished_at: float | None = None
         self.error: str | None = None
+        self.traceback: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -32,6 +37,7 @@ class Attempt:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "error": self.error,
+            "traceback": self.traceback,
         }
 
     def __repr__(self) -> str:
@@ -40,6 +46,11 @@ class Attempt:
 
 class TaskResult:
     """How one task ended: ``status``, ``output``, ``error``, attempts and timing.
+
+    ``error`` is the exception and ``error_message`` it as ``"Type: message"``; ``traceback``
+    is the failure's formatted traceback (bounded: see :mod:`pyagent.model.tracebacks`), kept
+    with the task's checkpoints and history, so it is there after a restart too. None for a
+    task that did not fail, and in records saved before tracebacks were kept.
 
     A slotted class rather than a pydantic model: one is made per task on the hot path.
     """
@@ -59,6 +70,7 @@ class TaskResult:
         "started_at",
         "status",
         "tool_calls",
+        "traceback",
         "usage",
     )
 
@@ -78,6 +90,7 @@ class TaskResult:
         self.primary_output: Any = None
         self.usage: Usage | None = None  # tokens the task's model calls used, summed (None: no model called)
         self.tool_calls: list[dict[str, Any]] | None = None  # the task's tool calls, in order
+        self.traceback: str | None = None
 
     @property
     def attempts(self) -> list[Attempt]:
@@ -89,6 +102,7 @@ class TaskResult:
                 att.finished_at = self.finished_at
                 if self.status is TaskStatus.FAILED and self.error is not None:
                     att.error = f"{type(self.error).__name__}: {self.error}"
+                    att.traceback = self.traceback
                 self._attempts.append(att)
         return self._attempts
 
@@ -127,6 +141,7 @@ class TaskResult:
             "agent": self.agent,
             "output": self.output,
             "error": self.error_message,
+            "traceback": self.traceback,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "attempts": [a.to_dict() for a in self.attempts],
@@ -148,7 +163,8 @@ class WorkflowResult(BaseModel):
 
     ``output`` is the final output, ``outputs`` every completed task's output by name,
     ``tasks`` every task's :class:`TaskResult`. A failed run has ``status == "failed"`` and
-    ``error``; it is returned, not raised. A run returned while it waits for people has
+    ``error`` (and ``traceback``, the failure's formatted traceback, bounded like a task's);
+    it is returned, not raised. A run returned while it waits for people has
     ``status == "waiting"`` and ``interrupts``, the questions it waits on
     (:class:`~pyagent.Interrupt`); it goes on once they are answered.
     """
@@ -162,6 +178,7 @@ class WorkflowResult(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     tasks: dict[str, TaskResult] = Field(default_factory=dict)
     error: str | None = None
+    traceback: str | None = Field(default=None, repr=False)
     exception: BaseException | None = Field(default=None, exclude=True, repr=False)
     errors: dict[str, str] = Field(default_factory=dict)
     transcript: list[Message] = Field(default_factory=list)

@@ -333,7 +333,14 @@ class TriggerHost:
     async def _run_status(self, run_id: str) -> dict[str, Any] | None:
         done = self._recent.get(run_id)
         if done is not None:
-            return done
+            if self._queue is None or done.get("status") == "completed" or self._store is None:
+                return done
+            # Ended here, but a replica may have resumed (or continued) it since: the store says.
+            stored = await _stored_status(self._store, self.store or "", run_id)
+            if stored is None or stored.get("status") == done.get("status"):
+                return done
+            self._recent.pop(run_id, None)
+            return stored
         queued = self._queued.get(run_id)
         if queued is not None:
             wf = self.orchestrator.workflows.get(queued.workflow)

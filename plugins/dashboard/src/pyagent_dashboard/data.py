@@ -27,6 +27,7 @@ from pyagent.plugin import (
     open_store,
     read_run,
     safe_url,
+    supports_queue,
 )
 
 STATUSES = [s.value for s in TaskStatus]
@@ -177,6 +178,29 @@ class RunSource:
 
     async def details(self, run_id: str) -> RunDetails | None:
         return await read_run(await self.store(), run_id)
+
+    # -- cancelling across processes (a store that is a run queue) -----------------------------
+
+    async def is_queue(self) -> bool:
+        """Whether the store is a run queue: a cancel request there reaches the process running a run."""
+        return supports_queue(await self.store())
+
+    async def cancel_request(self, run_id: str) -> str | None:
+        """Why someone asked the store to cancel ``run_id`` (None: nobody did, or the store is no queue)."""
+        store = await self.store()
+        if not supports_queue(store):
+            return None
+        return (await store.cancel_requests([run_id])).get(run_id)
+
+    async def request_cancel(self, run_id: str, reason: str) -> str | None:
+        """Ask the store to cancel ``run_id``: ``"cancelled"`` (nobody held it: cancelled now),
+        ``"requested"`` (its owner stops it at its next task boundary), ``"finished"`` (it had
+        ended) or None (no such run). ConfigurationError when the store is no run queue."""
+        store = await self.store()
+        if not supports_queue(store):
+            raise ConfigurationError(f"the store {self.display_url} is not a run queue: it cannot pass a cancel "
+                                     "request to the process running a run")
+        return await store.request_cancel(run_id, reason=reason, now=time.time())
 
     async def run_fingerprint(self, run_id: str) -> tuple[Any, ...]:
         store = await self.store()

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from pyagent_dashboard.app import Dashboard
 
 RESUMABLE = (TaskStatus.FAILED, TaskStatus.CANCELLED)
+CANCELLABLE = (TaskStatus.RUNNING, TaskStatus.PENDING, TaskStatus.WAITING)
+#: The reason a run cancelled from the dashboard gives (its error says it).
+CANCEL_REASON = "cancelled from the dashboard"
 
 
 @dataclass
@@ -29,20 +32,49 @@ class Action:
     why_not: str | None = None
 
 
-def cancel_action(dashboard: Dashboard, details: RunDetails) -> Action:
+@dataclass
+class Queue:
+    """What the store says about cancelling the run: whether it is a run queue (a cancel request
+    there reaches whichever process runs the run), and the run's cancel request if it has one."""
+
+    available: bool = False
+    asked: str | None = None
+
+
+async def queue_of(dashboard: Dashboard, details: RunDetails) -> Queue:
+    if not await dashboard.source.is_queue():
+        return Queue()
+    return Queue(True, await dashboard.source.cancel_request(details.record.run_id))
+
+
+def _live_owner(details: RunDetails) -> str | None:
+    lease = details.lease
+    return lease.owner if lease is not None and not lease.expired(time.time()) else None
+
+
+def cancel_action(dashboard: Dashboard, details: RunDetails, queue: Queue) -> Action:
     rec = details.record
-    if rec.status is not TaskStatus.RUNNING or dashboard.read_only:
+    if rec.status not in CANCELLABLE or dashboard.read_only:
         return Action(False)
     if dashboard.running_here(rec.workflow, rec.run_id):
         return Action(True)
-    lease = details.lease
-    if lease is not None and not lease.expired(time.time()):
-        return Action(False, f"This run is going on in another process ({lease.owner}); cancelling a run "
-                             "owned by another process is not supported yet.")
+    owner = _live_owner(details)
+    if queue.available:
+        if queue.asked is not None:  # asked already: its owner has not reached a task boundary yet
+            return Action(False, f"Cancel requested ({queue.asked}): {owner or 'the process running it'} stops "
+                                 "the run at its next task boundary.")
+        return Action(True)
+    if rec.status is not TaskStatus.RUNNING:
+        return Action(False)
+    if owner is not None:
+        return Action(False, f"This run is going on in another process ({owner}), and its store is not a run "
+                             "queue, so no cancel can reach that process from here: cancel it there (its "
+                             "dashboard, or workflow.cancel), or keep runs in a store with the run queue "
+                             "(pyagent-sql).")
     return Action(False, "This run is not going on in this process, so it cannot be cancelled from here.")
 
 
-def resume_action(dashboard: Dashboard, details: RunDetails) -> Action:
+def resume_action(dashboard: Dashboard, details: RunDetails, queue: Queue) -> Action:
     rec = details.record
     lease = details.lease
     abandoned = rec.status is TaskStatus.RUNNING and (lease is None or lease.expired(time.time()))
@@ -55,7 +87,24 @@ def resume_action(dashboard: Dashboard, details: RunDetails) -> Action:
     if dashboard.workflow(rec.workflow) is None:
         return Action(False, f"Resuming needs the definition of workflow {rec.workflow!r}: give the "
                              "dashboard an orchestrator (or workflows) that has it.")
+    if queue.asked is not None:
+        # The queue keeps a cancel request for good: a resumed run would be stopped again at its
+        # first task boundary, and no replica would take it over.
+        return Action(False, f"This run was asked to cancel ({queue.asked}), and its store keeps that "
+                             "request: resumed, it would be stopped again at its first task boundary. "
+                             "Start it anew instead.")
     return Action(True)
+
+
+def cancel_notice(outcome: str, owner: str | None) -> str:
+    """What the page says after asking the store to cancel a run, by the store's answer."""
+    if outcome == "cancelled":
+        return "Cancelled from the dashboard: no process was running it (it was queued, waiting, or its " \
+               "process had stopped), so it was cancelled at once."
+    if outcome == "requested":
+        return f"Cancel requested from the dashboard: {owner or 'the process running it'} stops the run at " \
+               "its next task boundary (tasks running then finish first)."
+    return "The run had already ended: nothing was cancelled."
 
 
 def definition_graph(dashboard: Dashboard, details: RunDetails) -> tuple[Any, list[tuple[str, Any]], bool]:
@@ -125,13 +174,17 @@ def routes(dashboard: Dashboard) -> list[Any]:
             return dashboard.error(request, 404, f"no run {run_id!r} in {dashboard.source.display_url}")
         drawn, nested, known = definition_graph(dashboard, details)
         rec = details.record
+        try:
+            queue = await queue_of(dashboard, details)
+        except Exception as exc:
+            return dashboard.error(request, 503, f"cannot read run {run_id!r}'s cancel request: {exc}")
         questions, questions_error = await waiting_on(dashboard, details)
         denials = [a for a in rec.audit if a.kind == "capability.denied"]
         policy = [a for a in rec.audit if a.kind != "capability.denied"]
         return dashboard.render(
             request, "run.html", d=details, rec=rec, state=details.state,
             timeline=timeline.draw(rec), graph=drawn, nested=nested, definition_known=known,
-            cancel=cancel_action(dashboard, details), resume=resume_action(dashboard, details),
+            cancel=cancel_action(dashboard, details, queue), resume=resume_action(dashboard, details, queue),
             trigger=fmt.trigger_kind(rec), denials=denials, policy=policy,
             transcripts=transcripts(details), notice=dashboard.notices.get(run_id),
             questions=questions, questions_error=questions_error,
@@ -154,12 +207,22 @@ def routes(dashboard: Dashboard) -> list[Any]:
         details = await dashboard.source.details(run_id)
         if details is None:
             return dashboard.error(request, 404, f"no run {run_id!r}")
-        action = cancel_action(dashboard, details)
-        wf = dashboard.workflow(details.record.workflow)
-        if not action.possible or wf is None:
-            return dashboard.error(request, 409, action.why_not or f"run {run_id!r} is not running")
-        if wf.cancel(run_id, reason="cancelled from the dashboard"):
-            dashboard.notices[run_id] = "Cancelled from the dashboard."
+        queue = await queue_of(dashboard, details)
+        action = cancel_action(dashboard, details, queue)
+        if not action.possible:
+            return dashboard.error(request, 409, action.why_not or f"run {run_id!r} is not going on")
+        rec = details.record
+        wf = dashboard.workflow(rec.workflow)
+        if wf is not None and dashboard.running_here(rec.workflow, run_id):
+            if wf.cancel(run_id, reason=CANCEL_REASON):
+                dashboard.notices[run_id] = "Cancelled from the dashboard."
+                return RedirectResponse(dashboard.url(request, f"/runs/{run_id}"), status_code=303)
+            if not queue.available:  # it ended meanwhile
+                return RedirectResponse(dashboard.url(request, f"/runs/{run_id}"), status_code=303)
+        outcome = await dashboard.source.request_cancel(run_id, CANCEL_REASON)
+        if outcome is None:
+            return dashboard.error(request, 404, f"no run {run_id!r} in {dashboard.source.display_url}")
+        dashboard.notices[run_id] = cancel_notice(outcome, _live_owner(details))
         return RedirectResponse(dashboard.url(request, f"/runs/{run_id}"), status_code=303)
 
     async def resume(request: Request) -> Response:
@@ -171,7 +234,7 @@ def routes(dashboard: Dashboard) -> list[Any]:
         details = await dashboard.source.details(run_id)
         if details is None:
             return dashboard.error(request, 404, f"no run {run_id!r}")
-        action = resume_action(dashboard, details)
+        action = resume_action(dashboard, details, await queue_of(dashboard, details))
         wf = dashboard.workflow(details.record.workflow)
         if not action.possible or wf is None:
             return dashboard.error(request, 409, action.why_not or f"run {run_id!r} cannot be resumed")
