@@ -107,35 +107,18 @@ def _forget(url: str, store: BreakerStore) -> None:
             del _HANDLES[url]
 
 
+#: What a breaker's state and its stored row have in common, field for field.
+_SHARED = ("state", "generation", "failures", "opened_at", "trials", "trials_ok", "trial_deadline", "times_opened")
+
+
 def _state_of(record: BreakerRecord | None) -> tuple[BreakerState, int]:
     if record is None:
         return BreakerState(), 0
-    return BreakerState(
-        state=record.state,
-        generation=record.generation,
-        failures=record.failures,
-        opened_at=record.opened_at,
-        trials=record.trials,
-        trials_ok=record.trials_ok,
-        trial_deadline=record.trial_deadline,
-        times_opened=record.times_opened,
-    ), record.version
+    return BreakerState(**{f: getattr(record, f) for f in _SHARED}), record.version
 
 
 def _record_of(name: str, s: BreakerState, version: int, now: float) -> BreakerRecord:
-    return BreakerRecord(
-        name=name,
-        state=s.state,
-        generation=s.generation,
-        failures=s.failures,
-        opened_at=s.opened_at,
-        trials=s.trials,
-        trials_ok=s.trials_ok,
-        trial_deadline=s.trial_deadline,
-        times_opened=s.times_opened,
-        updated_at=now,
-        version=version,
-    )
+    return BreakerRecord(name=name, updated_at=now, version=version, **{f: getattr(s, f) for f in _SHARED})
 
 
 class SharedBreaker:

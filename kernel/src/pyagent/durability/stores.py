@@ -46,10 +46,7 @@ def make_store(url: str, *, setting: str = "checkpointing.storage") -> Store:
     except PyAgentError:
         raise
     except Exception as exc:
-        raise DriverLoadFailure(
-            f"{setting} {safe_url(url)!r} could not be opened: {type(exc).__name__}: {exc} "
-            "(is the database reachable and the URL right?)"
-        ) from exc
+        raise _not_opened(setting, url, exc) from exc
     return store
 
 
@@ -61,11 +58,15 @@ async def open_store(url: str, *, setting: str = "checkpointing.storage") -> Sto
     except PyAgentError:
         raise
     except Exception as exc:
-        raise DriverLoadFailure(
-            f"{setting} {safe_url(url)!r} could not be opened: {type(exc).__name__}: {exc} "
-            "(is the database reachable and the URL right?)"
-        ) from exc
+        raise _not_opened(setting, url, exc) from exc
     return store
+
+
+def _not_opened(setting: str, url: str, exc: Exception) -> DriverLoadFailure:
+    return DriverLoadFailure(
+        f"{setting} {safe_url(url)!r} could not be opened: {type(exc).__name__}: {exc} "
+        "(is the database reachable and the URL right?)"
+    )
 
 
 async def _close(store: Store) -> None:
