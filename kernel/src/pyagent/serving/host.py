@@ -27,6 +27,7 @@ import anyio
 import anyio.lowlevel
 
 import pyagent.serving.records as records
+from pyagent.durability.ownership import LeaseKeeper, kept_by
 from pyagent.durability.store import supports_queue
 from pyagent.durability.stores import close_store
 from pyagent.errors import ConfigurationError, NotAcceptingError, PyAgentError, RunOwnedError
@@ -126,6 +127,7 @@ class TriggerHost:
         self._changed: anyio.Event | None = None
         self._grace_scope: anyio.CancelScope | None = None
         self._answers = WaitingRuns(self)
+        self._keeper: LeaseKeeper | None = None  # renews the leases of the runs executing here
 
     # -- what triggers use ------------------------------------------------------------------
 
@@ -402,6 +404,8 @@ class TriggerHost:
                 self.accepting = True
                 try:
                     if self._store is not None:
+                        self._keeper = LeaseKeeper()
+                        await tg.start(self._keeper.run)
                         await self._recover()
                         tg.start_soon(self._answers.watch)
                     if self._queue is not None:
@@ -427,6 +431,7 @@ class TriggerHost:
             self.web_apps = []
             self.orchestrator._host = None
             self._queue = None
+            self._keeper = None
             if self._store is not None:
                 with anyio.CancelScope(shield=True):
                     await _close(self._store)
@@ -597,7 +602,7 @@ class TriggerHost:
                     del self._queued[run_id]
                 self._running[run_id] = entry
                 try:
-                    with entry.scope:
+                    with entry.scope, kept_by(self._keeper):
                         try:
                             result = await body()
                         except RunOwnedError as exc:
