@@ -107,7 +107,7 @@ class RunRecorder:
 
         if self.ownership is not None and self.ownership.lost is not None:
             return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+        with anyio.move_on_after(30, shield=True):
             try:
                 await self._flush_final(result)
             except Exception as exc:
@@ -165,8 +165,7 @@ class Checkpointer(RunRecorder):
         self._first: tuple[bytes, int] | None = None  # the prepared first checkpoint
         self._spawn = spawn
         self._prune_state = "idle"  # idle | running | again
-        self._pruned = anyio.Event()
-        self._pruned.set()
+        self._pruned: anyio.Event | None = None  # set when a background prune ends
 
     def prepare(self) -> None:
         body = self._full_body()  # an input that cannot be saved fails here, before any write
@@ -303,7 +302,8 @@ class Checkpointer(RunRecorder):
                 self._prune_state = "running"
         finally:
             self._prune_state = "idle"
-            self._pruned.set()
+            if self._pruned is not None:
+                self._pruned.set()
 
     async def on_waiting(self, waiting: bool) -> None:
         """Saves the waiting tasks and the run's ``waiting`` status, so a run killed while it
@@ -337,8 +337,9 @@ class Checkpointer(RunRecorder):
         if self._spawn is None:
             await self._prune()
             return
-        with anyio.move_on_after(10):
-            await self._pruned.wait()
+        if self._pruned is not None:
+            with anyio.move_on_after(10):
+                await self._pruned.wait()
 
     def _shared_changes(self) -> tuple[dict[Any, Any], list[Any]]:
         """ctx.state keys set (with their encoded values) and removed since the last checkpoint."""

@@ -338,7 +338,7 @@ class Ownership:
         """Give the lease back (shielded: a cancelled run still releases its run)."""
         if self.lease is None or self.lost is not None:
             return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+        with anyio.move_on_after(10, shield=True):
             try:
                 await self.store.release_run(self.run_id, self.token)
             except Exception as exc:  # it expires on its own

@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -74,7 +74,7 @@ class HostedRun:
     origin: dict[str, Any] | None = None
     queued_at: float = 0.0
     started: bool = False  # claimed or started here (no longer only waiting in the store)
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    scope: anyio.CancelScope | None = None  # made when it starts executing
 
 
 class TriggerHost:
@@ -600,9 +600,10 @@ class TriggerHost:
                     return  # recorded as pending (with a store): the next start runs it
                 if self._queued.get(run_id) is entry:
                     del self._queued[run_id]
+                entry.scope = scope = anyio.CancelScope()
                 self._running[run_id] = entry
                 try:
-                    with entry.scope, kept_by(self._keeper):
+                    with scope, kept_by(self._keeper):
                         try:
                             result = await body()
                         except RunOwnedError as exc:
@@ -616,7 +617,7 @@ class TriggerHost:
                                 await self._record_failure(workflow, run_id, exc, entry.origin)
                             except Exception as again:
                                 log.error("recording that run %s failed did not work either: %s", run_id, again)
-                    if entry.scope.cancelled_caught:
+                    if scope.cancelled_caught:
                         with anyio.CancelScope(shield=True):
                             await self._suspended(workflow, run_id)
                 finally:
@@ -681,8 +682,7 @@ class TriggerHost:
                 return await resume_run(workflow, run_id, url, lease=lease, listeners=listeners,
                                         wait_for_answers=False)
             header = claim.header if stored is None else stored.header
-            found, value = records.queued_input(header, what)
-            origin = records.queued_trigger(header, what) if found else None
+            found, value, origin = records.queued_run(header, what)
         except BaseException:  # given back (a no-op when resume_run gave it back already)
             with anyio.CancelScope(shield=True):
                 await store.release_run(run_id, lease.token)
@@ -796,8 +796,7 @@ class TriggerHost:
                 continue
             what = f"run {header.run_id!r} in {safe_url(self.store or '')}"
             try:
-                found, value = records.queued_input(header, what)
-                origin = records.queued_trigger(header, what) if found else None
+                found, value, origin = records.queued_run(header, what)
             except PyAgentError as exc:
                 log.error("%s cannot be started: %s", what, exc)
                 continue
@@ -827,7 +826,8 @@ class TriggerHost:
                         "other replicas or the next start resume them" if self._queue is not None
                         else "they resume on the next start")
             for entry in list(self._running.values()):
-                entry.scope.cancel()
+                if entry.scope is not None:
+                    entry.scope.cancel()
             with anyio.move_on_after(60):
                 await self._until_idle()
         if self._queued:
