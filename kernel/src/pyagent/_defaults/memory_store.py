@@ -119,6 +119,18 @@ class MemoryStore:
             self._runs[header.run_id] = header
             self._checkpoints.setdefault(checkpoint.run_id, []).append(checkpoint)
 
+    async def end_run(self, header: RunHeader, checkpoint: Checkpoint, *, fence: str | None = None,
+                      release: bool = False) -> None:
+        if release and fence is None:
+            raise ValueError("end_run(release=True) needs the fence: the token of the lease to give back")
+        with self._data.lock:
+            self._check_fence(header.run_id, fence)
+            self._check_seq(checkpoint)
+            self._checkpoints.setdefault(checkpoint.run_id, []).append(checkpoint)
+            self._runs[header.run_id] = header
+            if release:
+                del self._leases[header.run_id]  # the fence check found it held by ``fence``
+
     async def load(self, run_id: str) -> StoredRun | None:
         with self._data.lock:
             header = self._runs.get(run_id)

@@ -179,14 +179,14 @@ class Ownership:
     """This process's claim on one run: claim, keep alive in the background, release."""
 
     def __init__(self, store: Store, run_id: str, *, clock: Clock, settings: LeaseSettings | None = None,
-                 where: str | None = None, owner: str | None = None) -> None:
+                 where: str | None = None, owner: str | None = None, token: str | None = None) -> None:
         self.store = store
         self.run_id = run_id
         self.clock = clock
         self.settings = settings or LeaseSettings()
         self.where = where or store.url
         self.owner = owner or owner_id()
-        self.token = secrets.token_hex(16)
+        self.token = token or secrets.token_hex(16)
         self.lease: Lease | None = None
         self.lost: RunOwnedError | None = None
         self.scope: Any = contextlib.nullcontext()  # the run's body, cancelled when the lease is lost
@@ -198,8 +198,7 @@ class Ownership:
         by ``dequeue_runs``): kept alive, fenced and released like one :meth:`claim` made."""
         ttl = max(lease.expires_at - lease.claimed_at, 0.001)
         own = cls(store, lease.run_id, clock=clock, settings=LeaseSettings(ttl, ttl / 3), where=where,
-                  owner=lease.owner)
-        own.token = lease.token
+                  owner=lease.owner, token=lease.token)
         own.lease = lease
         return own
 
@@ -269,8 +268,9 @@ class Ownership:
             return min(every, 1.0)
         if renewed:
             return every
-        if still_held is None or still_held():
-            await self._lose()
+        if self.lease is None or (still_held is not None and not still_held()):
+            return None  # given back meanwhile (with the run's last write, or released): nothing lost
+        await self._lose()
         return None
 
     def refused(self, exc: RunOwnedError) -> None:
