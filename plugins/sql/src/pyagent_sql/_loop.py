@@ -22,6 +22,8 @@ T = TypeVar("T")
 
 async def wait_future(future: concurrent.futures.Future[T]) -> T:
     """Await a thread-safe future from asyncio or trio; cancelling the caller cancels the work."""
+    if future.done() and not future.cancelled() and future.exception() is None:
+        return future.result()  # done already (a backend started long ago): no hop between threads
     try:
         asyncio.get_running_loop()
     except RuntimeError:
