@@ -578,24 +578,16 @@ class TriggerHost:
         for ticket in tickets:
             self._limiter.release_on_behalf_of(ticket)
 
-    @asynccontextmanager
-    async def _slot(self, ticket: object | None) -> AsyncIterator[None]:
-        """One of ``max_running`` slots: reserved already (``ticket``), or waited for."""
-        assert self._limiter is not None
-        if ticket is None:
-            async with self._limiter:
-                yield
-            return
-        try:
-            yield
-        finally:
-            self._limiter.release_on_behalf_of(ticket)
-
     async def _execute(self, workflow: Workflow, run_id: str, entry: HostedRun,
                        body: Callable[[], Any], ticket: object | None) -> None:
         result: WorkflowResult | None = None
+        limiter = self._limiter
+        assert limiter is not None
         try:
-            async with self._slot(ticket):
+            # One of max_running slots: reserved already (ticket), or waited for here.
+            if ticket is None:
+                await limiter.acquire()
+            try:
                 if self._draining and ticket is None:
                     return  # recorded as pending (with a store): the next start runs it
                 if self._queued.get(run_id) is entry:
@@ -630,6 +622,11 @@ class TriggerHost:
                     self._changed.set()
                     if self._queue is not None:
                         self._queue.wake()  # a slot is free
+            finally:
+                if ticket is None:
+                    limiter.release()
+                else:
+                    limiter.release_on_behalf_of(ticket)
         finally:
             if self._queued.get(run_id) is entry:
                 del self._queued[run_id]
