@@ -178,8 +178,8 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
             # The run and its recorder refer to each other: parted now, the pair (and the
             # store and lease they hold) is freed at once rather than by the cyclic collector.
             run.on_waiting = None
-            if recorder in run.after_task:
-                run.after_task.remove(recorder)
+            installed: object = recorder  # as one of the run's after_task hooks (a Checkpointer)
+            run.after_task = [hook for hook in run.after_task if hook is not installed]
     assert result is not None  # execute() returns or raises
     if result.status is not TaskStatus.WAITING:  # not finished: counted when it ends
         metrics_for(wf).record(result)
