@@ -608,6 +608,7 @@ class RecordingStore(MemoryStore):
 
     writes: list[str] = []
     fail_first = False
+    fail_last = False
 
     async def save_run(self, header: Any, **kw: Any) -> None:
         RecordingStore.writes.append(f"header:{header.status}")
@@ -623,11 +624,28 @@ class RecordingStore(MemoryStore):
             raise OSError("disk full")
         await super().begin_run(header, checkpoint, **kw)
 
+    async def end_run(self, header: Any, checkpoint: Any, **kw: Any) -> None:
+        RecordingStore.writes.append(f"end:{header.status}:{checkpoint.seq}:release={kw.get('release')}")
+        if RecordingStore.fail_last:
+            raise OSError("disk full")
+        await super().end_run(header, checkpoint, **kw)
+
+    async def release_run(self, run_id: str, token: str) -> bool:
+        RecordingStore.writes.append("release")
+        return await super().release_run(run_id, token)
+
+
+class ThreeCallStore(RecordingStore):
+    """A store without end_run: a run ends with three calls."""
+
+    end_run = None  # type: ignore[assignment]
+
 
 class RecordingStorePlugin:
     @hookimpl
     def pyagent_register_stores(self, register: Any) -> None:
         register("recording", RecordingStore)
+        register("threecalls", ThreeCallStore)
 
 
 @pytest.mark.anyio
@@ -640,15 +658,56 @@ async def test_the_header_and_the_first_checkpoint_are_written_together(rt: Runt
     agents = Agents()
     result = await chain(agents, url, n=2).run("x")
     assert result.ok
-    assert RecordingStore.writes == ["begin:running:0:full", "checkpoint:1", "checkpoint:2", "checkpoint:3",
-                                     "header:completed"]
+    # The last checkpoint, the header and the lease's release are one write.
+    assert RecordingStore.writes == ["begin:running:0:full", "checkpoint:1", "checkpoint:2",
+                                     "end:completed:3:release=True"]
+    assert await MemoryStore(url).get_lease(result.run_id) is None
 
     RecordingStore.writes, RecordingStore.fail_first = [], True
     with pytest.raises(StoreError, match=r"starting run 'never' in recording://.* failed: OSError \(its message is withheld"):
         await chain(agents, url, n=2).run("x", run_id="never")
-    assert RecordingStore.writes == ["begin:running:0:full"]
+    assert RecordingStore.writes == ["begin:running:0:full", "release"]  # nothing written; the claim given back
     assert await MemoryStore(url).load("never") is None and await MemoryStore(url).get_lease("never") is None
     assert agents.calls == {"t0": 1, "t1": 1}
+
+
+@pytest.mark.anyio
+async def test_a_store_without_end_run_gets_the_last_checkpoint_the_header_and_the_release_apart(
+        rt: Runtime) -> None:
+    import uuid
+
+    rt.register(RecordingStorePlugin(), "recording")
+    url = f"threecalls://{uuid.uuid4().hex}"
+    RecordingStore.writes, RecordingStore.fail_first = [], False
+    result = await chain(Agents(), url, n=2).run("x")
+    assert result.ok
+    assert RecordingStore.writes == ["begin:running:0:full", "checkpoint:1", "checkpoint:2", "checkpoint:3",
+                                     "header:completed", "release"]
+    stored = await MemoryStore(url).load(result.run_id)
+    assert stored is not None and stored.header.status == "completed"
+    assert await MemoryStore(url).get_lease(result.run_id) is None
+
+
+@pytest.mark.anyio
+async def test_when_the_last_write_fails_the_header_is_saved_alone_and_the_lease_released(rt: Runtime) -> None:
+    """end_run writes nothing when it fails: the header is saved on its own (a run never stays
+    running in the store after it ended), the failure is listed, and the lease is released."""
+    import uuid
+
+    rt.register(RecordingStorePlugin(), "recording")
+    url = f"recording://{uuid.uuid4().hex}"
+    RecordingStore.writes, RecordingStore.fail_first, RecordingStore.fail_last = [], False, True
+    try:
+        result = await chain(Agents(), url, n=2).run("x")
+    finally:
+        RecordingStore.fail_last = False
+    assert result.ok and "final checkpoint" in result.errors["checkpoint"]
+    assert RecordingStore.writes == ["begin:running:0:full", "checkpoint:1", "checkpoint:2",
+                                     "end:completed:3:release=True", "header:completed", "release"]
+    stored = await MemoryStore(url).load(result.run_id)
+    assert stored is not None and stored.header.status == "completed"
+    assert [c.seq for c in stored.checkpoints] == [0, 1, 2]
+    assert await MemoryStore(url).get_lease(result.run_id) is None
 
 
 @pytest.mark.anyio

@@ -393,6 +393,46 @@ async def test_begin_run_writes_header_and_first_checkpoint_together_or_not_at_a
         assert loaded is not None and loaded.header.payload == b"h1" and loaded.header.status == "running"
 
 
+async def test_end_run_writes_the_last_checkpoint_the_header_and_the_release_together_or_not_at_all(
+        url: str) -> None:
+    from pyagent import CheckpointConflictError, RunOwnedError
+
+    async with opened(url) as store:
+        await store.claim_run("r1", "me", "tok", now=100.0, ttl=10.0)
+        await store.begin_run(header("r1", payload=b"h1"), cp("r1", 0, "full"), fence="tok")
+        # The checkpoint cannot be stored (seq taken): neither the header nor the release happen.
+        with pytest.raises(CheckpointConflictError):
+            await store.end_run(header("r1", status="completed", payload=b"h2"), cp("r1", 0), fence="tok",
+                                release=True)
+        loaded = await store.load("r1")
+        assert loaded is not None and loaded.header.status == "running" and loaded.header.payload == b"h1"
+        assert (await store.get_lease("r1")).token == "tok"
+        # Under a lease that passed to another claim: refused, nothing written.
+        await store.claim_run("r1", "other", "tok-new", now=200.0, ttl=10.0)
+        with pytest.raises(RunOwnedError):
+            await store.end_run(header("r1", status="completed", payload=b"h2"), cp("r1", 1), fence="tok",
+                                release=True)
+        loaded = await store.load("r1")
+        assert loaded is not None and loaded.header.status == "running" and len(loaded.checkpoints) == 1
+        assert (await store.get_lease("r1")).token == "tok-new"
+        # The holder ends it: all three at once.
+        await store.end_run(header("r1", status="completed", finished_at=300.0, payload=b"h2"),
+                            cp("r1", 1, payload=b"last"), fence="tok-new", release=True)
+        loaded = await store.load("r1")
+        assert loaded is not None and loaded.header == header("r1", status="completed", finished_at=300.0,
+                                                               payload=b"h2")
+        assert [(c.seq, c.payload) for c in loaded.checkpoints] == [(0, b"r1:0"), (1, b"last")]
+        assert await store.get_lease("r1") is None
+        # Without release the lease stays; without a fence it is not checked.
+        await store.claim_run("r2", "me", "tok2", now=100.0, ttl=10.0)
+        await store.end_run(header("r2", status="completed"), cp("r2", 0, "full"), fence="tok2")
+        assert (await store.get_lease("r2")).token == "tok2"
+        await store.end_run(header("r3", status="completed"), cp("r3", 0, "full"))
+        assert (await store.load("r3")) is not None
+        with pytest.raises(ValueError, match="needs the fence"):
+            await store.end_run(header("r4"), cp("r4", 0, "full"), release=True)
+
+
 async def test_create_run_inserts_only_a_run_id_that_is_not_there(url: str) -> None:
     async with opened(url) as store:
         first = header("tick@2026-03-02T09:00:00Z", status="pending", payload=b"first")

@@ -7,6 +7,7 @@ import dataclasses
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pyagent.durability.store import (
     BreakerRecord,
@@ -19,12 +20,38 @@ from pyagent.durability.store import (
 )
 from pyagent.errors import CheckpointConflictError, RunOwnedError
 
+#: Statuses of the runs the queue holds: pending ones, and running ones whose owner may have died.
+_QUEUED = ("pending", "running")
+
+
+class _Runs(dict[str, RunHeader]):
+    """Run headers by run id, which also keeps the ids of the runs saved as pending or running:
+    what ``dequeue_runs`` looks through instead of every run the store holds. An id stays
+    there until a dequeue finds its run ended (however its header was changed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: dict[str, None] = {}  # ordered like a set
+
+    def __setitem__(self, run_id: str, header: RunHeader) -> None:
+        super().__setitem__(run_id, header)
+        if header.status in _QUEUED:
+            self.queued[run_id] = None
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        for run_id, header in dict(*args, **kwargs).items():
+            self[run_id] = header
+
+    def clear(self) -> None:
+        super().clear()
+        self.queued.clear()
+
 
 class _Data:
     """What one ``memory://NAME`` holds; ``lock`` makes each operation atomic across threads."""
 
     def __init__(self) -> None:
-        self.runs: dict[str, RunHeader] = {}
+        self.runs = _Runs()
         self.checkpoints: dict[str, list[Checkpoint]] = {}
         self.leases: dict[str, Lease] = {}
         self.interrupts: dict[str, InterruptRecord] = {}
@@ -101,6 +128,18 @@ class MemoryStore:
             self._check_seq(checkpoint)
             self._runs[header.run_id] = header
             self._checkpoints.setdefault(checkpoint.run_id, []).append(checkpoint)
+
+    async def end_run(self, header: RunHeader, checkpoint: Checkpoint, *, fence: str | None = None,
+                      release: bool = False) -> None:
+        if release and fence is None:
+            raise ValueError("end_run(release=True) needs the fence: the token of the lease to give back")
+        with self._data.lock:
+            self._check_fence(header.run_id, fence)
+            self._check_seq(checkpoint)
+            self._checkpoints.setdefault(checkpoint.run_id, []).append(checkpoint)
+            self._runs[header.run_id] = header
+            if release:
+                del self._leases[header.run_id]  # the fence check found it held by ``fence``
 
     async def load(self, run_id: str) -> StoredRun | None:
         with self._data.lock:
@@ -199,12 +238,17 @@ class MemoryStore:
                 header = self._runs.get(lease.run_id)
                 if header is not None and lease.expires_at > now:
                     active[header.workflow] = active.get(header.workflow, 0) + 1
-            ready = sorted(
-                (h for h in self._runs.values()
-                 if h.status in ("pending", "running") and h.workflow in workflows
-                 and h.run_id not in self._data.cancels
-                 and (h.run_id not in self._leases or self._leases[h.run_id].expires_at <= now)),
-                key=lambda h: (h.started_at, h.run_id))
+            queued = self._data.runs.queued
+            candidates = []
+            for run_id in list(queued):
+                h = self._runs.get(run_id)
+                if h is None or h.status not in _QUEUED:
+                    del queued[run_id]  # ended (or gone) since it was queued
+                    continue
+                if (h.workflow in workflows and run_id not in self._data.cancels
+                        and (run_id not in self._leases or self._leases[run_id].expires_at <= now)):
+                    candidates.append(h)
+            ready = sorted(candidates, key=lambda h: (h.started_at, h.run_id))
             claims: list[Claim] = []
             for header in ready:
                 bound = workflows[header.workflow]

@@ -25,7 +25,7 @@ import anyio.lowlevel
 from pyagent.durability import codec
 from pyagent.durability.replay import PAYLOAD_VERSION
 from pyagent.durability.state import encode_record
-from pyagent.durability.store import Checkpoint, RunHeader, Store
+from pyagent.durability.store import Checkpoint, RunHeader, Store, supports_end_run
 from pyagent.durability.stores import (
     safe_url,
     store_failure,
@@ -84,7 +84,9 @@ class RunRecorder:
         )
 
     async def _save_header(self, summary: dict[str, Any]) -> None:
-        header = self._header(summary)
+        await self._save(self._header(summary))
+
+    async def _save(self, header: RunHeader) -> None:
         try:
             await self.store.save_run(header, fence=self.fence)
         except Exception as exc:
@@ -101,17 +103,16 @@ class RunRecorder:
 
         The header is saved even when the final checkpoint cannot be, so a stored run never
         stays ``running`` after it ended here. A run whose lease was lost writes nothing: it
-        belongs to its new owner.
+        belongs to its new owner. On a store with ``end_run`` the final checkpoint, the
+        header and the lease's release are one write.
         """
         from pyagent.durability.history import summary_of_result, summary_of_run
 
         if self.ownership is not None and self.ownership.lost is not None:
             return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(30):
-            try:
-                await self._flush_final(result)
-            except Exception as exc:
-                self._report(result, f"final checkpoint to {safe_url(self.store.url)} failed", exc)
+        with anyio.move_on_after(30, shield=True):
+            header: RunHeader | None = None
+            failed: Exception | None = None
             try:
                 if result is not None:
                     summary = summary_of_result(result, self.run.workflow.task_count,
@@ -120,7 +121,21 @@ class RunRecorder:
                                                 resumes=self.run.resumes, trigger=self.run.trigger)
                 else:
                     summary = summary_of_run(self.run)
-                await self._save_header(summary)
+                header = self._header(summary)
+            except Exception as exc:
+                failed = exc
+            ended = False
+            try:
+                ended = await self._flush_final(result, header)
+            except Exception as exc:
+                self._report(result, f"final checkpoint to {safe_url(self.store.url)} failed", exc)
+            if ended:
+                return
+            try:
+                if failed is not None:
+                    raise failed
+                assert header is not None
+                await self._save(header)
             except Exception as exc:
                 self._report(result, f"saving the final run header to {safe_url(self.store.url)} failed", exc)
 
@@ -133,8 +148,9 @@ class RunRecorder:
             previous = result.errors.get("checkpoint")
             result.errors["checkpoint"] = message if previous is None else f"{previous}; {message}"
 
-    async def _flush_final(self, result: WorkflowResult | None) -> None:
-        return None
+    async def _flush_final(self, result: WorkflowResult | None, header: RunHeader | None) -> bool:
+        """Write the final checkpoint; True when ``header`` was saved with it (and the lease given back)."""
+        return False
 
 
 class Checkpointer(RunRecorder):
@@ -163,10 +179,11 @@ class Checkpointer(RunRecorder):
         self._full_bytes = 0  # size of the latest full checkpoint
         self._delta_bytes = 0  # deltas written since it
         self._first: tuple[bytes, int] | None = None  # the prepared first checkpoint
+        self._ending: RunHeader | None = None  # the final header, written with the next checkpoint
+        self._ended = False
         self._spawn = spawn
         self._prune_state = "idle"  # idle | running | again
-        self._pruned = anyio.Event()
-        self._pruned.set()
+        self._pruned: anyio.Event | None = None  # set when a background prune ends
 
     def prepare(self) -> None:
         body = self._full_body()  # an input that cannot be saved fails here, before any write
@@ -303,7 +320,8 @@ class Checkpointer(RunRecorder):
                 self._prune_state = "running"
         finally:
             self._prune_state = "idle"
-            self._pruned.set()
+            if self._pruned is not None:
+                self._pruned.set()
 
     async def on_waiting(self, waiting: bool) -> None:
         """Saves the waiting tasks and the run's ``waiting`` status, so a run killed while it
@@ -317,7 +335,7 @@ class Checkpointer(RunRecorder):
             await self.flush({"status": run.status.value}, force=True)
         await super().on_waiting(waiting)
 
-    async def _flush_final(self, result: WorkflowResult | None) -> None:
+    async def _flush_final(self, result: WorkflowResult | None, header: RunHeader | None) -> bool:
         run = self.run
         for name, rec in list(run.records.items()):
             if ((rec.status.finished or rec.status is TaskStatus.WAITING) and self._saved.get(name) is not rec.status and rec not in self._pending
@@ -325,10 +343,16 @@ class Checkpointer(RunRecorder):
                 self._pending.append(rec)
         extra = {"status": run.status.value, "finished_at": run.finished_at,
                  "error": None if result is None else result.error}
+        # The final checkpoint carries the header along (and gives the lease back) when the
+        # store can write them as one: _write does so for the write _ending is set for.
+        self._ending = header if header is not None and supports_end_run(self.store) else None
+        self._ended = False
         try:
             await self.flush(extra, force=True)
         finally:
+            self._ending = None
             await self._settle_prune()
+        return self._ended
 
     async def _settle_prune(self) -> None:
         """Let a background prune finish before the store is closed (bounded)."""
@@ -337,8 +361,9 @@ class Checkpointer(RunRecorder):
         if self._spawn is None:
             await self._prune()
             return
-        with anyio.move_on_after(10):
-            await self._pruned.wait()
+        if self._pruned is not None:
+            with anyio.move_on_after(10):
+                await self._pruned.wait()
 
     def _shared_changes(self) -> tuple[dict[Any, Any], list[Any]]:
         """ctx.state keys set (with their encoded values) and removed since the last checkpoint."""
@@ -407,10 +432,12 @@ class Checkpointer(RunRecorder):
         payload = self._payload(kind, body)
         seq = self.seq
         self.seq += 1
+        cp = Checkpoint(run_id=run.run_id, seq=seq, kind=kind, payload=payload, created_at=self._clock.time())
         try:
-            await self.store.append_checkpoint(Checkpoint(
-                run_id=run.run_id, seq=seq, kind=kind, payload=payload, created_at=self._clock.time(),
-            ), fence=self.fence)
+            if self._ending is not None:
+                await self._end(self._ending, cp)
+            else:
+                await self.store.append_checkpoint(cp, fence=self.fence)
         except Exception as exc:
             raise store_failure(self.store, f"checkpoint {seq} of run {run.run_id!r}", exc) from exc
         if kind == "full":
@@ -419,6 +446,22 @@ class Checkpointer(RunRecorder):
             self._delta_bytes += len(payload)
         run.emit(ev.CHECKPOINT_SAVED, status=run.status.value, seq=seq, checkpoint=kind, size=len(payload),
                  tasks=len(body.get("tasks", ())))
+
+
+    async def _end(self, header: RunHeader, cp: Checkpoint) -> None:
+        """The final checkpoint, the header and the lease's release in one write (``end_run``)."""
+        own = self.ownership
+        lease = None if own is None else own.lease
+        if own is not None:
+            own.lease = None  # given back with this write: a renewal from now on finds it gone, no loss
+        try:
+            await self.store.end_run(header, cp, fence=self.fence, release=lease is not None)  # type: ignore[attr-defined]
+        except BaseException:
+            if own is not None:
+                own.lease = lease  # not given back: released as usual
+            raise
+        self._ending = None
+        self._ended = True
 
 
 def _keyed(encoded: dict[Any, Any]) -> Any:

@@ -154,7 +154,9 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
     stop = run.stop_scope = anyio.CancelScope()
     run._loop = (anyio.lowlevel.current_token(), threading.get_ident())
     try:
-        async with own.held() if own is not None else contextlib.nullcontext():
+        # Pruning old checkpoints (retention) is background work the run starts.
+        background = getattr(recorder, "retention", None) is not None
+        async with own.held(background=background) if own is not None else contextlib.nullcontext():
             try:
                 with own.scope if own is not None else contextlib.nullcontext(), stop:
                     result = await execute(run, pattern, None if ticket is None else
@@ -193,6 +195,11 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
             await own.release()
         if recorder is not None:
             await _close_store(recorder.store)
+            # The run and its recorder refer to each other: parted now, the pair (and the
+            # store and lease they hold) is freed at once rather than by the cyclic collector.
+            run.on_waiting = None
+            installed: object = recorder  # as one of the run's after_task hooks (a Checkpointer)
+            run.after_task = [hook for hook in run.after_task if hook is not installed]
     assert result is not None  # execute() returns or raises
     if result.status is not TaskStatus.WAITING:  # not finished: counted when it ends
         metrics_for(wf).record(result)
@@ -210,6 +217,8 @@ def _install_desk(run: WorkflowRun, recorder: RunRecorder | None) -> None:
     from pyagent.durability.checkpoint import Checkpointer
 
     runtime = run.runtime
+    # The desk's factory names the run by its id, not by a reference to it (no cycle).
+    run_id, name = run.run_id, run.workflow.name
     if recorder is not None:
         run.on_waiting = recorder.on_waiting
         own = recorder.ownership
@@ -223,15 +232,13 @@ def _install_desk(run: WorkflowRun, recorder: RunRecorder | None) -> None:
         def make() -> Any:
             from pyagent.durability.interrupts import Desk
 
-            return Desk(store, run.run_id, run.workflow.name, clock=runtime.clock, fence=fence,
-                        where=_display(store))
+            return Desk(store, run_id, name, clock=runtime.clock, fence=fence, where=_display(store))
     else:
         def make() -> Any:
             from pyagent.durability.interrupts import Desk, local_url
 
             store = runtime.driver("stores", "memory")(local_url(runtime))
-            return Desk(store, run.run_id, run.workflow.name, clock=runtime.clock, where="this process",
-                        local=True)
+            return Desk(store, run_id, name, clock=runtime.clock, where="this process", local=True)
     run.desk_factory = make
 
 

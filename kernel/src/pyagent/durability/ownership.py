@@ -21,14 +21,17 @@ lease by moving a manual clock; the renewal loop sleeps in real time.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as _dt
 import hashlib
 import logging
+import math
 import os
 import secrets
 import socket
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +41,8 @@ import anyio.abc
 from pyagent.errors import ConfigurationError, RunOwnedError
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
     from pyagent.clock import Clock
     from pyagent.durability.store import Lease, Store
     from pyagent.model.policies import CheckpointConfig
@@ -174,14 +179,14 @@ class Ownership:
     """This process's claim on one run: claim, keep alive in the background, release."""
 
     def __init__(self, store: Store, run_id: str, *, clock: Clock, settings: LeaseSettings | None = None,
-                 where: str | None = None, owner: str | None = None) -> None:
+                 where: str | None = None, owner: str | None = None, token: str | None = None) -> None:
         self.store = store
         self.run_id = run_id
         self.clock = clock
         self.settings = settings or LeaseSettings()
         self.where = where or store.url
         self.owner = owner or owner_id()
-        self.token = secrets.token_hex(16)
+        self.token = token or secrets.token_hex(16)
         self.lease: Lease | None = None
         self.lost: RunOwnedError | None = None
         self.scope: Any = contextlib.nullcontext()  # the run's body, cancelled when the lease is lost
@@ -193,8 +198,7 @@ class Ownership:
         by ``dequeue_runs``): kept alive, fenced and released like one :meth:`claim` made."""
         ttl = max(lease.expires_at - lease.claimed_at, 0.001)
         own = cls(store, lease.run_id, clock=clock, settings=LeaseSettings(ttl, ttl / 3), where=where,
-                  owner=lease.owner)
-        own.token = lease.token
+                  owner=lease.owner, token=lease.token)
         own.lease = lease
         return own
 
@@ -239,26 +243,35 @@ class Ownership:
 
     async def keep_alive(self) -> None:
         """Renew the lease until cancelled; a lost lease cancels the run's scope."""
-        every = self.settings.renew_every
-        interval = every
+        interval = self.settings.renew_every
         while True:
             await anyio.sleep(interval)
-            try:
-                # Bounded: a store that hangs (a server gone silent) must not stall the keeper.
-                with anyio.fail_after(max(self.settings.ttl, 1.0)):
-                    renewed = await self.store.renew_lease(self.run_id, self.token, now=self.clock.time(),
-                                                           ttl=self.settings.ttl)
-            except Exception as exc:
-                # The store may be back in a moment: try again sooner. The run goes on; its
-                # writes are fenced, so if someone takes it over meanwhile they are refused.
-                log.warning("run %s: renewing its lease in %s failed (%s: %s); retrying",
-                            self.run_id, self.where, type(exc).__name__, exc)
-                interval = min(every, 1.0)
-                continue
-            interval = every
-            if not renewed:
-                await self._lose()
+            next_in = await self.renew()
+            if next_in is None:
                 return
+            interval = next_in
+
+    async def renew(self, still_held: Callable[[], bool] | None = None) -> float | None:
+        """Renew the lease once: the seconds until the next renewal, or None when the lease was
+        lost (the run's scope is then cancelled). A failed call is retried sooner: the store
+        may be back in a moment, and the run's writes are fenced meanwhile. ``still_held()``
+        False after the call: the run gave the lease back meanwhile, and nothing was lost."""
+        every = self.settings.renew_every
+        try:
+            # Bounded: a store that hangs (a server gone silent) must not stall the keeper.
+            with anyio.fail_after(max(self.settings.ttl, 1.0)):
+                renewed = await self.store.renew_lease(self.run_id, self.token, now=self.clock.time(),
+                                                       ttl=self.settings.ttl)
+        except Exception as exc:
+            log.warning("run %s: renewing its lease in %s failed (%s: %s); retrying",
+                        self.run_id, self.where, type(exc).__name__, exc)
+            return min(every, 1.0)
+        if renewed:
+            return every
+        if self.lease is None or (still_held is not None and not still_held()):
+            return None  # given back meanwhile (with the run's last write, or released): nothing lost
+        await self._lose()
+        return None
 
     def refused(self, exc: RunOwnedError) -> None:
         """A write of this run was refused because another claim holds its lease now: stop the
@@ -285,22 +298,38 @@ class Ownership:
             self.scope.cancel()
 
     @contextlib.asynccontextmanager
-    async def held(self) -> AsyncIterator[None]:
-        """Keep the lease alive in the background while the body runs.
+    async def held(self, *, background: bool = False) -> AsyncIterator[None]:
+        """Keep the lease alive while the body runs: by the serving host's :class:`LeaseKeeper`
+        when the run is one of its runs, else by a task of its own in the background.
 
-        The body's own exception (or cancellation) comes out as it is, not in a group.
+        ``background``: the body starts background work (``task_group``), so one is needed
+        even when the keeper renews. The body's own exception (or cancellation) comes out as
+        it is, not in a group.
         """
-        error: BaseException | None = None
         self.scope = anyio.CancelScope()
+        keeper = current_keeper()
+        if keeper is not None and not background:
+            keeper.hold(self)
+            try:
+                yield
+            finally:
+                keeper.drop(self)
+            return
+        error: BaseException | None = None
         async with anyio.create_task_group() as tg:
             self.task_group = tg
-            tg.start_soon(self.keep_alive)
+            if keeper is None:
+                tg.start_soon(self.keep_alive)
+            else:
+                keeper.hold(self)
             try:
                 yield
             except BaseException as exc:
                 error = exc
             finally:
                 self.task_group = None
+                if keeper is not None:
+                    keeper.drop(self)
                 tg.cancel_scope.cancel()
         if error is not None:
             raise error
@@ -309,10 +338,98 @@ class Ownership:
         """Give the lease back (shielded: a cancelled run still releases its run)."""
         if self.lease is None or self.lost is not None:
             return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+        with anyio.move_on_after(10, shield=True):
             try:
                 await self.store.release_run(self.run_id, self.token)
             except Exception as exc:  # it expires on its own
                 log.warning("run %s: releasing its lease in %s failed (%s: %s); it expires in %.0f s",
                             self.run_id, self.where, type(exc).__name__, exc, self.settings.ttl)
         self.lease = None
+
+
+# -- one keeper for many claims -----------------------------------------------------------------
+
+
+class LeaseKeeper:
+    """Renews the leases of many runs from one task: a serving host's runs use it instead of a
+    renewal task (and a task group) of their own each.
+
+    A run holds its lease as before (claimed, fenced, released when it ends): the keeper only
+    renews it, every ``renew_every`` seconds of its own settings, from :meth:`run`'s task. A
+    renewal that finds the lease lost cancels the run's scope, as the run's own keeper would;
+    each renewal is a task of its own, so a store that hangs on one run's renewal delays no
+    other run's. A run that lasts less than one renewal interval (most) costs one dict entry.
+    """
+
+    def __init__(self) -> None:
+        self._due: dict[Ownership, float] = {}  # held -> monotonic time of its next renewal
+        self._wake: anyio.Event | None = None
+        self._next = math.inf  # when run() looks again
+        self._thread: int | None = None
+
+    def hold(self, own: Ownership) -> None:
+        """Renew ``own``'s lease from now on, first in ``renew_every`` seconds."""
+        due = time.monotonic() + own.settings.renew_every
+        self._due[own] = due
+        if due < self._next and self._wake is not None:
+            self._wake.set()
+
+    def drop(self, own: Ownership) -> None:
+        """Renew ``own``'s lease no more (its run ended; it releases the lease itself)."""
+        self._due.pop(own, None)
+
+    def usable(self) -> bool:
+        """Whether :meth:`run` goes on in this thread (so on the event loop of the runs here)."""
+        return self._thread == threading.get_ident()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Until cancelled: renew every lease that is due (``task_status.started()`` once it does)."""
+        self._thread = threading.get_ident()
+        try:
+            async with anyio.create_task_group() as tg:
+                task_status.started()
+                while True:
+                    now = time.monotonic()
+                    for own, due in list(self._due.items()):
+                        if due <= now:
+                            self._due[own] = math.inf  # being renewed
+                            tg.start_soon(self._renew, own)
+                    self._next = min(self._due.values(), default=math.inf)
+                    self._wake = anyio.Event()
+                    with anyio.move_on_after(self._next - now):
+                        await self._wake.wait()
+        finally:
+            self._thread = None
+            self._wake = None
+
+    async def _renew(self, own: Ownership) -> None:
+        next_in = await own.renew(still_held=lambda: own in self._due)
+        if own not in self._due:
+            return  # its run ended meanwhile
+        if next_in is None:
+            del self._due[own]
+            return
+        due = time.monotonic() + next_in
+        self._due[own] = due
+        if due < self._next and self._wake is not None:
+            self._wake.set()
+
+
+#: The keeper renewing the leases of runs started in this context (a serving host's runs).
+_keeper: contextvars.ContextVar[LeaseKeeper | None] = contextvars.ContextVar("pyagent_lease_keeper", default=None)
+
+
+def current_keeper() -> LeaseKeeper | None:
+    """The keeper of the runs started here (None: each run renews its own lease)."""
+    keeper = _keeper.get()
+    return keeper if keeper is not None and keeper.usable() else None
+
+
+@contextlib.contextmanager
+def kept_by(keeper: LeaseKeeper | None) -> Iterator[None]:
+    """Runs started in the block have their leases renewed by ``keeper``."""
+    token = _keeper.set(keeper)
+    try:
+        yield
+    finally:
+        _keeper.reset(token)

@@ -355,6 +355,23 @@ class RunQueue(Protocol):
         ...
 
 
+class RunEnd(Protocol):
+    """An optional store method: a run's final writes in one step (see :func:`supports_end_run`)."""
+
+    async def end_run(self, header: RunHeader, checkpoint: Checkpoint, *, fence: str | None = None,
+                      release: bool = False) -> None:
+        """Append ``checkpoint`` (a run's last) and save ``header`` in one transaction; with
+        ``release`` also give up the lease whose token is ``fence``, in the same transaction.
+
+        All or nothing, like :meth:`Store.begin_run`: a process killed meanwhile leaves the
+        run as it was before the call. Raises like :meth:`Store.save_run` (``fence``) and
+        :meth:`Store.append_checkpoint` (``seq``); on any error nothing is written and the
+        lease stays held. The kernel ends a checkpointed run with one such write where a store
+        has it (one commit instead of three), else with the three calls.
+        """
+        ...
+
+
 class QueueStore(Store, RunQueue, Protocol):
     """A store that is a run queue too."""
 
@@ -363,6 +380,11 @@ def supports_queue(store: Any) -> TypeGuard[QueueStore]:
     """Whether ``store`` is a run queue (has the :class:`RunQueue` methods)."""
     return all(callable(getattr(store, name, None))
                for name in ("dequeue_runs", "request_cancel", "cancel_requests"))
+
+
+def supports_end_run(store: Any) -> bool:
+    """Whether ``store`` writes a run's end in one step (has :meth:`RunEnd.end_run`)."""
+    return callable(getattr(store, "end_run", None))
 
 
 def unstorable(text: str) -> str | None:

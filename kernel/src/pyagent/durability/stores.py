@@ -7,6 +7,7 @@ whose text never carries the data being written.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
@@ -18,6 +19,7 @@ log = logging.getLogger("pyagent.checkpoint")
 _CREDENTIALS = re.compile(r"(://[^:/@]+):[^@/]*@")
 
 
+@functools.lru_cache(maxsize=64)
 def safe_url(url: str) -> str:
     """``url`` with any password masked, for messages and logs."""
     return _CREDENTIALS.sub(r"\1:***@", url)

@@ -20,13 +20,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 
 import pyagent.serving.records as records
+from pyagent.durability.ownership import LeaseKeeper, kept_by
 from pyagent.durability.store import supports_queue
 from pyagent.durability.stores import close_store
 from pyagent.errors import ConfigurationError, NotAcceptingError, PyAgentError, RunOwnedError
@@ -73,7 +74,7 @@ class HostedRun:
     origin: dict[str, Any] | None = None
     queued_at: float = 0.0
     started: bool = False  # claimed or started here (no longer only waiting in the store)
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    scope: anyio.CancelScope | None = None  # made when it starts executing
 
 
 class TriggerHost:
@@ -126,6 +127,7 @@ class TriggerHost:
         self._changed: anyio.Event | None = None
         self._grace_scope: anyio.CancelScope | None = None
         self._answers = WaitingRuns(self)
+        self._keeper: LeaseKeeper | None = None  # renews the leases of the runs executing here
 
     # -- what triggers use ------------------------------------------------------------------
 
@@ -409,6 +411,8 @@ class TriggerHost:
                 self.accepting = True
                 try:
                     if self._store is not None:
+                        self._keeper = LeaseKeeper()
+                        await tg.start(self._keeper.run)
                         await self._recover()
                         tg.start_soon(self._answers.watch)
                     if self._queue is not None:
@@ -434,6 +438,7 @@ class TriggerHost:
             self.web_apps = []
             self.orchestrator._host = None
             self._queue = None
+            self._keeper = None
             if self._store is not None:
                 with anyio.CancelScope(shield=True):
                     await _close(self._store)
@@ -580,31 +585,24 @@ class TriggerHost:
         for ticket in tickets:
             self._limiter.release_on_behalf_of(ticket)
 
-    @asynccontextmanager
-    async def _slot(self, ticket: object | None) -> AsyncIterator[None]:
-        """One of ``max_running`` slots: reserved already (``ticket``), or waited for."""
-        assert self._limiter is not None
-        if ticket is None:
-            async with self._limiter:
-                yield
-            return
-        try:
-            yield
-        finally:
-            self._limiter.release_on_behalf_of(ticket)
-
     async def _execute(self, workflow: Workflow, run_id: str, entry: HostedRun,
                        body: Callable[[], Any], ticket: object | None) -> None:
         result: WorkflowResult | None = None
+        limiter = self._limiter
+        assert limiter is not None
         try:
-            async with self._slot(ticket):
+            # One of max_running slots: reserved already (ticket), or waited for here.
+            if ticket is None:
+                await limiter.acquire()
+            try:
                 if self._draining and ticket is None:
                     return  # recorded as pending (with a store): the next start runs it
                 if self._queued.get(run_id) is entry:
                     del self._queued[run_id]
+                entry.scope = scope = anyio.CancelScope()
                 self._running[run_id] = entry
                 try:
-                    with entry.scope:
+                    with scope, kept_by(self._keeper):
                         try:
                             result = await body()
                         except RunOwnedError as exc:
@@ -618,7 +616,7 @@ class TriggerHost:
                                 await self._record_failure(workflow, run_id, exc, entry.origin)
                             except Exception as again:
                                 log.error("recording that run %s failed did not work either: %s", run_id, again)
-                    if entry.scope.cancelled_caught:
+                    if scope.cancelled_caught:
                         with anyio.CancelScope(shield=True):
                             await self._suspended(workflow, run_id)
                 finally:
@@ -631,6 +629,11 @@ class TriggerHost:
                     self._changed.set()
                     if self._queue is not None:
                         self._queue.wake()  # a slot is free
+            finally:
+                if ticket is None:
+                    limiter.release()
+                else:
+                    limiter.release_on_behalf_of(ticket)
         finally:
             if self._queued.get(run_id) is entry:
                 del self._queued[run_id]
@@ -683,8 +686,7 @@ class TriggerHost:
                 return await resume_run(workflow, run_id, url, lease=lease, listeners=listeners,
                                         wait_for_answers=False)
             header = claim.header if stored is None else stored.header
-            found, value = records.queued_input(header, what)
-            origin = records.queued_trigger(header, what) if found else None
+            found, value, origin = records.queued_run(header, what)
         except BaseException:  # given back (a no-op when resume_run gave it back already)
             with anyio.CancelScope(shield=True):
                 await store.release_run(run_id, lease.token)
@@ -798,8 +800,7 @@ class TriggerHost:
                 continue
             what = f"run {header.run_id!r} in {safe_url(self.store or '')}"
             try:
-                found, value = records.queued_input(header, what)
-                origin = records.queued_trigger(header, what) if found else None
+                found, value, origin = records.queued_run(header, what)
             except PyAgentError as exc:
                 log.error("%s cannot be started: %s", what, exc)
                 continue
@@ -829,7 +830,8 @@ class TriggerHost:
                         "other replicas or the next start resume them" if self._queue is not None
                         else "they resume on the next start")
             for entry in list(self._running.values()):
-                entry.scope.cancel()
+                if entry.scope is not None:
+                    entry.scope.cancel()
             with anyio.move_on_after(60):
                 await self._until_idle()
         if self._queued:

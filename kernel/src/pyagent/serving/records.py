@@ -60,17 +60,28 @@ def failed_header(workflow: Workflow, run_id: str, error: str, *, at: float,
 
 def queued_input(header: RunHeader, what: str) -> tuple[bool, Any]:
     """``(True, input)`` when the header records a queued run's input, else ``(False, None)``."""
-    if not header.payload:
-        return False, None
-    data = codec.loads(codec.unseal(header.payload, what), what)
-    if not isinstance(data, dict) or "input" not in data:
-        return False, None
-    return True, data["input"]
+    found, value, _ = queued_run(header, what)
+    return found, value
 
 
 def queued_trigger(header: RunHeader, what: str) -> dict[str, Any] | None:
     """The trigger a queued run's header records (``{"kind", "source"}``), or None."""
     data = codec.loads(codec.unseal(header.payload, what), what) if header.payload else None
+    return _trigger(data)
+
+
+def queued_run(header: RunHeader, what: str) -> tuple[bool, Any, dict[str, Any] | None]:
+    """``(True, input, trigger)`` when the header records a queued run's input, else
+    ``(False, None, None)``: :func:`queued_input` and :func:`queued_trigger` in one decoding."""
+    if not header.payload:
+        return False, None, None
+    data = codec.loads(codec.unseal(header.payload, what), what)
+    if not isinstance(data, dict) or "input" not in data:
+        return False, None, None
+    return True, data["input"], _trigger(data)
+
+
+def _trigger(data: Any) -> dict[str, Any] | None:
     trigger = data.get("trigger") if isinstance(data, dict) else None
     return trigger if isinstance(trigger, dict) and isinstance(trigger.get("kind"), str) else None
 

@@ -24,6 +24,8 @@ async def wait_future(future: concurrent.futures.Future[T], *, shared: bool = Fa
     """Await a thread-safe future from asyncio or trio; cancelling the caller cancels the work,
     unless the future is ``shared`` by several callers (a backend starting): then only this
     caller stops waiting, and the others still get its result."""
+    if future.done() and not future.cancelled() and future.exception() is None:
+        return future.result()  # done already (a backend started long ago): no hop between threads
     try:
         asyncio.get_running_loop()
     except RuntimeError:

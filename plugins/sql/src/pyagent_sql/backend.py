@@ -478,6 +478,21 @@ class Backend:
 
         await self.transaction(body)
 
+    async def end_run(self, header: dict[str, Any], checkpoint: dict[str, Any], fence: str | None,
+                      release: str | None) -> None:
+        """The last checkpoint, the header and (``release``: the lease token) the lease's release."""
+        async def body(conn: AsyncConnection, attempt: int) -> None:
+            if attempt and await self._stored_same(conn, checkpoint):
+                return  # the first attempt committed (and gave the lease back); its answer was lost
+            if fence is not None:
+                await self._check_fence(conn, header["run_id"], fence)
+            await conn.execute(self.insert_checkpoint, checkpoint)
+            await conn.execute(self.upsert_run, header)
+            if release is not None:
+                await conn.execute(self.release, {"run_id": header["run_id"], "token": release})
+
+        await self.transaction(body)
+
     async def _check_fence(self, conn: AsyncConnection, run_id: str, fence: str) -> None:
         token = (await conn.execute(self.select_token, {"run_id": run_id})).scalar()
         if token != fence:

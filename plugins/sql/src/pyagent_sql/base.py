@@ -155,6 +155,16 @@ class SQLStore:
         await self._call(f"starting run {header.run_id!r}", header.run_id,
                           lambda: backend.run(backend.begin_run, hp, cp, fence), checkpoint)
 
+    async def end_run(self, header: RunHeader, checkpoint: Checkpoint, *, fence: str | None = None,
+                      release: bool = False) -> None:
+        """Append the last checkpoint, save the header and (``release``) give up lease ``fence``,
+        in one transaction."""
+        hp, cp = run_params(header), checkpoint_params(checkpoint)
+        token = release_token(release, fence)
+        backend = await self._ready()
+        await self._call(f"ending run {header.run_id!r}", header.run_id,
+                          lambda: backend.run(backend.end_run, hp, cp, fence, token), checkpoint)
+
     async def load(self, run_id: str) -> StoredRun | None:
         """The header and the checkpoints from the latest full one on, ordered by seq."""
         backend = await self._ready()
@@ -349,6 +359,13 @@ class SQLStore:
             f"checkpoint {cp.seq} of run {cp.run_id!r} is already stored in {self.display_url}: "
             "is another process resuming the same run? Resume a run from one process at a time"
         )
+
+
+def release_token(release: bool, fence: str | None) -> str | None:
+    """The lease token ``end_run`` gives back (None: none)."""
+    if release and fence is None:
+        raise ValueError("end_run(release=True) needs the fence: the token of the lease to give back")
+    return fence if release else None
 
 
 def run_params(header: RunHeader) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from pyagent.plugin import BreakerRecord, Checkpoint, Claim, Lease, RunHeader
 
 from . import schema
 from .backend import Backend, Fenced, _blob, breaker_of, lease_of_params
-from .base import SQLStore, breaker_params, checkpoint_params, dequeue_params, run_params
+from .base import SQLStore, breaker_params, checkpoint_params, dequeue_params, release_token, run_params
 from .errors import StoreUnavailableError
 from .schema import CANCELS, LEASES, READY_STATUSES, RUNS, VERSIONS, migrate
 from .urls import parse_sqlite
@@ -377,6 +377,21 @@ class SQLiteBackend(Backend):
 
         return go
 
+    def end_run_inline(self, header: dict[str, Any], checkpoint: dict[str, Any], fence: str | None,
+                       release: str | None) -> Callable[[sqlite3.Connection], None]:
+        def go(conn: sqlite3.Connection) -> None:
+            def body() -> None:
+                if fence is not None:
+                    self._fence_inline(conn, header["run_id"], fence)
+                self._exec(conn, self.inline_insert_checkpoint, checkpoint)
+                self._exec(conn, self.inline_upsert_run, header)
+                if release is not None:
+                    self._exec(conn, self.inline_release, {"run_id": header["run_id"], "token": release})
+
+            self._transaction(conn, body)
+
+        return go
+
     def claim_inline(self, params: dict[str, Any]) -> Callable[[sqlite3.Connection], Lease]:
         def go(conn: sqlite3.Connection) -> Lease:
             def body() -> Lease:
@@ -541,6 +556,17 @@ class SQLiteStore(SQLStore):
         b = await self._sqlite()
         await self._call(f"starting run {header.run_id!r}", header.run_id,
                           lambda: b.write(b.begin_run_inline(hp, cp, fence), b.begin_run, hp, cp, fence),
+                          checkpoint)
+
+    async def end_run(self, header: RunHeader, checkpoint: Checkpoint, *, fence: str | None = None,
+                      release: bool = False) -> None:
+        """Append the last checkpoint, save the header and (``release``) give up lease ``fence``,
+        in one transaction: one commit where three were."""
+        hp, cp = run_params(header), checkpoint_params(checkpoint)
+        token = release_token(release, fence)
+        b = await self._sqlite()
+        await self._call(f"ending run {header.run_id!r}", header.run_id,
+                          lambda: b.write(b.end_run_inline(hp, cp, fence, token), b.end_run, hp, cp, fence, token),
                           checkpoint)
 
     async def claim_run(self, run_id: str, owner: str, token: str, *, now: float, ttl: float,

@@ -39,8 +39,11 @@ log = logging.getLogger("pyagent.webhooks")
 RETRY_AFTER = 5
 
 
+_encode = json.JSONEncoder(default=str, separators=(",", ":")).encode
+
+
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    data = json.dumps(body, default=str, separators=(",", ":")).encode()
+    data = _encode(body).encode()
     return Response(data, status_code=status, media_type="application/json", headers=headers)
 
 
