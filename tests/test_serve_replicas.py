@@ -12,17 +12,15 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
-import sys
 import textwrap
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from serving import Served
 
 pytest.importorskip("pyagent_sql")
 
@@ -77,46 +75,8 @@ APP = textwrap.dedent('''
 READY = re.compile(r"taken off its queue")
 
 
-class Replica:
-    """One ``pyagent serve`` process on the shared store."""
-
-    def __init__(self, workdir: Path, store: str, env: dict[str, str], concurrency: int) -> None:
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyagent.cli", "serve", str(workdir / "app.py"), "--port", "0",
-             "--storage", store, "--grace", "0", "--concurrency", str(concurrency), "--poll-interval", "0.1"],
-            cwd=workdir, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(60):
-            self.proc.kill()
-            raise AssertionError("pyagent serve did not start:\n" + self.output)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if READY.search(line):
-                self.ready.set()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, own_schema: Callable[[str], str]) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runs.db'}"
-    base = os.environ.get("PYAGENT_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("PYAGENT_TEST_POSTGRES_URL is not set: no PostgreSQL server to run against "
-                    "(e.g. postgresql://postgres@127.0.0.1:5432/test; CI sets it)")
-    return own_schema(base)
-
-
 @pytest.fixture
-def replicas(tmp_path: Path, store_url: str) -> Iterator[Callable[..., list[Replica]]]:
+def replicas(tmp_path: Path, store_url: str, serve: Callable[..., Served]) -> Callable[..., list[Served]]:
     async def is_queue(store: Any) -> bool:
         from pyagent.durability.store import supports_queue
 
@@ -128,23 +88,14 @@ def replicas(tmp_path: Path, store_url: str) -> Iterator[Callable[..., list[Repl
     (tmp_path / "app.py").write_text(APP)
     env = {"CALLS": str(tmp_path / "calls.txt"), "GATE": str(tmp_path / "gate"), "STORE": store_url,
            "LEASE": str(LEASE)}
-    started: list[Replica] = []
 
-    def start(n: int, concurrency: int = 4) -> list[Replica]:
-        new = [Replica(tmp_path, store_url, env, concurrency) for _ in range(n)]
-        started.extend(new)
-        return new
+    def start(n: int, concurrency: int = 4) -> list[Served]:
+        """``n`` replicas on the shared store, each ready (taking runs off its queue)."""
+        return [serve(str(tmp_path / "app.py"), "--port", "0", "--storage", store_url, "--grace", "0",
+                      "--concurrency", str(concurrency), "--poll-interval", "0.1",
+                      cwd=tmp_path, env={**os.environ, **env}, ready_line=READY) for _ in range(n)]
 
-    yield start
-    for r in started:
-        if r.proc.poll() is None:
-            r.proc.terminate()
-    for r in started:
-        try:
-            r.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            r.proc.kill()
-            r.proc.wait(10)
+    return start
 
 
 def calls(tmp_path: Path) -> list[tuple[str, str, int, float]]:
