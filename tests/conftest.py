@@ -125,10 +125,11 @@ def own_schema() -> Iterator[Callable[[str], str]]:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[..., Served]]:
-    """``serve(*args, cwd=..., env=..., ready_line=LISTENING, wait=60)``: a real ``pyagent serve <args>``
-    process (``serving.Served``), ready when it returns (``wait=None``: not waited for). What is
-    still running at the end is stopped: SIGTERM to all, SIGKILL to any still up 30 s later."""
+def serve_process() -> Iterator[Callable[..., Served]]:
+    """``serve_process(*args, cwd=..., env=..., ready_line=LISTENING, wait=60)``: a real
+    ``pyagent serve <args>`` process (``serving.Served``), ready when it returns (``wait=None``:
+    not waited for). What is still running at the end is stopped: SIGTERM to all, SIGKILL to
+    any still up 30 s later."""
     started: list[Served] = []
 
     def start(

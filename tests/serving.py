@@ -1,6 +1,7 @@
 """Real ``pyagent serve`` processes for the tests that start one: started, read, stopped.
 
-Tests get them from the ``serve`` fixture (conftest.py), which stops whatever is left running.
+Tests start them with the ``serve_process`` fixture (conftest.py), which stops whatever is left
+running; ``wait_for`` polls for what the processes are expected to do.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 #: The line ``pyagent serve`` prints once its webhooks take requests.
 LISTENING = re.compile(r"webhooks listening on (http://127\.0\.0\.1:\d+)")
@@ -70,3 +73,15 @@ class Served:
     def output(self) -> str:
         return "".join(self.lines)
 
+
+def wait_for(
+    check: Callable[[], Any], what: str, timeout: float = 30.0, every: float = 0.05
+) -> Any:
+    """Call ``check`` every ``every`` seconds until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -64,12 +64,14 @@ _STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, store_url: str, serve: Callable[..., Served]) -> list[Served]:
-    """Three replicas of one app on one store, started together and stopped by the test (or ``serve``)."""
+def cluster(tmp_path: Path, store_url: str, serve_process: Callable[..., Served]) -> list[Served]:
+    """Three replicas of one app on one store, started together and stopped by the test
+    (or at the end by ``serve_process``)."""
     (tmp_path / "app.py").write_text(APP)
     env = {"CALLS": str(tmp_path / "calls.txt")}
-    replicas = [serve(str(tmp_path / "app.py"), "--host", "127.0.0.1", "--port", "0", "--storage", store_url,
-                      "--grace", "5", cwd=tmp_path, env={**os.environ, **env}, wait=None) for _ in range(REPLICAS)]
+    replicas = [serve_process(str(tmp_path / "app.py"), "--host", "127.0.0.1", "--port", "0", "--storage", store_url,
+                              "--grace", "5", cwd=tmp_path, env={**os.environ, **env}, wait=None)
+                for _ in range(REPLICAS)]
     for r in replicas:
         r.wait_ready(90)
     return replicas

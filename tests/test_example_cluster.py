@@ -97,12 +97,12 @@ def wait_status(url: str, run_id: str, timeout: float = 30) -> dict[str, Any]:
     raise AssertionError(f"run {run_id} did not finish")
 
 
-def test_the_same_file_serves_on_a_laptop(tmp_path: Path, serve: Callable[..., Served]) -> None:
+def test_the_same_file_serves_on_a_laptop(tmp_path: Path, serve_process: Callable[..., Served]) -> None:
     """``pyagent serve flows.py`` as on a laptop: 127.0.0.1, any free port, stopped by the test."""
     for name in ("flows.py", "shop.py"):
         shutil.copy(EXAMPLE / name, tmp_path / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYAGENT_") and k != "ORDERS_TOKEN"}
-    served = serve("flows.py", "--port", "0", cwd=tmp_path, env=env)
+    served = serve_process("flows.py", "--port", "0", cwd=tmp_path, env=env)
     try:
         order = {"customer": "ada", "items": {"widget": 3}}
         first = httpx.post(f"{served.url}/orders", json=order, headers={"Idempotency-Key": "order-1"}, timeout=10)

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serving import Served
+from serving import Served, wait_for
 
 APP = textwrap.dedent('''
     import os
@@ -68,14 +68,14 @@ APP = textwrap.dedent('''
 ''')
 
 @pytest.fixture
-def served(tmp_path: Path, serve: Callable[..., Served]) -> Callable[..., Served]:
+def served(tmp_path: Path, serve_process: Callable[..., Served]) -> Callable[..., Served]:
     """``served(**env)``: ``pyagent serve app.py`` on ``runs.db``, ready; each call a new process."""
     (tmp_path / "app.py").write_text(APP)
     env = {"CALLS": str(tmp_path / "calls.txt"), "GATE": str(tmp_path / "gate")}
 
     def start(**extra: str) -> Served:
-        return serve(str(tmp_path / "app.py"), "--port", "0", "--storage", f"sqlite:///{tmp_path / 'runs.db'}",
-                     "--grace", "0.5", cwd=tmp_path, env={**os.environ, **env, **extra})
+        return serve_process(str(tmp_path / "app.py"), "--port", "0", "--storage", f"sqlite:///{tmp_path / 'runs.db'}",
+                             "--grace", "0.5", cwd=tmp_path, env={**os.environ, **env, **extra})
 
     return start
 
@@ -83,16 +83,6 @@ def served(tmp_path: Path, serve: Callable[..., Served]) -> Callable[..., Served
 def calls(tmp_path: Path) -> list[str]:
     path = tmp_path / "calls.txt"
     return path.read_text().split() if path.exists() else []
-
-
-def wait_for(check: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def header(db: Path, run_id: str) -> tuple[str, ...] | None:

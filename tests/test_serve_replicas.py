@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving import Served
+from serving import Served, wait_for
 
 pytest.importorskip("pyagent_sql")
 
@@ -76,7 +76,8 @@ READY = re.compile(r"taken off its queue")
 
 
 @pytest.fixture
-def replicas(tmp_path: Path, store_url: str, serve: Callable[..., Served]) -> Callable[..., list[Served]]:
+def replicas(tmp_path: Path, store_url: str,
+             serve_process: Callable[..., Served]) -> Callable[..., list[Served]]:
     async def is_queue(store: Any) -> bool:
         from pyagent.durability.store import supports_queue
 
@@ -91,9 +92,9 @@ def replicas(tmp_path: Path, store_url: str, serve: Callable[..., Served]) -> Ca
 
     def start(n: int, concurrency: int = 4) -> list[Served]:
         """``n`` replicas on the shared store, each ready (taking runs off its queue)."""
-        return [serve(str(tmp_path / "app.py"), "--port", "0", "--storage", store_url, "--grace", "0",
-                      "--concurrency", str(concurrency), "--poll-interval", "0.1",
-                      cwd=tmp_path, env={**os.environ, **env}, ready_line=READY) for _ in range(n)]
+        return [serve_process(str(tmp_path / "app.py"), "--port", "0", "--storage", store_url, "--grace", "0",
+                              "--concurrency", str(concurrency), "--poll-interval", "0.1",
+                              cwd=tmp_path, env={**os.environ, **env}, ready_line=READY) for _ in range(n)]
 
     return start
 
@@ -146,20 +147,11 @@ def statuses(url: str, run_ids: list[str]) -> dict[str, str]:
     return result
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_replicas_drain_queued_runs_and_execute_each_once(replicas: Any, store_url: str, tmp_path: Path) -> None:
     started = replicas(3, concurrency=3)
     run_ids = enqueue(store_url, "job", 3, 24)
-    wait_for(lambda: set(statuses(store_url, run_ids).values()) == {"completed"}, "every run to complete")
+    wait_for(lambda: set(statuses(store_url, run_ids).values()) == {"completed"}, "every run to complete",
+             timeout=60, every=0.1)  # each look opens the store: not too often
     done = Counter((task, n) for task, n, _, _ in calls(tmp_path) if not task.endswith("-start"))
     assert done == Counter({(task, str(i)): 1 for i in range(24) for task in "abc"})  # each task of each run once
     pids = {pid for _, _, pid, _ in calls(tmp_path)}
@@ -172,14 +164,15 @@ def test_a_sigkilled_replicas_run_is_resumed_by_another_after_its_lease_expires(
     started = replicas(2)
     [run_id] = enqueue(store_url, "long", 3, 1)
     holder_pid = wait_for(lambda: next((pid for task, _, pid, _ in calls(tmp_path) if task == "slow-start"), None),
-                          "the slow task to start")
+                          "the slow task to start", timeout=60, every=0.1)
     [holder] = [r for r in started if r.proc.pid == holder_pid]
     [other] = [r for r in started if r is not holder]
     holder.proc.send_signal(signal.SIGKILL)
     assert holder.proc.wait(30) == -signal.SIGKILL
     killed_at = time.time()
     (tmp_path / "gate").touch()
-    wait_for(lambda: statuses(store_url, [run_id]).get(run_id) == "completed", "the run to be resumed")
+    wait_for(lambda: statuses(store_url, [run_id]).get(run_id) == "completed", "the run to be resumed",
+             timeout=60, every=0.1)
     seen = [(task, pid, at) for task, _, pid, at in calls(tmp_path)]
     assert [t for t, _, _ in seen] == ["first-start", "first", "slow-start", "slow-start", "slow", "last-start", "last"]
     resumed = [(pid, at) for t, pid, at in seen if t == "slow-start"][1]
