@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,11 @@ from pathlib import Path
 import pytest
 
 from pyagent.testing_fixtures import *  # noqa: F403
+
+# This folder on the path, for the helper modules next to the tests (serving.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from serving import LISTENING, Served
 
 # Plugin distributions that tests install into fresh venvs; their own tests need them installed.
 collect_ignore = ["fixtures"]
@@ -116,3 +122,50 @@ def own_schema() -> Iterator[Callable[[str], str]]:
 
     for url, schema in made:
         asyncio.run(drop(url, schema))
+
+
+@pytest.fixture
+def serve_process() -> Iterator[Callable[..., Served]]:
+    """``serve_process(*args, cwd=..., env=..., ready_line=LISTENING, wait=60)``: a real
+    ``pyagent serve <args>`` process (``serving.Served``), ready when it returns (``wait=None``:
+    not waited for). What is still running at the end is stopped: SIGTERM to all, SIGKILL to
+    any still up 30 s later."""
+    started: list[Served] = []
+
+    def start(
+        *args: str,
+        cwd: Path,
+        env: dict[str, str],
+        ready_line: re.Pattern[str] = LISTENING,
+        wait: float | None = 60,
+    ) -> Served:
+        served = Served(*args, cwd=cwd, env=env, ready_line=ready_line)
+        started.append(served)
+        if wait is not None:
+            served.wait_ready(wait)
+        return served
+
+    yield start
+    for served in started:
+        if served.proc.poll() is None:
+            served.proc.terminate()
+    for served in started:
+        try:
+            served.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            served.proc.kill()
+            served.proc.wait(10)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, own_schema: Callable[[str], str]) -> str:
+    """A store several processes share: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'runs.db'}"
+    base = os.environ.get("PYAGENT_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip(
+            "PYAGENT_TEST_POSTGRES_URL is not set: no PostgreSQL server to run against "
+            "(e.g. postgresql://postgres@127.0.0.1:5432/test; CI sets it)"
+        )
+    return own_schema(base)

@@ -14,23 +14,19 @@ import collections
 import concurrent.futures
 import datetime as dt
 import os
-import re
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
+from serving import Served
 
 pytestmark = pytest.mark.slow
 
-PG_URL = os.environ.get("PYAGENT_TEST_POSTGRES_URL")
 #: How long the three replicas serve the schedule together.
 WINDOW = 30.0
 REPLICAS = 3
@@ -64,70 +60,21 @@ APP = textwrap.dedent('''
     orchestrator.on_webhook("/jobs", workflow=job)
 ''')
 
-LISTENING = re.compile(r"webhooks listening on (http://127\.0\.0\.1:\d+)")
 _STAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 
-class Replica:
-    """One ``pyagent serve`` process on 127.0.0.1 (a port of its own); ``url`` once it listens."""
-
-    def __init__(self, workdir: Path, store: str, env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self.url = ""
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyagent.cli", "serve", str(workdir / "app.py"), "--host", "127.0.0.1",
-             "--port", "0", "--storage", store, "--grace", "5"],
-            cwd=workdir, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            found = LISTENING.search(line)
-            if found:
-                self.url = found.group(1)
-                self.ready.set()
-
-    def wait_ready(self) -> None:
-        if not self.ready.wait(90):
-            self.proc.kill()
-            raise AssertionError("pyagent serve did not start:\n" + self.output)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(60)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, own_schema: Callable[[str], str]) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runs.db'}"
-    if not PG_URL:
-        pytest.skip("PYAGENT_TEST_POSTGRES_URL is not set")
-    return own_schema(PG_URL)
-
-
 @pytest.fixture
-def cluster(tmp_path: Path, store_url: str) -> Iterator[list[Replica]]:
-    """Three replicas of one app on one store, started together and stopped by the test (or here)."""
+def cluster(tmp_path: Path, store_url: str, serve_process: Callable[..., Served]) -> list[Served]:
+    """Three replicas of one app on one store, started together and stopped by the test
+    (or at the end by ``serve_process``)."""
     (tmp_path / "app.py").write_text(APP)
     env = {"CALLS": str(tmp_path / "calls.txt")}
-    replicas = [Replica(tmp_path, store_url, env) for _ in range(REPLICAS)]
-    try:
-        for r in replicas:
-            r.wait_ready()
-        yield replicas
-    finally:
-        for r in replicas:
-            if r.proc.poll() is None:
-                r.proc.kill()
-                r.proc.wait(30)
+    replicas = [serve_process(str(tmp_path / "app.py"), "--host", "127.0.0.1", "--port", "0", "--storage", store_url,
+                              "--grace", "5", cwd=tmp_path, env={**os.environ, **env}, wait=None)
+                for _ in range(REPLICAS)]
+    for r in replicas:
+        r.wait_ready(90)
+    return replicas
 
 
 def executions(tmp_path: Path, kind: str) -> collections.Counter[str]:
@@ -161,11 +108,11 @@ def fire_id(instant: int) -> str:
     return "tick@" + dt.datetime.fromtimestamp(instant, dt.UTC).strftime(_STAMP)
 
 
-def post_to_all(replicas: list[Replica], key: str) -> list[httpx.Response]:
+def post_to_all(replicas: list[Served], key: str) -> list[httpx.Response]:
     """POST one idempotency key to every replica at the same moment."""
     barrier = threading.Barrier(len(replicas))
 
-    def post(replica: Replica) -> httpx.Response:
+    def post(replica: Served) -> httpx.Response:
         with httpx.Client(timeout=30) as client:
             barrier.wait(30)
             return client.post(f"{replica.url}/jobs", json={"order": key}, headers={"Idempotency-Key": key})
@@ -175,7 +122,7 @@ def post_to_all(replicas: list[Replica], key: str) -> list[httpx.Response]:
 
 
 def test_three_replicas_fire_each_tick_and_each_idempotency_key_exactly_once(
-        cluster: list[Replica], tmp_path: Path, store_url: str) -> None:
+        cluster: list[Served], tmp_path: Path, store_url: str) -> None:
     all_up = time.time()
     # Webhooks while the schedule ticks: each key to the three replicas at once, a few times.
     answers: dict[str, list[httpx.Response]] = {}

@@ -12,20 +12,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from serving import Served
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cluster"
-LISTENING = re.compile(r"webhooks listening on (http://127\.0\.0\.1:\d+)")
 
 
 def compose() -> dict[str, Any]:
@@ -88,36 +87,6 @@ def test_the_cluster_configuration_is_valid_settings(monkeypatch: pytest.MonkeyP
     assert laptop.executor is None and laptop.storage is None
 
 
-class Served:
-    """``pyagent serve flows.py`` as on a laptop: 127.0.0.1, any free port, stopped by the test."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self.url = ""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PYAGENT_") and k != "ORDERS_TOKEN"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "pyagent.cli", "serve", "flows.py", "--port", "0"],
-                                     cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(60):
-            self.proc.kill()
-            raise AssertionError("pyagent serve did not start:\n" + self.output)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            found = LISTENING.search(line)
-            if found:
-                self.url = found.group(1)
-                self.ready.set()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
 def wait_status(url: str, run_id: str, timeout: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -128,10 +97,12 @@ def wait_status(url: str, run_id: str, timeout: float = 30) -> dict[str, Any]:
     raise AssertionError(f"run {run_id} did not finish")
 
 
-def test_the_same_file_serves_on_a_laptop(tmp_path: Path) -> None:
+def test_the_same_file_serves_on_a_laptop(tmp_path: Path, serve_process: Callable[..., Served]) -> None:
+    """``pyagent serve flows.py`` as on a laptop: 127.0.0.1, any free port, stopped by the test."""
     for name in ("flows.py", "shop.py"):
         shutil.copy(EXAMPLE / name, tmp_path / name)
-    served = Served(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYAGENT_") and k != "ORDERS_TOKEN"}
+    served = serve_process("flows.py", "--port", "0", cwd=tmp_path, env=env)
     try:
         order = {"customer": "ada", "items": {"widget": 3}}
         first = httpx.post(f"{served.url}/orders", json=order, headers={"Idempotency-Key": "order-1"}, timeout=10)
@@ -149,8 +120,7 @@ def test_the_same_file_serves_on_a_laptop(tmp_path: Path) -> None:
         assert failed["status"] == "failed" and "unknown items: sprocket" in failed["error"]
         assert "cron '*/5 * * * *'" in served.output and "'restock'" in served.output  # the schedule is served
     finally:
-        served.proc.send_signal(signal.SIGTERM)
-        code = served.proc.wait(60)
+        code = served.stop()
     assert code == 0, served.output
     assert (tmp_path / "runs.db").is_file()  # the laptop's store: SQLite next to the file
 

@@ -13,14 +13,14 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from serving import Served, wait_for
 
 APP = textwrap.dedent('''
     import os
@@ -67,74 +67,22 @@ APP = textwrap.dedent('''
         orchestrator.schedule(tick, cron="* * * * * *", misfire=os.environ["MISFIRE"])
 ''')
 
-LISTENING = re.compile(r"webhooks listening on (http://127\.0\.0\.1:\d+)")
-
-
-class Served:
-    """One ``pyagent serve`` process; ``url`` once its webhooks listen."""
-
-    def __init__(self, workdir: Path, db: Path, env: dict[str, str], grace: float = 0.5) -> None:
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self.url = ""
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyagent.cli", "serve", str(workdir / "app.py"), "--port", "0",
-             "--storage", f"sqlite:///{db}", "--grace", str(grace)],
-            cwd=workdir, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(60):
-            self.proc.kill()
-            raise AssertionError("pyagent serve did not start:\n" + "".join(self.lines))
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            found = LISTENING.search(line)
-            if found:
-                self.url = found.group(1)
-                self.ready.set()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        self.proc.send_signal(sig)
-        return self.proc.wait(60)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[Any]:
+def served(tmp_path: Path, serve_process: Callable[..., Served]) -> Callable[..., Served]:
+    """``served(**env)``: ``pyagent serve app.py`` on ``runs.db``, ready; each call a new process."""
     (tmp_path / "app.py").write_text(APP)
     env = {"CALLS": str(tmp_path / "calls.txt"), "GATE": str(tmp_path / "gate")}
-    started: list[Served] = []
 
     def start(**extra: str) -> Served:
-        s = Served(tmp_path, tmp_path / "runs.db", {**env, **extra})
-        started.append(s)
-        return s
+        return serve_process(str(tmp_path / "app.py"), "--port", "0", "--storage", f"sqlite:///{tmp_path / 'runs.db'}",
+                             "--grace", "0.5", cwd=tmp_path, env={**os.environ, **env, **extra})
 
-    yield start
-    for s in started:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait(30)
+    return start
 
 
 def calls(tmp_path: Path) -> list[str]:
     path = tmp_path / "calls.txt"
     return path.read_text().split() if path.exists() else []
-
-
-def wait_for(check: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def header(db: Path, run_id: str) -> tuple[str, ...] | None:

@@ -12,17 +12,15 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
-import sys
 import textwrap
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from serving import Served, wait_for
 
 pytest.importorskip("pyagent_sql")
 
@@ -77,46 +75,9 @@ APP = textwrap.dedent('''
 READY = re.compile(r"taken off its queue")
 
 
-class Replica:
-    """One ``pyagent serve`` process on the shared store."""
-
-    def __init__(self, workdir: Path, store: str, env: dict[str, str], concurrency: int) -> None:
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pyagent.cli", "serve", str(workdir / "app.py"), "--port", "0",
-             "--storage", store, "--grace", "0", "--concurrency", str(concurrency), "--poll-interval", "0.1"],
-            cwd=workdir, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(60):
-            self.proc.kill()
-            raise AssertionError("pyagent serve did not start:\n" + self.output)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if READY.search(line):
-                self.ready.set()
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, own_schema: Callable[[str], str]) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'runs.db'}"
-    base = os.environ.get("PYAGENT_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("PYAGENT_TEST_POSTGRES_URL is not set: no PostgreSQL server to run against "
-                    "(e.g. postgresql://postgres@127.0.0.1:5432/test; CI sets it)")
-    return own_schema(base)
-
-
 @pytest.fixture
-def replicas(tmp_path: Path, store_url: str) -> Iterator[Callable[..., list[Replica]]]:
+def replicas(tmp_path: Path, store_url: str,
+             serve_process: Callable[..., Served]) -> Callable[..., list[Served]]:
     async def is_queue(store: Any) -> bool:
         from pyagent.durability.store import supports_queue
 
@@ -128,23 +89,14 @@ def replicas(tmp_path: Path, store_url: str) -> Iterator[Callable[..., list[Repl
     (tmp_path / "app.py").write_text(APP)
     env = {"CALLS": str(tmp_path / "calls.txt"), "GATE": str(tmp_path / "gate"), "STORE": store_url,
            "LEASE": str(LEASE)}
-    started: list[Replica] = []
 
-    def start(n: int, concurrency: int = 4) -> list[Replica]:
-        new = [Replica(tmp_path, store_url, env, concurrency) for _ in range(n)]
-        started.extend(new)
-        return new
+    def start(n: int, concurrency: int = 4) -> list[Served]:
+        """``n`` replicas on the shared store, each ready (taking runs off its queue)."""
+        return [serve_process(str(tmp_path / "app.py"), "--port", "0", "--storage", store_url, "--grace", "0",
+                              "--concurrency", str(concurrency), "--poll-interval", "0.1",
+                              cwd=tmp_path, env={**os.environ, **env}, ready_line=READY) for _ in range(n)]
 
-    yield start
-    for r in started:
-        if r.proc.poll() is None:
-            r.proc.terminate()
-    for r in started:
-        try:
-            r.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            r.proc.kill()
-            r.proc.wait(10)
+    return start
 
 
 def calls(tmp_path: Path) -> list[tuple[str, str, int, float]]:
@@ -195,20 +147,11 @@ def statuses(url: str, run_ids: list[str]) -> dict[str, str]:
     return result
 
 
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_replicas_drain_queued_runs_and_execute_each_once(replicas: Any, store_url: str, tmp_path: Path) -> None:
     started = replicas(3, concurrency=3)
     run_ids = enqueue(store_url, "job", 3, 24)
-    wait_for(lambda: set(statuses(store_url, run_ids).values()) == {"completed"}, "every run to complete")
+    wait_for(lambda: set(statuses(store_url, run_ids).values()) == {"completed"}, "every run to complete",
+             timeout=60, every=0.1)  # each look opens the store: not too often
     done = Counter((task, n) for task, n, _, _ in calls(tmp_path) if not task.endswith("-start"))
     assert done == Counter({(task, str(i)): 1 for i in range(24) for task in "abc"})  # each task of each run once
     pids = {pid for _, _, pid, _ in calls(tmp_path)}
@@ -221,14 +164,15 @@ def test_a_sigkilled_replicas_run_is_resumed_by_another_after_its_lease_expires(
     started = replicas(2)
     [run_id] = enqueue(store_url, "long", 3, 1)
     holder_pid = wait_for(lambda: next((pid for task, _, pid, _ in calls(tmp_path) if task == "slow-start"), None),
-                          "the slow task to start")
+                          "the slow task to start", timeout=60, every=0.1)
     [holder] = [r for r in started if r.proc.pid == holder_pid]
     [other] = [r for r in started if r is not holder]
     holder.proc.send_signal(signal.SIGKILL)
     assert holder.proc.wait(30) == -signal.SIGKILL
     killed_at = time.time()
     (tmp_path / "gate").touch()
-    wait_for(lambda: statuses(store_url, [run_id]).get(run_id) == "completed", "the run to be resumed")
+    wait_for(lambda: statuses(store_url, [run_id]).get(run_id) == "completed", "the run to be resumed",
+             timeout=60, every=0.1)
     seen = [(task, pid, at) for task, _, pid, at in calls(tmp_path)]
     assert [t for t, _, _ in seen] == ["first-start", "first", "slow-start", "slow-start", "slow", "last-start", "last"]
     resumed = [(pid, at) for t, pid, at in seen if t == "slow-start"][1]

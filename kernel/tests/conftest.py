@@ -31,6 +31,26 @@ class MiniSequentialPlugin:
         register("sequential", MiniSequential())
 
 
+class Service:
+    """An agent whose health the test switches, counting calls."""
+
+    def __init__(self) -> None:
+        self.healthy = False
+        self.calls = 0
+
+    def __call__(self, x: Any) -> str:
+        self.calls += 1
+        if not self.healthy:
+            raise ConnectionError("service unavailable")
+        return "ok"
+
+
+@pytest.fixture
+def service() -> Service:
+    """A fresh ``Service``: an agent that raises ConnectionError until ``healthy`` is set."""
+    return Service()
+
+
 def make_distribution(root: Path, dist: str, module: str, source: str, entry_points: str) -> None:
     """Write an installed-looking distribution (module + dist-info) under ``root`` for sys.path."""
     (root / f"{module}.py").write_text(source)

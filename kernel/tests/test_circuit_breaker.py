@@ -15,20 +15,6 @@ from pyagent.orchestrator import Orchestrator
 from pyagent.plugins import Runtime
 
 
-class Service:
-    """An agent whose health the test switches, counting calls."""
-
-    def __init__(self) -> None:
-        self.healthy = False
-        self.calls = 0
-
-    def __call__(self, x: Any) -> str:
-        self.calls += 1
-        if not self.healthy:
-            raise ConnectionError("service unavailable")
-        return "ok"
-
-
 @pytest.fixture
 def rt(drt: Runtime) -> Runtime:
     return drt
@@ -64,8 +50,7 @@ def test_bad_breaker_settings_are_clear_errors(bad: dict[str, Any]) -> None:
 
 
 @pytest.mark.anyio
-async def test_opens_after_consecutive_failures_and_refuses_without_calling_agents(rt: Runtime) -> None:
-    service = Service()
+async def test_opens_after_consecutive_failures_and_refuses_without_calling_agents(rt: Runtime, service: Any) -> None:
     wf = protected(service)
     events: list[Event] = []
     for _ in range(3):
@@ -89,8 +74,7 @@ async def test_opens_after_consecutive_failures_and_refuses_without_calling_agen
 
 
 @pytest.mark.anyio
-async def test_a_success_resets_the_consecutive_failure_count(rt: Runtime) -> None:
-    service = Service()
+async def test_a_success_resets_the_consecutive_failure_count(rt: Runtime, service: Any) -> None:
     wf = protected(service)
     for healthy in (False, False, True, False, False):
         service.healthy = healthy
@@ -100,8 +84,7 @@ async def test_a_success_resets_the_consecutive_failure_count(rt: Runtime) -> No
 
 
 @pytest.mark.anyio
-async def test_half_open_after_reset_timeout_and_a_successful_trial_closes_it(rt: Runtime) -> None:
-    service = Service()
+async def test_half_open_after_reset_timeout_and_a_successful_trial_closes_it(rt: Runtime, service: Any) -> None:
     wf = protected(service)
     for _ in range(3):
         await wf.run()
@@ -119,8 +102,7 @@ async def test_half_open_after_reset_timeout_and_a_successful_trial_closes_it(rt
 
 
 @pytest.mark.anyio
-async def test_a_failed_trial_opens_it_again_for_another_reset_timeout(rt: Runtime) -> None:
-    service = Service()
+async def test_a_failed_trial_opens_it_again_for_another_reset_timeout(rt: Runtime, service: Any) -> None:
     wf = protected(service)
     for _ in range(3):
         await wf.run()
@@ -177,8 +159,7 @@ async def test_half_open_lets_exactly_n_concurrent_trials_through(rt: Runtime) -
 
 
 @pytest.mark.anyio
-async def test_half_open_needs_every_trial_to_succeed(rt: Runtime) -> None:
-    service = Service()
+async def test_half_open_needs_every_trial_to_succeed(rt: Runtime, service: Any) -> None:
     wf = protected(service, half_open_requests=2)
     for _ in range(3):
         await wf.run()
@@ -192,8 +173,8 @@ async def test_half_open_needs_every_trial_to_succeed(rt: Runtime) -> None:
 
 
 @pytest.mark.anyio
-async def test_breaker_is_shared_by_runs_through_the_orchestrator_but_not_across_workflows(rt: Runtime) -> None:
-    service = Service()
+async def test_breaker_is_shared_by_runs_through_the_orchestrator_but_not_across_workflows(
+        rt: Runtime, service: Any) -> None:
     wf = protected(service)
     other = Workflow(name="Other", steps=[Task(name="call", agent=lambda x: "fine")],
                      circuit_breaker={"failure_threshold": 1})

@@ -22,20 +22,6 @@ from pyagent.orchestrator import Orchestrator
 from pyagent.plugins import Runtime
 
 
-class Service:
-    """An agent whose health the test switches, counting calls."""
-
-    def __init__(self) -> None:
-        self.healthy = False
-        self.calls = 0
-
-    def __call__(self, x: Any) -> str:
-        self.calls += 1
-        if not self.healthy:
-            raise ConnectionError("service unavailable")
-        return "ok"
-
-
 def replica(service: Any, url: str, **breaker: Any) -> Workflow:
     """The workflow as one process of the cluster builds it."""
     config = {
@@ -65,9 +51,8 @@ async def stored(url: str, rt: Runtime) -> BreakerRecord | None:
 
 @pytest.mark.anyio
 async def test_failures_are_counted_across_processes_and_open_in_one_is_open_in_all(
-    drt: Runtime, store_url: str
+    drt: Runtime, store_url: str, service: Any
 ) -> None:
-    service = Service()
     a, b = replica(service, store_url), replica(service, store_url)
     assert (await a.run()).status is TaskStatus.FAILED
     assert (await b.run()).status is TaskStatus.FAILED
@@ -90,8 +75,9 @@ async def test_failures_are_counted_across_processes_and_open_in_one_is_open_in_
 
 
 @pytest.mark.anyio
-async def test_a_success_anywhere_resets_the_count(drt: Runtime, store_url: str) -> None:
-    service = Service()
+async def test_a_success_anywhere_resets_the_count(
+    drt: Runtime, store_url: str, service: Any
+) -> None:
     a, b = replica(service, store_url), replica(service, store_url)
     await a.run()
     await a.run()
@@ -148,8 +134,9 @@ async def test_half_open_trials_are_limited_across_processes(drt: Runtime, store
 
 
 @pytest.mark.anyio
-async def test_a_failed_trial_in_one_process_opens_it_for_all(drt: Runtime, store_url: str) -> None:
-    service = Service()
+async def test_a_failed_trial_in_one_process_opens_it_for_all(
+    drt: Runtime, store_url: str, service: Any
+) -> None:
     a, b = replica(service, store_url), replica(service, store_url)
     for _ in range(3):
         await a.run()
@@ -162,9 +149,8 @@ async def test_a_failed_trial_in_one_process_opens_it_for_all(drt: Runtime, stor
 
 @pytest.mark.anyio
 async def test_a_trial_whose_process_died_is_given_up_after_trial_timeout(
-    drt: Runtime, store_url: str
+    drt: Runtime, store_url: str, service: Any
 ) -> None:
-    service = Service()
     a, b = replica(service, store_url, trial_timeout=120), replica(service, store_url, trial_timeout=120)
     for _ in range(3):
         await a.run()
@@ -218,9 +204,8 @@ async def test_a_cancelled_trial_gives_its_slot_back(drt: Runtime, store_url: st
 
 @pytest.mark.anyio
 async def test_the_orchestrator_store_is_used_when_no_storage_is_given(
-    drt: Runtime, store_url: str
+    drt: Runtime, store_url: str, service: Any
 ) -> None:
-    service = Service()
     wf = Workflow(
         name="Protected Flow",
         steps=[Task(name="call", agent=service)],
@@ -234,8 +219,7 @@ async def test_the_orchestrator_store_is_used_when_no_storage_is_given(
 
 
 @pytest.mark.anyio
-async def test_shared_without_a_store_is_a_clear_error(drt: Runtime) -> None:
-    service = Service()
+async def test_shared_without_a_store_is_a_clear_error(drt: Runtime, service: Any) -> None:
     wf = Workflow(
         name="w", steps=[Task(name="call", agent=service)], circuit_breaker={"shared": True}
     )
@@ -251,26 +235,6 @@ def test_storage_without_shared_is_refused() -> None:
         Workflow(name="w", circuit_breaker={"shared": True, "store_timeout": 0})
 
 
-class Hanging:
-    """A store that accepts a connection and then never answers."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    async def open(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    async def get_breaker(self, name: str) -> Any:
-        await anyio.sleep_forever()
-
-    async def swap_breaker(self, record: Any, *, expected: int) -> bool:
-        await anyio.sleep_forever()
-        return False
-
-
 class Plain:
     """A store from before shared breakers: no get_breaker/swap_breaker."""
 
@@ -284,6 +248,17 @@ class Plain:
         return None
 
 
+class Hanging(Plain):
+    """A store that accepts a connection and then never answers."""
+
+    async def get_breaker(self, name: str) -> Any:
+        await anyio.sleep_forever()
+
+    async def swap_breaker(self, record: Any, *, expected: int) -> bool:
+        await anyio.sleep_forever()
+        return False
+
+
 class TestStores:
     @hookimpl
     def pyagent_register_stores(self, register: Any) -> None:
@@ -293,10 +268,9 @@ class TestStores:
 
 @pytest.mark.anyio
 async def test_an_unreachable_store_fails_open_to_the_process_breaker_within_store_timeout(
-    drt: Runtime, caplog: pytest.LogCaptureFixture
+    drt: Runtime, caplog: pytest.LogCaptureFixture, service: Any
 ) -> None:
     drt.register(TestStores(), "test-stores")
-    service = Service()
     wf = replica(service, "hangdb://db", failure_threshold=2, store_timeout=0.2)
     caplog.set_level(logging.INFO, "pyagent.durable")
     began = time.monotonic()
@@ -314,9 +288,8 @@ async def test_an_unreachable_store_fails_open_to_the_process_breaker_within_sto
 
 
 @pytest.mark.anyio
-async def test_a_store_without_breaker_methods_is_a_clear_error(drt: Runtime) -> None:
+async def test_a_store_without_breaker_methods_is_a_clear_error(drt: Runtime, service: Any) -> None:
     drt.register(TestStores(), "test-stores")
-    service = Service()
     with pytest.raises(ConfigurationError, match=r"cannot keep a shared breaker.*set shared=False"):
         await replica(service, "plaindb://db").run()
     assert service.calls == 0

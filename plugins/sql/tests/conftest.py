@@ -6,13 +6,15 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from pyagent_sql.urls import parse_sqlite
 
+from pyagent.plugin import Store, get_runtime
 from pyagent.testing_fixtures import *  # noqa: F403
 
 POSTGRES_ENV = "PYAGENT_TEST_POSTGRES_URL"
@@ -102,6 +104,37 @@ async def _pg_query(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 def db_query() -> Callable[..., list[tuple[Any, ...]]]:
     """``db_query(url, sql, *args)``: look inside a test database with the plain drivers."""
     return query_database
+
+
+def store_for(url: str) -> Store:
+    """A store made the way the kernel makes one: the factory registered under the URL's scheme
+    (the ``pyagent.stores`` entry-point group), called with the URL; a ``Store`` it must be."""
+    store = get_runtime().driver("stores", url.split("://", 1)[0])(url)
+    assert isinstance(store, Store)
+    return store
+
+
+@asynccontextmanager
+async def opened_store(url: str) -> AsyncIterator[Any]:
+    """``store_for(url)``, opened, and closed afterwards."""
+    store = store_for(url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def make_store() -> Callable[[str], Store]:
+    """``make_store(url)``: a new store for the URL, not opened (see ``store_for``)."""
+    return store_for
+
+
+@pytest.fixture
+def opened() -> Callable[[str], AbstractAsyncContextManager[Any]]:
+    """``async with opened(url) as store``: a new store for the URL, open inside the block."""
+    return opened_store
 
 
 class _Chain:

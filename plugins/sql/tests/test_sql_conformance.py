@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
 
-from pyagent.durability.store import Checkpoint, RunHeader, Store
-from pyagent.plugins import get_runtime
+from pyagent.durability.store import Checkpoint, RunHeader
 
 pytestmark = pytest.mark.anyio
 
@@ -30,23 +27,6 @@ def url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
-def make_store(url: str) -> Store:
-    factory = get_runtime().driver("stores", url.split("://", 1)[0])
-    store = factory(url)
-    assert isinstance(store, Store)
-    return store
-
-
-@asynccontextmanager
-async def opened(url: str) -> AsyncIterator[Any]:
-    store = make_store(url)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 def header(run_id: str, workflow: str = "wf", status: str = "running", started: float = 1000.0, **kw: Any) -> RunHeader:
     return RunHeader(run_id=run_id, workflow=workflow, status=status, started_at=started, **kw)
 
@@ -55,7 +35,7 @@ def cp(run_id: str, seq: int, kind: str = "delta", payload: bytes | None = None)
     return Checkpoint(run_id, seq, kind, payload if payload is not None else f"{run_id}:{seq}".encode(), 2000.0 + seq)
 
 
-async def test_a_fresh_store_is_empty_and_open_is_idempotent(url: str) -> None:
+async def test_a_fresh_store_is_empty_and_open_is_idempotent(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.open()
         assert await store.load("nope") is None
@@ -63,7 +43,7 @@ async def test_a_fresh_store_is_empty_and_open_is_idempotent(url: str) -> None:
         assert await store.prune("nope", 3) == 0
 
 
-async def test_a_saved_header_loads_back_and_saving_again_replaces_it(url: str) -> None:
+async def test_a_saved_header_loads_back_and_saving_again_replaces_it(url: str, opened: Any) -> None:
     async with opened(url) as store:
         first = header("r1", payload=b"\x00summary\xff")
         await store.save_run(first)
@@ -79,7 +59,7 @@ async def test_a_saved_header_loads_back_and_saving_again_replaces_it(url: str) 
         assert [h.run_id for h in await store.list_runs()] == ["r1"]
 
 
-async def test_load_starts_at_the_latest_full_checkpoint_in_seq_order(url: str) -> None:
+async def test_load_starts_at_the_latest_full_checkpoint_in_seq_order(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.save_run(header("r1"))
         await store.save_run(header("r2"))
@@ -99,7 +79,7 @@ async def test_load_starts_at_the_latest_full_checkpoint_in_seq_order(url: str) 
         assert [c.payload for c in other.checkpoints] == [f"r2:{i}".encode() for i in range(6)]
 
 
-async def test_checkpoints_without_a_header_are_not_a_run(url: str) -> None:
+async def test_checkpoints_without_a_header_are_not_a_run(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.append_checkpoint(cp("orphan", 0, "full"))
         assert await store.load("orphan") is None
@@ -108,7 +88,7 @@ async def test_checkpoints_without_a_header_are_not_a_run(url: str) -> None:
         assert loaded is not None and [c.seq for c in loaded.checkpoints] == [0]
 
 
-async def test_list_runs_filters_by_workflow_status_and_since_newest_first(url: str) -> None:
+async def test_list_runs_filters_by_workflow_status_and_since_newest_first(url: str, opened: Any) -> None:
     async with opened(url) as store:
         rows = [
             ("a1", "alpha", "completed", 100.0),
@@ -136,7 +116,7 @@ async def test_list_runs_filters_by_workflow_status_and_since_newest_first(url: 
         assert got == header("b2", "beta", "running", 250.0)
 
 
-async def test_list_runs_pages_with_offset_and_until_in_a_stable_order(url: str) -> None:
+async def test_list_runs_pages_with_offset_and_until_in_a_stable_order(url: str, opened: Any) -> None:
     async with opened(url) as store:
         # Two runs share a start time: the run id breaks the tie, so pages never overlap.
         for run_id, wf, started in [("r1", "alpha", 100.0), ("r2", "beta", 200.0), ("r3", "alpha", 200.0),
@@ -155,7 +135,7 @@ async def test_list_runs_pages_with_offset_and_until_in_a_stable_order(url: str)
         assert await ids(workflow="alpha", until=300.0, limit=1, offset=1) == ["r1"]
 
 
-async def test_prune_keeps_the_last_n_and_the_full_checkpoint_they_build_on(url: str) -> None:
+async def test_prune_keeps_the_last_n_and_the_full_checkpoint_they_build_on(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.save_run(header("r1"))
         kinds = ["full", "delta", "delta", "full", "delta", "delta", "delta"]
@@ -181,7 +161,7 @@ async def test_prune_keeps_the_last_n_and_the_full_checkpoint_they_build_on(url:
         assert [(c.seq, c.kind) for c in loaded.checkpoints] == [(7, "full"), (8, "delta")]
 
 
-async def test_what_prune_keeps_still_loads_without_gaps(url: str) -> None:
+async def test_what_prune_keeps_still_loads_without_gaps(url: str, opened: Any) -> None:
     """A delta only means something on top of every checkpoint before it back to its full one:
     whatever prune keeps, load must return a run of consecutive seqs from a full checkpoint."""
     async with opened(url) as store:
@@ -198,7 +178,7 @@ async def test_what_prune_keeps_still_loads_without_gaps(url: str) -> None:
             assert seqs == list(range(seqs[0], 7)), (keep, seqs)
 
 
-async def test_prune_touches_only_the_named_run(url: str) -> None:
+async def test_prune_touches_only_the_named_run(url: str, opened: Any) -> None:
     async with opened(url) as store:
         for run in ("r1", "r2"):
             await store.save_run(header(run))
@@ -212,7 +192,7 @@ async def test_prune_touches_only_the_named_run(url: str) -> None:
         assert other is not None and [c.seq for c in other.checkpoints] == [0, 1, 2, 3, 4]
 
 
-async def test_concurrent_writers_lose_nothing(url: str) -> None:
+async def test_concurrent_writers_lose_nothing(url: str, opened: Any) -> None:
     runs, per_run = 8, 25
 
     async with opened(url) as store:
@@ -235,7 +215,7 @@ async def test_concurrent_writers_lose_nothing(url: str) -> None:
             assert [c.seq for c in loaded.checkpoints] == list(range(per_run))
 
 
-async def test_large_and_binary_payloads_round_trip_exactly(url: str) -> None:
+async def test_large_and_binary_payloads_round_trip_exactly(url: str, opened: Any) -> None:
     big = random.Random(7).randbytes(8 * 1024 * 1024)
     every_byte = bytes(range(256)) * 4
     async with opened(url) as store:
@@ -250,7 +230,7 @@ async def test_large_and_binary_payloads_round_trip_exactly(url: str) -> None:
         assert loaded.checkpoints[1].payload == b""
 
 
-async def test_what_was_saved_is_there_for_a_new_store_on_the_same_url(url: str) -> None:
+async def test_what_was_saved_is_there_for_a_new_store_on_the_same_url(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.save_run(header("kept", status="completed"))
         await store.append_checkpoint(cp("kept", 0, "full"))
@@ -261,7 +241,7 @@ async def test_what_was_saved_is_there_for_a_new_store_on_the_same_url(url: str)
         assert [c.payload for c in loaded.checkpoints] == [b"kept:0"]
 
 
-async def test_a_closed_store_can_be_opened_again(url: str) -> None:
+async def test_a_closed_store_can_be_opened_again(url: str, make_store: Any) -> None:
     store = make_store(url)
     await store.open()
     await store.save_run(header("r1"))
@@ -278,7 +258,7 @@ async def test_a_closed_store_can_be_opened_again(url: str) -> None:
 # -- run ownership: leases ----------------------------------------------------------------------
 
 
-async def test_a_run_is_claimed_by_one_claim_at_a_time_until_its_lease_expires(url: str) -> None:
+async def test_a_run_is_claimed_by_one_claim_at_a_time_until_its_lease_expires(url: str, opened: Any) -> None:
     async with opened(url) as store:
         mine = await store.claim_run("r1", "host-a:1:x", "tok-a", now=100.0, ttl=10.0)
         assert (mine.owner, mine.token, mine.claimed_at, mine.expires_at) == ("host-a:1:x", "tok-a", 100.0, 110.0)
@@ -295,7 +275,7 @@ async def test_a_run_is_claimed_by_one_claim_at_a_time_until_its_lease_expires(u
         assert await store.get_lease("nobody") is None
 
 
-async def test_a_claim_can_replace_exactly_the_lease_it_names(url: str) -> None:
+async def test_a_claim_can_replace_exactly_the_lease_it_names(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.claim_run("r1", "dead", "tok-dead", now=100.0, ttl=60.0)
         wrong = await store.claim_run("r1", "me", "tok-me", now=101.0, ttl=60.0, replace="tok-other")
@@ -304,7 +284,7 @@ async def test_a_claim_can_replace_exactly_the_lease_it_names(url: str) -> None:
         assert (right.owner, right.token) == ("me", "tok-me")
 
 
-async def test_renewing_and_releasing_work_only_for_the_claim_holding_the_lease(url: str) -> None:
+async def test_renewing_and_releasing_work_only_for_the_claim_holding_the_lease(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.claim_run("r1", "a", "tok-a", now=100.0, ttl=10.0)
         assert await store.renew_lease("r1", "tok-a", now=108.0, ttl=10.0)
@@ -322,7 +302,7 @@ async def test_renewing_and_releasing_work_only_for_the_claim_holding_the_lease(
         assert (await store.claim_run("r1", "b", "tok-b", now=0.0, ttl=10.0)).token == "tok-b"
 
 
-async def test_many_simultaneous_claims_have_exactly_one_winner(url: str) -> None:
+async def test_many_simultaneous_claims_have_exactly_one_winner(url: str, opened: Any) -> None:
     async with opened(url) as store:
         won: list[str] = []
 
@@ -339,7 +319,7 @@ async def test_many_simultaneous_claims_have_exactly_one_winner(url: str) -> Non
         assert lease is not None and lease.owner == won[0]
 
 
-async def test_list_leases_by_owner_and_by_expiry(url: str) -> None:
+async def test_list_leases_by_owner_and_by_expiry(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.claim_run("r1", "a", "t1", now=100.0, ttl=10.0)
         await store.claim_run("r2", "b", "t2", now=100.0, ttl=5.0)
@@ -351,7 +331,7 @@ async def test_list_leases_by_owner_and_by_expiry(url: str) -> None:
         assert [x.run_id for x in await store.list_leases(limit=1)] == ["r2"]
 
 
-async def test_fenced_writes_are_refused_once_the_lease_passed_to_another_claim(url: str) -> None:
+async def test_fenced_writes_are_refused_once_the_lease_passed_to_another_claim(url: str, opened: Any) -> None:
     from pyagent import RunOwnedError
 
     async with opened(url) as store:
@@ -378,7 +358,7 @@ async def test_fenced_writes_are_refused_once_the_lease_passed_to_another_claim(
             await store.append_checkpoint(cp("r1", 3), fence="tok-new")
 
 
-async def test_begin_run_writes_header_and_first_checkpoint_together_or_not_at_all(url: str) -> None:
+async def test_begin_run_writes_header_and_first_checkpoint_together_or_not_at_all(url: str, opened: Any) -> None:
     from pyagent import CheckpointConflictError
 
     async with opened(url) as store:
@@ -394,7 +374,7 @@ async def test_begin_run_writes_header_and_first_checkpoint_together_or_not_at_a
 
 
 async def test_end_run_writes_the_last_checkpoint_the_header_and_the_release_together_or_not_at_all(
-        url: str) -> None:
+        url: str, opened: Any) -> None:
     from pyagent import CheckpointConflictError, RunOwnedError
 
     async with opened(url) as store:
@@ -433,7 +413,7 @@ async def test_end_run_writes_the_last_checkpoint_the_header_and_the_release_tog
             await store.end_run(header("r4"), cp("r4", 0, "full"), release=True)
 
 
-async def test_create_run_inserts_only_a_run_id_that_is_not_there(url: str) -> None:
+async def test_create_run_inserts_only_a_run_id_that_is_not_there(url: str, opened: Any) -> None:
     async with opened(url) as store:
         first = header("tick@2026-03-02T09:00:00Z", status="pending", payload=b"first")
         assert await store.create_run(first) is True
@@ -449,7 +429,7 @@ async def test_create_run_inserts_only_a_run_id_that_is_not_there(url: str) -> N
         assert [h.status for h in await store.list_runs(status="pending")] == []
 
 
-async def test_concurrent_create_run_of_one_id_has_exactly_one_winner(url: str) -> None:
+async def test_concurrent_create_run_of_one_id_has_exactly_one_winner(url: str, opened: Any) -> None:
     async with opened(url) as store, opened(url) as other:
         wins: list[bytes] = []
 
@@ -486,7 +466,8 @@ asyncio.run(main())
 """
 
 
-def test_processes_racing_on_the_same_run_ids_each_insert_a_disjoint_share(request: pytest.FixtureRequest) -> None:
+def test_processes_racing_on_the_same_run_ids_each_insert_a_disjoint_share(
+        request: pytest.FixtureRequest, opened: Any) -> None:
     """What lets several serve processes on one database fire each cron tick exactly once."""
     import os
     import subprocess
@@ -527,7 +508,7 @@ def question(run_id: str, task: str = "approve", position: int = 0, level: int =
                            deadline=deadline, payload=f"q:{run_id}:{task}:{position}:{level}".encode() + b"\x00\xff")
 
 
-async def test_a_question_is_asked_once_per_place_in_its_run_and_read_back(url: str) -> None:
+async def test_a_question_is_asked_once_per_place_in_its_run_and_read_back(url: str, opened: Any) -> None:
     async with opened(url) as store:
         first = question("r1", id="a" * 32, deadline=500.0)
         stored = await store.ask_interrupt(first)
@@ -545,7 +526,7 @@ async def test_a_question_is_asked_once_per_place_in_its_run_and_read_back(url: 
         assert await store.get_interrupt("nope") is None
 
 
-async def test_concurrent_asks_of_one_question_leave_one_row(url: str) -> None:
+async def test_concurrent_asks_of_one_question_leave_one_row(url: str, opened: Any) -> None:
     async with opened(url) as store:
         got: list[str] = []
 
@@ -559,7 +540,7 @@ async def test_concurrent_asks_of_one_question_leave_one_row(url: str) -> None:
         assert [r.id for r in await store.list_interrupts(run_id="race")] == [got[0]]
 
 
-async def test_resolving_a_question_happens_once_and_only_while_it_is_pending(url: str) -> None:
+async def test_resolving_a_question_happens_once_and_only_while_it_is_pending(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.ask_interrupt(question("r1", id="q" * 32))
         assert await store.resolve_interrupt("q" * 32, status="answered", answer=b"\x01yes", answered_by="alice",
@@ -582,7 +563,7 @@ async def test_resolving_a_question_happens_once_and_only_while_it_is_pending(ur
         assert escalated is not None and escalated.status == "escalated" and escalated.answer is None
 
 
-async def test_concurrent_answers_to_one_question_one_wins(url: str) -> None:
+async def test_concurrent_answers_to_one_question_one_wins(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.ask_interrupt(question("r1", id="w" * 32))
         wins: list[str] = []
@@ -600,7 +581,7 @@ async def test_concurrent_answers_to_one_question_one_wins(url: str) -> None:
         assert row is not None and row.answered_by == wins[0] and row.answer == wins[0].encode()
 
 
-async def test_list_interrupts_filters_and_orders_oldest_first(url: str) -> None:
+async def test_list_interrupts_filters_and_orders_oldest_first(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.ask_interrupt(question("r1", id="c" * 32, asked_at=300.0))
         await store.ask_interrupt(question("r1", task="b", id="a" * 32, asked_at=100.0))
@@ -615,7 +596,7 @@ async def test_list_interrupts_filters_and_orders_oldest_first(url: str) -> None
         assert [r.id for r in await store.list_interrupts(limit=2)] == ["a" * 32, "d" * 32]
 
 
-async def test_asking_under_a_lost_lease_is_refused_and_writes_nothing(url: str) -> None:
+async def test_asking_under_a_lost_lease_is_refused_and_writes_nothing(url: str, opened: Any) -> None:
     from pyagent.errors import RunOwnedError
 
     async with opened(url) as store:
@@ -642,7 +623,7 @@ def breaker(name: str = "wf", version: int = 1, **kw: Any) -> Any:
     return BreakerRecord(name=name, version=version, **{**fields, **kw})
 
 
-async def test_a_breaker_row_is_inserted_once_then_replaced_only_at_the_version_read(url: str) -> None:
+async def test_a_breaker_row_is_inserted_once_then_replaced_only_at_the_version_read(url: str, opened: Any) -> None:
     from pyagent.durability.store import BreakerStore
 
     async with opened(url) as store:
@@ -662,14 +643,15 @@ async def test_a_breaker_row_is_inserted_once_then_replaced_only_at_the_version_
         assert await store.get_breaker("other") is None  # one row per name
 
 
-async def test_a_breaker_swap_with_a_version_that_does_not_follow_is_refused(url: str) -> None:
+async def test_a_breaker_swap_with_a_version_that_does_not_follow_is_refused(url: str, opened: Any) -> None:
     async with opened(url) as store:
         with pytest.raises(ValueError, match="version must be expected \\+ 1"):
             await store.swap_breaker(breaker(version=5), expected=0)
         assert await store.get_breaker("wf") is None
 
 
-async def test_of_concurrent_breaker_swaps_expecting_one_version_exactly_one_wins(url: str) -> None:
+async def test_of_concurrent_breaker_swaps_expecting_one_version_exactly_one_wins(
+        url: str, make_store: Any, opened: Any) -> None:
     async with opened(url) as store:
         assert await store.swap_breaker(breaker(), expected=0)
         wins: list[int] = []
@@ -691,7 +673,7 @@ async def test_of_concurrent_breaker_swaps_expecting_one_version_exactly_one_win
         assert row is not None and row.version == 2 and row.failures == wins[0]
 
 
-async def test_of_concurrent_first_breaker_rows_exactly_one_is_inserted(url: str) -> None:
+async def test_of_concurrent_first_breaker_rows_exactly_one_is_inserted(url: str, opened: Any) -> None:
     wins: list[int] = []
 
     async def insert(i: int) -> None:

@@ -16,8 +16,6 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +28,10 @@ from pyagent_sql.urls import parse_sqlite
 from pyagent import StoreError
 from pyagent.durability.store import RunHeader
 from pyagent.plugin import Claim
-from pyagent.plugins import get_runtime
 
 pytestmark = pytest.mark.anyio
 
 NOW = 1_000_000.0
-
-
-def make_store(url: str) -> Any:
-    return get_runtime().driver("stores", url.split("://", 1)[0])(url)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
@@ -51,16 +44,6 @@ def url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def sql_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
-
-
-@asynccontextmanager
-async def opened(url: str) -> AsyncIterator[Any]:
-    store = make_store(url)
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def run(run_id: str, workflow: str = "wf", status: str = "pending", started: float = 100.0) -> RunHeader:
@@ -80,7 +63,7 @@ def ids(claims: list[Claim]) -> list[str]:
 # -- dequeue_runs ----------------------------------------------------------------------------------
 
 
-async def test_ready_runs_are_claimed_oldest_first_each_with_a_fresh_lease(url: str) -> None:
+async def test_ready_runs_are_claimed_oldest_first_each_with_a_fresh_lease(url: str, opened: Any) -> None:
     async with opened(url) as store:
         for run_id, started in [("c", 300.0), ("a", 100.0), ("e", 500.0), ("b2", 200.0), ("b1", 200.0)]:
             await store.create_run(run(run_id, started=started))
@@ -97,7 +80,7 @@ async def test_ready_runs_are_claimed_oldest_first_each_with_a_fresh_lease(url: 
         assert await dequeue(store, "replica-3") == []
 
 
-async def test_only_queued_runs_and_orphans_of_the_workflows_served_are_ready(url: str) -> None:
+async def test_only_queued_runs_and_orphans_of_the_workflows_served_are_ready(url: str, opened: Any) -> None:
     async with opened(url) as store:
         for status in ("completed", "failed", "cancelled", "skipped", "waiting"):
             await store.create_run(run(status, status=status, started=1.0))
@@ -122,7 +105,7 @@ async def test_only_queued_runs_and_orphans_of_the_workflows_served_are_ready(ur
         assert lease is not None and lease.owner == "replica-1" and lease.token != "t-dead"
 
 
-async def test_a_claimed_run_is_ready_again_once_released_or_expired(url: str) -> None:
+async def test_a_claimed_run_is_ready_again_once_released_or_expired(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.create_run(run("r1"))
         [first] = await dequeue(store, ttl=10.0)
@@ -135,7 +118,7 @@ async def test_a_claimed_run_is_ready_again_once_released_or_expired(url: str) -
         assert third.lease.owner == "replica-3"
 
 
-async def test_max_active_counts_every_live_lease_of_the_workflow_and_the_ones_claimed(url: str) -> None:
+async def test_max_active_counts_every_live_lease_of_the_workflow_and_the_ones_claimed(url: str, opened: Any) -> None:
     async with opened(url) as store:
         # Two runs of "bounded" hold live leases already: one started directly (not from the
         # queue), one that completed but has not released its lease yet.
@@ -162,7 +145,7 @@ async def test_max_active_counts_every_live_lease_of_the_workflow_and_the_ones_c
         assert ids(await dequeue(store, limit=5, workflows={"bounded": None})) == ["b3", "b4", "b5"]
 
 
-async def test_several_bounded_workflows_share_a_batch_oldest_first(url: str) -> None:
+async def test_several_bounded_workflows_share_a_batch_oldest_first(url: str, opened: Any) -> None:
     async with opened(url) as store:
         for i in range(4):
             await store.create_run(run(f"a{i}", workflow="a", started=float(i)))  # 0 1 2 3
@@ -173,7 +156,7 @@ async def test_several_bounded_workflows_share_a_batch_oldest_first(url: str) ->
         assert await dequeue(store, limit=6, workflows={"a": 1, "b": 2, "c": 2}) == []
 
 
-async def test_nothing_is_claimed_for_a_limit_below_one_or_no_workflows(url: str) -> None:
+async def test_nothing_is_claimed_for_a_limit_below_one_or_no_workflows(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.create_run(run("r1"))
         assert await dequeue(store, limit=0) == []
@@ -186,7 +169,7 @@ async def test_nothing_is_claimed_for_a_limit_below_one_or_no_workflows(url: str
 # -- request_cancel and cancel_requests -------------------------------------------------------------
 
 
-async def test_a_run_without_a_live_lease_is_cancelled_at_once(url: str) -> None:
+async def test_a_run_without_a_live_lease_is_cancelled_at_once(url: str, opened: Any) -> None:
     async with opened(url) as store:
         for run_id, status in [("queued", "pending"), ("orphan", "running"), ("asking", "waiting")]:
             await store.create_run(run(run_id, status=status))
@@ -205,7 +188,7 @@ async def test_a_run_without_a_live_lease_is_cancelled_at_once(url: str) -> None
         assert await store.cancel_requests(["queued"]) == {"queued": "no longer needed: queued"}
 
 
-async def test_a_run_with_a_live_lease_gets_a_request_its_owner_acts_on(url: str) -> None:
+async def test_a_run_with_a_live_lease_gets_a_request_its_owner_acts_on(url: str, opened: Any) -> None:
     async with opened(url) as store:
         await store.create_run(run("r1", status="running"))
         lease = await store.claim_run("r1", "owner", "t1", now=NOW, ttl=10.0)
@@ -223,7 +206,7 @@ async def test_a_run_with_a_live_lease_gets_a_request_its_owner_acts_on(url: str
         assert await store.cancel_requests(["r1"]) == {"r1": "user asked"}
 
 
-async def test_ended_and_unknown_runs_are_left_alone(url: str) -> None:
+async def test_ended_and_unknown_runs_are_left_alone(url: str, opened: Any) -> None:
     async with opened(url) as store:
         for status in ("completed", "failed", "cancelled", "skipped"):
             await store.create_run(run(status, status=status))
@@ -235,7 +218,7 @@ async def test_ended_and_unknown_runs_are_left_alone(url: str) -> None:
         assert await store.cancel_requests([]) == {}
 
 
-async def test_cancel_requests_reads_many_runs_at_once(url: str) -> None:
+async def test_cancel_requests_reads_many_runs_at_once(url: str, opened: Any) -> None:
     async with opened(url) as store:
         for i in range(40):
             await store.create_run(run(f"r{i:02}"))
@@ -248,7 +231,7 @@ async def test_cancel_requests_reads_many_runs_at_once(url: str) -> None:
 # -- SQL specifics ---------------------------------------------------------------------------------
 
 
-async def test_dequeue_refuses_a_ttl_or_max_active_that_makes_no_sense(sql_url: str) -> None:
+async def test_dequeue_refuses_a_ttl_or_max_active_that_makes_no_sense(sql_url: str, opened: Any) -> None:
     async with opened(sql_url) as store:
         with pytest.raises(ValueError, match="ttl must be a positive number of seconds"):
             await dequeue(store, ttl=0)
@@ -257,7 +240,8 @@ async def test_dequeue_refuses_a_ttl_or_max_active_that_makes_no_sense(sql_url: 
 
 
 @pytest.mark.parametrize("table", ["pyagent_leases", "pyagent_cancels"])
-async def test_store_errors_are_wrapped_and_carry_no_parameters(sql_url: str, db_query: Any, table: str) -> None:
+async def test_store_errors_are_wrapped_and_carry_no_parameters(
+        sql_url: str, db_query: Any, table: str, opened: Any) -> None:
     marker = f"SECRET-{uuid.uuid4().hex}"
     async with opened(sql_url) as store:
         await store.create_run(run("r1"))
@@ -285,7 +269,7 @@ async def test_store_errors_are_wrapped_and_carry_no_parameters(sql_url: str, db
 
 
 async def test_a_version_3_database_gets_the_queue_and_keeps_its_runs(
-    sql_url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch
+    sql_url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch, opened: Any
 ) -> None:
     with monkeypatch.context() as old:
         old.setattr(schema, "LATEST", 3)
@@ -312,7 +296,7 @@ async def test_a_version_3_database_gets_the_queue_and_keeps_its_runs(
 
 @pytest.mark.parametrize("bound", [None, 5], ids=["unbounded", "bounded"])
 async def test_postgres_a_dequeue_retried_after_its_commit_went_unanswered_returns_those_claims(
-        pg_url: str, monkeypatch: pytest.MonkeyPatch, db_query: Any, bound: int | None) -> None:
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, db_query: Any, bound: int | None, opened: Any) -> None:
     """The connection drops after COMMIT reached the server: the retry finds the leases taken."""
     from pyagent_sql.postgres import PostgresBackend
 
@@ -350,7 +334,7 @@ async def test_postgres_a_dequeue_retried_after_its_commit_went_unanswered_retur
 
 
 async def test_postgres_a_cancel_retried_after_its_commit_went_unanswered_still_says_cancelled(
-        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, opened: Any) -> None:
     from pyagent_sql.postgres import PostgresBackend
 
     async def committed_then_lost(self: PostgresBackend, body: Any) -> Any:
@@ -374,7 +358,7 @@ async def forget_backends() -> None:
     await anyio.to_thread.run_sync(dispose_all)
 
 
-async def test_sqlite_dequeue_waits_for_another_writer_and_then_claims(sqlite_url: str) -> None:
+async def test_sqlite_dequeue_waits_for_another_writer_and_then_claims(sqlite_url: str, opened: Any) -> None:
     async with opened(sqlite_url) as store:
         await store.create_run(run("r1"))
         blocker = sqlite3.connect(parse_sqlite(sqlite_url).path, isolation_level=None)
@@ -500,7 +484,7 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
 
 
 def test_processes_dequeuing_at_once_claim_every_run_exactly_once_within_max_active(
-        sql_url: str, tmp_path: Path) -> None:
+        sql_url: str, tmp_path: Path, opened: Any) -> None:
     """Three processes take runs off one queue while more are queued and some are cancelled."""
 
     async def seed() -> None:

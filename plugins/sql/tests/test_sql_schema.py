@@ -11,7 +11,6 @@ from pyagent_sql import CheckpointConflictError, SchemaVersionError, schema
 from sqlalchemy import Connection, text
 
 from pyagent.durability.store import Checkpoint, RunHeader
-from pyagent.plugins import get_runtime
 
 pytestmark = pytest.mark.anyio
 
@@ -21,11 +20,7 @@ def url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
 
 
-def make_store(url: str) -> Any:
-    return get_runtime().driver("stores", url.split("://", 1)[0])(url)
-
-
-async def test_the_schema_is_created_on_first_open_and_recorded_once(url: str, db_query: Any) -> None:
+async def test_the_schema_is_created_on_first_open_and_recorded_once(url: str, db_query: Any, make_store: Any) -> None:
     stores = [make_store(url) for _ in range(5)]
     try:
         async with anyio.create_task_group() as tg:  # several processes starting together
@@ -42,7 +37,8 @@ async def test_the_schema_is_created_on_first_open_and_recorded_once(url: str, d
     assert db_query(url, "SELECT count(*) FROM pyagent_runs") == [(0,)]
 
 
-async def test_a_database_from_a_newer_version_is_refused_and_left_unchanged(url: str, db_query: Any) -> None:
+async def test_a_database_from_a_newer_version_is_refused_and_left_unchanged(
+        url: str, db_query: Any, make_store: Any) -> None:
     async with make_store(url) as store:
         await store.save_run(RunHeader("r1", "wf", "completed", 1.0))
     db_query(url, "INSERT INTO pyagent_schema_version VALUES (7, 0, 'from the future')")
@@ -57,7 +53,7 @@ async def test_a_database_from_a_newer_version_is_refused_and_left_unchanged(url
 
 
 async def test_an_older_database_is_migrated_forward_keeping_its_data(
-    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch
+    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch, make_store: Any
 ) -> None:
     async with make_store(url) as store:
         await store.save_run(RunHeader("r1", "wf", "completed", 1.0))
@@ -80,7 +76,7 @@ async def test_an_older_database_is_migrated_forward_keeping_its_data(
 
 
 async def test_a_version_1_database_gets_the_lease_table_and_keeps_its_runs(
-    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch
+    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch, make_store: Any
 ) -> None:
     """Databases written before run ownership existed are upgraded in place on first open."""
     with monkeypatch.context() as old:
@@ -101,7 +97,7 @@ async def test_a_version_1_database_gets_the_lease_table_and_keeps_its_runs(
 
 
 async def test_a_version_2_database_gets_the_interrupts_table_and_keeps_its_runs_and_leases(
-    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch
+    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch, make_store: Any
 ) -> None:
     """Databases written before runs could ask people questions are upgraded in place on first open."""
     from pyagent.durability.store import InterruptRecord
@@ -130,7 +126,7 @@ async def test_a_version_2_database_gets_the_interrupts_table_and_keeps_its_runs
 
 
 async def test_a_version_4_database_gets_the_breakers_table_and_keeps_its_runs_and_leases(
-    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch
+    url: str, db_query: Any, monkeypatch: pytest.MonkeyPatch, make_store: Any
 ) -> None:
     """Databases written before circuit breakers could be shared are upgraded in place on first open."""
     from pyagent.durability.store import BreakerRecord
@@ -163,7 +159,7 @@ async def _forget_backends() -> None:
     await anyio.to_thread.run_sync(dispose_all)
 
 
-async def test_a_repeated_checkpoint_seq_is_a_clear_error_and_keeps_the_first(url: str) -> None:
+async def test_a_repeated_checkpoint_seq_is_a_clear_error_and_keeps_the_first(url: str, make_store: Any) -> None:
     async with make_store(url) as store:
         await store.append_checkpoint(Checkpoint("r1", 0, "full", b"first", 1.0))
         with pytest.raises(CheckpointConflictError, match="checkpoint 0 of run 'r1' is already stored"):
@@ -173,13 +169,13 @@ async def test_a_repeated_checkpoint_seq_is_a_clear_error_and_keeps_the_first(ur
     assert loaded is not None and [c.payload for c in loaded.checkpoints] == [b"first"]
 
 
-async def test_an_unknown_checkpoint_kind_is_refused(url: str) -> None:
+async def test_an_unknown_checkpoint_kind_is_refused(url: str, make_store: Any) -> None:
     async with make_store(url) as store:
         with pytest.raises(ValueError, match="'full' or 'delta'"):
             await store.append_checkpoint(Checkpoint("r1", 0, "partial", b"x", 1.0))
 
 
-async def test_prune_needs_a_positive_count(url: str) -> None:
+async def test_prune_needs_a_positive_count(url: str, make_store: Any) -> None:
     async with make_store(url) as store:
         with pytest.raises(ValueError, match="keep must be a whole number >= 1"):
             await store.prune("r1", 0)

@@ -35,7 +35,14 @@ from pyagent.plugin import BreakerRecord, Checkpoint, Claim, Lease, RunHeader
 
 from . import schema
 from .backend import Backend, Fenced, _blob, breaker_of, lease_of_params
-from .base import SQLStore, breaker_params, checkpoint_params, dequeue_params, release_token, run_params
+from .base import (
+    SQLStore,
+    breaker_params,
+    checkpoint_params,
+    dequeue_params,
+    release_token,
+    run_params,
+)
 from .errors import StoreUnavailableError
 from .schema import CANCELS, LEASES, READY_STATUSES, RUNS, VERSIONS, migrate
 from .urls import parse_sqlite
