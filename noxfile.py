@@ -81,7 +81,9 @@ def plugin(session: nox.Session, name: str) -> None:
             session.install("--no-deps", *NO_DEPS[name])
     for package, binaries in DEBIAN_PACKAGES.get(name, {}).items():
         _install_debian(session, package, binaries)
-    session.run("pytest", f"plugins/{name}/tests", *session.posargs, env=_env())
+    # The slow tests (multi-process, crash and load tests) run once, in all-3.11.
+    only_fast = [] if session.posargs else ["-m", "not slow"]
+    session.run("pytest", f"plugins/{name}/tests", *only_fast, *session.posargs, env=_env())
 
 
 # Debian packages a plugin's tests need, with the programs they provide: the real Prometheus

@@ -34,7 +34,7 @@ def _send_by_value(module: Any) -> None:
     that send agents to other processes with cloudpickle (Dask) send its functions and classes
     by value, not by a reference the workers could not resolve."""
     try:
-        import cloudpickle
+        import cloudpickle  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:  # no executor here pickles with it
         return
     cloudpickle.register_pickle_by_value(module)
