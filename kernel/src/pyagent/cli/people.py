@@ -205,6 +205,7 @@ def waiting_notice(storage: str | None) -> Any:
             click.echo("    this run has no store, so only this process could answer it: give the workflow "
                        "checkpointing={'storage': 'sqlite://runs.db'} to answer it with pyagent approve")
         click.echo("    (waiting here; Ctrl-C stops waiting, and the run can be resumed later)\n")
+        sys.stdout.flush()  # the run now waits without printing: what to do must reach a pipe now
 
     on_event.event_kinds = frozenset({"workflow.waiting"})  # type: ignore[attr-defined]
     return on_event
