@@ -8,7 +8,6 @@ this process and polls otherwise), or, when no process holds it, right here.
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 from pyagent.errors import ConfigurationError, InterruptNotFoundError, RunOwnedError, StateError
@@ -42,30 +41,9 @@ async def pending_questions(runtime: Runtime, urls: list[str], *, workflow: str 
 
 def pending_sync(runtime: Runtime, urls: list[str], **filters: Any) -> list[Interrupt]:
     """:func:`pending_questions` from sync code, or from inside an event loop (on a helper thread)."""
-    import anyio
+    from pyagent._sync import run_blocking
 
-    from pyagent._sync import in_event_loop
-
-    async def go() -> list[Interrupt]:
-        return await pending_questions(runtime, urls, **filters)
-
-    if not in_event_loop():
-        return anyio.run(go)
-    box: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            box["value"] = anyio.run(go)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=worker, name="pyagent-pending", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    value: list[Interrupt] = box["value"]
-    return value
+    return run_blocking(lambda: pending_questions(runtime, urls, **filters), name="pyagent-pending")
 
 
 async def _locate(runtime: Runtime, urls: list[str], run_id: str) -> tuple[str, RunHeader | None]:
