@@ -198,8 +198,8 @@ def routes(dashboard: Dashboard) -> list[Any]:
 
         return stream(dashboard, request, current)
 
-    async def cancel(request: Request) -> Response:
-        run_id = request.path_params["run_id"]
+    async def acted_on(request: Request, run_id: str) -> Any:
+        """The run an action names, or the response refusing the action (no token, no run)."""
         form = await dashboard.form(request)
         refused = dashboard.refusal(request, form)
         if refused is not None:
@@ -207,6 +207,13 @@ def routes(dashboard: Dashboard) -> list[Any]:
         details = await dashboard.source.details(run_id)
         if details is None:
             return dashboard.error(request, 404, f"no run {run_id!r}")
+        return details
+
+    async def cancel(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        details = await acted_on(request, run_id)
+        if isinstance(details, Response):
+            return details
         queue = await queue_of(dashboard, details)
         action = cancel_action(dashboard, details, queue)
         if not action.possible:
@@ -227,13 +234,9 @@ def routes(dashboard: Dashboard) -> list[Any]:
 
     async def resume(request: Request) -> Response:
         run_id = request.path_params["run_id"]
-        form = await dashboard.form(request)
-        refused = dashboard.refusal(request, form)
-        if refused is not None:
-            return refused
-        details = await dashboard.source.details(run_id)
-        if details is None:
-            return dashboard.error(request, 404, f"no run {run_id!r}")
+        details = await acted_on(request, run_id)
+        if isinstance(details, Response):
+            return details
         action = resume_action(dashboard, details, await queue_of(dashboard, details))
         wf = dashboard.workflow(details.record.workflow)
         if not action.possible or wf is None:
