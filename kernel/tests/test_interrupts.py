@@ -666,6 +666,44 @@ async def test_questions_asked_concurrently_in_one_task_each_get_their_own_answe
     assert runs["task"] == 3
 
 
+async def test_an_answer_recorded_before_its_task_parks_still_reaches_the_run(mini_runtime: Any) -> None:
+    """The question is in the store before its task parks (here a sibling takes 0.3 s to stop):
+    an answer given in between must not be refused as if no process held the run."""
+    runs = Calls()
+
+    async def agent_(x: Any, ctx: Any) -> Any:
+        runs["task"] += 1
+
+        async def slow_to_stop() -> None:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.3)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow_to_stop)
+            answer = await ctx.interrupt("Go ahead?", schema=bool)
+        return answer
+
+    wf = Workflow(name="Window", steps=[Task(name="Ask", agent=agent_)])
+    orch = Orchestrator()
+    box: dict[str, Any] = {}
+    async with anyio.create_task_group() as tg:
+        async def run() -> None:
+            box["result"] = await wf.run()
+
+        tg.start_soon(run)
+        (question,) = await wait_for(orch.apending, "the question")
+        assert "Ask" not in [q.task for q in (await wf_waiting(wf))]  # not parked yet
+        await orch.resume(question.run_id, {question.id: True})
+    assert box["result"].status == TaskStatus.COMPLETED
+    assert box["result"].output is True
+    assert runs["task"] == 2
+
+
+async def wf_waiting(wf: Workflow) -> list[Any]:
+    """The questions ``wf``'s live run waits on with its task parked."""
+    return [q for run in wf._active for q in run.waiting_interrupts]
+
+
 async def test_a_question_asked_twice_gets_two_answers_and_a_key_names_a_question_whose_text_changes(
         mini_runtime: Any) -> None:
     runs = Calls()

@@ -124,6 +124,7 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
         if run.resumes:
             await _load_questions(run, recorder)
     except BaseException:
+        _release_desk(run)
         if ticket is not None and breaker is not None:
             breaker.release(ticket, None)
         if ticket is not None and shared is not None:
@@ -171,6 +172,7 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
                     result = run.result(None, TaskStatus.CANCELLED, RunCancelledError(run.cancel_reason or ""))
             finally:
                 run.stop_scope = None
+                _release_desk(run)
                 wf._active.remove(run)
                 wf._last = run
                 if shared is not None and not released:
@@ -225,6 +227,10 @@ def _install_desk(run: WorkflowRun, recorder: RunRecorder | None) -> None:
         if own is not None:
             # Ending an execution whose tasks all wait: cancel the run's body, as a lost lease does.
             run.suspend = lambda: own.scope.cancel()
+    # A run this process holds while it waits (workflow.run()) counts as held here from its first
+    # question to its end, not only while a task is parked: an answer recorded between a question
+    # being written and its task parking must still find the run (see _release_desk).
+    hold = run.hold_waiting
     make: Any
     if isinstance(recorder, Checkpointer):
         store, fence = recorder.store, recorder.fence
@@ -232,14 +238,27 @@ def _install_desk(run: WorkflowRun, recorder: RunRecorder | None) -> None:
         def make() -> Any:
             from pyagent.durability.interrupts import Desk
 
-            return Desk(store, run_id, name, clock=runtime.clock, fence=fence, where=_display(store))
+            desk = Desk(store, run_id, name, clock=runtime.clock, fence=fence, where=_display(store))
+            if hold:
+                desk.hold(1)
+            return desk
     else:
         def make() -> Any:
             from pyagent.durability.interrupts import Desk, local_url
 
-            store = runtime.driver("stores", "memory")(local_url(runtime))
-            return Desk(store, run_id, name, clock=runtime.clock, where="this process", local=True)
+            desk = Desk(runtime.driver("stores", "memory")(local_url(runtime)), run_id, name,
+                        clock=runtime.clock, where="this process", local=True)
+            if hold:
+                desk.hold(1)
+            return desk
     run.desk_factory = make
+
+
+def _release_desk(run: WorkflowRun) -> None:
+    """The run's execution in this process ends: it no longer holds the run here (see _install_desk)."""
+    desk = run._desk
+    if desk is not None and run.hold_waiting:
+        desk.hold(-1)
 
 
 async def _load_questions(run: WorkflowRun, recorder: RunRecorder | None) -> None:
