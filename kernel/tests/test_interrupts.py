@@ -434,6 +434,60 @@ async def test_stopping_a_run_that_waits_here_leaves_it_waiting_and_resumable(dr
     assert calls == {"assess": 1, "approve": 2, "approve answered": 1, "notify": 1}
 
 
+async def test_a_cancelled_run_without_a_store_lists_no_question_and_refuses_answers(mini_runtime: Any) -> None:
+    calls = Calls()
+    wf = refund_workflow(calls)
+    orch = Orchestrator()
+    box: dict[str, Any] = {}
+    async with anyio.create_task_group() as tg:
+        async def run() -> None:
+            box["result"] = await wf.run({})
+
+        tg.start_soon(run)
+        (question,) = await wait_for(orch.apending, "a question")
+        await wait_for(lambda: wf.get_state().status is TaskStatus.WAITING, "the run waits")
+        assert wf.cancel(question.run_id, reason="refund withdrawn")
+    assert box["result"].status is TaskStatus.CANCELLED
+    assert await orch.apending() == []
+    with pytest.raises(InterruptAnsweredError, match=r"cannot be answered now: its run ended \(cancelled\).*no store"):
+        await orch.resume(question.run_id, {question.id: {"approved": True}})
+    assert calls["approve answered"] == 0
+
+
+async def test_a_checkpointed_run_that_ended_hides_its_question_until_it_is_resumed(drt: Any) -> None:
+    """Cancelled (or failed) with a question open: nobody waits for the answer, so it is not
+    listed and not taken; resumed from its checkpoints, the task waits on the same question again."""
+    calls = Calls()
+    url = store_url()
+    wf = refund_workflow(calls, storage=url)
+    orch = Orchestrator()
+    orch.add_workflow(wf)
+    box: dict[str, Any] = {}
+    async with anyio.create_task_group() as tg:
+        async def run() -> None:
+            box["result"] = await wf.run({})
+
+        tg.start_soon(run)
+        (question,) = await wait_for(orch.apending, "a question")
+        await wait_for(lambda: wf.get_state().status is TaskStatus.WAITING, "the run waits")
+        assert wf.cancel(question.run_id)
+    assert box["result"].status is TaskStatus.CANCELLED
+    store = mini_runtime_store(drt, url)
+    assert (await store.load(question.run_id)).header.status == "cancelled"
+    assert await orch.apending() == []
+    with pytest.raises(InterruptAnsweredError, match=r"its run ended \(cancelled\).*pyagent resume"):
+        await orch.resume(question.run_id, {question.id: {"approved": True}})
+    assert (await store.get_interrupt(question.id)).status == "pending"  # nothing was written
+
+    again = await wf.resume_from(question.run_id, wait_for_answers=False)
+    assert again.status is TaskStatus.WAITING and [i.id for i in again.interrupts] == [question.id]
+    assert [q.id for q in await orch.apending()] == [question.id]
+    done = await orch.resume(question.run_id, {question.id: {"approved": True}})
+    assert done is not None and done.ok and done.output == "customer told: refunded"
+    # Resumed, the task waited on its open question without running; answered, it ran once more.
+    assert calls == {"assess": 1, "approve": 2, "approve answered": 1, "notify": 1}
+
+
 async def test_waiting_runs_are_not_counted_as_executions_until_they_end(drt: Any) -> None:
     wf = refund_workflow(Calls(), storage=store_url())
     orch = Orchestrator()

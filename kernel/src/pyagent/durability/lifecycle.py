@@ -125,6 +125,7 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
             await _load_questions(run, recorder)
     except BaseException:
         _release_desk(run)
+        _end_local_questions(run, None)
         if ticket is not None and breaker is not None:
             breaker.release(ticket, None)
         if ticket is not None and shared is not None:
@@ -162,14 +163,15 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
                 with own.scope if own is not None else contextlib.nullcontext(), stop:
                     result = await execute(run, pattern, None if ticket is None else
                                            release_shared if shared is not None else release)
+                if result is None and stop.cancel_called and (own is None or own.lost is None):
+                    # Cancelled on request (workflow.cancel, a cancel request), also while it waited.
+                    result = run.result(None, TaskStatus.CANCELLED, RunCancelledError(run.cancel_reason or ""))
                 if result is None and run.status is TaskStatus.WAITING and own is not None and own.lost is None:
                     # Suspended (wait_for_answers=False): every unfinished task waits, so this
                     # execution ends here and the run goes on once answered.
                     result = run.result(None, TaskStatus.WAITING)
                 if result is None and own is not None and own.lost is not None:
                     result = run.result(None, TaskStatus.CANCELLED, own.lost)
-                elif result is None and stop.cancel_called:
-                    result = run.result(None, TaskStatus.CANCELLED, RunCancelledError(run.cancel_reason or ""))
             finally:
                 run.stop_scope = None
                 _release_desk(run)
@@ -190,6 +192,7 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
                     ended = run.result(None, TaskStatus.CANCELLED)
                     metrics_for(wf).record(ended)
                     _remember(run, ended)
+                _end_local_questions(run, ended)
                 if recorder is not None:
                     await recorder.finish(ended)
     finally:
@@ -259,6 +262,17 @@ def _release_desk(run: WorkflowRun) -> None:
     desk = run._desk
     if desk is not None and run.hold_waiting:
         desk.hold(-1)
+
+
+def _end_local_questions(run: WorkflowRun, ended: WorkflowResult | None) -> None:
+    """Nothing can go on with a run without a store once it ends here: its open questions can no
+    longer be answered (and are no longer listed)."""
+    desk = run._desk
+    if desk is not None and desk.local:
+        from pyagent.durability.interrupts import ended_here
+
+        status = "failed" if ended is None else str(ended.status)
+        ended_here(desk.store, run.run_id, "stopped while it waited" if status == "waiting" else status)
 
 
 async def _load_questions(run: WorkflowRun, recorder: RunRecorder | None) -> None:
