@@ -319,13 +319,6 @@ class MemoryStore:
         rows.sort(key=lambda r: (r.asked_at, r.level, r.id))
         return rows[:limit] if limit is not None else rows
 
-    def forget_interrupts(self, run_id: str) -> None:
-        """Drop every question of ``run_id`` (this process's store of questions of runs without a
-        store, once such a run ends; not part of the store protocol)."""
-        with self._data.lock:
-            for key in [k for k in self._data.asked if k[0] == run_id]:
-                self._data.interrupts.pop(self._data.asked.pop(key), None)
-
     # -- shared circuit breakers ----------------------------------------------------------------
 
     async def get_breaker(self, name: str) -> BreakerRecord | None:

@@ -362,15 +362,6 @@ async def record_answer(store: Store, run_id: str, interrupt_id: str, value: Any
     interrupt = decode(row, where)
     if row.status != PENDING:
         raise _not_pending(interrupt)
-    ended = (await ended_runs(store, {run_id})).get(run_id)
-    if ended is not None:
-        with _local_lock:
-            local = run_id in _local_ended
-        how = ("it had no store, so nothing can go on with it" if local else
-               "resume the run (pyagent resume) and its task waits on this question again")
-        raise InterruptAnsweredError(
-            f"question {interrupt_id} of run {run_id!r} ({interrupt.question!r}) cannot be answered now: its run "
-            f"ended ({ended}) while the question was open; {how}", run_id=run_id, interrupt_id=interrupt_id)
     try:
         answer = jsonable_answer(value)
     except ConfigurationError as exc:
@@ -424,11 +415,6 @@ async def list_questions(store: Store, *, run_id: str | None = None, workflow: s
         rows = await store.list_interrupts(run_id=run_id, workflow=workflow, status=status, limit=limit)
     except Exception as exc:
         raise store_failure(store, "listing questions", exc) from exc
-    if status == PENDING and rows:
-        # A run that ended (a sibling branch failed it, it was cancelled) leaves its open
-        # questions pending in the store, but nobody can answer them any more: not listed.
-        ended = await ended_runs(store, {row.run_id for row in rows})
-        rows = [row for row in rows if row.run_id not in ended]
     out = []
     for row in rows:
         try:
@@ -436,49 +422,6 @@ async def list_questions(store: Store, *, run_id: str | None = None, workflow: s
         except StateError as exc:
             log.warning("%s", exc)
     return out
-
-
-#: Run statuses after which a run never goes on, so its open questions can no longer be answered.
-ENDED = frozenset({"completed", "failed", "cancelled", "skipped"})
-
-
-async def ended_runs(store: Store, run_ids: set[str]) -> dict[str, str]:
-    """Which of ``run_ids`` have ended (in ``store``, or in this process for runs without one),
-    with their status."""
-    out = {}
-    for run_id in run_ids:
-        with _local_lock:
-            local = _local_ended.get(run_id)
-        if local is not None:
-            out[run_id] = local[0]
-            continue
-        try:
-            stored = await store.load(run_id)
-        except Exception as exc:
-            raise store_failure(store, f"reading run {run_id}", exc) from exc
-        if stored is not None and str(stored.header.status) in ENDED:
-            out[run_id] = str(stored.header.status)
-    return out
-
-
-#: Runs without a store that ended in this process (run id -> (status, the store of their
-#: questions)), newest last: their questions are kept to say why they cannot be answered, for
-#: the last LOCAL_ENDED_KEPT such runs, then dropped.
-_local_ended: dict[str, tuple[str, Any]] = {}
-LOCAL_ENDED_KEPT = 10_000
-
-
-def ended_here(store: Store, run_id: str, status: str) -> None:
-    """A run without a store ended in this process: nothing can go on with it any more."""
-    with _local_lock:
-        _local_ended.pop(run_id, None)
-        _local_ended[run_id] = (status, store)
-        while len(_local_ended) > LOCAL_ENDED_KEPT:
-            old_id, (_, old_store) = next(iter(_local_ended.items()))
-            del _local_ended[old_id]
-            forget = getattr(old_store, "forget_interrupts", None)
-            if forget is not None:
-                forget(old_id)
 
 
 def answer_text(value: Any) -> str:

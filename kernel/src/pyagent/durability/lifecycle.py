@@ -125,7 +125,6 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
             await _load_questions(run, recorder)
     except BaseException:
         _release_desk(run)
-        _end_local_questions(run, None)
         if ticket is not None and breaker is not None:
             breaker.release(ticket, None)
         if ticket is not None and shared is not None:
@@ -192,7 +191,6 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
                     ended = run.result(None, TaskStatus.CANCELLED)
                     metrics_for(wf).record(ended)
                     _remember(run, ended)
-                _end_local_questions(run, ended)
                 if recorder is not None:
                     await recorder.finish(ended)
     finally:
@@ -262,17 +260,6 @@ def _release_desk(run: WorkflowRun) -> None:
     desk = run._desk
     if desk is not None and run.hold_waiting:
         desk.hold(-1)
-
-
-def _end_local_questions(run: WorkflowRun, ended: WorkflowResult | None) -> None:
-    """Nothing can go on with a run without a store once it ends here: its open questions can no
-    longer be answered (and are no longer listed)."""
-    desk = run._desk
-    if desk is not None and desk.local:
-        from pyagent.durability.interrupts import ended_here
-
-        status = "failed" if ended is None else str(ended.status)
-        ended_here(desk.store, run.run_id, "stopped while it waited" if status == "waiting" else status)
 
 
 async def _load_questions(run: WorkflowRun, recorder: RunRecorder | None) -> None:

@@ -234,6 +234,13 @@ class Waits:
             if not self.settled and run.active_tasks == 0:
                 for _ in range(_SETTLE_TURNS):
                     await anyio.lowlevel.checkpoint()
+                if not self.settled and not self.suspending and run.active_tasks == 0 and not run.hold_waiting:
+                    # About to suspend: an answer recorded after the question was written but
+                    # before this task parked was taken as "the process holding the run goes
+                    # on with it", so look once more before giving the run up.
+                    fresh = await desk.refresh(interrupt)
+                    if fresh.status != PENDING:
+                        return
                 if not self.settled and not self.suspending and run.active_tasks == 0:
                     await self.settle()
                 continue
