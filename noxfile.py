@@ -58,6 +58,14 @@ WITH_PLUGINS = {
 }
 
 
+# The fast tests run on every core (pytest-xdist: tests are spread over worker processes; each
+# test still has its own stores, PostgreSQL schema, ports and temporary directory). The slow
+# ones (load, crash and timing tests across processes) run one at a time, on a quiet machine.
+PARALLEL = ["-n", "auto"]
+# Plugins whose own tests take long enough for the worker processes to pay for themselves.
+PARALLEL_PLUGINS = {"sql", "mcp", "dashboard", "dask", "openai", "prometheus", "slack"}
+
+
 def _env() -> dict[str, str]:
     return {k: os.environ[k] for k in PASS_ENV if k in os.environ}
 
@@ -66,7 +74,7 @@ def _env() -> dict[str, str]:
 def kernel(session: nox.Session) -> None:
     """Kernel tests with no plugin installed."""
     session.install("./kernel[test]")
-    session.run("pytest", "kernel/tests", *session.posargs, env=_env())
+    session.run("pytest", "kernel/tests", *PARALLEL, *session.posargs, env=_env())
 
 
 @nox.session(python=PYTHON)
@@ -83,7 +91,8 @@ def plugin(session: nox.Session, name: str) -> None:
         _install_debian(session, package, binaries)
     # The slow tests (multi-process, crash and load tests) run once, in all-3.11.
     only_fast = [] if session.posargs else ["-m", "not slow"]
-    session.run("pytest", f"plugins/{name}/tests", *only_fast, *session.posargs, env=_env())
+    parallel = PARALLEL if name in PARALLEL_PLUGINS else []
+    session.run("pytest", f"plugins/{name}/tests", *only_fast, *parallel, *session.posargs, env=_env())
 
 
 # Debian packages a plugin's tests need, with the programs they provide: the real Prometheus
@@ -119,18 +128,26 @@ def _install_everything(session: nox.Session, **kwargs: object) -> None:
 
 @nox.session(name="all", python=PYTHONS)
 def all_(session: nox.Session) -> None:
-    """Everything installed: integration tests, meta-tests, and every suite again together.
+    """Everything installed: integration tests, meta-tests, and the suites again together.
 
-    The slow tests (crash batteries, load tests, multi-process replicas: bounded, but minutes)
-    run once, on the first Python; the other Pythons run everything else.
+    On the first Python: the integration tests and the kernel's tests with every plugin
+    installed, then every slow test (crash batteries, load tests, multi-process replicas:
+    bounded, but minutes), one at a time. On the others: the integration tests and every
+    plugin's tests (the kernel sessions ran the kernel's on each Python).
+    With arguments (``nox -s all-3.12 -- -k approve``): every suite, with those arguments.
     """
     _install_everything(session)
     for name in PLUGINS:
         for package, binaries in DEBIAN_PACKAGES.get(name, {}).items():
             _install_debian(session, package, binaries)
-    only_fast = [] if session.python == PYTHONS[0] or session.posargs else ["-m", "not slow"]
-    session.run("pytest", "tests", "kernel/tests", *(f"plugins/{p}/tests" for p in TESTED_PLUGINS),
-                *only_fast, *session.posargs, env=_env())
+    plugin_tests = [f"plugins/{p}/tests" for p in TESTED_PLUGINS]
+    if session.posargs:
+        session.run("pytest", "tests", "kernel/tests", *plugin_tests, *session.posargs, env=_env())
+    elif session.python == PYTHONS[0]:
+        session.run("pytest", "tests", "kernel/tests", "-m", "not slow", *PARALLEL, env=_env())
+        session.run("pytest", "tests", "kernel/tests", *plugin_tests, "-m", "slow", env=_env())
+    else:
+        session.run("pytest", "tests", *plugin_tests, "-m", "not slow", *PARALLEL, env=_env())
 
 
 @nox.session(python=PYTHON)
