@@ -436,8 +436,9 @@ async def test_stopping_a_run_that_waits_here_leaves_it_waiting_and_resumable(dr
 
 async def test_cancelling_a_checkpointed_run_that_waits_ends_it_cancelled_and_a_resume_waits_on_the_same_question(
         drt: Any) -> None:
-    """workflow.cancel() while the run waits: cancelled, as promised (it used to stay waiting);
-    resumed from its checkpoints later, the task waits on its open question again without running."""
+    """workflow.cancel() while the run waits: cancelled, as promised (it used to stay waiting), and
+    answers to its open question are refused; resumed from its checkpoints later, the task waits
+    on that question again without running, and takes its answer."""
     calls = Calls()
     url = store_url()
     wf = refund_workflow(calls, storage=url)
@@ -456,6 +457,11 @@ async def test_cancelling_a_checkpointed_run_that_waits_ends_it_cancelled_and_a_
     store = mini_runtime_store(drt, url)
     assert (await store.load(question.run_id)).header.status == "cancelled"
     assert await store.get_lease(question.run_id) is None
+    # Its question is still open, but an answer would continue a cancelled run: refused.
+    with pytest.raises(InterruptAnsweredError, match=r"its run ended \(cancelled\).*resume the run"):
+        await orch.resume(question.run_id, {question.id: {"approved": True}})
+    assert (await store.get_interrupt(question.id)).status == "pending"  # nothing recorded
+    assert (await store.load(question.run_id)).header.status == "cancelled"
 
     again = await wf.resume_from(question.run_id, wait_for_answers=False)
     assert again.status is TaskStatus.WAITING and [i.id for i in again.interrupts] == [question.id]

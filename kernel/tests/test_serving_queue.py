@@ -338,3 +338,32 @@ async def test_a_run_that_failed_here_and_was_resumed_by_another_replica_is_repo
         # The replica that saw it fail does not keep saying so.
         assert (await status_of(first, sub.run_id, "completed"))["tasks_completed"] == 1
         assert (await status_of(second, sub.run_id, "completed"))["output"] == "posted 7"
+
+
+async def test_a_waiting_run_cancelled_through_the_store_takes_no_answer_and_is_not_tracked_any_more(
+        serving_runtime: Any, store_url: str) -> None:
+    """A served run that waits holds no lease, so a cancel request cancels it at once: answering
+    its open question must not continue it, and the server stops tracking it."""
+    from pyagent.errors import InterruptAnsweredError
+
+    async def approve(x: Any, ctx: Any) -> Any:
+        return await ctx.interrupt("Ship it?", schema=bool)
+
+    orch = Orchestrator(store=store_url)
+    wf = Workflow(name="Review", steps=[Task(name="Approve", agent=approve)])
+    orch.add_workflow(wf)
+    async with orch.serving(port=None, poll_interval=POLL) as host:
+        sub = await host.submit(wf, "pr-7", trigger="test", source="t")
+        await finished(store_url, [sub.run_id], "waiting")
+        with anyio.fail_after(5):
+            while host.waiting_for_answers != 1:
+                await anyio.sleep(0.01)
+        store = await open_store(store_url)
+        assert await store.request_cancel(sub.run_id, reason="withdrawn", now=host.clock.time()) == "cancelled"
+        (row,) = await store.list_interrupts(run_id=sub.run_id)
+        with pytest.raises(InterruptAnsweredError, match=r"its run ended \(cancelled\)"):
+            await host.answer(sub.run_id, row.id, True)
+        assert (await store.get_interrupt(row.id)).status == "pending"  # nothing recorded
+        await host._answers.adopt_stored()  # what the server does every ADOPT_SECONDS
+        assert host.waiting_for_answers == 0
+        assert (await store.load(sub.run_id)).header.status == "cancelled"

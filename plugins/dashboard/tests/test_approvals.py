@@ -210,3 +210,23 @@ async def test_a_store_without_questions_says_so(tmp_path: Path) -> None:
     async with Client(create_app("memory://approvals-empty")) as client:
         html = (await client.get("/approvals")).text
         assert 'id="no-questions"' in html
+
+
+async def test_an_answer_to_a_run_cancelled_since_the_page_was_shown_is_refused_and_says_why(
+        orchestrator: Orchestrator, store_url: str) -> None:
+    run_id = await waiting(orchestrator, "refund", "refund-x")
+    async with Client(create_app(orchestrator=orchestrator, read_only=False)) as client:
+        html = (await client.get("/approvals")).text
+        (q,) = await questions(store_url, run_id)
+        store = await open_store(store_url)
+        try:  # cancelled from elsewhere (pyagent runs cancel): it waited, so no process held it
+            assert await store.request_cancel(run_id, reason="withdrawn", now=q.asked_at + 1) == "cancelled"
+        finally:
+            await close_store(store)
+        refused = await client.post(f"/approvals/{run_id}/{q.id}", data={
+            "csrf": csrf_of(html), "answer.approved": "true", "answered_by": "Ada"})
+    assert refused.status_code == 409
+    assert "its run ended (cancelled) while the question was open" in refused.text
+    (still,) = await questions(store_url, run_id)
+    assert still.pending and still.answered_by is None
+    assert await status_of(store_url, run_id) == "cancelled"

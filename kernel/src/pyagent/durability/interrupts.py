@@ -362,6 +362,7 @@ async def record_answer(store: Store, run_id: str, interrupt_id: str, value: Any
     interrupt = decode(row, where)
     if row.status != PENDING:
         raise _not_pending(interrupt)
+    await _check_run_goes_on(store, interrupt)
     try:
         answer = jsonable_answer(value)
     except ConfigurationError as exc:
@@ -387,6 +388,29 @@ async def record_answer(store: Store, run_id: str, interrupt_id: str, value: Any
     watchers.notify(run_id)
     return interrupt.model_copy(update={"status": ANSWERED, "answer": answer, "answered_by": who,
                                         "answered_at": now})
+
+
+#: Run statuses after which nothing waits for a question the run left open.
+ENDED = frozenset({"completed", "failed", "cancelled", "skipped"})
+
+
+async def _check_run_goes_on(store: Store, interrupt: Interrupt) -> None:
+    """Refuse an answer to an open question of a run that ended (cancelled or failed while it
+    waited, or completed without it): recording it would continue a cancelled run behind the
+    back of whoever cancelled it. One read of the run, on the answering path only."""
+    try:
+        stored = await store.load(interrupt.run_id)
+    except Exception as exc:
+        raise store_failure(store, f"reading run {interrupt.run_id}", exc) from exc
+    status = None if stored is None else str(stored.header.status)
+    if status not in ENDED:
+        return
+    how = ("nothing waits for its answer" if status in ("completed", "skipped") else
+           "resume the run (pyagent resume, workflow.resume_from) and its task waits on this question again")
+    raise InterruptAnsweredError(
+        f"question {interrupt.id} of run {interrupt.run_id!r} ({interrupt.question!r}) takes no answer now: its "
+        f"run ended ({status}) while the question was open; {how}", run_id=interrupt.run_id,
+        interrupt_id=interrupt.id)
 
 
 def _not_pending(interrupt: Interrupt) -> InterruptAnsweredError:

@@ -67,7 +67,13 @@ class WaitingRuns:
             return
         workflows = host.orchestrator.workflows
         now = host.clock.time()
-        for header in await store.list_runs(status="waiting"):
+        waiting = await store.list_runs(status="waiting")
+        still = {header.run_id for header in waiting}
+        for run_id in [r for r in self.tracked if r not in still]:
+            # No longer waits (cancelled while it waited, or another process went on with it).
+            log.info("run %s no longer waits in %s: not tracked any more", run_id, host.store)
+            del self.tracked[run_id]
+        for header in waiting:
             run_id = header.run_id
             if (header.workflow not in workflows or run_id in self.tracked or run_id in host._running
                     or run_id in host._queued):
