@@ -75,7 +75,8 @@ def run(target: str, input_: str | None, quiet: bool, as_json: bool, run_id: str
                                "status": result.status.value, "output": result.output,
                                "error": result.error}, default=repr, indent=2))
     else:
-        click.echo(f"\n{result.status.value.upper()} in {result.duration or 0:.3f}s  run_id={result.run_id}")
+        took = "" if result.duration is None else f" in {result.duration:.3f}s"  # a cancelled run has none
+        click.echo(f"\n{result.status.value.upper()}{took}  run_id={result.run_id}")
         if result.ok:
             click.echo(f"output: {result.output!r}")
         else:
