@@ -7,7 +7,6 @@ PostgreSQL, and real processes, are in the SQL plugin's tests and the integratio
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -470,51 +469,6 @@ async def test_cancelling_a_checkpointed_run_that_waits_ends_it_cancelled_and_a_
     assert done is not None and done.ok and done.output == "customer told: refunded"
     # Resumed, the task waited on its open question without running; answered, it ran once more.
     assert calls == {"assess": 1, "approve": 2, "approve answered": 1, "notify": 1}
-
-
-async def test_a_cancel_asked_through_the_store_reaches_a_run_workflow_run_holds(mini_runtime: Any) -> None:
-    """pyagent runs cancel (request_cancel) on a run that another, non-serving process holds: a
-    waiting run is cancelled at once, a running one at its next task boundary."""
-    calls = Calls()
-    url = store_url()
-
-    async def slow(x: Any) -> Any:
-        calls["slow"] += 1
-        await anyio.sleep(0.6)
-        return x
-
-    def after(x: Any) -> Any:
-        calls["after"] += 1
-        return x
-
-    async def ask(x: Any, ctx: Any) -> Any:
-        return await ctx.interrupt("Go on?", schema=bool)
-
-    fast_lease = {"storage": url, "lease_seconds": 0.6}  # renewed (and asked) every 0.2 s
-    waits = Workflow(name="Waits", steps=[Task(name="Ask", agent=ask), Task(name="After", agent=after)],
-                     checkpointing=fast_lease)
-    runs = Workflow(name="Runs", steps=[Task(name="Slow", agent=slow), Task(name="After", agent=after)],
-                    checkpointing=fast_lease)
-    store = mini_runtime_store(mini_runtime, url)
-    box: dict[str, Any] = {}
-    with anyio.fail_after(10):  # not cancelled, the waiting run would wait for ever
-        async with anyio.create_task_group() as tg:
-            async def run(wf: Workflow, run_id: str) -> None:
-                box[run_id] = await wf.run({}, run_id=run_id)
-
-            tg.start_soon(run, waits, "waits")
-            tg.start_soon(run, runs, "runs")
-            await wait_for(lambda: waits.get_state().status is TaskStatus.WAITING, "the run waits")
-            await wait_for(lambda: calls["slow"] == 1, "the slow task runs")
-            for run_id in ("waits", "runs"):
-                assert await store.request_cancel(run_id, reason="not needed", now=time.time()) == "requested"
-    assert box["waits"].status is TaskStatus.CANCELLED and "not needed" in box["waits"].error
-    assert box["runs"].status is TaskStatus.CANCELLED and "not needed" in box["runs"].error
-    assert box["runs"].tasks["Slow"].status is TaskStatus.COMPLETED  # the task running then finished
-    assert calls["after"] == 0  # and nothing started after it
-    for run_id in ("waits", "runs"):
-        assert (await store.load(run_id)).header.status == "cancelled"
-        assert await store.get_lease(run_id) is None
 
 
 async def test_waiting_runs_are_not_counted_as_executions_until_they_end(drt: Any) -> None:

@@ -165,8 +165,7 @@ def cancel(ctx: click.Context, run_id: str, reason: str, storage: str | None) ->
         click.echo(f"Cancelled run {run_id}: nobody was running it.")
     elif outcome == "requested":
         click.echo(f"Cancel requested: {detail or 'the process holding run ' + run_id} stops run {run_id} at its "
-                   "next task boundary, or at once if it waits for answers (a serving process looks every "
-                   "second, any other at each renewal of the run's lease).")
+                   "next task boundary (within a second or so of a task ending).")
     else:
         click.echo(f"Run {run_id} has already ended ({detail}): nothing to cancel.")
 

@@ -19,7 +19,6 @@ import anyio.lowlevel
 
 from pyagent.durability.history import history_log
 from pyagent.durability.metrics import metrics_for
-from pyagent.durability.store import supports_queue
 from pyagent.engine.resilience import Transition, breaker_for
 from pyagent.engine.run import execute
 from pyagent.engine.slots import run_slot
@@ -28,8 +27,6 @@ from pyagent.model import events as ev
 from pyagent.model.tasks import TaskStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from pyagent.durability.checkpoint import RunRecorder
     from pyagent.durability.ownership import Ownership
     from pyagent.durability.store import Store
@@ -157,8 +154,6 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
 
     stop = run.stop_scope = anyio.CancelScope()
     run._loop = (anyio.lowlevel.current_token(), threading.get_ident())
-    if own is not None and recorder is not None and supports_queue(recorder.store):
-        own.on_cancel_request = _canceller(run)
     try:
         # Pruning old checkpoints (retention) is background work the run starts.
         background = getattr(recorder, "retention", None) is not None
@@ -200,7 +195,6 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
                     await recorder.finish(ended)
     finally:
         if own is not None:
-            own.on_cancel_request = None  # it refers to the run: parted, as the recorder is below
             await own.release()
         if recorder is not None:
             await _close_store(recorder.store)
@@ -214,20 +208,6 @@ async def _drive(run: WorkflowRun, pattern: Any, *, checkpoint_url: str | None, 
         metrics_for(wf).record(result)
     _remember(run, result)
     return result
-
-
-def _canceller(run: WorkflowRun) -> Callable[[str], None]:
-    """What a cancel asked through the store does to ``run``: a run that waits for answers (no
-    task runs, so no task boundary comes) is cancelled at once; a running one stops at its next
-    task boundary, as a serving host stops it."""
-    def cancel(reason: str) -> None:
-        if run.status is TaskStatus.WAITING:
-            if run.cancel(reason):
-                log.info("run %s: cancel requested (%s) while it waited: cancelled", run.run_id, reason)
-        elif run.stop_requested is None:
-            log.info("run %s: cancel requested (%s); it stops at its next task boundary", run.run_id, reason)
-            run.stop_at_boundary(reason)
-    return cancel
 
 
 def _outcome(status: TaskStatus | None) -> bool | None:

@@ -191,9 +191,6 @@ class Ownership:
         self.lost: RunOwnedError | None = None
         self.scope: Any = contextlib.nullcontext()  # the run's body, cancelled when the lease is lost
         self.task_group: anyio.abc.TaskGroup | None = None  # for background work while held
-        #: Called with the reason when a cancel was asked through the store (``pyagent runs
-        #: cancel``, the dashboard) for this run; looked for at each renewal of its own keeper.
-        self.on_cancel_request: Callable[[str], None] | None = None
 
     @classmethod
     def holding(cls, store: Store, lease: Lease, *, clock: Clock, where: str | None = None) -> Ownership:
@@ -252,23 +249,7 @@ class Ownership:
             next_in = await self.renew()
             if next_in is None:
                 return
-            if self.on_cancel_request is not None:
-                await self._look_for_cancel()
             interval = next_in
-
-    async def _look_for_cancel(self) -> None:
-        """Was this run asked to cancel through the store? (A serving host asks for all its
-        runs at once instead; a run held by workflow.run() or pyagent run asks here.)"""
-        try:
-            with anyio.fail_after(max(self.settings.ttl, 1.0)):
-                asked = await self.store.cancel_requests([self.run_id])  # type: ignore[attr-defined]
-        except Exception as exc:  # asked again at the next renewal
-            log.warning("run %s: looking for a cancel request in %s failed (%s: %s)", self.run_id, self.where,
-                        type(exc).__name__, exc)
-            return
-        reason = asked.get(self.run_id)
-        if reason is not None and self.on_cancel_request is not None:
-            self.on_cancel_request(reason)
 
     async def renew(self, still_held: Callable[[], bool] | None = None) -> float | None:
         """Renew the lease once: the seconds until the next renewal, or None when the lease was
