@@ -165,7 +165,9 @@ def cancel(ctx: click.Context, run_id: str, reason: str, storage: str | None) ->
         click.echo(f"Cancelled run {run_id}: nobody was running it.")
     elif outcome == "requested":
         click.echo(f"Cancel requested: {detail or 'the process holding run ' + run_id} stops run {run_id} at its "
-                   "next task boundary (within a second or so of a task ending).")
+                   "next task boundary (within a second or so of a task ending) if it is a serving process "
+                   "(pyagent serve); a pyagent run or workflow.run() process does not look for cancel requests: "
+                   "stop it there (Ctrl-C, workflow.cancel).")
     else:
         click.echo(f"Run {run_id} has already ended ({detail}): nothing to cancel.")
 
