@@ -44,6 +44,7 @@ from pyagent.model.interrupts import (
     jsonable_answer,
     validate_answer,
 )
+from pyagent.model.tasks import TaskStatus
 
 if TYPE_CHECKING:
     from pyagent.clock import Clock
@@ -390,10 +391,6 @@ async def record_answer(store: Store, run_id: str, interrupt_id: str, value: Any
                                         "answered_at": now})
 
 
-#: Run statuses after which nothing waits for a question the run left open.
-ENDED = frozenset({"completed", "failed", "cancelled", "skipped"})
-
-
 async def _check_run_goes_on(store: Store, interrupt: Interrupt) -> None:
     """Refuse an answer to an open question of a run that ended (cancelled or failed while it
     waited, or completed without it): recording it would continue a cancelled run behind the
@@ -402,14 +399,19 @@ async def _check_run_goes_on(store: Store, interrupt: Interrupt) -> None:
         stored = await store.load(interrupt.run_id)
     except Exception as exc:
         raise store_failure(store, f"reading run {interrupt.run_id}", exc) from exc
-    status = None if stored is None else str(stored.header.status)
-    if status not in ENDED:
+    if stored is None:
         return
-    how = ("nothing waits for its answer" if status in ("completed", "skipped") else
+    try:
+        status = TaskStatus(stored.header.status)
+    except ValueError:  # a status this pyagent does not know: not one it ended
+        return
+    if not status.finished:
+        return
+    how = ("nothing waits for its answer" if status in (TaskStatus.COMPLETED, TaskStatus.SKIPPED) else
            "resume the run (pyagent resume, workflow.resume_from) and its task waits on this question again")
     raise InterruptAnsweredError(
         f"question {interrupt.id} of run {interrupt.run_id!r} ({interrupt.question!r}) takes no answer now: its "
-        f"run ended ({status}) while the question was open; {how}", run_id=interrupt.run_id,
+        f"run ended ({status.value}) while the question was open; {how}", run_id=interrupt.run_id,
         interrupt_id=interrupt.id)
 
 

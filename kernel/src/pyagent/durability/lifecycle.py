@@ -232,26 +232,26 @@ def _install_desk(run: WorkflowRun, recorder: RunRecorder | None) -> None:
     # question to its end, not only while a task is parked: an answer recorded between a question
     # being written and its task parking must still find the run (see _release_desk).
     hold = run.hold_waiting
-    make: Any
+    build: Any
     if isinstance(recorder, Checkpointer):
         store, fence = recorder.store, recorder.fence
 
-        def make() -> Any:
+        def build() -> Any:
             from pyagent.durability.interrupts import Desk
 
-            desk = Desk(store, run_id, name, clock=runtime.clock, fence=fence, where=_display(store))
-            if hold:
-                desk.hold(1)
-            return desk
+            return Desk(store, run_id, name, clock=runtime.clock, fence=fence, where=_display(store))
     else:
-        def make() -> Any:
+        def build() -> Any:
             from pyagent.durability.interrupts import Desk, local_url
 
-            desk = Desk(runtime.driver("stores", "memory")(local_url(runtime)), run_id, name,
-                        clock=runtime.clock, where="this process", local=True)
-            if hold:
-                desk.hold(1)
-            return desk
+            store = runtime.driver("stores", "memory")(local_url(runtime))
+            return Desk(store, run_id, name, clock=runtime.clock, where="this process", local=True)
+
+    def make() -> Any:
+        desk = build()
+        if hold:
+            desk.hold(1)
+        return desk
     run.desk_factory = make
 
 
